@@ -107,7 +107,9 @@ func (a AOR) URI() sip.Uri {
 }
 
 // ResourceID returns the draft's User-Resource-ID: SHA-256 of the canonical URI.
-func (a AOR) ResourceID() ResourceID { return sha256.Sum256([]byte(a.String())) }
+func (a AOR) ResourceID() ResourceID { return resourceIDOf(a.String()) }
+
+func resourceIDOf(uri string) ResourceID { return sha256.Sum256([]byte(uri)) }
 
 // InDomain reports whether the AOR's host is domain or a sub-domain of it.
 func (a AOR) InDomain(domain string) bool { return hostInDomain(a.Host, domain) }
@@ -189,5 +191,5 @@ func OverlayURI(domain string) string { return "sip:overlay@" + strings.ToLower(
 // OverlayResourceID returns the draft's Overlay-Resource-ID of a domain:
 // SHA-256 of its overlay URI.
 func OverlayResourceID(domain string) ResourceID {
-	return sha256.Sum256([]byte(OverlayURI(domain)))
+	return resourceIDOf(OverlayURI(domain))
 }

@@ -1,0 +1,315 @@
+package domains
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/routing"
+)
+
+// ProtocolPrefix returns the kad-dht protocol prefix of an overlay:
+// "/hiersip/<domain>", or "/hiersip/global" for the global overlay.
+func ProtocolPrefix(name string) protocol.ID { return protocol.ID("/hiersip/" + name) }
+
+// ErrOverlayClosed is returned by an overlay's operations after Close.
+var ErrOverlayClosed = fmt.Errorf("domains: overlay closed: %w", net.ErrClosed)
+
+// OverlayOption configures an Overlay.
+type OverlayOption func(*overlayConfig) error
+
+type overlayConfig struct {
+	datastore ds.Batching
+	mode      dht.ModeOpt
+	now       func() time.Time
+	logger    *slog.Logger
+	dhtOpts   []dht.Option
+}
+
+// WithDatastore gives the overlay a datastore (default: a new in-memory one).
+// Never share one datastore between overlays: records would mix.
+func WithDatastore(d ds.Batching) OverlayOption {
+	return func(c *overlayConfig) error {
+		if d == nil {
+			return errors.New("domains: WithDatastore: nil datastore")
+		}
+		c.datastore = d
+		return nil
+	}
+}
+
+// WithMode sets the kad-dht mode (default dht.ModeServer: on private networks
+// ModeAuto stays a client forever).
+func WithMode(m dht.ModeOpt) OverlayOption {
+	return func(c *overlayConfig) error { c.mode = m; return nil }
+}
+
+// WithClock sets the clock records are validated against (default time.Now).
+func WithClock(now func() time.Time) OverlayOption {
+	return func(c *overlayConfig) error {
+		if now == nil {
+			return errors.New("domains: WithClock: nil clock")
+		}
+		c.now = now
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) OverlayOption {
+	return func(c *overlayConfig) error {
+		if l == nil {
+			return errors.New("domains: WithLogger: nil logger")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithDHTOptions passes further options to kad-dht, after hiersip's own.
+func WithDHTOptions(opts ...dht.Option) OverlayOption {
+	return func(c *overlayConfig) error { c.dhtOpts = append(c.dhtOpts, opts...); return nil }
+}
+
+// Overlay is one kad-dht namespace on a libp2p host: a domain overlay (the
+// draft's local overlay) or the global overlay of proxies. Several overlays,
+// and any DHT of the application, can run on one host without their records
+// or routing tables mixing.
+type Overlay struct {
+	name   string // domain name, or GlobalName
+	global bool
+	h      host.Host
+	dht    *dht.IpfsDHT
+	now    func() time.Time
+	log    *slog.Logger
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// NewDomainOverlay joins h to the domain overlay of domain. It starts no
+// bootstrap: connect the host to peers of the domain (see Bootstrapper) and
+// the overlay picks them up.
+func NewDomainOverlay(h host.Host, domain string, opts ...OverlayOption) (*Overlay, error) {
+	if err := ValidateDomain(domain); err != nil {
+		return nil, err
+	}
+	return newOverlay(h, domain, false, opts)
+}
+
+// NewGlobalOverlay joins h to the global overlay, where proxies publish their
+// domains' Overlay-Resource-IDs.
+func NewGlobalOverlay(h host.Host, opts ...OverlayOption) (*Overlay, error) {
+	return newOverlay(h, GlobalName, true, opts)
+}
+
+func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*Overlay, error) {
+	if h == nil {
+		return nil, errors.New("domains: nil host")
+	}
+	cfg := overlayConfig{mode: dht.ModeServer, now: time.Now, logger: slog.Default()}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.datastore == nil {
+		cfg.datastore = dssync.MutexWrap(ds.NewMapDatastore())
+	}
+	val := record.NamespacedValidator{}
+	if global {
+		val[NSOverlay] = ProxyValidator{Global: true, Now: cfg.now}
+	} else {
+		val[NSBinding] = BindingValidator{Domain: name, Now: cfg.now}
+		val[NSLocalProxy] = ProxyValidator{Domain: name, Now: cfg.now}
+	}
+	dopts := append([]dht.Option{
+		dht.ProtocolPrefix(ProtocolPrefix(name)),
+		dht.Mode(cfg.mode),
+		dht.Datastore(cfg.datastore),
+		dht.Validator(val),
+		dht.DisableProviders(),
+	}, cfg.dhtOpts...)
+	d, err := dht.New(h, dopts...)
+	if err != nil {
+		return nil, fmt.Errorf("domains: overlay %s: %w", name, err)
+	}
+	return &Overlay{
+		name: name, global: global, h: h, dht: d, now: cfg.now,
+		log:    cfg.logger.With("overlay", name),
+		closed: make(chan struct{}),
+	}, nil
+}
+
+// Name returns the domain name, or "global".
+func (o *Overlay) Name() string { return o.name }
+
+// Protocol returns the overlay's kad-dht protocol ID, e.g. /hiersip/pastry/kad/1.0.0.
+func (o *Overlay) Protocol() protocol.ID { return ProtocolPrefix(o.name) + "/kad/1.0.0" }
+
+// DHT returns the underlying kad-dht.
+func (o *Overlay) DHT() *dht.IpfsDHT { return o.dht }
+
+// RoutingTableSize returns the number of peers in the overlay's routing table.
+func (o *Overlay) RoutingTableSize() int { return o.dht.RoutingTable().Size() }
+
+// Joined reports whether the overlay has at least one peer in its routing table.
+func (o *Overlay) Joined() bool { return o.RoutingTableSize() > 0 }
+
+// Peers returns the overlay's routing-table peers with their known addresses.
+func (o *Overlay) Peers() []peer.AddrInfo {
+	ids := o.dht.RoutingTable().ListPeers()
+	out := make([]peer.AddrInfo, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, o.h.Peerstore().PeerInfo(id))
+	}
+	return out
+}
+
+func (o *Overlay) isClosed() bool {
+	select {
+	case <-o.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// put stores a sealed value. A lone node keeps the value locally (kad-dht
+// stores it before looking for peers) and reports success: the owner
+// re-stores it once the overlay has peers.
+func (o *Overlay) put(ctx context.Context, key string, value []byte) error {
+	if o.isClosed() {
+		return ErrOverlayClosed
+	}
+	err := o.dht.PutValue(ctx, key, value)
+	if err != nil && !o.Joined() && o.localHas(ctx, key, value) {
+		o.log.Debug("stored locally only: overlay has no peers yet")
+		return nil
+	}
+	return err
+}
+
+func (o *Overlay) localHas(ctx context.Context, key string, value []byte) bool {
+	rec, err := o.dht.GetValue(ctx, key, dht.Quorum(1), routing.Offline)
+	return err == nil && string(rec) == string(value)
+}
+
+// get returns the best value of key, or ErrNotFound.
+func (o *Overlay) get(ctx context.Context, key string) ([]byte, error) {
+	if o.isClosed() {
+		return nil, ErrOverlayClosed
+	}
+	v, err := o.dht.GetValue(ctx, key)
+	switch {
+	case errors.Is(err, routing.ErrNotFound):
+		return nil, ErrNotFound
+	case err != nil && v == nil && !o.Joined():
+		return nil, fmt.Errorf("%w (overlay %s has no peers: %v)", ErrNotFound, o.name, err)
+	case err != nil && v == nil:
+		return nil, err
+	}
+	return v, nil
+}
+
+// PutBinding signs b with key (the serving node's key, whose peer ID b.Peer
+// must be) and stores it at the AOR's User-Resource-ID.
+func (o *Overlay) PutBinding(ctx context.Context, key crypto.PrivKey, b *Binding) error {
+	if o.global {
+		return errors.New("domains: bindings belong in a domain overlay, not the global overlay")
+	}
+	aor, err := ParseAOR(b.AOR)
+	if err != nil {
+		return err
+	}
+	val, err := b.Seal(key)
+	if err != nil {
+		return err
+	}
+	return o.put(ctx, BindingKey(aor), val)
+}
+
+// GetBinding looks up the binding of aor. A missing, expired or removed
+// binding returns an error wrapping ErrNotFound.
+func (o *Overlay) GetBinding(ctx context.Context, aor AOR) (*Binding, error) {
+	if o.global {
+		return nil, errors.New("domains: bindings belong in a domain overlay, not the global overlay")
+	}
+	val, err := o.get(ctx, BindingKey(aor))
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s: %w", aor, err)
+	}
+	b, err := BindingValidator{Domain: o.name, Now: o.now}.open(BindingKey(aor), val)
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s: %w", aor, err)
+	}
+	if !b.Live(o.now()) {
+		return nil, fmt.Errorf("lookup %s: %w (unregistered)", aor, ErrNotFound)
+	}
+	return b, nil
+}
+
+// PutProxyRecord signs r with key and stores it: in the global overlay under
+// the domain's Overlay-Resource-ID, in a domain overlay under its
+// LocalProxyResourceID.
+func (o *Overlay) PutProxyRecord(ctx context.Context, key crypto.PrivKey, r *ProxyRecord) error {
+	if !o.global && r.Domain != o.name {
+		return fmt.Errorf("%w: proxy record of %s in %s", ErrNotInDomain, r.Domain, o.name)
+	}
+	val, err := r.Seal(key)
+	if err != nil {
+		return err
+	}
+	return o.put(ctx, ProxyKey(r.Domain, o.global), val)
+}
+
+// GetProxyRecord looks up the proxies of domain (in the global overlay, any
+// domain; in a domain overlay, its own). Missing or expired: ErrNotFound.
+func (o *Overlay) GetProxyRecord(ctx context.Context, domain string) (*ProxyRecord, error) {
+	key := ProxyKey(domain, o.global)
+	val, err := o.get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("proxies of %s: %w", domain, err)
+	}
+	r, err := ProxyValidator{Domain: o.nameIfLocal(), Global: o.global, Now: o.now}.open(key, val)
+	if err != nil {
+		return nil, fmt.Errorf("proxies of %s: %w", domain, err)
+	}
+	return r, nil
+}
+
+func (o *Overlay) nameIfLocal() string {
+	if o.global {
+		return ""
+	}
+	return o.name
+}
+
+// Close stops the overlay's DHT and removes its protocol handlers from the
+// host; the host itself keeps running. A second Close returns an error
+// wrapping net.ErrClosed.
+func (o *Overlay) Close() error {
+	err := ErrOverlayClosed
+	o.closeOnce.Do(func() {
+		close(o.closed)
+		err = o.dht.Close()
+		for _, p := range o.h.Mux().Protocols() {
+			if p == o.Protocol() {
+				o.h.RemoveStreamHandler(p)
+			}
+		}
+	})
+	return err
+}

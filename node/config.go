@@ -1,0 +1,118 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hiersip/hiersip/domains"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Defaults of Config.
+const (
+	DefaultRepublishInterval = 5 * time.Minute
+	DefaultLookupTimeout     = 5 * time.Second
+)
+
+// DefaultListenAddrs are the libp2p listen addresses of a node that creates
+// its own host: TCP and QUIC on every interface, ports chosen by the system.
+var DefaultListenAddrs = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
+
+// Config configures a Node. The zero value is not valid: Domain is required.
+type Config struct {
+	// Domain is the node's domain (its local overlay), e.g. "pastry".
+	Domain string
+	// KnownDomains are further domain names used to decide the domain of an
+	// AOR (longest suffix match, DESIGN §2).
+	KnownDomains []string
+	// DataDir holds the identity key and the peer cache. Empty: a fresh
+	// in-memory identity and no peer cache.
+	DataDir string
+	// ListenAddrs are the libp2p listen multiaddrs of a node that creates its
+	// own host (default DefaultListenAddrs). Ignored by NewWithHost.
+	ListenAddrs []string
+	// Bootstrap selects the bootstrap sources (draft §4.1).
+	Bootstrap BootstrapConfig
+	// RepublishInterval is how often the node re-stores its bindings
+	// (default DefaultRepublishInterval).
+	RepublishInterval time.Duration
+	// LookupTimeout bounds a lookup whose context has no deadline
+	// (default DefaultLookupTimeout).
+	LookupTimeout time.Duration
+	// Logger receives the node's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now). Tests inject their own.
+	Now func() time.Time
+}
+
+// BootstrapConfig selects how a node finds the peers of its domain.
+type BootstrapConfig struct {
+	// DisableMDNS turns off LAN discovery by mDNS (on by default).
+	DisableMDNS bool
+	// Peers are pre-configured multiaddrs with /p2p/ peer IDs.
+	Peers []string
+	// WebStations are URLs that return the domain's peer list.
+	WebStations []string
+	// DisableCache turns off the peer cache in DataDir.
+	DisableCache bool
+}
+
+// ConfigError reports an invalid configuration value, naming its field.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return "node: config " + e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// withDefaults returns a copy of c with defaults filled in, or an error
+// naming the first invalid field.
+func (c Config) withDefaults() (Config, error) {
+	if err := domains.ValidateDomain(c.Domain); err != nil {
+		return c, &ConfigError{"domain", err}
+	}
+	for i, d := range c.KnownDomains {
+		if err := domains.ValidateDomain(d); err != nil {
+			return c, &ConfigError{fmt.Sprintf("known_domains[%d]", i), err}
+		}
+	}
+	if len(c.ListenAddrs) == 0 {
+		c.ListenAddrs = DefaultListenAddrs
+	}
+	for i, a := range c.ListenAddrs {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return c, &ConfigError{fmt.Sprintf("listen_addrs[%d]", i), err}
+		}
+	}
+	for i, a := range c.Bootstrap.Peers {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return c, &ConfigError{fmt.Sprintf("bootstrap.peers[%d]", i), err}
+		}
+		if _, err := m.ValueForProtocol(ma.P_P2P); err != nil {
+			return c, &ConfigError{fmt.Sprintf("bootstrap.peers[%d]", i), errors.New("missing /p2p/<peer-id>")}
+		}
+	}
+	switch {
+	case c.RepublishInterval == 0:
+		c.RepublishInterval = DefaultRepublishInterval
+	case c.RepublishInterval < time.Second:
+		return c, &ConfigError{"republish_interval", fmt.Errorf("%v is below the minimum of 1s", c.RepublishInterval)}
+	}
+	switch {
+	case c.LookupTimeout == 0:
+		c.LookupTimeout = DefaultLookupTimeout
+	case c.LookupTimeout < 0:
+		return c, &ConfigError{"lookup_timeout", fmt.Errorf("%v is negative", c.LookupTimeout)}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}

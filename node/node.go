@@ -1,0 +1,366 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hiersip/hiersip/domains"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Errors of the node.
+var (
+	ErrClosed      = fmt.Errorf("node: closed: %w", net.ErrClosed)
+	ErrNotInDomain = domains.ErrNotInDomain
+	ErrNotFound    = domains.ErrNotFound
+	ErrNoKey       = errors.New("node: the host's peerstore has no private key for its peer ID")
+)
+
+// Node is a hiersip node: a libp2p host that is a member of one domain
+// overlay, registers its users' AORs there and looks AORs up.
+type Node struct {
+	cfg     Config
+	h       host.Host
+	ownHost bool
+	key     crypto.PrivKey
+	log     *slog.Logger
+
+	domain *domains.Overlay
+	boot   *bootstrap
+
+	mu     sync.Mutex
+	regs   map[domains.AOR]*registration
+	seq    uint64
+	global *domains.Overlay
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	joined    chan struct{}
+}
+
+// registration is what the node keeps of an AOR it serves, to re-store it.
+type registration struct {
+	binding domains.Binding
+}
+
+// New creates a libp2p host (TCP and QUIC; the identity key is kept in
+// cfg.DataDir, created on first start) and joins it to cfg.Domain. Close
+// closes the host too.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var key crypto.PrivKey
+	if cfg.DataDir != "" {
+		if key, err = LoadOrCreateIdentity(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	} else if key, _, err = crypto.GenerateEd25519Key(nil); err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.ListenAddrs...))
+	if err != nil {
+		return nil, fmt.Errorf("node: libp2p host: %w", err)
+	}
+	n, err := newNode(ctx, h, key, true, cfg)
+	if err != nil {
+		return nil, errors.Join(err, h.Close())
+	}
+	return n, nil
+}
+
+// NewWithHost adds hiersip to an existing libp2p host, such as one an
+// application already runs with its own protocols and DHTs. The host's
+// peerstore must hold its private key (libp2p.New's hosts do). Close leaves
+// the host running.
+func NewWithHost(ctx context.Context, h host.Host, cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	key := h.Peerstore().PrivKey(h.ID())
+	if key == nil {
+		return nil, ErrNoKey
+	}
+	return newNode(ctx, h, key, false, cfg)
+}
+
+func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg Config) (*Node, error) {
+	log := cfg.Logger.With("domain", cfg.Domain, "peer", h.ID().ShortString())
+	ov, err := domains.NewDomainOverlay(h, cfg.Domain, domains.WithClock(cfg.Now), domains.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg: cfg, h: h, ownHost: own, key: key, log: log, domain: ov,
+		regs:   make(map[domains.AOR]*registration),
+		joined: make(chan struct{}),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.boot, err = newBootstrap(n)
+	if err != nil {
+		return nil, errors.Join(err, ov.Close())
+	}
+	if err := n.boot.start(ctx); err != nil {
+		return nil, errors.Join(err, n.boot.close(), ov.Close())
+	}
+	n.wg.Add(1)
+	go n.loop()
+	return n, nil
+}
+
+// Host returns the node's libp2p host.
+func (n *Node) Host() host.Host { return n.h }
+
+// ID returns the node's peer ID, its Node-ID.
+func (n *Node) ID() peer.ID { return n.h.ID() }
+
+// Domain returns the node's domain.
+func (n *Node) Domain() string { return n.cfg.Domain }
+
+// KnownDomains returns the node's domain and the configured known domains.
+func (n *Node) KnownDomains() []string { return append([]string{n.cfg.Domain}, n.cfg.KnownDomains...) }
+
+// DomainOverlay returns the node's domain overlay.
+func (n *Node) DomainOverlay() *domains.Overlay { return n.domain }
+
+// PrivKey returns the node's identity key, which signs its records.
+func (n *Node) PrivKey() crypto.PrivKey { return n.key }
+
+// Joined is closed once the node's domain overlay has a peer.
+func (n *Node) Joined() <-chan struct{} { return n.joined }
+
+// ParseAOR parses s and checks that it belongs to the node's domain.
+func (n *Node) ParseAOR(s string) (domains.AOR, error) {
+	a, err := domains.ParseAOR(s)
+	if err != nil {
+		return a, err
+	}
+	if d, _ := domains.DomainOf(a.Host, n.KnownDomains()); d != n.cfg.Domain {
+		return a, fmt.Errorf("%w: %s belongs to %s, this node to %s", ErrNotInDomain, a, d, n.cfg.Domain)
+	}
+	return a, nil
+}
+
+func (n *Node) checkAOR(a domains.AOR) error {
+	if d, _ := domains.DomainOf(a.Host, n.KnownDomains()); d != n.cfg.Domain {
+		return fmt.Errorf("%w: %s belongs to %s, this node to %s", ErrNotInDomain, a, d, n.cfg.Domain)
+	}
+	return nil
+}
+
+func (n *Node) closed() bool { return n.ctx.Err() != nil }
+
+// nextSeq returns a sequence number above every earlier one, also across
+// restarts (it follows the clock in microseconds).
+func (n *Node) nextSeq() uint64 {
+	s := uint64(n.cfg.Now().UnixMicro())
+	if s <= n.seq {
+		s = n.seq + 1
+	}
+	n.seq = s
+	return s
+}
+
+// Register stores or refreshes the binding of aor to this node with the
+// given UA contacts, signed with the node's key. An empty contact list
+// unregisters. The node re-stores the binding until its contacts expire.
+func (n *Node) Register(ctx context.Context, aor domains.AOR, contacts []domains.Contact) error {
+	if len(contacts) == 0 {
+		return n.Unregister(ctx, aor)
+	}
+	if n.closed() {
+		return ErrClosed
+	}
+	if err := n.checkAOR(aor); err != nil {
+		return err
+	}
+	if len(contacts) > domains.MaxContacts {
+		return fmt.Errorf("node: %d contacts for %s, limit %d", len(contacts), aor, domains.MaxContacts)
+	}
+	now := n.cfg.Now()
+	var expires time.Time
+	for _, c := range contacts {
+		if c.Expires.After(expires) {
+			expires = c.Expires
+		}
+	}
+	if !expires.After(now) {
+		return n.Unregister(ctx, aor)
+	}
+	n.mu.Lock()
+	created := now
+	if r, ok := n.regs[aor]; ok && !r.binding.Removed && r.binding.Live(now) {
+		created = r.binding.Created
+	}
+	b := domains.Binding{
+		AOR: aor.String(), Peer: n.h.ID(), Addrs: n.advertisedAddrs(),
+		Contacts: append([]domains.Contact(nil), contacts...),
+		Created:  created, Expires: expires, Seq: n.nextSeq(),
+	}
+	n.regs[aor] = &registration{binding: b}
+	n.mu.Unlock()
+	return n.domain.PutBinding(ctx, n.key, &b)
+}
+
+// Unregister stores a tombstone for aor that wins over the node's earlier
+// bindings; lookups then report not found.
+func (n *Node) Unregister(ctx context.Context, aor domains.AOR) error {
+	if n.closed() {
+		return ErrClosed
+	}
+	if err := n.checkAOR(aor); err != nil {
+		return err
+	}
+	now := n.cfg.Now()
+	n.mu.Lock()
+	expires := now.Add(time.Minute)
+	created := now
+	if r, ok := n.regs[aor]; ok {
+		if r.binding.Expires.After(expires) {
+			expires = r.binding.Expires
+		}
+		created = r.binding.Created
+	}
+	b := domains.Binding{
+		AOR: aor.String(), Peer: n.h.ID(), Addrs: n.advertisedAddrs(),
+		Created: created, Expires: expires, Seq: n.nextSeq(), Removed: true,
+	}
+	n.regs[aor] = &registration{binding: b}
+	n.mu.Unlock()
+	return n.domain.PutBinding(ctx, n.key, &b)
+}
+
+// Registrations returns the live bindings this node serves.
+func (n *Node) Registrations() []domains.Binding {
+	now := n.cfg.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []domains.Binding
+	for _, r := range n.regs {
+		if r.binding.Live(now) {
+			out = append(out, r.binding)
+		}
+	}
+	return out
+}
+
+// Lookup resolves aor in the node's domain overlay. A missing, expired or
+// unregistered AOR returns an error wrapping ErrNotFound; an AOR of another
+// domain returns ErrNotInDomain (calls to it go through the proxies).
+func (n *Node) Lookup(ctx context.Context, aor domains.AOR) (*domains.Binding, error) {
+	if n.closed() {
+		return nil, ErrClosed
+	}
+	if err := n.checkAOR(aor); err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.LookupTimeout)
+		defer cancel()
+	}
+	return n.domain.GetBinding(ctx, aor)
+}
+
+// advertisedAddrs returns the addresses put into records: the host's
+// addresses, loopback kept (tests and single-machine setups need it).
+func (n *Node) advertisedAddrs() []ma.Multiaddr {
+	addrs := n.h.Addrs()
+	if len(addrs) > domains.MaxAddrs {
+		addrs = addrs[:domains.MaxAddrs]
+	}
+	return addrs
+}
+
+// loop re-stores the node's bindings: at every RepublishInterval, and at
+// once when the node first joins its domain (a lone node's records were only
+// stored locally).
+func (n *Node) loop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.RepublishInterval)
+	defer t.Stop()
+	joinedCh := n.boot.joinedCh()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-joinedCh:
+			joinedCh = nil
+			close(n.joined)
+			n.log.Info("joined domain", "peers", n.domain.RoutingTableSize())
+			n.republish()
+		case <-t.C:
+			n.republish()
+		}
+	}
+}
+
+func (n *Node) republish() {
+	now := n.cfg.Now()
+	n.mu.Lock()
+	var todo []domains.Binding
+	for aor, r := range n.regs {
+		if !now.Before(r.binding.Expires) {
+			delete(n.regs, aor)
+			continue
+		}
+		b := r.binding
+		b.Contacts = nil
+		for _, c := range r.binding.Contacts {
+			if c.Expires.After(now) {
+				b.Contacts = append(b.Contacts, c)
+			}
+		}
+		b.Addrs = n.advertisedAddrs()
+		b.Seq = n.nextSeq()
+		r.binding = b
+		todo = append(todo, b)
+	}
+	n.mu.Unlock()
+	for _, b := range todo {
+		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		if err := n.domain.PutBinding(ctx, n.key, &b); err != nil && n.ctx.Err() == nil {
+			n.log.Warn("re-store binding failed", "aor", b.AOR, "err", err)
+		}
+		cancel()
+	}
+}
+
+// Close leaves the domain (and the global overlay, if the node is in it),
+// saves the peer cache, stops every goroutine the node started and, if the
+// node created its host, closes it. A second Close returns an error wrapping
+// net.ErrClosed.
+func (n *Node) Close() error {
+	err := ErrClosed
+	n.closeOnce.Do(func() {
+		n.cancel()
+		n.wg.Wait()
+		errs := []error{n.boot.close()}
+		n.mu.Lock()
+		g := n.global
+		n.global = nil
+		n.mu.Unlock()
+		if g != nil {
+			errs = append(errs, g.Close())
+		}
+		errs = append(errs, n.domain.Close())
+		if n.ownHost {
+			errs = append(errs, n.h.Close())
+		}
+		err = errors.Join(errs...)
+	})
+	return err
+}
