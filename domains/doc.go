@@ -1,4 +1,47 @@
-// Package domains implements hiersip's overlays: naming of users and domains
-// (draft §5), signed binding records, and the kad-dht namespaces of a domain
-// (the draft's local overlay) and of the global overlay of proxies.
+// Package domains implements hiersip's overlays (draft §4, §5): the naming of
+// users and domains, the signed records stored in the overlays, and the
+// kad-dht namespaces of a domain (the draft's local overlay) and of the
+// global overlay of proxies.
+//
+// # Naming
+//
+// ParseAOR canonicalises a SIP URI (sipgo's parser; scheme, user with its case
+// kept, lower-cased host, nothing else). DomainOf picks the domain of a host
+// by the longest suffix among known domains; OverlayURI and
+// OverlayResourceID give the draft's Overlay URI "sip:overlay@<domain>" and
+// its hash. An AOR's User-Resource-ID is AOR.ResourceID.
+//
+// # Overlays
+//
+// NewDomainOverlay and NewGlobalOverlay run a kad-dht on a given libp2p host
+// with the protocol prefix /hiersip/<domain> or /hiersip/global, in server
+// mode, with its own datastore and a namespaced validator for hiersip's
+// records only. One host can be in a domain overlay, the global overlay and
+// any DHT of its application at once; their routing tables and records stay
+// apart. kad-dht never republishes values: the owner re-stores its records
+// (package node does so for bindings).
+//
+// # Records
+//
+// A Binding maps User-Resource-ID → the node that serves the user's agents
+// (peer ID, addresses, UA contacts, expiry, sequence number). It travels in a
+// libp2p signed envelope sealed by that node's key. BindingValidator rejects
+// a bad signature, a signer other than the record's peer, a key that is not
+// Hash(AOR), an expired record, a record expiring more than
+// MaxBindingLifetime ahead, an AOR outside the domain and oversized values.
+// Select prefers the highest sequence number of the same signer, so a
+// tombstone (Removed) stored by the owner wins over its older bindings.
+//
+// Between different signers a live binding is kept against a newcomer:
+// first come, first served until it expires or is unregistered. This is the
+// security limit of an open domain: whoever registers a free name first owns
+// it for up to MaxBindingLifetime, and a record's Created time is the
+// signer's own claim, so a node that back-dates it can win a race for a name
+// that has no live binding at the peers it reaches. Domains that need names
+// bound to identities use enrollment certificates (Binding.Cert).
+//
+// A ProxyRecord names a domain's elected proxies; it is stored in the global
+// overlay under the domain's Overlay-Resource-ID and in the domain overlay
+// under LocalProxyResourceID, short-lived, signed by one of the listed
+// proxies. The highest election epoch wins.
 package domains

@@ -35,7 +35,24 @@ type overlayConfig struct {
 	mode      dht.ModeOpt
 	now       func() time.Time
 	logger    *slog.Logger
+	quorum    int
 	dhtOpts   []dht.Option
+}
+
+// DefaultQuorum is how many peers' answers a lookup waits for before it
+// settles on the best value (kad-dht's default waits for the whole lookup).
+const DefaultQuorum = 4
+
+// WithQuorum sets how many answers a lookup waits for (default DefaultQuorum;
+// 0 waits for the whole lookup).
+func WithQuorum(n int) OverlayOption {
+	return func(c *overlayConfig) error {
+		if n < 0 {
+			return fmt.Errorf("domains: WithQuorum: %d is negative", n)
+		}
+		c.quorum = n
+		return nil
+	}
 }
 
 // WithDatastore gives the overlay a datastore (default: a new in-memory one).
@@ -94,6 +111,7 @@ type Overlay struct {
 	dht    *dht.IpfsDHT
 	now    func() time.Time
 	log    *slog.Logger
+	quorum int
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -119,7 +137,7 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 	if h == nil {
 		return nil, errors.New("domains: nil host")
 	}
-	cfg := overlayConfig{mode: dht.ModeServer, now: time.Now, logger: slog.Default()}
+	cfg := overlayConfig{mode: dht.ModeServer, now: time.Now, logger: slog.Default(), quorum: DefaultQuorum}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -147,7 +165,7 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 		return nil, fmt.Errorf("domains: overlay %s: %w", name, err)
 	}
 	return &Overlay{
-		name: name, global: global, h: h, dht: d, now: cfg.now,
+		name: name, global: global, h: h, dht: d, now: cfg.now, quorum: cfg.quorum,
 		log:    cfg.logger.With("overlay", name),
 		closed: make(chan struct{}),
 	}, nil
@@ -212,7 +230,7 @@ func (o *Overlay) get(ctx context.Context, key string) ([]byte, error) {
 	if o.isClosed() {
 		return nil, ErrOverlayClosed
 	}
-	v, err := o.dht.GetValue(ctx, key)
+	v, err := o.dht.GetValue(ctx, key, dht.Quorum(o.quorum))
 	switch {
 	case errors.Is(err, routing.ErrNotFound):
 		return nil, ErrNotFound

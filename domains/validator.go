@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
 )
 
 // Key namespaces of hiersip's records. A DHT key is "/<namespace>/<id>" where

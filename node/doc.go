@@ -1,0 +1,21 @@
+// Package node is a hiersip node: a libp2p host that is a member of one
+// domain overlay, registers the AORs of its users there as signed binding
+// records, re-stores them before they expire, and looks AORs up.
+//
+// A node either creates its own host (New: TCP and QUIC, identity key kept in
+// the data directory) or joins an existing libp2p application's host
+// (NewWithHost), in which case Close leaves that host running.
+//
+//	n, err := node.New(ctx, node.Config{Domain: "pastry", DataDir: dir})
+//	if err != nil { ... }
+//	defer n.Close()
+//	<-n.Joined()
+//	bob, _ := n.ParseAOR("sip:bob@bupt.pastry")
+//	err = n.Register(ctx, bob, []domains.Contact{{URI: "sip:bob@127.0.0.1:5062", Expires: time.Now().Add(time.Hour)}})
+//	b, err := n.Lookup(ctx, bob) // from any node of the domain
+//
+// The node finds its domain's peers by mDNS on the LAN, pre-configured
+// peers, a peer cache in its data directory and web stations (draft §4.1;
+// see Config.Bootstrap), and keeps trying them with backoff while it is
+// alone. Joined is closed once its routing table has a peer.
+package node
