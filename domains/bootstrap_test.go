@@ -1,0 +1,419 @@
+package domains
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+func newTestHost(t *testing.T) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	return h
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func p2pAddrs(t *testing.T, h host.Host) []ma.Multiaddr {
+	t.Helper()
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs
+}
+
+func baseConfig(t *testing.T) BootstrapConfig {
+	return BootstrapConfig{
+		Domain:     "pastry",
+		MinBackoff: 20 * time.Millisecond,
+		MaxBackoff: 200 * time.Millisecond,
+		Logger:     testLogger(t),
+	}
+}
+
+// startBootstrapper starts b and closes it at cleanup.
+func startBootstrapper(t *testing.T, h host.Host, cfg BootstrapConfig) *Bootstrapper {
+	t.Helper()
+	b, err := NewBootstrapper(h, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func waitJoined(t *testing.T, b *Bootstrapper) {
+	t.Helper()
+	select {
+	case <-b.JoinedCh():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not joined within 10 s")
+	}
+}
+
+func TestBootstrapStatic(t *testing.T) {
+	seed, h := newTestHost(t), newTestHost(t)
+	var mu sync.Mutex
+	var events []BootstrapEvent
+	cfg := baseConfig(t)
+	cfg.Static = p2pAddrs(t, seed)
+	cfg.OnEvent = func(ev BootstrapEvent) { mu.Lock(); events = append(events, ev); mu.Unlock() }
+	b := startBootstrapper(t, h, cfg)
+	waitJoined(t, b)
+	if got := b.Source(); got != BootstrapSourceStatic {
+		t.Errorf("Source() = %q, want %q", got, BootstrapSourceStatic)
+	}
+	if len(h.Network().ConnsToPeer(seed.ID())) == 0 {
+		t.Error("not connected to the seed")
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := b.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Close = %v, want net.ErrClosed", err)
+	}
+	if err := b.Start(context.Background()); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Start after Close = %v, want net.ErrClosed", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var connected, joined bool
+	for _, ev := range events {
+		connected = connected || ev.Kind == BootstrapConnected && ev.Source == BootstrapSourceStatic && ev.Peer == seed.ID()
+		joined = joined || ev.Kind == BootstrapJoined && ev.Source == BootstrapSourceStatic
+	}
+	if !connected || !joined {
+		t.Errorf("events %v lack connected/joined from static", events)
+	}
+}
+
+func TestBootstrapStartTwice(t *testing.T) {
+	b := startBootstrapper(t, newTestHost(t), baseConfig(t))
+	if err := b.Start(context.Background()); !errors.Is(err, ErrBootstrapStarted) {
+		t.Errorf("second Start = %v, want ErrBootstrapStarted", err)
+	}
+}
+
+// TestBootstrapRetriesWhileAlone: the static peer appears only after the
+// first attempts failed; the bootstrapper keeps trying with backoff.
+func TestBootstrapRetriesWhileAlone(t *testing.T) {
+	// Reserve a port, then free it for the late seed.
+	probe := newTestHost(t)
+	addr := probe.Addrs()[0]
+	seedKeyHost, err := libp2p.New(libp2p.NoListenAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedID := seedKeyHost.ID()
+	key := seedKeyHost.Peerstore().PrivKey(seedID)
+	_ = seedKeyHost.Close()
+	_ = probe.Close()
+
+	h := newTestHost(t)
+	var mu sync.Mutex
+	failures := 0
+	cfg := baseConfig(t)
+	cfg.Static = []ma.Multiaddr{addr.Encapsulate(ma.StringCast("/p2p/" + seedID.String()))}
+	cfg.DialTimeout = time.Second
+	cfg.OnEvent = func(ev BootstrapEvent) {
+		if ev.Kind == BootstrapFailed {
+			mu.Lock()
+			failures++
+			mu.Unlock()
+		}
+	}
+	b := startBootstrapper(t, h, cfg)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := failures
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("fewer than 2 failed attempts within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	seed, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrs(addr))
+	if err != nil {
+		t.Skipf("cannot re-listen on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = seed.Close() })
+	waitJoined(t, b)
+}
+
+func TestBootstrapCache(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "peers-pastry.json")
+	seed := newTestHost(t)
+
+	// First run: joins by a static address and saves the cache at Close.
+	h1 := newTestHost(t)
+	cfg := baseConfig(t)
+	cfg.Static = p2pAddrs(t, seed)
+	cfg.CacheFile = file
+	b1 := startBootstrapper(t, h1, cfg)
+	waitJoined(t, b1)
+	if err := b1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), seed.ID().String()) {
+		t.Fatalf("cache %s lacks the seed: %s", file, data)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, ".*tmp*")); len(m) > 0 {
+		t.Errorf("temporary files left: %v", m)
+	}
+
+	// Second run, a new host with mDNS off and no static address: the
+	// cache alone brings it in.
+	h2 := newTestHost(t)
+	cfg2 := baseConfig(t)
+	cfg2.CacheFile = file
+	b2 := startBootstrapper(t, h2, cfg2)
+	waitJoined(t, b2)
+	if got := b2.Source(); got != BootstrapSourceCache {
+		t.Errorf("Source() = %q, want %q", got, BootstrapSourceCache)
+	}
+}
+
+func TestBootstrapCorruptCache(t *testing.T) {
+	for name, content := range map[string]string{
+		"garbage":      "{not json",
+		"wrong domain": `{"version":1,"domain":"can","peers":[]}`,
+		"bad entries":  `{"version":1,"domain":"pastry","peers":[{"id":"x","addrs":["nope"]}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "peers.json")
+			if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			seed := newTestHost(t)
+			cfg := baseConfig(t)
+			cfg.CacheFile = file
+			cfg.Static = p2pAddrs(t, seed)
+			b := startBootstrapper(t, newTestHost(t), cfg)
+			waitJoined(t, b)
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			c := NewPeerCache(file, "pastry", "")
+			if err := c.Load(); err != nil {
+				t.Fatalf("replaced cache does not load: %v", err)
+			}
+			if got := c.AddrInfos(); len(got) != 1 || got[0].ID != seed.ID() {
+				t.Errorf("replaced cache holds %v, want the seed", got)
+			}
+		})
+	}
+}
+
+func TestBootstrapWebStation(t *testing.T) {
+	seed := newTestHost(t)
+	srv := httptest.NewServer(WebStationHandler("pastry", func() []peer.AddrInfo {
+		return []peer.AddrInfo{{ID: seed.ID(), Addrs: seed.Addrs()}}
+	}))
+	t.Cleanup(srv.Close)
+
+	cfg := baseConfig(t)
+	cfg.WebURLs = []string{srv.URL + "/peers"}
+	cfg.HTTPClient = srv.Client()
+	b := startBootstrapper(t, newTestHost(t), cfg)
+	waitJoined(t, b)
+	if got := b.Source(); got != BootstrapSourceWeb {
+		t.Errorf("Source() = %q, want %q", got, BootstrapSourceWeb)
+	}
+}
+
+func TestBootstrapOrderPrefersCache(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "peers.json")
+	cached, static := newTestHost(t), newTestHost(t)
+	c := NewPeerCache(file, "pastry", "")
+	c.Observe([]peer.AddrInfo{{ID: cached.ID(), Addrs: cached.Addrs()}}, time.Now())
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig(t)
+	cfg.CacheFile = file
+	cfg.Static = p2pAddrs(t, static)
+	b := startBootstrapper(t, newTestHost(t), cfg)
+	waitJoined(t, b)
+	if got := b.Source(); got != BootstrapSourceCache {
+		t.Errorf("Source() = %q, want %q", got, BootstrapSourceCache)
+	}
+}
+
+func TestBootstrapConfigErrors(t *testing.T) {
+	h := newTestHost(t)
+	noID := ma.StringCast("/ip4/127.0.0.1/tcp/4001")
+	file := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		field string
+		edit  func(*BootstrapConfig)
+	}{
+		{"Domain", func(c *BootstrapConfig) { c.Domain = "" }},
+		{"Domain", func(c *BootstrapConfig) { c.Domain = "Bad Domain" }},
+		{"Static[0]", func(c *BootstrapConfig) { c.Static = []ma.Multiaddr{noID} }},
+		{"Static[1]", func(c *BootstrapConfig) { c.Static = []ma.Multiaddr{p2pAddrs(t, h)[0], nil} }},
+		{"CacheFile", func(c *BootstrapConfig) { c.CacheFile = "/nonexistent-dir/x/peers.json" }},
+		{"CacheFile", func(c *BootstrapConfig) { c.CacheFile = filepath.Join(file, "peers.json") }},
+		{"CacheFile", func(c *BootstrapConfig) { c.CacheFile = t.TempDir() }},
+		{"WebURLs[0]", func(c *BootstrapConfig) { c.WebURLs = []string{"ftp://example.org/x"} }},
+		{"WebURLs[0]", func(c *BootstrapConfig) { c.WebURLs = []string{"http://"} }},
+		{"WebURLs[0]", func(c *BootstrapConfig) { c.WebURLs = []string{"http://[::1"} }},
+		{"MinBackoff", func(c *BootstrapConfig) { c.MinBackoff = -1 }},
+		{"MaxBackoff", func(c *BootstrapConfig) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond }},
+		{"DialTimeout", func(c *BootstrapConfig) { c.DialTimeout = -time.Second }},
+		{"CacheInterval", func(c *BootstrapConfig) { c.CacheInterval = -time.Second }},
+	} {
+		cfg := DefaultBootstrapConfig("pastry")
+		tc.edit(&cfg)
+		_, err := NewBootstrapper(h, cfg)
+		if !errors.Is(err, ErrBootstrapConfig) {
+			t.Errorf("%s: err = %v, want ErrBootstrapConfig", tc.field, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "BootstrapConfig."+tc.field+":") {
+			t.Errorf("%s: error %q does not name the field", tc.field, err)
+		}
+	}
+	if _, err := NewBootstrapper(nil, DefaultBootstrapConfig("pastry")); !errors.Is(err, ErrBootstrapConfig) {
+		t.Errorf("nil host: err = %v", err)
+	}
+	if _, err := NewBootstrapper(h, DefaultBootstrapConfig("pastry")); err != nil {
+		t.Errorf("default config: %v", err)
+	}
+}
+
+func TestCloseWithoutStart(t *testing.T) {
+	b, err := NewBootstrapper(newTestHost(t), baseConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Close = %v", err)
+	}
+}
+
+func TestWebStationFetchErrors(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"domain":"pastry","peers":["`))
+		_, _ = w.Write([]byte(strings.Repeat("a", WebStationMaxBody)))
+		_, _ = w.Write([]byte(`"]}`))
+	})
+	mux.HandleFunc("/other", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"domain":"can","peers":[]}`))
+	})
+	mux.HandleFunc("/404", http.NotFound)
+	mux.HandleFunc("/junk", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`<html>`)) })
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	for _, p := range []string{"/big", "/other", "/404", "/junk"} {
+		if _, err := WebStationFetch(context.Background(), srv.Client(), srv.URL+p, "pastry"); !errors.Is(err, ErrWebStation) {
+			t.Errorf("%s: err = %v, want ErrWebStation", p, err)
+		}
+	}
+	// Unparsable entries are skipped.
+	h := newTestHost(t)
+	good := p2pAddrs(t, h)[0].String()
+	mux.HandleFunc("/mixed", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"domain":"pastry","peers":["junk","/ip4/1.2.3.4/tcp/1","` + good + `"]}`))
+	})
+	infos, err := WebStationFetch(context.Background(), srv.Client(), srv.URL+"/mixed", "pastry")
+	if err != nil || len(infos) != 1 || infos[0].ID != h.ID() {
+		t.Errorf("mixed: %v, %v", infos, err)
+	}
+	// POST is refused by the handler.
+	rec := httptest.NewRecorder()
+	WebStationHandler("pastry", func() []peer.AddrInfo { return nil }).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d", rec.Code)
+	}
+}
+
+func TestMDNSServiceName(t *testing.T) {
+	a, b := MDNSServiceName("pastry"), MDNSServiceName("can")
+	if a == b {
+		t.Fatal("same service name for two domains")
+	}
+	long := MDNSServiceName(strings.Repeat("a", 200) + ".example.org")
+	for _, s := range []string{a, b, long} {
+		label, proto, ok := strings.Cut(s, ".")
+		if !ok || proto != "_udp" || !strings.HasPrefix(label, "_hs-") || len(label)-1 > 15 {
+			t.Errorf("bad service name %q", s)
+		}
+	}
+	if a != MDNSServiceName("pastry") {
+		t.Error("not deterministic")
+	}
+}
+
+func TestPeerCacheLimits(t *testing.T) {
+	c := NewPeerCache(filepath.Join(t.TempDir(), "p.json"), "pastry", "")
+	now := time.Now()
+	var infos []peer.AddrInfo
+	for i := 0; i < PeerCacheMaxPeers+10; i++ {
+		_, pub, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := peer.IDFromPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		infos = append(infos, peer.AddrInfo{ID: id, Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/1")}})
+	}
+	c.Observe(infos, now)
+	if n := len(c.AddrInfos()); n != PeerCacheMaxPeers {
+		t.Errorf("%d peers kept, want %d", n, PeerCacheMaxPeers)
+	}
+	c.Observe(nil, now.Add(PeerCacheMaxAge+time.Hour))
+	if n := len(c.AddrInfos()); n != 0 {
+		t.Errorf("%d stale peers kept", n)
+	}
+}

@@ -1,0 +1,117 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hiersip/hiersip/integration/netns"
+	"github.com/hiersip/hiersip/integration/testenv"
+)
+
+// buildHelper builds a main package of this module into a temporary
+// directory and returns the binary's path.
+func buildHelper(t *testing.T, pkg string) string {
+	t.Helper()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goBin); err != nil {
+		goBin = testenv.RequireBinary(t, "go")
+	}
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command(goBin, "build", "-o", out, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+type mdnsNode struct {
+	proc *netns.Proc
+	id   string
+}
+
+func startMDNSNode(t *testing.T, ctx context.Context, ns *netns.Namespace, bin, label, ip, domain string) mdnsNode {
+	t.Helper()
+	p := ns.Start(label, bin, "-listen", "/ip4/"+ip+"/tcp/0", "-domain", domain)
+	line, err := p.WaitFor(ctx, func(l string) bool { return strings.HasPrefix(l, "READY ") || strings.HasPrefix(l, "ERROR") })
+	if err != nil || !strings.HasPrefix(line, "READY ") {
+		t.Fatalf("%s did not start: %q, %v", label, line, err)
+	}
+	t.Logf("%s: %s", label, line)
+	return mdnsNode{proc: p, id: strings.Fields(line)[1]}
+}
+
+// waitConnected waits until n reports a connection to peer made by mDNS
+// and returns the line.
+func waitConnected(t *testing.T, ctx context.Context, n mdnsNode, label string, peer mdnsNode) string {
+	t.Helper()
+	line, err := n.proc.WaitFor(ctx, func(l string) bool {
+		return strings.HasPrefix(l, "CONNECTED "+peer.id+" source=mdns")
+	})
+	if err != nil {
+		t.Fatalf("%s never connected to %s by mDNS: %v", label, peer.id, err)
+	}
+	return line
+}
+
+// TestMDNSDomains: nodes of one domain find each other by mDNS on a LAN;
+// nodes of another domain on the same LAN are never found by them.
+func TestMDNSDomains(t *testing.T) {
+	n := netns.New(t)
+	bin := buildHelper(t, "github.com/hiersip/hiersip/integration/internal/mdnsnode")
+
+	lan := n.Bridge("lan")
+	ips := map[string]string{"p1": "10.42.0.1", "p2": "10.42.0.2", "c1": "10.42.0.3", "c2": "10.42.0.4"}
+	spaces := map[string]*netns.Namespace{}
+	for _, name := range []string{"p1", "p2", "c1", "c2"} {
+		spaces[name] = n.Namespace(name)
+		lan.Attach(spaces[name], "eth0", ips[name]+"/24")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// The "can" nodes first, so that they are announcing while the pastry
+	// nodes browse.
+	c1 := startMDNSNode(t, ctx, spaces["c1"], bin, "can-1", ips["c1"], "can")
+	c2 := startMDNSNode(t, ctx, spaces["c2"], bin, "can-2", ips["c2"], "can")
+	p1 := startMDNSNode(t, ctx, spaces["p1"], bin, "pastry-1", ips["p1"], "pastry")
+	p2 := startMDNSNode(t, ctx, spaces["p2"], bin, "pastry-2", ips["p2"], "pastry")
+
+	t.Logf("pastry-1: %s", waitConnected(t, ctx, p1, "pastry-1", p2))
+	t.Logf("pastry-2: %s", waitConnected(t, ctx, p2, "pastry-2", p1))
+	// Control: mDNS of domain "can" works on the same LAN at the same time.
+	t.Logf("can-1: %s", waitConnected(t, ctx, c1, "can-1", c2))
+	t.Logf("can-2: %s", waitConnected(t, ctx, c2, "can-2", c1))
+	for _, n := range []mdnsNode{p1, p2} {
+		if _, err := n.proc.WaitFor(ctx, func(l string) bool { return strings.HasPrefix(l, "JOINED source=mdns") }); err != nil {
+			t.Errorf("pastry node %s did not report JOINED: %v", n.id, err)
+		}
+	}
+
+	// Stop everything so that the logs are complete, then check that no
+	// node ever found or connected to a node of the other domain.
+	for _, n := range []mdnsNode{p1, p2, c1, c2} {
+		_ = n.proc.Stop()
+	}
+	check := func(label string, n mdnsNode, foreign ...mdnsNode) {
+		for _, l := range n.proc.Lines() {
+			if !strings.HasPrefix(l, "FOUND ") && !strings.HasPrefix(l, "CONNECTED ") {
+				continue
+			}
+			for _, f := range foreign {
+				if strings.Contains(l, f.id) {
+					t.Errorf("%s crossed domains: %s", label, l)
+				}
+			}
+		}
+	}
+	check("pastry-1", p1, c1, c2)
+	check("pastry-2", p2, c1, c2)
+	check("can-1", c1, p1, p2)
+	check("can-2", c2, p1, p2)
+}
