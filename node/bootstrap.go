@@ -1,71 +1,41 @@
 package node
 
 import (
-	"context"
-	"sync"
-	"time"
+	"path/filepath"
 
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/hiersip/hiersip/domains"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// bootstrap is a temporary static-peer bootstrap until domains.Bootstrapper lands.
-type bootstrap struct {
-	n      *Node
-	peers  []peer.AddrInfo
-	joined chan struct{}
-	once   sync.Once
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-}
-
-func newBootstrap(n *Node) (*bootstrap, error) {
-	b := &bootstrap{n: n, joined: make(chan struct{})}
-	for _, s := range n.cfg.Bootstrap.Peers {
-		ai, err := peer.AddrInfoFromP2pAddr(ma.StringCast(s))
+// newBootstrapper returns the bootstrapper of one of the node's overlays
+// (its domain, or the global overlay): the sources of draft §4.1 that the
+// configuration selects, the peer cache in the data directory, and "joined"
+// meaning the overlay's routing table has a peer.
+func (n *Node) newBootstrapper(ov *domains.Overlay, bc BootstrapConfig) (*domains.Bootstrapper, error) {
+	cfg := domains.BootstrapConfig{
+		Domain:  ov.Name(),
+		MDNS:    !bc.DisableMDNS,
+		WebURLs: bc.WebStations,
+		Peers:   ov.Peers,
+		Joined:  ov.Joined,
+		Logger:  n.log,
+		OnEvent: n.onBootstrapEvent,
+	}
+	for _, s := range bc.Peers {
+		a, err := ma.NewMultiaddr(s)
 		if err != nil {
 			return nil, err
 		}
-		b.peers = append(b.peers, *ai)
+		cfg.Static = append(cfg.Static, a)
 	}
-	return b, nil
+	if n.cfg.DataDir != "" && !bc.DisableCache {
+		cfg.CacheFile = filepath.Join(n.cfg.DataDir, "peers-"+ov.Name()+".json")
+	}
+	return domains.NewBootstrapper(n.h, cfg)
 }
 
-func (b *bootstrap) start(ctx context.Context) error {
-	ctx, b.cancel = context.WithCancel(context.Background())
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		backoff := 50 * time.Millisecond
-		for {
-			if b.n.domain.Joined() {
-				b.once.Do(func() { close(b.joined) })
-				return
-			}
-			for _, p := range b.peers {
-				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				_ = b.n.h.Connect(cctx, p)
-				cancel()
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			if backoff < 2*time.Second {
-				backoff *= 2
-			}
-		}
-	}()
-	return nil
-}
-
-func (b *bootstrap) joinedCh() <-chan struct{} { return b.joined }
-
-func (b *bootstrap) close() error {
-	if b.cancel != nil {
-		b.cancel()
+func (n *Node) onBootstrapEvent(ev domains.BootstrapEvent) {
+	if ev.Kind == domains.BootstrapJoined {
+		n.log.Debug("bootstrap joined", "source", ev.Source)
 	}
-	b.wg.Wait()
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/hiersip/hiersip/domains"
@@ -33,8 +34,12 @@ type Config struct {
 	// ListenAddrs are the libp2p listen multiaddrs of a node that creates its
 	// own host (default DefaultListenAddrs). Ignored by NewWithHost.
 	ListenAddrs []string
-	// Bootstrap selects the bootstrap sources (draft §4.1).
+	// Bootstrap selects the bootstrap sources of the domain (draft §4.1).
 	Bootstrap BootstrapConfig
+	// Global selects the bootstrap sources of the global overlay, which the
+	// node joins when it becomes a proxy: well-known nodes of the global
+	// overlay, web stations, the cache, mDNS.
+	Global BootstrapConfig
 	// RepublishInterval is how often the node re-stores its bindings
 	// (default DefaultRepublishInterval).
 	RepublishInterval time.Duration
@@ -87,13 +92,20 @@ func (c Config) withDefaults() (Config, error) {
 			return c, &ConfigError{fmt.Sprintf("listen_addrs[%d]", i), err}
 		}
 	}
-	for i, a := range c.Bootstrap.Peers {
-		m, err := ma.NewMultiaddr(a)
-		if err != nil {
-			return c, &ConfigError{fmt.Sprintf("bootstrap.peers[%d]", i), err}
+	for name, bc := range map[string]BootstrapConfig{"bootstrap": c.Bootstrap, "global": c.Global} {
+		for i, a := range bc.Peers {
+			m, err := ma.NewMultiaddr(a)
+			if err != nil {
+				return c, &ConfigError{fmt.Sprintf("%s.peers[%d]", name, i), err}
+			}
+			if _, err := m.ValueForProtocol(ma.P_P2P); err != nil {
+				return c, &ConfigError{fmt.Sprintf("%s.peers[%d]", name, i), errors.New("missing /p2p/<peer-id>")}
+			}
 		}
-		if _, err := m.ValueForProtocol(ma.P_P2P); err != nil {
-			return c, &ConfigError{fmt.Sprintf("bootstrap.peers[%d]", i), errors.New("missing /p2p/<peer-id>")}
+		for i, u := range bc.WebStations {
+			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return c, &ConfigError{fmt.Sprintf("%s.web_stations[%d]", name, i), fmt.Errorf("%q is not an http(s) URL", u)}
+			}
 		}
 	}
 	switch {

@@ -2,14 +2,23 @@ package node
 
 import (
 	"context"
+	"errors"
 
 	"github.com/hiersip/hiersip/domains"
 )
 
+// globalMember is the node's membership of the global overlay.
+type globalMember struct {
+	ov   *domains.Overlay
+	boot *domains.Bootstrapper
+}
+
+func (g *globalMember) close() error { return errors.Join(g.boot.Close(), g.ov.Close()) }
+
 // JoinGlobal joins the node to the global overlay of proxies (a second
-// kad-dht on the same host) and returns it. It is idempotent: while joined it
-// returns the same overlay. Proxies join it (DESIGN §4); the election runner
-// calls this when the node becomes a proxy.
+// kad-dht on the same host), bootstrapped from Config.Global, and returns it.
+// While joined it returns the same overlay. The election runner calls it
+// when the node becomes a proxy (DESIGN §4).
 func (n *Node) JoinGlobal(ctx context.Context) (*domains.Overlay, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -17,14 +26,21 @@ func (n *Node) JoinGlobal(ctx context.Context) (*domains.Overlay, error) {
 		return nil, ErrClosed
 	}
 	if n.global != nil {
-		return n.global, nil
+		return n.global.ov, nil
 	}
-	g, err := domains.NewGlobalOverlay(n.h, domains.WithClock(n.cfg.Now), domains.WithLogger(n.log))
+	ov, err := domains.NewGlobalOverlay(n.h, domains.WithClock(n.cfg.Now), domains.WithLogger(n.log))
 	if err != nil {
 		return nil, err
 	}
-	n.global = g
-	return g, nil
+	boot, err := n.newBootstrapper(ov, n.cfg.Global)
+	if err != nil {
+		return nil, errors.Join(&ConfigError{"global", err}, ov.Close())
+	}
+	if err := boot.Start(n.ctx); err != nil {
+		return nil, errors.Join(err, ov.Close())
+	}
+	n.global = &globalMember{ov: ov, boot: boot}
+	return ov, nil
 }
 
 // LeaveGlobal leaves the global overlay; the node stays in its domain.
@@ -36,12 +52,15 @@ func (n *Node) LeaveGlobal() error {
 	if g == nil {
 		return nil
 	}
-	return g.Close()
+	return g.close()
 }
 
 // GlobalOverlay returns the global overlay, or nil when the node is not in it.
 func (n *Node) GlobalOverlay() *domains.Overlay {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.global
+	if n.global == nil {
+		return nil
+	}
+	return n.global.ov
 }

@@ -35,12 +35,13 @@ type Node struct {
 	log     *slog.Logger
 
 	domain *domains.Overlay
-	boot   *bootstrap
+	boot   *domains.Bootstrapper
 
 	mu     sync.Mutex
 	regs   map[domains.AOR]*registration
 	seq    uint64
-	global *domains.Overlay
+	global *globalMember
+	proxy  *proxyRole
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -109,12 +110,14 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		joined: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.boot, err = newBootstrap(n)
+	n.boot, err = n.newBootstrapper(ov, cfg.Bootstrap)
 	if err != nil {
-		return nil, errors.Join(err, ov.Close())
+		n.cancel()
+		return nil, errors.Join(&ConfigError{"bootstrap", err}, ov.Close())
 	}
-	if err := n.boot.start(ctx); err != nil {
-		return nil, errors.Join(err, n.boot.close(), ov.Close())
+	if err := n.boot.Start(n.ctx); err != nil {
+		n.cancel()
+		return nil, errors.Join(err, ov.Close())
 	}
 	n.wg.Add(1)
 	go n.loop()
@@ -267,11 +270,8 @@ func (n *Node) Lookup(ctx context.Context, aor domains.AOR) (*domains.Binding, e
 	if err := n.checkAOR(aor); err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.cfg.LookupTimeout)
-		defer cancel()
-	}
+	ctx, cancel := n.lookupContext(ctx)
+	defer cancel()
 	return n.domain.GetBinding(ctx, aor)
 }
 
@@ -292,7 +292,7 @@ func (n *Node) loop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.RepublishInterval)
 	defer t.Stop()
-	joinedCh := n.boot.joinedCh()
+	joinedCh := n.boot.JoinedCh()
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -346,15 +346,16 @@ func (n *Node) republish() {
 func (n *Node) Close() error {
 	err := ErrClosed
 	n.closeOnce.Do(func() {
+		n.stopProxyRole()
 		n.cancel()
 		n.wg.Wait()
-		errs := []error{n.boot.close()}
+		errs := []error{n.boot.Close()}
 		n.mu.Lock()
 		g := n.global
 		n.global = nil
 		n.mu.Unlock()
 		if g != nil {
-			errs = append(errs, g.Close())
+			errs = append(errs, g.close())
 		}
 		errs = append(errs, n.domain.Close())
 		if n.ownHost {
