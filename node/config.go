@@ -40,6 +40,12 @@ type Config struct {
 	// node joins when it becomes a proxy: well-known nodes of the global
 	// overlay, web stations, the cache, mDNS.
 	Global BootstrapConfig
+	// GlobalSeed keeps the node in the global overlay whatever its role, as
+	// a well-known entry point for the proxies of every domain (their
+	// Global.Peers). Proxies can only meet in the global overlay through
+	// such seeds, their peer caches, web stations or mDNS: set it on
+	// public, long-lived nodes.
+	GlobalSeed bool
 	// RepublishInterval is how often the node re-stores its bindings
 	// (default DefaultRepublishInterval).
 	RepublishInterval time.Duration

@@ -119,6 +119,11 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		n.cancel()
 		return nil, errors.Join(err, ov.Close())
 	}
+	if cfg.GlobalSeed {
+		if _, err := n.JoinGlobal(ctx); err != nil {
+			return nil, errors.Join(err, n.Close())
+		}
+	}
 	n.wg.Add(1)
 	go n.loop()
 	return n, nil

@@ -84,6 +84,9 @@ func (n *Node) StepDown() error {
 		return nil
 	}
 	n.log.Info("stepped down as proxy")
+	if n.cfg.GlobalSeed {
+		return nil
+	}
 	return n.LeaveGlobal()
 }
 
