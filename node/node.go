@@ -43,6 +43,8 @@ type Node struct {
 	global *globalMember
 	proxy  *proxyRole
 
+	proxies proxyCache
+
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup

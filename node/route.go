@@ -1,0 +1,135 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hiersip/hiersip/domains"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Errors of inter-domain routing.
+var (
+	// ErrUnknownDomain: no domain of the target host has an
+	// Overlay-Resource-ID in the global overlay.
+	ErrUnknownDomain = errors.New("node: unknown domain")
+	// ErrNoProxy: the domain has no proxy to route through right now.
+	ErrNoProxy = errors.New("node: no proxy available")
+)
+
+// ProxyCacheTTL is how long a proxy caches another domain's proxies.
+const ProxyCacheTTL = 10 * time.Second
+
+// proxyCache caches global-overlay lookups of other domains' proxies.
+type proxyCache struct {
+	mu      sync.Mutex
+	entries map[string]proxyCacheEntry
+}
+
+type proxyCacheEntry struct {
+	rec     *domains.ProxyRecord
+	domain  string // the domain the record is of
+	expires time.Time
+}
+
+func (c *proxyCache) get(host string, now time.Time) (proxyCacheEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[host]
+	if !ok || now.After(e.expires) {
+		return proxyCacheEntry{}, false
+	}
+	return e, true
+}
+
+func (c *proxyCache) put(host string, e proxyCacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = make(map[string]proxyCacheEntry)
+	}
+	if len(c.entries) > 4096 { // bounded: drop everything rather than grow
+		clear(c.entries)
+	}
+	c.entries[host] = e
+}
+
+// Forget drops the cached proxies of the domain of host, after a forward to
+// them failed, so the next request looks them up again.
+func (n *Node) Forget(host string) {
+	n.proxies.mu.Lock()
+	defer n.proxies.mu.Unlock()
+	delete(n.proxies.entries, host)
+}
+
+// TargetDomain returns the domain of an AOR host as far as this node knows it
+// (own and configured domains; else the top-level label).
+func (n *Node) TargetDomain(host string) string {
+	d, _ := domains.DomainOf(host, n.KnownDomains())
+	return d
+}
+
+// RemoteProxies returns the proxies of the domain that host belongs to, as
+// published in the global overlay (draft Figure 3, F5/F6), best first, and
+// that domain's name. The node must be a proxy (in the global overlay). The
+// host's suffixes are tried longest first ("a.b.c", "b.c", "c"); results are
+// cached for ProxyCacheTTL.
+func (n *Node) RemoteProxies(ctx context.Context, host string) (string, []peer.AddrInfo, error) {
+	now := n.cfg.Now()
+	if e, ok := n.proxies.get(host, now); ok {
+		if e.rec == nil {
+			return "", nil, fmt.Errorf("%w: %s", ErrUnknownDomain, host)
+		}
+		return e.domain, e.rec.Proxies, nil
+	}
+	candidates := domains.DomainCandidates(host)
+	if d, ok := domains.DomainOf(host, n.KnownDomains()); ok {
+		candidates = []string{d}
+	}
+	var errs []error
+	for _, d := range candidates {
+		if domains.ValidateDomain(d) != nil {
+			continue
+		}
+		rec, err := n.DomainProxies(ctx, d)
+		if err == nil {
+			n.proxies.put(host, proxyCacheEntry{rec: rec, domain: d, expires: now.Add(ProxyCacheTTL)})
+			return d, rec.Proxies, nil
+		}
+		if !errors.Is(err, domains.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return "", nil, fmt.Errorf("%w for %s: %w", ErrNoProxy, host, errors.Join(errs...))
+	}
+	// Negative answers are cached briefly too: a flood to a bogus domain
+	// must not turn into a flood of global lookups.
+	n.proxies.put(host, proxyCacheEntry{expires: now.Add(ProxyCacheTTL / 5)})
+	return "", nil, fmt.Errorf("%w: %s", ErrUnknownDomain, host)
+}
+
+// OwnProxies returns the proxies of the node's own domain (draft Figure 3,
+// F1/F2), other than the node itself.
+func (n *Node) OwnProxies(ctx context.Context) ([]peer.AddrInfo, error) {
+	rec, err := n.LocalProxies(ctx)
+	if errors.Is(err, domains.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s has not elected a proxy", ErrNoProxy, n.cfg.Domain)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []peer.AddrInfo
+	for _, p := range rec.Proxies {
+		if p.ID != n.ID() {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: this node is %s's only proxy", ErrNoProxy, n.cfg.Domain)
+	}
+	return out, nil
+}
