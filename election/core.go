@@ -305,6 +305,7 @@ func (e *Election) tickLeader() {
 	for _, m := range e.roster[1:] {
 		if e.now.Sub(e.lastHeard[m.ID]) > dead {
 			delete(e.lastHeard, m.ID)
+			delete(e.bids, m.ID)
 			changed = true
 			continue
 		}
@@ -549,6 +550,9 @@ func (e *Election) tickMember() {
 // takeover makes the member of rank r the leader of a new epoch; the leader
 // and the members ranked before r are presumed dead.
 func (e *Election) takeover(r int) {
+	for _, m := range e.roster[:r] {
+		delete(e.bids, m.ID) // presumed dead: do not bring them back as spares
+	}
 	roster := slices.Clone(e.roster[r:])
 	e.becomeLeader(e.epoch+1, roster, e.spares)
 }
@@ -576,6 +580,7 @@ func (e *Election) onAnnounce(m Message) {
 	if l.ID == e.self {
 		// Named leader: a handoff (or its broadcast copy) to this node.
 		if e.leader != e.self && (m.Epoch > e.epoch || e.leader == "") && e.util >= 0 {
+			delete(e.bids, m.From) // the leaver
 			e.becomeLeader(m.Epoch, m.Roster, m.Spares)
 		}
 		return
