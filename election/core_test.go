@@ -131,16 +131,14 @@ func TestPartitionHealLeavesOneProxy(t *testing.T) {
 	for _, proxies := range []int{1, 2} {
 		s := newSim(t, 12, Config{Proxies: proxies}, distinctMetrics(12))
 		mustSettle(t, s, -1, proxies, 2, 10*time.Second)
-		// Split: the proxies and the first candidate on one side, the rest on the other.
+		// Split: odd nodes (among them the first candidate) on one side,
+		// even nodes (the leader) on the other.
 		for i, nd := range s.nodes {
-			if i >= 6 {
-				nd.group = 1
-			}
+			nd.group = i % 2
 		}
-		// Put a candidate on side 1 so that both sides have a successor.
 		mustSettle(t, s, 0, proxies, 2, 15*time.Second)
 		mustSettle(t, s, 1, proxies, 2, 15*time.Second)
-		if s.nodes[0].e.Leader() == s.nodes[6].e.Leader() {
+		if s.nodes[0].e.Leader() == s.nodes[1].e.Leader() {
 			t.Fatal("partition did not split the election")
 		}
 		s.advance(10 * time.Second)
@@ -148,7 +146,12 @@ func TestPartitionHealLeavesOneProxy(t *testing.T) {
 			nd.group = 0
 		}
 		mustSettle(t, s, -1, proxies, 2, 5*time.Second)
-		s.advance(10 * time.Second)
+		for i := 0; i < 200; i++ {
+			s.advance(s.tick)
+			if p := s.withRole(-1, RoleProxy); len(p) != proxies {
+				t.Fatalf("%d proxies after heal, want %d", len(p), proxies)
+			}
+		}
 		if !s.settled(-1, proxies, 2) {
 			t.Fatal("not stable after heal")
 		}
@@ -172,7 +175,14 @@ func TestFlappingHelloLossNoFailover(t *testing.T) {
 		k := int(s.now.Sub(start) / s.nodes[0].e.Config().HelloInterval)
 		return k%3 != 2
 	}
-	s.advance(30 * time.Second)
+	maxMissed := 0
+	for i := 0; i < 600; i++ { // 30 s
+		s.advance(s.tick)
+		maxMissed = max(maxMissed, s.node(cand).e.missed)
+	}
+	if maxMissed != s.nodes[0].e.Config().MissedHellos-1 {
+		t.Fatalf("max missed Hellos %d, want the threshold minus one", maxMissed)
+	}
 	if got := s.withRole(-1, RoleProxy); len(got) != 1 || got[0] != leader {
 		t.Fatalf("proxies %v, want %v", got, leader)
 	}
@@ -313,5 +323,32 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if _, err := New("", Config{}); err == nil {
 		t.Error("New with empty ID succeeded")
+	}
+}
+
+func TestSplitFromStartHealKeepsBetterLeader(t *testing.T) {
+	s := newSim(t, 10, Config{}, distinctMetrics(10))
+	for i, nd := range s.nodes {
+		nd.group = i % 2 // node 0 (the best) in group 0, node 1 in group 1
+	}
+	mustSettle(t, s, 0, 1, 2, 10*time.Second)
+	mustSettle(t, s, 1, 1, 2, 10*time.Second)
+	if s.nodes[0].e.Epoch() != 1 || s.nodes[1].e.Epoch() != 1 {
+		t.Fatalf("epochs %d and %d, want 1 and 1", s.nodes[0].e.Epoch(), s.nodes[1].e.Epoch())
+	}
+	for _, nd := range s.nodes {
+		nd.group = 0
+	}
+	// From the first delivery on there is never more than one leader that
+	// anyone follows, and it settles on the better one (same epoch: utility).
+	mustSettle(t, s, -1, 1, 2, 5*time.Second)
+	if p := s.withRole(-1, RoleProxy); len(p) != 1 || p[0] != s.nodes[0].id {
+		t.Fatalf("proxy after heal %v, want %v", p, s.nodes[0].id)
+	}
+	for i := 0; i < 200; i++ {
+		s.advance(s.tick)
+		if p := s.withRole(-1, RoleProxy); len(p) != 1 {
+			t.Fatalf("%d proxies after heal", len(p))
+		}
 	}
 }
