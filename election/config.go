@@ -120,9 +120,9 @@ func (c Config) bidTTL() time.Duration { return 3 * c.HelloInterval }
 // spareTTL is how long the leader keeps a bidder as a spare without a new bid.
 func (c Config) spareTTL() time.Duration { return 3 * c.BidInterval }
 
-// floorStep is how far the leader lowers the bid floor per HelloInterval while
-// its lists are not full.
-const floorStep = 1.0 / 16
+// minFloorStep is how far the leader first lowers the bid floor when its lists
+// are not full; the step doubles every HelloInterval until they are.
+const minFloorStep = 1.0 / 4096
 
 // maxBids bounds the bids a node remembers.
 const maxBids = 1024

@@ -84,6 +84,7 @@ type Election struct {
 	// as the leader
 	lastHeard    map[peer.ID]time.Time
 	nextAnnounce time.Time
+	floorStep    float64
 
 	// bids seen, and the election in progress
 	bids          map[peer.ID]bid
@@ -317,7 +318,15 @@ func (e *Election) tickLeader() {
 	}
 	periodic := !e.now.Before(e.nextAnnounce)
 	if periodic && len(e.roster)+len(e.spares) < e.cfg.Proxies+e.cfg.Candidates+e.cfg.Spares {
-		e.floor = max(e.floor-floorStep, NotEligible)
+		// Lists not full: invite a slightly wider band of peers to bid, the
+		// band doubling each interval until enough bid. Each band then holds
+		// about as many peers as all before it (for a smooth distribution of
+		// utilities), so the leader gets O(missing) bids, not O(N).
+		if e.floorStep == 0 {
+			e.floorStep = minFloorStep
+		}
+		e.floor = max(e.floor-e.floorStep, NotEligible)
+		e.floorStep = min(2*e.floorStep, 1)
 	}
 	if changed || periodic {
 		e.announce()
@@ -383,6 +392,7 @@ func (e *Election) rebuild() bool {
 			worst = min(worst, m.Utility)
 		}
 		e.floor = worst
+		e.floorStep = 0
 	} else if len(e.roster) > 0 {
 		worst := e.roster[0].Utility
 		for _, m := range append(slices.Clone(e.roster), e.spares...) {
@@ -412,6 +422,7 @@ func (e *Election) becomeLeader(epoch uint64, roster, spares []Member) {
 	e.roster = append([]Member{{ID: e.self, Utility: max(e.util, 0)}}, without(roster, e.self)...)
 	e.spares = without(spares, e.self)
 	e.lastHeard = make(map[peer.ID]time.Time)
+	e.floorStep = 0
 	for _, m := range e.roster[1:] {
 		e.lastHeard[m.ID] = e.now
 	}

@@ -352,3 +352,46 @@ func TestSplitFromStartHealKeepsBetterLeader(t *testing.T) {
 		}
 	}
 }
+
+// TestTrafficBoundedThroughFailover checks that a failover in a large
+// domain causes no burst of O(N) messages at any node: spares refill the
+// candidate list and the bid floor keeps other peers quiet.
+func TestTrafficBoundedThroughFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large simulation")
+	}
+	const n = 300
+	s := newSim(t, n, Config{}, distinctMetrics(n))
+	s.wire = false
+	mustSettle(t, s, -1, 1, 2, 15*time.Second)
+	s.advance(5 * time.Second)
+	interval := s.nodes[0].e.Config().HelloInterval
+	worst := 0
+	measure := func(d time.Duration) {
+		for end := s.now.Add(d); s.now.Before(end); {
+			clear(s.received)
+			s.advance(interval)
+			for _, c := range s.received {
+				worst = max(worst, c)
+			}
+		}
+	}
+	s.nodes[0].up = false // the leader crashes
+	measure(5 * time.Second)
+	c := s.node(s.withRole(-1, RoleCandidate)[0])
+	c.up = false // then a candidate
+	measure(5 * time.Second)
+	s.withRole(-1, RoleProxy)
+	lead := s.node(s.withRole(-1, RoleProxy)[0])
+	lead.e.Leave() // then the new leader leaves gracefully
+	s.deliver()
+	lead.up = false
+	measure(5 * time.Second)
+	if !s.settled(-1, 1, 2) {
+		t.Fatal("not settled")
+	}
+	t.Logf("N=%d: at most %d messages at one node in one interval through failovers", n, worst)
+	if worst > 10 {
+		t.Fatalf("burst of %d messages at one node in one interval", worst)
+	}
+}

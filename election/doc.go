@@ -54,10 +54,11 @@
 //     as an Announce: the successor serves within one round trip. A member
 //     that leaves sends Hello with Leaving set.
 //   - Nodes outside the roster are silent unless their utility exceeds the
-//     floor in the Announce (the worst listed member's utility when the
-//     lists are full, lowered by 1/16 per interval while they are not), or
-//     they are listed as spares; then they send Bid to the leader at most
-//     every BidInterval (2 s).
+//     floor in the Announce, or they are listed as spares; then they send
+//     Bid to the leader at most every BidInterval (2 s). The floor is the
+//     worst listed member's utility while the lists are full; while they are
+//     not, the leader lowers it by a step that starts at 1/4096 and doubles
+//     every interval, so that a refill draws a few bids, not one per node.
 //   - A node that hears no Announce for ElectionTimeout (2.5 s; also at
 //     start) holds an election: eligible nodes broadcast Bid once per
 //     HelloInterval unless Proxies+Candidates+Spares better bids are live;
@@ -100,8 +101,11 @@
 // (proxies and candidates), or Proxies+Candidates-1 Hellos plus the spares'
 // rare Bids (the leader): O(P+C), independent of the domain's size (see
 // BenchmarkElectionMessages: at most 2.5 messages per node per interval for
-// 10, 100 and 1,000 nodes). An election from scratch is the exception: in
-// its first round every eligible node broadcasts one Bid.
+// 10, 100 and 1,000 nodes; TestTrafficBoundedThroughFailover keeps it at
+// most 6 through failovers in 300 nodes). An election from scratch is the
+// exception: in its first round every eligible node broadcasts one Bid, so
+// each node receives about N messages once. The adaptive floor also assumes
+// utilities are spread out; many nodes with identical utility bid together.
 //
 // # Usage
 //
