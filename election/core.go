@@ -537,6 +537,23 @@ func (e *Election) resetMember() {
 	e.nextHello = e.now
 }
 
+// Unreachable tells the machine that a message to peer could not be
+// delivered (the dial or the stream failed). A failed Hello to the leader
+// counts as missed at once instead of after HelloTimeout, so a leader whose
+// host is gone is detected sooner. Reports older than HelloTimeout are
+// ignored.
+func (e *Election) Unreachable(id peer.ID) {
+	if e.left || id == "" || id != e.leader || id == e.self || !e.helloOut ||
+		e.now.Sub(e.helloSent) >= e.cfg.HelloTimeout {
+		return
+	}
+	e.helloOut = false
+	e.missed++
+	if r := e.rank(e.self); r > 0 && e.missed >= e.cfg.MissedHellos+2*(r-1) {
+		e.takeover(r)
+	}
+}
+
 func (e *Election) tickMember() {
 	r := e.rank(e.self)
 	if e.helloOut && e.now.Sub(e.helloSent) >= e.cfg.HelloTimeout {

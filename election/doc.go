@@ -76,7 +76,9 @@
 // With the defaults a crashed proxy is replaced after at most three
 // HelloIntervals plus one HelloTimeout: 1.75 s in the worst case (crash just
 // after an answered Hello), 1.25–1.75 s in general, plus the runner's tick
-// (HelloInterval/10) and the time Duties.Promote takes. A late HelloAck (a
+// (HelloInterval/10) and the time Duties.Promote takes. When the dead host
+// refuses connections, the runner reports each failed Hello at once
+// (Election.Unreachable) and the worst case drops to 1.5 s. A late HelloAck (a
 // slow or relayed link with a round trip above HelloTimeout) still resets
 // the count, so only three Hellos in a row without any answer cause a
 // failover. A graceful handoff takes one message.

@@ -143,6 +143,7 @@ type Runner struct {
 	inbox   chan Message
 	leaveCh chan chan struct{}
 	reachCh chan Reachability
+	failCh  chan peer.ID
 	dutyCh  chan dutyReq
 	bcast   chan []byte
 	sendSem chan struct{}
@@ -163,7 +164,7 @@ type Runner struct {
 type dutyReq struct {
 	proxy bool
 	epoch uint64
-	done  chan struct{} // closed when applied (for Close)
+	done  chan error // Close: receives the result of the final Demote
 }
 
 // NewRunner returns the election runner of host h in domain, announcing on
@@ -206,6 +207,7 @@ func NewRunner(h host.Host, ps *pubsub.PubSub, domain string, duties Duties, opt
 		inbox:   make(chan Message, 256),
 		leaveCh: make(chan chan struct{}),
 		reachCh: make(chan Reachability, 4),
+		failCh:  make(chan peer.ID, 16),
 		dutyCh:  make(chan dutyReq, 1),
 		bcast:   make(chan []byte, 64),
 		sendSem: make(chan struct{}, 64),
@@ -365,10 +367,10 @@ func (r *Runner) shutdown() error {
 	}
 	// 2. Demote, bounded.
 	var err error
-	dr := dutyReq{proxy: false, done: make(chan struct{})}
+	dr := dutyReq{proxy: false, done: make(chan error, 1)}
 	r.requestDuty(dr)
 	select {
-	case <-dr.done:
+	case err = <-dr.done:
 	case <-time.After(r.o.dutyTimeout):
 		err = errors.New("election: demote timed out")
 	}
@@ -423,6 +425,9 @@ func (r *Runner) loop() {
 			if err := r.e.Step(m); err != nil {
 				r.log.Debug("election: bad message", "from", m.From, "err", err)
 			}
+		case id := <-r.failCh:
+			r.e.Tick(clk.Now())
+			r.e.Unreachable(id)
 		case reach := <-r.reachCh:
 			if r.o.forcedReach == nil && reach != r.reach {
 				r.reach = reach
@@ -463,16 +468,26 @@ func (r *Runner) afterEvent() {
 			r.log.Warn("election: too many sends in flight, dropped", "to", o.To, "type", o.Message.Type)
 			continue
 		}
+		timeout := r.o.cfg.HelloInterval
+		if o.Message.Type == MsgHello {
+			timeout = r.o.cfg.HelloTimeout
+		}
 		r.wg.Add(1)
-		go func(to peer.ID, b []byte) {
+		go func(to peer.ID, b []byte, t MsgType) {
 			defer r.wg.Done()
 			defer func() { <-r.sendSem }()
-			ctx, cancel := context.WithTimeout(r.ctx, r.o.cfg.HelloInterval)
+			ctx, cancel := context.WithTimeout(r.ctx, timeout)
 			defer cancel()
-			if err := r.sendDirect(ctx, to, b); err != nil {
-				r.log.Debug("election: send", "to", to, "err", err)
+			if err := r.sendDirect(ctx, to, b); err != nil && r.ctx.Err() == nil {
+				r.log.Debug("election: send", "to", to, "type", t, "err", err)
+				if t == MsgHello {
+					select {
+					case r.failCh <- to:
+					default:
+					}
+				}
 			}
-		}(o.To, b)
+		}(o.To, b, o.Message.Type)
 	}
 	r.publishState()
 }
@@ -551,13 +566,17 @@ func (r *Runner) requestDutyLocked(d dutyReq) {
 		select {
 		case old := <-r.dutyCh:
 			if old.done != nil {
-				close(old.done)
+				old.done <- nil // superseded
 			}
 		default:
 		}
 	}
 }
 
+// dutyWorker calls Duties.Promote and Demote so that the node serves as
+// proxy exactly while its role is proxy. It retries failed calls every
+// second. A request with done (from Close) is the last: its result is
+// reported and the worker ends.
 func (r *Runner) dutyWorker() {
 	defer r.wg.Done()
 	var (
@@ -568,8 +587,8 @@ func (r *Runner) dutyWorker() {
 	)
 	retry := r.o.clock.NewTicker(time.Second)
 	defer retry.Stop()
-	apply := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), r.o.dutyTimeout)
+	apply := func() error {
+		ctx, cancel := context.WithTimeout(r.ctx, r.o.dutyTimeout)
 		defer cancel()
 		var err error
 		switch {
@@ -585,40 +604,28 @@ func (r *Runner) dutyWorker() {
 		}
 		if err != nil {
 			r.log.Error("election: duties", "proxy", want.proxy, "epoch", want.epoch, "err", err)
-			return
+			return err
 		}
 		pending = false
-		if want.done != nil {
-			close(want.done)
-			want.done = nil
-		}
+		return nil
 	}
 	for {
 		select {
-		case d := <-r.dutyCh:
+		case want = <-r.dutyCh:
+			pending = true
+			err := apply()
 			if want.done != nil {
-				close(want.done)
-			}
-			want, pending = d, true
-			apply()
-			if d.done != nil && !pending {
-				return // Close: demoted, nothing more to do
+				if err != nil {
+					err = fmt.Errorf("election: demote: %w", err)
+				}
+				want.done <- err
+				return
 			}
 		case <-retry.C():
 			if pending {
-				apply()
+				_ = apply()
 			}
 		case <-r.ctx.Done():
-			if want.done != nil {
-				close(want.done)
-			}
-			if serving { // Close raced the demote request: demote now
-				ctx, cancel := context.WithTimeout(context.Background(), r.o.dutyTimeout)
-				if err := r.duties.Demote(ctx); err != nil {
-					r.log.Error("election: demote on close", "err", err)
-				}
-				cancel()
-			}
 			return
 		}
 	}

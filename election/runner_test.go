@@ -311,3 +311,52 @@ func TestRunnerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+type flakyDuties struct {
+	fakeDuties
+	mu       sync.Mutex
+	failures int
+}
+
+func (d *flakyDuties) Promote(ctx context.Context, epoch uint64) error {
+	d.mu.Lock()
+	if d.failures > 0 {
+		d.failures--
+		d.mu.Unlock()
+		return errors.New("global overlay unreachable")
+	}
+	d.mu.Unlock()
+	return d.fakeDuties.Promote(ctx, epoch)
+}
+
+func TestRunnerRetriesDutiesAndDemotesOnClose(t *testing.T) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ps, err := pubsub.NewGossipSub(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &flakyDuties{failures: 2}
+	r, err := NewRunner(h, ps, "alone", d, WithConfig(Config{HelloInterval: 100 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a lone node serving after failed promotions", func() bool {
+		s := r.State()
+		return s.Role == RoleProxy && s.Serving && d.isServing()
+	})
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d.isServing() || d.demoted != 1 {
+		t.Fatalf("serving %v after Close, %d demotions", d.isServing(), d.demoted)
+	}
+}

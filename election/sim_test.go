@@ -22,6 +22,9 @@ type sim struct {
 	drop     func(from, to peer.ID, m Message) bool
 	received map[peer.ID]int
 	wire     bool
+	// unreachable makes a unicast to a crashed node fail at once, as a
+	// refused dial does, and reports it with Election.Unreachable.
+	unreachable bool
 }
 
 type simNode struct {
@@ -120,6 +123,10 @@ func (s *sim) deliver() {
 				}
 				if o.To != "" {
 					if to, ok := s.byID[o.To]; ok {
+						if s.unreachable && !to.up {
+							from.e.Unreachable(o.To)
+							continue
+						}
 						s.send(from, to, m)
 					}
 					continue
