@@ -11,7 +11,6 @@ var (
 	ErrBadConfig       = errors.New("election: invalid configuration")
 	ErrBadMessage      = errors.New("election: malformed message")
 	ErrMessageTooLarge = errors.New("election: message too large")
-	ErrNotStarted      = errors.New("election: runner not started")
 )
 
 // Default timings and sizes (see the package documentation).
