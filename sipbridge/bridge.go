@@ -287,7 +287,8 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 
 	h.SetStreamHandler(ProtocolID, b.links.handleStream)
 	if b.udp != nil {
-		b.goServe(func() error { return b.srv.ServeUDP(b.udp) })
+		fc := &filterConn{PacketConn: b.udp, log: b.log}
+		b.goServe(func() error { return b.srv.ServeUDP(fc) })
 	}
 	if b.tcp != nil {
 		b.goServe(func() error { return b.srv.ServeTCP(b.tcp) })

@@ -44,12 +44,18 @@ type hop struct {
 // ---- upstreams
 
 type uaUpstream struct {
+	src    string // where the request came from: responses go there (symmetric, NAT-friendly)
 	tx     sip.ServerTransaction
 	cancel chan struct{}
 	once   sync.Once
 }
 
-func (u *uaUpstream) respond(res *sip.Response) error { return u.tx.Respond(res) }
+func (u *uaUpstream) respond(res *sip.Response) error {
+	if u.src != "" {
+		res.SetDestination(u.src)
+	}
+	return u.tx.Respond(res)
+}
 func (u *uaUpstream) cancelled() <-chan struct{}      { return u.cancel }
 
 type peerUpstream struct {
@@ -160,22 +166,16 @@ func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
 	if tx == nil {
 		return
 	}
+	up := &uaUpstream{src: req.Source(), tx: tx, cancel: make(chan struct{})}
 	if req.IsCancel() { // a matched CANCEL is absorbed by the transaction layer
-		b.respondTx(tx, b.newResponse(req, 481, "Call/Transaction Does Not Exist"))
+		_ = up.respond(b.newResponse(req, 481, "Call/Transaction Does Not Exist"))
 		return
 	}
-	up := &uaUpstream{tx: tx, cancel: make(chan struct{})}
 	if req.IsInvite() {
 		tx.OnCancel(func(*sip.Request) { up.once.Do(func() { close(up.cancel) }) })
 	}
 	if relay := b.start(b.ctx, req, up, ""); relay != nil {
 		relay()
-	}
-}
-
-func (b *Bridge) respondTx(tx sip.ServerTransaction, res *sip.Response) {
-	if err := tx.Respond(res); err != nil {
-		b.log.Debug("respond failed", "err", err)
 	}
 }
 

@@ -72,6 +72,7 @@ func (r *registrar) knownContact(u *sip.Uri) bool {
 func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	b := r.b
 	reply := func(res *sip.Response) {
+		res.SetDestination(req.Source())
 		if err := tx.Respond(res); err != nil {
 			b.log.Debug("register respond failed", "err", err)
 		}
