@@ -56,7 +56,7 @@ func (u *uaUpstream) respond(res *sip.Response) error {
 	}
 	return u.tx.Respond(res)
 }
-func (u *uaUpstream) cancelled() <-chan struct{}      { return u.cancel }
+func (u *uaUpstream) cancelled() <-chan struct{} { return u.cancel }
 
 type peerUpstream struct {
 	b  *Bridge
@@ -446,7 +446,9 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 	} else if h.uri != nil {
 		uaTransport = uriTransport(h.uri)
 	}
-	if req.IsInvite() && !hasTag(req.To()) {
+	// Only the caller's and the callee's nodes record-route: an intermediate proxy (overlay in,
+	// overlay out) stays out of the dialog, so in-dialog requests go node to node (draft §7 step 11).
+	if req.IsInvite() && !hasTag(req.To()) && (from == "" || h.uri != nil) {
 		fwd.PrependHeader(&sip.RecordRouteHeader{Address: b.selfURI(uaTransport)})
 	}
 	if h.peer != "" {

@@ -241,9 +241,23 @@ func (u *UA) Unregister(ctx context.Context) (*sip.Response, error) {
 	return u.RegisterContact(ctx, u.contact.Address, -1)
 }
 
+// query sends a REGISTER without Contact (a query of the current bindings).
+func (u *UA) query(ctx context.Context) (*sip.Response, error) {
+	return u.register(ctx, nil, 0, false)
+}
+
+// unregisterAll sends Contact: * with Expires: 0.
+func (u *UA) unregisterAll(ctx context.Context) (*sip.Response, error) {
+	return u.register(ctx, nil, 0, true)
+}
+
 // RegisterContact registers contact for the UA's AOR (on behalf of another agent, such as
 // sipp); expires < 0 removes it. A non-2xx final answer is returned as an error.
 func (u *UA) RegisterContact(ctx context.Context, contact sip.Uri, expires time.Duration) (*sip.Response, error) {
+	return u.register(ctx, &contact, expires, false)
+}
+
+func (u *UA) register(ctx context.Context, contact *sip.Uri, expires time.Duration, wildcard bool) (*sip.Response, error) {
 	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: u.aor.Host})
 	to := &sip.ToHeader{Address: u.aor.URI()}
 	from := &sip.FromHeader{Address: u.aor.URI(), Params: sip.NewParams()}
@@ -256,13 +270,18 @@ func (u *UA) RegisterContact(ctx context.Context, contact sip.Uri, expires time.
 	u.regCSeq++
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: u.regCSeq, MethodName: sip.REGISTER})
 	u.mu.Unlock()
-	ch := &sip.ContactHeader{Address: *contact.Clone()}
-	req.AppendHeader(ch)
-	secs := int(expires / time.Second)
-	if expires < 0 {
-		secs = 0
+	switch {
+	case wildcard:
+		req.AppendHeader(sip.NewHeader("Contact", "*"))
+		req.AppendHeader(sip.NewHeader("Expires", "0"))
+	case contact != nil:
+		req.AppendHeader(&sip.ContactHeader{Address: *contact.Clone()})
+		secs := int(expires / time.Second)
+		if expires < 0 {
+			secs = 0
+		}
+		req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
 	}
-	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(secs)))
 	u.outbound(req)
 	res, err := u.cli.Do(ctx, req)
 	if err != nil {
