@@ -115,3 +115,29 @@ func TestMDNSDomains(t *testing.T) {
 	check("can-1", c1, p1, p2)
 	check("can-2", c2, p1, p2)
 }
+
+// TestMDNSLoopbackOnly: in a namespace with only lo, mDNS works once lo has
+// the multicast flag (DESIGN §5).
+func TestMDNSLoopbackOnly(t *testing.T) {
+	n := netns.New(t)
+	bin := buildHelper(t, "github.com/hiersip/hiersip/integration/internal/mdnsnode")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Without the flag, mDNS cannot start; the bootstrapper says so and
+	// goes on with its other sources.
+	plain := n.Namespace("lo0")
+	p := startMDNSNode(t, ctx, plain, bin, "lo0", "127.0.0.1", "pastry")
+	if line, err := p.proc.WaitFor(ctx, func(l string) bool { return strings.Contains(l, "mDNS not started") }); err != nil {
+		t.Errorf("no warning about mDNS on a loopback-only namespace: %v", err)
+	} else {
+		t.Logf("lo0: %s", line)
+	}
+
+	ns := n.Namespace("lo")
+	ns.LoopbackMulticast()
+	a := startMDNSNode(t, ctx, ns, bin, "lo-1", "127.0.0.1", "pastry")
+	b := startMDNSNode(t, ctx, ns, bin, "lo-2", "127.0.0.1", "pastry")
+	t.Logf("lo-1: %s", waitConnected(t, ctx, a, "lo-1", b))
+	t.Logf("lo-2: %s", waitConnected(t, ctx, b, "lo-2", a))
+}
