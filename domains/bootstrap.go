@@ -109,9 +109,10 @@ type BootstrapConfig struct {
 	// /ip4/…/tcp/…/p2p/<id>. Each must name a peer.
 	Static []ma.Multiaddr
 	// CacheFile, when set, is a JSON file (see PeerCache) that holds the
-	// addresses of domain peers seen recently. It is read at Start, tried
-	// first, and written every CacheInterval and at Close. Its directory
-	// must exist.
+	// addresses of domain peers seen recently, e.g.
+	// <datadir>/peers-<domain>.json. It is read at Start, tried first, and
+	// written a second after joining, every CacheInterval and at Close. Its
+	// directory must exist.
 	CacheFile string
 	// WebURLs are web stations: http(s) URLs that return the domain's peers
 	// in the format of WebStationHandler.
@@ -249,6 +250,7 @@ type Bootstrapper struct {
 	joinedCh   chan struct{}
 	joinedOnce sync.Once
 	poke       chan struct{}
+	saveNow    chan struct{} // a cache save on joining
 
 	mu      sync.Mutex
 	started bool
@@ -273,6 +275,7 @@ func NewBootstrapper(h host.Host, cfg BootstrapConfig) (*Bootstrapper, error) {
 		log:      cfg.Logger.With("component", "bootstrap", "domain", cfg.Domain),
 		joinedCh: make(chan struct{}),
 		poke:     make(chan struct{}, 1),
+		saveNow:  make(chan struct{}, 1),
 	}
 	if cfg.CacheFile != "" {
 		b.cache = NewPeerCache(cfg.CacheFile, cfg.Domain, h.ID())
@@ -332,7 +335,8 @@ func (b *Bootstrapper) Source() BootstrapSource {
 }
 
 // Close stops mDNS and the loops, waits for its goroutines and saves the
-// cache. It does not close the host. A second Close returns an error
+// cache, calling Peers a last time: close the Bootstrapper before what Peers
+// reads (the DHT, the host). It does not close the host. A second Close returns an error
 // wrapping net.ErrClosed.
 func (b *Bootstrapper) Close() error {
 	b.mu.Lock()
@@ -389,6 +393,7 @@ func (b *Bootstrapper) checkJoined() bool {
 		b.log.Info("joined domain overlay", "source", src)
 		close(b.joinedCh)
 		b.emit(BootstrapEvent{Kind: BootstrapJoined, Source: src})
+		b.saveNow <- struct{}{} // buffered, sent once
 	})
 	return true
 }
@@ -524,10 +529,17 @@ func (b *Bootstrapper) saveLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			if err := b.saveCache(); err != nil {
-				b.log.Warn("saving peer cache", "file", b.cfg.CacheFile, "err", err)
+		case <-b.saveNow:
+			// Give the overlay a moment to fill its routing table.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
 			}
+		case <-t.C:
+		}
+		if err := b.saveCache(); err != nil {
+			b.log.Warn("saving peer cache", "file", b.cfg.CacheFile, "err", err)
 		}
 	}
 }

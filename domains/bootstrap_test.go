@@ -417,3 +417,27 @@ func TestPeerCacheLimits(t *testing.T) {
 		t.Errorf("%d stale peers kept", n)
 	}
 }
+
+// TestBootstrapCacheSavedWhileRunning: the cache is written periodically,
+// not only at Close.
+func TestBootstrapCacheSavedWhileRunning(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "peers.json")
+	seed := newTestHost(t)
+	cfg := baseConfig(t)
+	cfg.Static = p2pAddrs(t, seed)
+	cfg.CacheFile = file
+	cfg.CacheInterval = 50 * time.Millisecond
+	b := startBootstrapper(t, newTestHost(t), cfg)
+	waitJoined(t, b)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, err := os.ReadFile(file)
+		if err == nil && strings.Contains(string(data), seed.ID().String()) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cache not written while running: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
