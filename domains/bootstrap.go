@@ -96,7 +96,7 @@ type BootstrapEvent struct {
 }
 
 // BootstrapConfig configures a Bootstrapper. Each of the four sources of
-// draft §4.1 can be used alone or with the others. DefaultBootstrapConfig
+// draft §4.1 can be used alone or with the others. BootstrapDefaultConfig
 // returns the usual starting point (mDNS on).
 type BootstrapConfig struct {
 	// Domain is the domain whose overlay the node joins; required.
@@ -135,14 +135,14 @@ type BootstrapConfig struct {
 	Logger *slog.Logger
 	// HTTPClient fetches web stations; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
-	// OnEvent, if set, is called for every BootstrapEvent from the
-	// bootstrapper's goroutines. It must not block.
+	// OnEvent, if set, is called for every BootstrapEvent, from several of
+	// the bootstrapper's goroutines at once. It must not block.
 	OnEvent func(BootstrapEvent)
 }
 
-// DefaultBootstrapConfig returns a config for domain with mDNS on and every
+// BootstrapDefaultConfig returns a config for domain with mDNS on and every
 // other source off.
-func DefaultBootstrapConfig(domain string) BootstrapConfig {
+func BootstrapDefaultConfig(domain string) BootstrapConfig {
 	return BootstrapConfig{Domain: domain, MDNS: true}
 }
 
@@ -417,7 +417,7 @@ func (b *Bootstrapper) run(ctx context.Context) {
 			if b.checkJoined() {
 				continue
 			}
-			next = time.Now().Add(jitter(backoff))
+			next = time.Now().Add(bootstrapJitter(backoff))
 			backoff = min(2*backoff, b.cfg.MaxBackoff)
 		}
 		select {
@@ -429,8 +429,8 @@ func (b *Bootstrapper) run(ctx context.Context) {
 	}
 }
 
-// jitter returns d ± 10 %.
-func jitter(d time.Duration) time.Duration {
+// bootstrapJitter returns d ± 10 %.
+func bootstrapJitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
@@ -461,7 +461,7 @@ func (b *Bootstrapper) round(ctx context.Context) {
 			}
 			infos = append(infos, got...)
 		}
-		b.dialAll(ctx, BootstrapSourceWeb, mergeAddrInfos(infos))
+		b.dialAll(ctx, BootstrapSourceWeb, bootstrapMergeAddrInfos(infos))
 	}
 }
 
@@ -550,8 +550,8 @@ func (b *Bootstrapper) saveCache() error {
 	return b.cache.Save()
 }
 
-// mergeAddrInfos merges entries of the same peer, keeping the first order.
-func mergeAddrInfos(infos []peer.AddrInfo) []peer.AddrInfo {
+// bootstrapMergeAddrInfos merges entries of the same peer, keeping the first order.
+func bootstrapMergeAddrInfos(infos []peer.AddrInfo) []peer.AddrInfo {
 	idx := make(map[peer.ID]int)
 	var out []peer.AddrInfo
 	for _, in := range infos {

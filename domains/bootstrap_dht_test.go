@@ -11,7 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
-func newTestDHT(t *testing.T, h host.Host, domain string) *dht.IpfsDHT {
+func bsTestDHT(t *testing.T, h host.Host, domain string) *dht.IpfsDHT {
 	t.Helper()
 	d, err := dht.New(h,
 		dht.ProtocolPrefix(protocol.ID("/hiersip/"+domain)),
@@ -29,12 +29,12 @@ func newTestDHT(t *testing.T, h host.Host, domain string) *dht.IpfsDHT {
 // routing table, which fills only after identify; the cache gets the
 // routing table's peers.
 func TestBootstrapWithDHT(t *testing.T) {
-	seed, h := newTestHost(t), newTestHost(t)
-	newTestDHT(t, seed, "pastry")
-	d := newTestDHT(t, h, "pastry")
+	seed, h := bsTestHost(t), bsTestHost(t)
+	bsTestDHT(t, seed, "pastry")
+	d := bsTestDHT(t, h, "pastry")
 
-	cfg := baseConfig(t)
-	cfg.Static = p2pAddrs(t, seed)
+	cfg := bsConfig(t)
+	cfg.Static = bsP2PAddrs(t, seed)
 	cfg.CacheFile = t.TempDir() + "/peers-pastry.json"
 	cfg.Joined = func() bool { return d.RoutingTable().Size() > 0 }
 	cfg.Peers = func() []peer.AddrInfo {
@@ -44,8 +44,8 @@ func TestBootstrapWithDHT(t *testing.T) {
 		}
 		return out
 	}
-	b := startBootstrapper(t, h, cfg)
-	waitJoined(t, b)
+	b := bsStart(t, h, cfg)
+	bsWaitJoined(t, b)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}

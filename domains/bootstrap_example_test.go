@@ -30,7 +30,7 @@ func ExampleNewBootstrapper() {
 	}
 	defer h.Close()
 
-	cfg := domains.DefaultBootstrapConfig("pastry") // mDNS on
+	cfg := domains.BootstrapDefaultConfig("pastry") // mDNS on
 	cfg.Static = []ma.Multiaddr{ma.StringCast("/ip4/192.0.2.7/tcp/4001/p2p/12D3KooWLeVahpSN4m42zDhGUxLa8vV6iLX6CqzoaKKLGMSujncE")}
 	cfg.CacheFile = filepath.Join("/var/lib/hiersip", "peers-pastry.json")
 	cfg.WebURLs = []string{"https://bootstrap.example.org/pastry.json"}

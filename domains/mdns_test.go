@@ -15,15 +15,15 @@ import (
 // dialling it with backoff until it is reachable.
 func TestMDNSNotifeeRetries(t *testing.T) {
 	// A peer ID and a free address, for a peer that is not up yet.
-	probe := newTestHost(t)
+	probe := bsTestHost(t)
 	addr := probe.Addrs()[0]
 	id, key := probe.ID(), probe.Peerstore().PrivKey(probe.ID())
 	_ = probe.Close()
 
-	h := newTestHost(t)
+	h := bsTestHost(t)
 	var mu sync.Mutex
 	failures, connected := 0, 0
-	cfg := baseConfig(t)
+	cfg := bsConfig(t)
 	cfg.DialTimeout = time.Second
 	cfg.OnEvent = func(ev BootstrapEvent) {
 		mu.Lock()

@@ -49,7 +49,7 @@ func run(listen, domain string) error {
 		fmt.Printf(format+"\n", args...)
 	}
 	start := time.Now()
-	cfg := domains.DefaultBootstrapConfig(domain)
+	cfg := domains.BootstrapDefaultConfig(domain)
 	cfg.MinBackoff = 100 * time.Millisecond
 	cfg.MaxBackoff = 2 * time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
