@@ -99,7 +99,8 @@ type BootstrapEvent struct {
 // draft §4.1 can be used alone or with the others. BootstrapDefaultConfig
 // returns the usual starting point (mDNS on).
 type BootstrapConfig struct {
-	// Domain is the domain whose overlay the node joins; required.
+	// Domain is the domain whose overlay the node joins, or GlobalName for
+	// the global overlay; required.
 	Domain string
 	// MDNS enables discovery by multicast DNS on the LAN, with one service
 	// name per domain (MDNSServiceName). The host's listen addresses are
@@ -155,8 +156,10 @@ func (cfg *BootstrapConfig) validate(h host.Host) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil host", ErrBootstrapConfig)
 	}
-	if err := ValidateDomain(cfg.Domain); err != nil {
-		return bootstrapConfigError("Domain", "%v", err)
+	if cfg.Domain != GlobalName {
+		if err := ValidateDomain(cfg.Domain); err != nil {
+			return bootstrapConfigError("Domain", "%v", err)
+		}
 	}
 	for i, a := range cfg.Static {
 		if a == nil {

@@ -3,7 +3,7 @@
 #
 #   1. installs the Debian packages the system tests need, if missing and root;
 #   2. removes network namespaces left by crashed test runs (hs??????-*);
-#   3. gofmt check, go vet ./..., go test -race ./...;
+#   3. gofmt check (a warning unless GOFMT_STRICT=1), go vet ./..., go test -race ./...;
 #   4. a short fuzz smoke run of the targets listed in FUZZ_TARGETS.
 #
 # Environment: CI=true makes missing prerequisites fail the system tests
@@ -60,8 +60,9 @@ fi
 log "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
 if [[ -n $unformatted ]]; then
-	printf 'gofmt needed:\n%s\n' "$unformatted" >&2
-	exit 1
+	# A warning for now; set GOFMT_STRICT=1 to make it fail the run.
+	printf 'WARNING: gofmt needed:\n%s\n' "$unformatted" >&2
+	[[ ${GOFMT_STRICT:-0} == 1 ]] && exit 1
 fi
 
 log "go vet ./..."
