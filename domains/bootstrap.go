@@ -96,7 +96,7 @@ type BootstrapEvent struct {
 }
 
 // BootstrapConfig configures a Bootstrapper. Each of the four sources of
-// draft §4.1 can be used alone or with the others. DefaultBootstrapConfig
+// draft §4.1 can be used alone or with the others. BootstrapDefaultConfig
 // returns the usual starting point (mDNS on).
 type BootstrapConfig struct {
 	// Domain is the domain whose overlay the node joins, or GlobalName for
@@ -110,9 +110,10 @@ type BootstrapConfig struct {
 	// /ip4/…/tcp/…/p2p/<id>. Each must name a peer.
 	Static []ma.Multiaddr
 	// CacheFile, when set, is a JSON file (see PeerCache) that holds the
-	// addresses of domain peers seen recently. It is read at Start, tried
-	// first, and written every CacheInterval and at Close. Its directory
-	// must exist.
+	// addresses of domain peers seen recently, e.g.
+	// <datadir>/peers-<domain>.json. It is read at Start, tried first, and
+	// written a second after joining, every CacheInterval and at Close. Its
+	// directory must exist.
 	CacheFile string
 	// WebURLs are web stations: http(s) URLs that return the domain's peers
 	// in the format of WebStationHandler.
@@ -135,14 +136,14 @@ type BootstrapConfig struct {
 	Logger *slog.Logger
 	// HTTPClient fetches web stations; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
-	// OnEvent, if set, is called for every BootstrapEvent from the
-	// bootstrapper's goroutines. It must not block.
+	// OnEvent, if set, is called for every BootstrapEvent, from several of
+	// the bootstrapper's goroutines at once. It must not block.
 	OnEvent func(BootstrapEvent)
 }
 
-// DefaultBootstrapConfig returns a config for domain with mDNS on and every
+// BootstrapDefaultConfig returns a config for domain with mDNS on and every
 // other source off.
-func DefaultBootstrapConfig(domain string) BootstrapConfig {
+func BootstrapDefaultConfig(domain string) BootstrapConfig {
 	return BootstrapConfig{Domain: domain, MDNS: true}
 }
 
@@ -252,6 +253,7 @@ type Bootstrapper struct {
 	joinedCh   chan struct{}
 	joinedOnce sync.Once
 	poke       chan struct{}
+	saveNow    chan struct{} // a cache save on joining
 
 	mu      sync.Mutex
 	started bool
@@ -276,6 +278,7 @@ func NewBootstrapper(h host.Host, cfg BootstrapConfig) (*Bootstrapper, error) {
 		log:      cfg.Logger.With("component", "bootstrap", "domain", cfg.Domain),
 		joinedCh: make(chan struct{}),
 		poke:     make(chan struct{}, 1),
+		saveNow:  make(chan struct{}, 1),
 	}
 	if cfg.CacheFile != "" {
 		b.cache = NewPeerCache(cfg.CacheFile, cfg.Domain, h.ID())
@@ -335,7 +338,8 @@ func (b *Bootstrapper) Source() BootstrapSource {
 }
 
 // Close stops mDNS and the loops, waits for its goroutines and saves the
-// cache. It does not close the host. A second Close returns an error
+// cache, calling Peers a last time: close the Bootstrapper before what Peers
+// reads (the DHT, the host). It does not close the host. A second Close returns an error
 // wrapping net.ErrClosed.
 func (b *Bootstrapper) Close() error {
 	b.mu.Lock()
@@ -392,6 +396,7 @@ func (b *Bootstrapper) checkJoined() bool {
 		b.log.Info("joined domain overlay", "source", src)
 		close(b.joinedCh)
 		b.emit(BootstrapEvent{Kind: BootstrapJoined, Source: src})
+		b.saveNow <- struct{}{} // buffered, sent once
 	})
 	return true
 }
@@ -415,7 +420,7 @@ func (b *Bootstrapper) run(ctx context.Context) {
 			if b.checkJoined() {
 				continue
 			}
-			next = time.Now().Add(jitter(backoff))
+			next = time.Now().Add(bootstrapJitter(backoff))
 			backoff = min(2*backoff, b.cfg.MaxBackoff)
 		}
 		select {
@@ -427,8 +432,8 @@ func (b *Bootstrapper) run(ctx context.Context) {
 	}
 }
 
-// jitter returns d ± 10 %.
-func jitter(d time.Duration) time.Duration {
+// bootstrapJitter returns d ± 10 %.
+func bootstrapJitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
@@ -459,7 +464,7 @@ func (b *Bootstrapper) round(ctx context.Context) {
 			}
 			infos = append(infos, got...)
 		}
-		b.dialAll(ctx, BootstrapSourceWeb, mergeAddrInfos(infos))
+		b.dialAll(ctx, BootstrapSourceWeb, bootstrapMergeAddrInfos(infos))
 	}
 }
 
@@ -527,10 +532,17 @@ func (b *Bootstrapper) saveLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			if err := b.saveCache(); err != nil {
-				b.log.Warn("saving peer cache", "file", b.cfg.CacheFile, "err", err)
+		case <-b.saveNow:
+			// Give the overlay a moment to fill its routing table.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
 			}
+		case <-t.C:
+		}
+		if err := b.saveCache(); err != nil {
+			b.log.Warn("saving peer cache", "file", b.cfg.CacheFile, "err", err)
 		}
 	}
 }
@@ -541,8 +553,8 @@ func (b *Bootstrapper) saveCache() error {
 	return b.cache.Save()
 }
 
-// mergeAddrInfos merges entries of the same peer, keeping the first order.
-func mergeAddrInfos(infos []peer.AddrInfo) []peer.AddrInfo {
+// bootstrapMergeAddrInfos merges entries of the same peer, keeping the first order.
+func bootstrapMergeAddrInfos(infos []peer.AddrInfo) []peer.AddrInfo {
 	idx := make(map[peer.ID]int)
 	var out []peer.AddrInfo
 	for _, in := range infos {

@@ -21,7 +21,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-func newTestHost(t *testing.T) host.Host {
+func bsTestHost(t *testing.T) host.Host {
 	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
@@ -31,18 +31,18 @@ func newTestHost(t *testing.T) host.Host {
 	return h
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+func bsLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(bsLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type bsLogWriter struct{ t *testing.T }
 
-func (w tWriter) Write(p []byte) (int, error) {
+func (w bsLogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
-func p2pAddrs(t *testing.T, h host.Host) []ma.Multiaddr {
+func bsP2PAddrs(t *testing.T, h host.Host) []ma.Multiaddr {
 	t.Helper()
 	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
 	if err != nil {
@@ -51,17 +51,17 @@ func p2pAddrs(t *testing.T, h host.Host) []ma.Multiaddr {
 	return addrs
 }
 
-func baseConfig(t *testing.T) BootstrapConfig {
+func bsConfig(t *testing.T) BootstrapConfig {
 	return BootstrapConfig{
 		Domain:     "pastry",
 		MinBackoff: 20 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond,
-		Logger:     testLogger(t),
+		Logger:     bsLogger(t),
 	}
 }
 
-// startBootstrapper starts b and closes it at cleanup.
-func startBootstrapper(t *testing.T, h host.Host, cfg BootstrapConfig) *Bootstrapper {
+// bsStart starts b and closes it at cleanup.
+func bsStart(t *testing.T, h host.Host, cfg BootstrapConfig) *Bootstrapper {
 	t.Helper()
 	b, err := NewBootstrapper(h, cfg)
 	if err != nil {
@@ -74,7 +74,7 @@ func startBootstrapper(t *testing.T, h host.Host, cfg BootstrapConfig) *Bootstra
 	return b
 }
 
-func waitJoined(t *testing.T, b *Bootstrapper) {
+func bsWaitJoined(t *testing.T, b *Bootstrapper) {
 	t.Helper()
 	select {
 	case <-b.JoinedCh():
@@ -84,14 +84,14 @@ func waitJoined(t *testing.T, b *Bootstrapper) {
 }
 
 func TestBootstrapStatic(t *testing.T) {
-	seed, h := newTestHost(t), newTestHost(t)
+	seed, h := bsTestHost(t), bsTestHost(t)
 	var mu sync.Mutex
 	var events []BootstrapEvent
-	cfg := baseConfig(t)
-	cfg.Static = p2pAddrs(t, seed)
+	cfg := bsConfig(t)
+	cfg.Static = bsP2PAddrs(t, seed)
 	cfg.OnEvent = func(ev BootstrapEvent) { mu.Lock(); events = append(events, ev); mu.Unlock() }
-	b := startBootstrapper(t, h, cfg)
-	waitJoined(t, b)
+	b := bsStart(t, h, cfg)
+	bsWaitJoined(t, b)
 	if got := b.Source(); got != BootstrapSourceStatic {
 		t.Errorf("Source() = %q, want %q", got, BootstrapSourceStatic)
 	}
@@ -120,7 +120,7 @@ func TestBootstrapStatic(t *testing.T) {
 }
 
 func TestBootstrapStartTwice(t *testing.T) {
-	b := startBootstrapper(t, newTestHost(t), baseConfig(t))
+	b := bsStart(t, bsTestHost(t), bsConfig(t))
 	if err := b.Start(context.Background()); !errors.Is(err, ErrBootstrapStarted) {
 		t.Errorf("second Start = %v, want ErrBootstrapStarted", err)
 	}
@@ -130,7 +130,7 @@ func TestBootstrapStartTwice(t *testing.T) {
 // first attempts failed; the bootstrapper keeps trying with backoff.
 func TestBootstrapRetriesWhileAlone(t *testing.T) {
 	// Reserve a port, then free it for the late seed.
-	probe := newTestHost(t)
+	probe := bsTestHost(t)
 	addr := probe.Addrs()[0]
 	seedKeyHost, err := libp2p.New(libp2p.NoListenAddrs)
 	if err != nil {
@@ -141,10 +141,10 @@ func TestBootstrapRetriesWhileAlone(t *testing.T) {
 	_ = seedKeyHost.Close()
 	_ = probe.Close()
 
-	h := newTestHost(t)
+	h := bsTestHost(t)
 	var mu sync.Mutex
 	failures := 0
-	cfg := baseConfig(t)
+	cfg := bsConfig(t)
 	cfg.Static = []ma.Multiaddr{addr.Encapsulate(ma.StringCast("/p2p/" + seedID.String()))}
 	cfg.DialTimeout = time.Second
 	cfg.OnEvent = func(ev BootstrapEvent) {
@@ -154,7 +154,7 @@ func TestBootstrapRetriesWhileAlone(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	b := startBootstrapper(t, h, cfg)
+	b := bsStart(t, h, cfg)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
@@ -173,21 +173,21 @@ func TestBootstrapRetriesWhileAlone(t *testing.T) {
 		t.Skipf("cannot re-listen on %s: %v", addr, err)
 	}
 	t.Cleanup(func() { _ = seed.Close() })
-	waitJoined(t, b)
+	bsWaitJoined(t, b)
 }
 
 func TestBootstrapCache(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "peers-pastry.json")
-	seed := newTestHost(t)
+	seed := bsTestHost(t)
 
 	// First run: joins by a static address and saves the cache at Close.
-	h1 := newTestHost(t)
-	cfg := baseConfig(t)
-	cfg.Static = p2pAddrs(t, seed)
+	h1 := bsTestHost(t)
+	cfg := bsConfig(t)
+	cfg.Static = bsP2PAddrs(t, seed)
 	cfg.CacheFile = file
-	b1 := startBootstrapper(t, h1, cfg)
-	waitJoined(t, b1)
+	b1 := bsStart(t, h1, cfg)
+	bsWaitJoined(t, b1)
 	if err := b1.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -204,11 +204,11 @@ func TestBootstrapCache(t *testing.T) {
 
 	// Second run, a new host with mDNS off and no static address: the
 	// cache alone brings it in.
-	h2 := newTestHost(t)
-	cfg2 := baseConfig(t)
+	h2 := bsTestHost(t)
+	cfg2 := bsConfig(t)
 	cfg2.CacheFile = file
-	b2 := startBootstrapper(t, h2, cfg2)
-	waitJoined(t, b2)
+	b2 := bsStart(t, h2, cfg2)
+	bsWaitJoined(t, b2)
 	if got := b2.Source(); got != BootstrapSourceCache {
 		t.Errorf("Source() = %q, want %q", got, BootstrapSourceCache)
 	}
@@ -225,12 +225,12 @@ func TestBootstrapCorruptCache(t *testing.T) {
 			if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			seed := newTestHost(t)
-			cfg := baseConfig(t)
+			seed := bsTestHost(t)
+			cfg := bsConfig(t)
 			cfg.CacheFile = file
-			cfg.Static = p2pAddrs(t, seed)
-			b := startBootstrapper(t, newTestHost(t), cfg)
-			waitJoined(t, b)
+			cfg.Static = bsP2PAddrs(t, seed)
+			b := bsStart(t, bsTestHost(t), cfg)
+			bsWaitJoined(t, b)
 			if err := b.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -246,17 +246,17 @@ func TestBootstrapCorruptCache(t *testing.T) {
 }
 
 func TestBootstrapWebStation(t *testing.T) {
-	seed := newTestHost(t)
+	seed := bsTestHost(t)
 	srv := httptest.NewServer(WebStationHandler("pastry", func() []peer.AddrInfo {
 		return []peer.AddrInfo{{ID: seed.ID(), Addrs: seed.Addrs()}}
 	}))
 	t.Cleanup(srv.Close)
 
-	cfg := baseConfig(t)
+	cfg := bsConfig(t)
 	cfg.WebURLs = []string{srv.URL + "/peers"}
 	cfg.HTTPClient = srv.Client()
-	b := startBootstrapper(t, newTestHost(t), cfg)
-	waitJoined(t, b)
+	b := bsStart(t, bsTestHost(t), cfg)
+	bsWaitJoined(t, b)
 	if got := b.Source(); got != BootstrapSourceWeb {
 		t.Errorf("Source() = %q, want %q", got, BootstrapSourceWeb)
 	}
@@ -265,24 +265,24 @@ func TestBootstrapWebStation(t *testing.T) {
 func TestBootstrapOrderPrefersCache(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "peers.json")
-	cached, static := newTestHost(t), newTestHost(t)
+	cached, static := bsTestHost(t), bsTestHost(t)
 	c := NewPeerCache(file, "pastry", "")
 	c.Observe([]peer.AddrInfo{{ID: cached.ID(), Addrs: cached.Addrs()}}, time.Now())
 	if err := c.Save(); err != nil {
 		t.Fatal(err)
 	}
-	cfg := baseConfig(t)
+	cfg := bsConfig(t)
 	cfg.CacheFile = file
-	cfg.Static = p2pAddrs(t, static)
-	b := startBootstrapper(t, newTestHost(t), cfg)
-	waitJoined(t, b)
+	cfg.Static = bsP2PAddrs(t, static)
+	b := bsStart(t, bsTestHost(t), cfg)
+	bsWaitJoined(t, b)
 	if got := b.Source(); got != BootstrapSourceCache {
 		t.Errorf("Source() = %q, want %q", got, BootstrapSourceCache)
 	}
 }
 
 func TestBootstrapConfigErrors(t *testing.T) {
-	h := newTestHost(t)
+	h := bsTestHost(t)
 	noID := ma.StringCast("/ip4/127.0.0.1/tcp/4001")
 	file := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
@@ -295,7 +295,7 @@ func TestBootstrapConfigErrors(t *testing.T) {
 		{"Domain", func(c *BootstrapConfig) { c.Domain = "" }},
 		{"Domain", func(c *BootstrapConfig) { c.Domain = "Bad Domain" }},
 		{"Static[0]", func(c *BootstrapConfig) { c.Static = []ma.Multiaddr{noID} }},
-		{"Static[1]", func(c *BootstrapConfig) { c.Static = []ma.Multiaddr{p2pAddrs(t, h)[0], nil} }},
+		{"Static[1]", func(c *BootstrapConfig) { c.Static = []ma.Multiaddr{bsP2PAddrs(t, h)[0], nil} }},
 		{"CacheFile", func(c *BootstrapConfig) { c.CacheFile = "/nonexistent-dir/x/peers.json" }},
 		{"CacheFile", func(c *BootstrapConfig) { c.CacheFile = filepath.Join(file, "peers.json") }},
 		{"CacheFile", func(c *BootstrapConfig) { c.CacheFile = t.TempDir() }},
@@ -307,7 +307,7 @@ func TestBootstrapConfigErrors(t *testing.T) {
 		{"DialTimeout", func(c *BootstrapConfig) { c.DialTimeout = -time.Second }},
 		{"CacheInterval", func(c *BootstrapConfig) { c.CacheInterval = -time.Second }},
 	} {
-		cfg := DefaultBootstrapConfig("pastry")
+		cfg := BootstrapDefaultConfig("pastry")
 		tc.edit(&cfg)
 		_, err := NewBootstrapper(h, cfg)
 		if !errors.Is(err, ErrBootstrapConfig) {
@@ -318,16 +318,16 @@ func TestBootstrapConfigErrors(t *testing.T) {
 			t.Errorf("%s: error %q does not name the field", tc.field, err)
 		}
 	}
-	if _, err := NewBootstrapper(nil, DefaultBootstrapConfig("pastry")); !errors.Is(err, ErrBootstrapConfig) {
+	if _, err := NewBootstrapper(nil, BootstrapDefaultConfig("pastry")); !errors.Is(err, ErrBootstrapConfig) {
 		t.Errorf("nil host: err = %v", err)
 	}
-	if _, err := NewBootstrapper(h, DefaultBootstrapConfig("pastry")); err != nil {
+	if _, err := NewBootstrapper(h, BootstrapDefaultConfig("pastry")); err != nil {
 		t.Errorf("default config: %v", err)
 	}
 }
 
-func TestCloseWithoutStart(t *testing.T) {
-	b, err := NewBootstrapper(newTestHost(t), baseConfig(t))
+func TestBootstrapCloseWithoutStart(t *testing.T) {
+	b, err := NewBootstrapper(bsTestHost(t), bsConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,8 +359,8 @@ func TestWebStationFetchErrors(t *testing.T) {
 		}
 	}
 	// Unparsable entries are skipped.
-	h := newTestHost(t)
-	good := p2pAddrs(t, h)[0].String()
+	h := bsTestHost(t)
+	good := bsP2PAddrs(t, h)[0].String()
 	mux.HandleFunc("/mixed", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"domain":"pastry","peers":["junk","/ip4/1.2.3.4/tcp/1","` + good + `"]}`))
 	})
@@ -415,5 +415,29 @@ func TestPeerCacheLimits(t *testing.T) {
 	c.Observe(nil, now.Add(PeerCacheMaxAge+time.Hour))
 	if n := len(c.AddrInfos()); n != 0 {
 		t.Errorf("%d stale peers kept", n)
+	}
+}
+
+// TestBootstrapCacheSavedWhileRunning: the cache is written periodically,
+// not only at Close.
+func TestBootstrapCacheSavedWhileRunning(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "peers.json")
+	seed := bsTestHost(t)
+	cfg := bsConfig(t)
+	cfg.Static = bsP2PAddrs(t, seed)
+	cfg.CacheFile = file
+	cfg.CacheInterval = 50 * time.Millisecond
+	b := bsStart(t, bsTestHost(t), cfg)
+	bsWaitJoined(t, b)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, err := os.ReadFile(file)
+		if err == nil && strings.Contains(string(data), seed.ID().String()) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cache not written while running: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

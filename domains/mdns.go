@@ -78,7 +78,7 @@ func (d *mdnsDiscovery) HandlePeerFound(info peer.AddrInfo) {
 	}
 	b.emit(BootstrapEvent{Kind: BootstrapFound, Source: BootstrapSourceMDNS, Peer: info.ID})
 	if cur, ok := d.pending[info.ID]; ok {
-		cur.Addrs = mergeAddrInfos([]peer.AddrInfo{*cur, info})[0].Addrs
+		cur.Addrs = bootstrapMergeAddrInfos([]peer.AddrInfo{*cur, info})[0].Addrs
 		d.mu.Unlock()
 		return
 	}
@@ -113,7 +113,7 @@ func (d *mdnsDiscovery) connect(p peer.ID) {
 			b.log.Debug("giving up on mDNS peer until it is announced again", "peer", p)
 			return
 		}
-		t := time.NewTimer(jitter(backoff))
+		t := time.NewTimer(bootstrapJitter(backoff))
 		select {
 		case <-d.ctx.Done():
 			t.Stop()

@@ -46,7 +46,7 @@ type peerCacheEntry struct {
 	Seen  time.Time `json:"seen"`
 }
 
-type cachedPeer struct {
+type peerCacheItem struct {
 	info peer.AddrInfo
 	seen time.Time
 }
@@ -60,13 +60,13 @@ type PeerCache struct {
 	self   peer.ID
 
 	mu    sync.Mutex
-	peers map[peer.ID]cachedPeer
+	peers map[peer.ID]peerCacheItem
 }
 
 // NewPeerCache returns an empty cache of domain's peers kept in path; self
 // is never cached.
 func NewPeerCache(path, domain string, self peer.ID) *PeerCache {
-	return &PeerCache{path: path, domain: domain, self: self, peers: make(map[peer.ID]cachedPeer)}
+	return &PeerCache{path: path, domain: domain, self: self, peers: make(map[peer.ID]peerCacheItem)}
 }
 
 // Load reads the file. A missing file is an empty cache and no error. A
@@ -150,16 +150,16 @@ func (c *PeerCache) observeLocked(info peer.AddrInfo, seen time.Time) {
 		}
 	}
 	if len(addrs) > 0 {
-		c.peers[info.ID] = cachedPeer{info: peer.AddrInfo{ID: info.ID, Addrs: addrs}, seen: seen}
+		c.peers[info.ID] = peerCacheItem{info: peer.AddrInfo{ID: info.ID, Addrs: addrs}, seen: seen}
 	}
 }
 
-func (c *PeerCache) sortedLocked() []cachedPeer {
-	out := make([]cachedPeer, 0, len(c.peers))
+func (c *PeerCache) sortedLocked() []peerCacheItem {
+	out := make([]peerCacheItem, 0, len(c.peers))
 	for _, p := range c.peers {
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b cachedPeer) int {
+	slices.SortFunc(out, func(a, b peerCacheItem) int {
 		if d := b.seen.Compare(a.seen); d != 0 {
 			return d
 		}
@@ -215,10 +215,10 @@ func (c *PeerCache) Save() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(c.path, append(data, '\n'), 0o600)
+	return peerCacheWriteFile(c.path, append(data, '\n'), 0o600)
 }
 
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+func peerCacheWriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err

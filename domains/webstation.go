@@ -110,6 +110,11 @@ func WebStationFetch(ctx context.Context, client *http.Client, url, domain strin
 	if len(body) > WebStationMaxBody {
 		return nil, fmt.Errorf("%w: %s: body larger than %d bytes", ErrWebStation, url, WebStationMaxBody)
 	}
+	return parseWebStationList(body, url, domain)
+}
+
+// parseWebStationList decodes a web station's answer for domain.
+func parseWebStationList(body []byte, url, domain string) ([]peer.AddrInfo, error) {
 	var list WebStationList
 	if err := json.Unmarshal(body, &list); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrWebStation, url, err)

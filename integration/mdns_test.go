@@ -115,3 +115,73 @@ func TestMDNSDomains(t *testing.T) {
 	check("can-1", c1, p1, p2)
 	check("can-2", c2, p1, p2)
 }
+
+// TestMDNSLoopbackOnly: in a namespace with only lo, mDNS works once lo has
+// the multicast flag (DESIGN §5).
+func TestMDNSLoopbackOnly(t *testing.T) {
+	n := netns.New(t)
+	bin := buildHelper(t, "github.com/hiersip/hiersip/integration/internal/mdnsnode")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Without the flag, mDNS cannot start; the bootstrapper says so and
+	// goes on with its other sources.
+	plain := n.Namespace("lo0")
+	p := startMDNSNode(t, ctx, plain, bin, "lo0", "127.0.0.1", "pastry")
+	if line, err := p.proc.WaitFor(ctx, func(l string) bool { return strings.Contains(l, "mDNS not started") }); err != nil {
+		t.Errorf("no warning about mDNS on a loopback-only namespace: %v", err)
+	} else {
+		t.Logf("lo0: %s", line)
+	}
+
+	ns := n.Namespace("lo")
+	ns.LoopbackMulticast()
+	a := startMDNSNode(t, ctx, ns, bin, "lo-1", "127.0.0.1", "pastry")
+	b := startMDNSNode(t, ctx, ns, bin, "lo-2", "127.0.0.1", "pastry")
+	t.Logf("lo-1: %s", waitConnected(t, ctx, a, "lo-1", b))
+	t.Logf("lo-2: %s", waitConnected(t, ctx, b, "lo-2", a))
+}
+
+// TestMDNSTwoOverlaysOneHost: a node runs the mDNS of its domain and of the
+// global overlay on one libp2p host (two Bootstrappers, as package node
+// does); both services find the other node.
+func TestMDNSTwoOverlaysOneHost(t *testing.T) {
+	n := netns.New(t)
+	bin := buildHelper(t, "github.com/hiersip/hiersip/integration/internal/mdnsnode")
+	lan := n.Bridge("lan")
+	a, b := n.Namespace("a"), n.Namespace("b")
+	lan.Attach(a, "eth0", "10.43.0.1/24")
+	lan.Attach(b, "eth0", "10.43.0.2/24")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	na := mdnsNode{proc: a.Start("a", bin, "-listen", "/ip4/10.43.0.1/tcp/0", "-domain", "pastry,global")}
+	nb := mdnsNode{proc: b.Start("b", bin, "-listen", "/ip4/10.43.0.2/tcp/0", "-domain", "pastry,global")}
+	for _, nd := range []*mdnsNode{&na, &nb} {
+		line, err := nd.proc.WaitFor(ctx, func(l string) bool { return strings.HasPrefix(l, "READY ") })
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.id = strings.Fields(line)[1]
+	}
+	for _, c := range []struct {
+		label    string
+		self, of mdnsNode
+	}{{"a", na, nb}, {"b", nb, na}} {
+		for _, domain := range []string{"pastry", "global"} {
+			line, err := c.self.proc.WaitFor(ctx, func(l string) bool {
+				return strings.HasPrefix(l, "FOUND "+c.of.id+" source=mdns domain="+domain+" ")
+			})
+			if err != nil {
+				t.Errorf("%s: mDNS of %s did not find the other node: %v", c.label, domain, err)
+				continue
+			}
+			t.Logf("%s: %s", c.label, line)
+		}
+	}
+	for _, l := range append(na.proc.Lines(), nb.proc.Lines()...) {
+		if strings.Contains(l, "mDNS not started") {
+			t.Errorf("a second mDNS service on one host failed: %s", l)
+		}
+	}
+}

@@ -1,22 +1,25 @@
-// Command mdnsnode is a test helper: it starts a libp2p host and a
-// domains.Bootstrapper with mDNS only, and prints one line per event:
+// Command mdnsnode is a test helper: it starts a libp2p host and, for each
+// domain of -domain (a comma-separated list), a domains.Bootstrapper with
+// mDNS only, and prints one line per event:
 //
-//	READY <peer ID>
-//	FOUND <peer ID> source=<source> after=<duration since start>
-//	CONNECTED <peer ID> source=<source> after=<duration>
-//	FAILED <peer ID> source=<source> err=<error>
-//	JOINED source=<source> after=<duration>
+//	READY <peer ID> …
+//	FOUND <peer ID> source=<source> domain=<domain> after=<duration since start>
+//	CONNECTED <peer ID> source=<source> domain=<domain> after=<duration>
+//	FAILED <peer ID> source=<source> domain=<domain> err=<error>
+//	JOINED source=<source> domain=<domain> after=<duration>
 //
 // It runs until SIGTERM or SIGINT.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,15 +30,15 @@ import (
 
 func main() {
 	listen := flag.String("listen", "/ip4/0.0.0.0/tcp/0", "libp2p listen multiaddr")
-	domain := flag.String("domain", "pastry", "domain to join")
+	domain := flag.String("domain", "pastry", "comma-separated domains to join (\"global\" for the global overlay)")
 	flag.Parse()
-	if err := run(*listen, *domain); err != nil {
+	if err := run(*listen, strings.Split(*domain, ",")); err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, domain string) error {
+func run(listen string, domainList []string) error {
 	h, err := libp2p.New(libp2p.ListenAddrStrings(listen))
 	if err != nil {
 		return err
@@ -49,32 +52,46 @@ func run(listen, domain string) error {
 		fmt.Printf(format+"\n", args...)
 	}
 	start := time.Now()
-	cfg := domains.DefaultBootstrapConfig(domain)
-	cfg.MinBackoff = 100 * time.Millisecond
-	cfg.MaxBackoff = 2 * time.Second
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg.OnEvent = func(ev domains.BootstrapEvent) {
-		after := time.Since(start).Round(time.Millisecond)
-		switch ev.Kind {
-		case domains.BootstrapFound, domains.BootstrapConnected:
-			say("%s %s source=%s after=%s", map[domains.BootstrapEventKind]string{
-				domains.BootstrapFound: "FOUND", domains.BootstrapConnected: "CONNECTED"}[ev.Kind], ev.Peer, ev.Source, after)
-		case domains.BootstrapFailed:
-			say("FAILED %s source=%s err=%q", ev.Peer, ev.Source, ev.Err)
-		case domains.BootstrapJoined:
-			say("JOINED source=%s after=%s", ev.Source, after)
-		}
-	}
-	b, err := domains.NewBootstrapper(h, cfg)
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := b.Start(ctx); err != nil {
-		return err
+	var boots []*domains.Bootstrapper
+	for _, domain := range domainList {
+		cfg := domains.BootstrapDefaultConfig(domain)
+		cfg.MinBackoff = 100 * time.Millisecond
+		cfg.MaxBackoff = 2 * time.Second
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.OnEvent = func(ev domains.BootstrapEvent) {
+			after := time.Since(start).Round(time.Millisecond)
+			switch ev.Kind {
+			case domains.BootstrapFound:
+				say("FOUND %s source=%s domain=%s after=%s", ev.Peer, ev.Source, domain, after)
+			case domains.BootstrapConnected:
+				say("CONNECTED %s source=%s domain=%s after=%s", ev.Peer, ev.Source, domain, after)
+			case domains.BootstrapFailed:
+				say("FAILED %s source=%s domain=%s err=%q", ev.Peer, ev.Source, domain, ev.Err)
+			case domains.BootstrapJoined:
+				say("JOINED source=%s domain=%s after=%s", ev.Source, domain, after)
+			}
+		}
+		b, err := domains.NewBootstrapper(h, cfg)
+		if err != nil {
+			return err
+		}
+		if err := b.Start(ctx); err != nil {
+			return err
+		}
+		defer b.Close()
+		boots = append(boots, b)
 	}
-	say("READY %s service=%s addrs=%v", h.ID(), domains.MDNSServiceName(domain), h.Addrs())
+	var services []string
+	for _, d := range domainList {
+		services = append(services, domains.MDNSServiceName(d))
+	}
+	say("READY %s services=%s addrs=%v", h.ID(), strings.Join(services, ","), h.Addrs())
 	<-ctx.Done()
-	return b.Close()
+	var errs []error
+	for _, b := range boots {
+		errs = append(errs, b.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -1,0 +1,376 @@
+package sipbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/hiersip/hiersip/domains"
+)
+
+// ProtocolID is the libp2p protocol that carries SIP between nodes.
+const ProtocolID = protocol.ID("/hiersip/sip/1.0.0")
+
+// Defaults.
+const (
+	DefaultListenAddr          = "127.0.0.1:5060"
+	DefaultMaxMessageSize      = 64 << 10
+	DefaultMaxTxPerPeer        = 1024
+	DefaultMinExpires          = 60 * time.Second
+	DefaultMaxExpires          = time.Hour
+	DefaultExpires             = time.Hour
+	DefaultLocatorTimeout      = 10 * time.Second
+	DefaultDialTimeout         = 5 * time.Second
+	inviteTimeout              = 3 * time.Minute // RFC 3261 Timer C
+	nonInviteTimeout           = 32 * time.Second
+	cancelGrace                = 32 * time.Second
+	nodeParam                  = "hsn" // URI/Via parameter carrying a node's peer ID
+	overlayTransport           = "P2P"
+	branchMagic                = "z9hG4bK"
+	headerNodeID, headerOvlyID = "Node-ID", "Overlay-ID"
+)
+
+// Errors.
+var (
+	ErrNoHost       = errors.New("sipbridge: nil host")
+	ErrNoLocator    = errors.New("sipbridge: nil locator")
+	ErrBadOption    = errors.New("sipbridge: invalid option")
+	ErrClosed       = fmt.Errorf("sipbridge: bridge closed: %w", net.ErrClosed)
+	ErrLinkDown     = errors.New("sipbridge: link to node failed")
+	ErrTooLarge     = errors.New("sipbridge: message too large")
+	ErrFraming      = errors.New("sipbridge: bad stream framing")
+	ErrNoRoute      = errors.New("sipbridge: no route to domain")
+	ErrTxTimeout    = errors.New("sipbridge: transaction timed out")
+	ErrTooManyTx    = errors.New("sipbridge: too many transactions from peer")
+	ErrUnauthorized = errors.New("sipbridge: unauthorized")
+)
+
+// Locator is the location service the bridge routes with; *node.Node implements it.
+type Locator interface {
+	// Domain is this node's domain, e.g. "pastry".
+	Domain() string
+	// Register stores or refreshes this node's binding for aor; empty contacts unregister (tombstone).
+	Register(ctx context.Context, aor domains.AOR, contacts []domains.Contact) error
+	// Lookup returns the binding of aor, or an error wrapping domains.ErrNotFound.
+	Lookup(ctx context.Context, aor domains.AOR) (*domains.Binding, error)
+}
+
+// ProxyResolver gives the next-hop node for a target outside this node's domain
+// (the domain's elected proxy, or the target domain's proxy when this node is a proxy).
+// It returns an error wrapping domains.ErrNotFound when there is no route.
+type ProxyResolver func(ctx context.Context, target domains.AOR) (peer.AddrInfo, error)
+
+type config struct {
+	udpAddr, tcpAddr string
+	log              *slog.Logger
+	interDomain      ProxyResolver
+	maxMsg           int
+	maxTxPerPeer     int
+	minExp, maxExp   time.Duration
+	defExp           time.Duration
+	users            *Users
+	locTimeout       time.Duration
+	dialTimeout      time.Duration
+	udpBuf           int
+}
+
+// Option configures a Bridge.
+type Option func(*config) error
+
+// WithUDP sets the UA-facing UDP listen address ("" disables UDP). Port 0 picks a free port.
+func WithUDP(addr string) Option { return func(c *config) error { c.udpAddr = addr; return nil } }
+
+// WithTCP sets the UA-facing TCP listen address ("" disables TCP). Port 0 picks a free port.
+func WithTCP(addr string) Option { return func(c *config) error { c.tcpAddr = addr; return nil } }
+
+// WithListen sets both the UDP and the TCP listen address.
+func WithListen(addr string) Option {
+	return func(c *config) error { c.udpAddr, c.tcpAddr = addr, addr; return nil }
+}
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrBadOption)
+		}
+		c.log = l
+		return nil
+	}
+}
+
+// WithInterDomain sets the hook that resolves targets outside this node's domain.
+// Without it such requests are answered 404.
+func WithInterDomain(r ProxyResolver) Option {
+	return func(c *config) error { c.interDomain = r; return nil }
+}
+
+// WithMaxMessageSize bounds a SIP message received over libp2p (bytes).
+func WithMaxMessageSize(n int) Option { return func(c *config) error { c.maxMsg = n; return nil } }
+
+// WithMaxTransactionsPerPeer bounds the concurrent server transactions one peer may open.
+func WithMaxTransactionsPerPeer(n int) Option {
+	return func(c *config) error { c.maxTxPerPeer = n; return nil }
+}
+
+// WithExpires sets the registration interval bounds and the default used when a REGISTER names none.
+func WithExpires(min, def, max time.Duration) Option {
+	return func(c *config) error { c.minExp, c.defExp, c.maxExp = min, def, max; return nil }
+}
+
+// WithUsers enables digest authentication of REGISTER (and of requests from local UAs).
+func WithUsers(u *Users) Option { return func(c *config) error { c.users = u; return nil } }
+
+// WithLocatorTimeout bounds each Locator call.
+func WithLocatorTimeout(d time.Duration) Option {
+	return func(c *config) error { c.locTimeout = d; return nil }
+}
+
+// WithDialTimeout bounds opening a stream to another node.
+func WithDialTimeout(d time.Duration) Option {
+	return func(c *config) error { c.dialTimeout = d; return nil }
+}
+
+// WithUDPBuffer sets the UDP socket receive and send buffer size in bytes (0 keeps the OS default).
+func WithUDPBuffer(n int) Option { return func(c *config) error { c.udpBuf = n; return nil } }
+
+func (c *config) validate() error {
+	switch {
+	case c.udpAddr == "" && c.tcpAddr == "":
+		return fmt.Errorf("%w: neither UDP nor TCP listen address", ErrBadOption)
+	case c.maxMsg < 1024:
+		return fmt.Errorf("%w: max message size %d < 1024", ErrBadOption, c.maxMsg)
+	case c.maxTxPerPeer < 1:
+		return fmt.Errorf("%w: max transactions per peer %d", ErrBadOption, c.maxTxPerPeer)
+	case c.minExp <= 0 || c.defExp < c.minExp || c.maxExp < c.defExp:
+		return fmt.Errorf("%w: expires bounds need 0 < min <= default <= max", ErrBadOption)
+	case c.locTimeout <= 0 || c.dialTimeout <= 0:
+		return fmt.Errorf("%w: timeouts must be positive", ErrBadOption)
+	}
+	return nil
+}
+
+// Bridge is a node's SIP front end: registrar and outbound proxy for local user agents on
+// UDP/TCP, and a transaction-stateful proxy between nodes over ProtocolID.
+type Bridge struct {
+	h       host.Host
+	loc     Locator
+	cfg     config
+	log     *slog.Logger
+	self    peer.ID
+	selfStr string
+	domain  string
+
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	cli *sipgo.Client
+
+	udp     net.PacketConn
+	tcp     net.Listener
+	udpHost string
+	udpPort int
+	tcpHost string
+	tcpPort int
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeMu sync.Mutex
+	closed  bool
+
+	reg   *registrar
+	links *links
+	txs   *txTable
+	queue *serializer
+}
+
+// New creates a Bridge on h, binds its UA-facing listeners and starts serving.
+// It registers the ProtocolID stream handler on h; Close removes it. h and loc stay the caller's.
+func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
+	if h == nil {
+		return nil, ErrNoHost
+	}
+	if loc == nil {
+		return nil, ErrNoLocator
+	}
+	cfg := config{
+		udpAddr: DefaultListenAddr, tcpAddr: DefaultListenAddr,
+		log: slog.Default(), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
+		minExp: DefaultMinExpires, defExp: DefaultExpires, maxExp: DefaultMaxExpires,
+		locTimeout: DefaultLocatorTimeout, dialTimeout: DefaultDialTimeout, udpBuf: 4 << 20,
+	}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := domains.ValidateDomain(loc.Domain()); err != nil {
+		return nil, fmt.Errorf("%w: locator domain: %w", ErrBadOption, err)
+	}
+	b = &Bridge{h: h, loc: loc, cfg: cfg, self: h.ID(), selfStr: h.ID().String(), domain: loc.Domain()}
+	b.log = cfg.log.With("component", "sipbridge", "node", b.self.ShortString(), "domain", b.domain)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.txs = newTxTable()
+	b.queue = newSerializer()
+	b.links = newLinks(b)
+	b.reg = newRegistrar(b)
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, b.Close())
+		}
+	}()
+
+	if cfg.udpAddr != "" {
+		pc, err := net.ListenPacket("udp", cfg.udpAddr)
+		if err != nil {
+			return nil, fmt.Errorf("sipbridge: listen udp: %w", err)
+		}
+		if uc, ok := pc.(*net.UDPConn); ok && cfg.udpBuf > 0 {
+			_ = uc.SetReadBuffer(cfg.udpBuf)
+			_ = uc.SetWriteBuffer(cfg.udpBuf)
+		}
+		b.udp = pc
+		a := pc.LocalAddr().(*net.UDPAddr)
+		b.udpHost, b.udpPort = a.IP.String(), a.Port
+	}
+	if cfg.tcpAddr != "" {
+		l, err := net.Listen("tcp", cfg.tcpAddr)
+		if err != nil {
+			return nil, fmt.Errorf("sipbridge: listen tcp: %w", err)
+		}
+		b.tcp = l
+		a := l.Addr().(*net.TCPAddr)
+		b.tcpHost, b.tcpPort = a.IP.String(), a.Port
+	}
+	host := b.udpHost
+	if host == "" {
+		host = b.tcpHost
+	}
+	b.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent("hiersip"),
+		sipgo.WithUserAgentHostname(host),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(b.log.With("layer", "sip-tx"))),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(b.log.With("layer", "sip-transport"))),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sipbridge: sip user agent: %w", err)
+	}
+	b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(b.log.With("layer", "sip-server")))
+	if err != nil {
+		return nil, fmt.Errorf("sipbridge: sip server: %w", err)
+	}
+	b.cli, err = sipgo.NewClient(b.ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(b.log.With("layer", "sip-client")))
+	if err != nil {
+		return nil, fmt.Errorf("sipbridge: sip client: %w", err)
+	}
+	for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS,
+		sip.MESSAGE, sip.INFO, sip.UPDATE, sip.PRACK, sip.REFER, sip.NOTIFY, sip.SUBSCRIBE, sip.PUBLISH} {
+		b.srv.OnRequest(m, b.onUARequest)
+	}
+	b.srv.OnRegister(b.reg.onRegister)
+	b.srv.OnNoRoute(b.onUARequest)
+
+	h.SetStreamHandler(ProtocolID, b.links.handleStream)
+	if b.udp != nil {
+		fc := &filterConn{PacketConn: b.udp, log: b.log}
+		b.goServe(func() error { return b.srv.ServeUDP(fc) })
+	}
+	if b.tcp != nil {
+		b.goServe(func() error { return b.srv.ServeTCP(b.tcp) })
+	}
+	if b.udp != nil {
+		if err := waitUDPListener(b.ua.TransportLayer(), b.udp.LocalAddr().String()); err != nil {
+			return nil, err
+		}
+	}
+	b.wg.Add(1)
+	go func() { defer b.wg.Done(); b.reg.run(b.ctx) }()
+	b.log.Info("sip bridge started", "udp", b.UDPAddr(), "tcp", b.TCPAddr())
+	return b, nil
+}
+
+func (b *Bridge) goServe(f func() error) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if err := f(); err != nil && b.ctx.Err() == nil {
+			b.log.Warn("sip listener stopped", "err", err)
+		}
+	}()
+}
+
+// Close stops the listeners, fails pending transactions and closes the streams.
+// Registrations are not withdrawn: they lapse in the overlay at their expiry.
+// A second Close returns an error wrapping net.ErrClosed.
+func (b *Bridge) Close() error {
+	b.closeMu.Lock()
+	if b.closed {
+		b.closeMu.Unlock()
+		return ErrClosed
+	}
+	b.closed = true
+	b.closeMu.Unlock()
+
+	b.cancel()
+	b.h.RemoveStreamHandler(ProtocolID)
+	var errs []error
+	if b.srv != nil {
+		_ = b.srv.Close()
+	}
+	if b.ua != nil {
+		errs = append(errs, b.ua.Close())
+	}
+	if b.udp != nil {
+		_ = b.udp.Close()
+	}
+	if b.tcp != nil {
+		_ = b.tcp.Close()
+	}
+	b.links.closeAll()
+	b.txs.failAll(ErrClosed)
+	b.wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (b *Bridge) isClosed() bool {
+	b.closeMu.Lock()
+	defer b.closeMu.Unlock()
+	return b.closed
+}
+
+// UDPAddr is the bound UA-facing UDP address ("" when disabled).
+func (b *Bridge) UDPAddr() string {
+	if b.udp == nil {
+		return ""
+	}
+	return net.JoinHostPort(b.udpHost, strconv.Itoa(b.udpPort))
+}
+
+// TCPAddr is the bound UA-facing TCP address ("" when disabled).
+func (b *Bridge) TCPAddr() string {
+	if b.tcp == nil {
+		return ""
+	}
+	return net.JoinHostPort(b.tcpHost, strconv.Itoa(b.tcpPort))
+}
+
+// Domain is the node's domain.
+func (b *Bridge) Domain() string { return b.domain }
+
+// PeerID is the node's libp2p identity.
+func (b *Bridge) PeerID() peer.ID { return b.self }

@@ -1,0 +1,57 @@
+package sipbridge
+
+import (
+	"bytes"
+	"log/slog"
+	"net"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// filterConn screens datagrams on the UA-facing UDP socket before sipgo's transaction layer
+// sees them: a request that parses but fails validateRequest is answered (4xx/505) straight
+// to its source and dropped, since sipgo would otherwise answer to an address taken from the
+// malformed message itself, or not at all.
+type filterConn struct {
+	net.PacketConn
+	log *slog.Logger
+}
+
+func (c *filterConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil || n == 0 || !c.reject(b[:n], addr) {
+			return n, addr, err
+		}
+	}
+}
+
+// reject answers and returns true when data is an invalid request.
+func (c *filterConn) reject(data []byte, addr net.Addr) bool {
+	if len(bytes.TrimSpace(data)) == 0 || bytes.HasPrefix(data, []byte("SIP/")) {
+		return false
+	}
+	msg, err := sip.ParseMessage(data)
+	if err != nil {
+		return false // sipgo drops what it cannot parse
+	}
+	req, ok := msg.(*sip.Request)
+	if !ok {
+		return false
+	}
+	code, reason := validateRequest(req)
+	if code == 0 {
+		return false
+	}
+	if !req.IsAck() {
+		res := sip.NewResponseFromRequest(req, code, reason, nil)
+		if to := res.To(); to != nil && !hasTag(to) {
+			to.Params.Add("tag", sip.GenerateTagN(16))
+		}
+		if _, err := c.PacketConn.WriteTo([]byte(res.String()), addr); err != nil {
+			c.log.Debug("rejecting malformed request failed", "err", err)
+		}
+	}
+	c.log.Debug("rejected malformed request", "from", addr, "status", code, "reason", reason)
+	return true
+}

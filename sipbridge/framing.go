@@ -1,0 +1,120 @@
+package sipbridge
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// frameReader splits a byte stream into SIP messages as RFC 3261 §18.3 does for stream
+// transports: the header block ends at the first empty line and Content-Length (mandatory)
+// gives the body size. Empty lines between messages (keep-alives) are skipped.
+type frameReader struct {
+	r   *bufio.Reader
+	max int
+}
+
+func newFrameReader(r io.Reader, max int) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, 4096), max: max}
+}
+
+// frameError is a framing failure; head holds the header block when it was read whole,
+// so that the caller can still try to answer 400.
+type frameError struct {
+	err  error
+	head []byte
+}
+
+func (e *frameError) Error() string { return e.err.Error() }
+func (e *frameError) Unwrap() error { return e.err }
+
+// next returns the next whole message. Errors other than io.EOF leave the stream unusable.
+func (f *frameReader) next() ([]byte, error) {
+	var buf bytes.Buffer
+	// skip keep-alive CRLFs
+	for {
+		c, err := f.r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		if c != '\r' && c != '\n' {
+			_ = f.r.UnreadByte()
+			break
+		}
+	}
+	clen := -1
+	for {
+		line, err := f.r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			return nil, fmt.Errorf("%w: header line longer than %d bytes", ErrTooLarge, f.r.Size())
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if buf.Len()+len(line) > f.max {
+			return nil, fmt.Errorf("%w: header block over %d bytes", ErrTooLarge, f.max)
+		}
+		buf.Write(line)
+		t := strings.TrimRight(string(line), "\r\n")
+		if t == "" {
+			break
+		}
+		if t[0] == ' ' || t[0] == '\t' {
+			continue // folded continuation
+		}
+		name, val, ok := strings.Cut(t, ":")
+		if !ok {
+			continue // the parser decides
+		}
+		name = strings.TrimSpace(name)
+		if strings.EqualFold(name, "content-length") || strings.EqualFold(name, "l") {
+			n, err := strconv.Atoi(strings.TrimSpace(val))
+			if err != nil || n < 0 || (clen >= 0 && clen != n) {
+				clen = -2
+				continue
+			}
+			if clen != -2 {
+				clen = n
+			}
+		}
+	}
+	head := buf.Bytes()
+	switch {
+	case clen == -1:
+		return nil, &frameError{fmt.Errorf("%w: no Content-Length", ErrFraming), head}
+	case clen == -2:
+		return nil, &frameError{fmt.Errorf("%w: invalid Content-Length", ErrFraming), head}
+	case len(head)+clen > f.max:
+		return nil, &frameError{fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(head)+clen, f.max), head}
+	}
+	msg := make([]byte, len(head)+clen)
+	copy(msg, head)
+	if _, err := io.ReadFull(f.r, msg[len(head):]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return msg, nil
+}
+
+// encode writes msg in stream form, always with a correct Content-Length.
+func encode(msg sip.Message) []byte {
+	msg.SetBody(msg.Body()) // msg is ours (a clone): make Content-Length exact
+	var sb strings.Builder
+	msg.StringWrite(&sb)
+	return []byte(sb.String())
+}
+
+// parseFrame parses one framed message with sipgo's parser.
+func parseFrame(data []byte) (sip.Message, error) {
+	return sip.ParseMessage(data)
+}

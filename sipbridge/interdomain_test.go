@@ -1,0 +1,68 @@
+package sipbridge
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hiersip/hiersip/domains"
+)
+
+// TestInterDomainHook routes alice@pastry → bob@can through an intermediate node: node 1
+// (pastry) hands the call to node 2 (pastry's proxy), which forwards it over libp2p to node 3
+// (the can node serving bob). The proxy is not record-routed: BYE goes node 1 → node 3.
+func TestInterDomainHook(t *testing.T) {
+	pastry, can := newMemDir(), newMemDir()
+	var n2, n3 *testNode
+	toProxy := func(ctx context.Context, a domains.AOR) (peer.AddrInfo, error) {
+		return peer.AddrInfo{ID: n2.h.ID(), Addrs: n2.h.Addrs()}, nil
+	}
+	toCan := func(ctx context.Context, a domains.AOR) (peer.AddrInfo, error) {
+		if !a.InDomain("can") {
+			return peer.AddrInfo{}, domains.ErrNotFound
+		}
+		return peer.AddrInfo{ID: n3.h.ID(), Addrs: n3.h.Addrs()}, nil
+	}
+	n1 := newTestNode(t, pastry, "pastry", WithInterDomain(toProxy))
+	n2 = newTestNode(t, pastry, "pastry", WithInterDomain(toCan))
+	n3 = newTestNode(t, can, "can")
+	connect(t, n1, n2)
+	connect(t, n2, n3)
+	connect(t, n1, n3) // the direct in-dialog path (the node package finds peers by ID)
+	ring := WithUAAnswer(AnswerAuto, 10*time.Millisecond)
+	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
+	bob := newTestUA(t, "sip:bob@can", n3, ring)
+	ctx := ctxT(t, 20*time.Second)
+	if _, err := bob.Register(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	call, err := alice.Call(ctx, "sip:bob@can")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := call.Responses[len(call.Responses)-1].GetHeaders("Record-Route")
+	if len(rr) != 2 {
+		t.Fatalf("Record-Route %v: want the two end nodes only", rr)
+	}
+	var in *Call
+	select {
+	case in = <-bob.Incoming():
+	case <-ctx.Done():
+		t.Fatal("no call at bob")
+	}
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-in.Done():
+	case <-ctx.Done():
+		t.Fatal("BYE not delivered")
+	}
+	// unknown domain through the proxy: 404
+	_, err = alice.Call(ctx, "sip:x@chord")
+	if cf, ok := err.(*ErrCallFailed); !ok || cf.Response.StatusCode != 404 {
+		t.Fatalf("unknown domain: %v", err)
+	}
+}

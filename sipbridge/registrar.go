@@ -1,0 +1,287 @@
+package sipbridge
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/hiersip/hiersip/domains"
+)
+
+// registrar keeps the contacts of this node's local user agents and publishes them to the
+// Locator; a contact that is not refreshed lapses, and the node republishes without it
+// (a tombstone when none is left).
+type registrar struct {
+	b    *Bridge
+	mu   sync.Mutex
+	aors map[string]*aorEntry
+}
+
+type aorEntry struct {
+	aor      domains.AOR
+	pub      sync.Mutex // serializes publishing of this AOR
+	contacts []*contactEntry
+}
+
+type contactEntry struct {
+	uri     sip.Uri
+	key     string
+	expires time.Time
+	callID  string
+	cseq    uint32
+}
+
+func newRegistrar(b *Bridge) *registrar { return &registrar{b: b, aors: map[string]*aorEntry{}} }
+
+// contacts returns the live contacts of aor at this node, the latest registered first.
+func (r *registrar) contacts(aor domains.AOR) []sip.Uri {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.aors[aor.String()]
+	if e == nil {
+		return nil
+	}
+	now := time.Now()
+	out := make([]sip.Uri, 0, len(e.contacts))
+	for i := len(e.contacts) - 1; i >= 0; i-- {
+		if c := e.contacts[i]; c.expires.After(now) {
+			out = append(out, *c.uri.Clone())
+		}
+	}
+	return out
+}
+
+func (r *registrar) knownContact(u *sip.Uri) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.aors {
+		for _, c := range e.contacts {
+			if c.uri.Host == u.Host && c.uri.Port == u.Port {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
+	b := r.b
+	reply := func(res *sip.Response) {
+		res.SetDestination(req.Source())
+		if err := tx.Respond(res); err != nil {
+			b.log.Debug("register respond failed", "err", err)
+		}
+	}
+	fail := func(code int, reason string, hdrs ...sip.Header) {
+		res := b.newResponse(req, code, reason)
+		for _, h := range hdrs {
+			res.AppendHeader(h)
+		}
+		reply(res)
+	}
+	if code, reason := validateRequest(req); code != 0 {
+		fail(code, reason)
+		return
+	}
+	aor, err := domains.AORFromURI(&req.To().Address)
+	if err != nil {
+		fail(400, "Bad Request: To is not a valid address-of-record")
+		return
+	}
+	if !aor.InDomain(b.domain) {
+		fail(403, "Forbidden: "+aor.String()+" is not in domain "+b.domain)
+		return
+	}
+	if u := b.cfg.users; u != nil {
+		if code, reason, chal := u.check(req, aor, b.domain); code != 0 {
+			if chal != "" {
+				fail(code, reason, sip.NewHeader("WWW-Authenticate", chal))
+			} else {
+				fail(code, reason)
+			}
+			return
+		}
+	}
+	defExp := -1
+	if v := rawValues(req, "expires"); len(v) == 1 {
+		n, _ := strconv.Atoi(strings.TrimSpace(v[0]))
+		defExp = n
+	}
+	type change struct {
+		uri    sip.Uri
+		expire int
+	}
+	var changes []change
+	wildcard := false
+	for _, h := range req.GetHeaders("Contact") {
+		ch, ok := h.(*sip.ContactHeader)
+		if !ok {
+			fail(400, "Bad Request: malformed Contact")
+			return
+		}
+		if ch.Address.Wildcard || ch.Address.Host == "*" || strings.TrimSpace(ch.Value()) == "*" {
+			wildcard = true
+			continue
+		}
+		exp := defExp
+		if v, ok := ch.Params.Get("expires"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				fail(400, "Bad Request: invalid expires parameter")
+				return
+			}
+			exp = n
+		}
+		if exp < 0 {
+			exp = int(b.cfg.defExp / time.Second)
+		}
+		changes = append(changes, change{*ch.Address.Clone(), exp})
+	}
+	if wildcard && (len(changes) > 0 || defExp != 0) {
+		fail(400, "Bad Request: Contact * needs Expires: 0 and no other contact")
+		return
+	}
+	minS, maxS := int(b.cfg.minExp/time.Second), int(b.cfg.maxExp/time.Second)
+	for i, c := range changes {
+		if c.expire > 0 && c.expire < minS {
+			fail(423, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(minS)))
+			return
+		}
+		if c.expire > maxS {
+			changes[i].expire = maxS
+		}
+	}
+	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
+	now := time.Now()
+
+	r.mu.Lock()
+	e := r.aors[aor.String()]
+	if e == nil {
+		e = &aorEntry{aor: aor}
+		r.aors[aor.String()] = e
+	}
+	modified := wildcard || len(changes) > 0
+	if wildcard {
+		e.contacts = nil
+	}
+	for _, c := range changes {
+		key := contactKey(&c.uri)
+		idx := -1
+		for i, old := range e.contacts {
+			if old.key == key {
+				idx = i
+				break
+			}
+		}
+		if idx >= 0 {
+			old := e.contacts[idx]
+			if old.callID == callID && cseq <= old.cseq {
+				r.mu.Unlock()
+				fail(500, "Server Internal Error: out of order REGISTER")
+				return
+			}
+			e.contacts = append(e.contacts[:idx], e.contacts[idx+1:]...)
+		}
+		if c.expire > 0 {
+			e.contacts = append(e.contacts, &contactEntry{uri: c.uri, key: key, expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq})
+		}
+	}
+	r.mu.Unlock()
+
+	if modified {
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.locTimeout)
+		err := r.publish(ctx, e)
+		cancel()
+		if err != nil {
+			b.log.Warn("publishing binding failed", "aor", aor.String(), "err", err)
+			fail(500, "Server Internal Error: location service failed")
+			return
+		}
+	}
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	if to := res.To(); to != nil && !hasTag(to) {
+		to.Params.Add("tag", sip.GenerateTagN(16))
+	}
+	r.mu.Lock()
+	for _, c := range e.contacts {
+		left := int(time.Until(c.expires).Round(time.Second) / time.Second)
+		if left <= 0 {
+			continue
+		}
+		ch := &sip.ContactHeader{Address: *c.uri.Clone(), Params: sip.NewParams()}
+		ch.Params.Add("expires", strconv.Itoa(left))
+		res.AppendHeader(ch)
+	}
+	r.mu.Unlock()
+	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
+	reply(res)
+}
+
+func contactKey(u *sip.Uri) string {
+	return strings.ToLower(u.Scheme) + ":" + u.User + "@" + strings.ToLower(u.Host) + ":" + strconv.Itoa(u.Port)
+}
+
+// publish stores the AOR's current live contacts (none: a tombstone) with the Locator.
+func (r *registrar) publish(ctx context.Context, e *aorEntry) error {
+	e.pub.Lock()
+	defer e.pub.Unlock()
+	r.mu.Lock()
+	now := time.Now()
+	var cs []domains.Contact
+	for _, c := range e.contacts {
+		if c.expires.After(now) {
+			cs = append(cs, domains.Contact{URI: c.uri.String(), Expires: c.expires})
+		}
+	}
+	r.mu.Unlock()
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Expires.Before(cs[j].Expires) })
+	if len(cs) > domains.MaxContacts {
+		cs = cs[len(cs)-domains.MaxContacts:]
+	}
+	return r.b.loc.Register(ctx, e.aor, cs)
+}
+
+// run expires lapsed contacts until ctx ends.
+func (r *registrar) run(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		var lapsed []*aorEntry
+		r.mu.Lock()
+		for k, e := range r.aors {
+			n := 0
+			for _, c := range e.contacts {
+				if c.expires.After(now) {
+					e.contacts[n] = c
+					n++
+				}
+			}
+			if n != len(e.contacts) {
+				e.contacts = e.contacts[:n]
+				lapsed = append(lapsed, e)
+			}
+			if n == 0 {
+				delete(r.aors, k)
+			}
+		}
+		r.mu.Unlock()
+		for _, e := range lapsed {
+			pctx, cancel := context.WithTimeout(ctx, r.b.cfg.locTimeout)
+			if err := r.publish(pctx, e); err != nil {
+				r.b.log.Warn("withdrawing lapsed binding failed", "aor", e.aor.String(), "err", err)
+			}
+			cancel()
+		}
+	}
+}
