@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/domains"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -52,6 +53,14 @@ type Config struct {
 	// LookupTimeout bounds a lookup whose context has no deadline
 	// (default DefaultLookupTimeout).
 	LookupTimeout time.Duration
+	// SIP configures the SIP bridge; nil runs none (an overlay-only node).
+	SIP *SIPConfig
+	// Election configures the node's part in the proxy election.
+	Election ElectionConfig
+	// PubSub is the gossipsub the election announces on. Nil: the node
+	// creates one on its host. An application that already runs pubsub on
+	// the host passes its own (a host can carry only one).
+	PubSub *pubsub.PubSub
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now). Tests inject their own.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -44,6 +46,9 @@ type Node struct {
 	proxy  *proxyRole
 
 	proxies proxyCache
+
+	election *election.Runner
+	bridge   *sipbridge.Bridge
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -125,6 +130,9 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		if _, err := n.JoinGlobal(ctx); err != nil {
 			return nil, errors.Join(err, n.Close())
 		}
+	}
+	if err := n.startServices(); err != nil {
+		return nil, errors.Join(err, n.Close())
 	}
 	n.wg.Add(1)
 	go n.loop()
@@ -353,10 +361,11 @@ func (n *Node) republish() {
 func (n *Node) Close() error {
 	err := ErrClosed
 	n.closeOnce.Do(func() {
+		errs := []error{n.stopServices()}
 		n.stopProxyRole()
 		n.cancel()
 		n.wg.Wait()
-		errs := []error{n.boot.Close()}
+		errs = append(errs, n.boot.Close())
 		n.mu.Lock()
 		g := n.global
 		n.global = nil

@@ -36,7 +36,8 @@ func p2pAddr(t testing.TB, h host.Host) string {
 func startDomain(t testing.TB, domain string, n int) []*Node {
 	t.Helper()
 	ctx := context.Background()
-	cfg := Config{Domain: domain, ListenAddrs: loopback, Logger: quiet, Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true}}
+	cfg := Config{Domain: domain, ListenAddrs: loopback, Logger: quiet, Election: ElectionConfig{Disable: true},
+		Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true}}
 	first, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +263,8 @@ func TestTwoDomainsShareHosts(t *testing.T) {
 	start := func(domain string) []*Node {
 		var out []*Node
 		for i, h := range hosts {
-			cfg := Config{Domain: domain, Logger: quiet, Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true}}
+			cfg := Config{Domain: domain, Logger: quiet, Election: ElectionConfig{Disable: true},
+				Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true}}
 			if i > 0 {
 				cfg.Bootstrap.Peers = []string{p2pAddr(t, hosts[0])}
 			}
@@ -341,7 +343,8 @@ func TestCloseIsIdempotentAndLeavesHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	n, err := NewWithHost(context.Background(), h, Config{Domain: "pastry", Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true}})
+	n, err := NewWithHost(context.Background(), h, Config{Domain: "pastry", Logger: quiet,
+		Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func startDomains(t *testing.T, n int, names ...string) map[string][]*Node {
 	firsts := map[string]*Node{}
 	var global []string
 	for _, d := range names {
-		nd, err := New(ctx, Config{Domain: d, ListenAddrs: loopback, Logger: quiet, GlobalSeed: true,
+		nd, err := New(ctx, Config{Domain: d, ListenAddrs: loopback, Logger: quiet, GlobalSeed: true, Election: ElectionConfig{Disable: true},
 			Global:    BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: global},
 			Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true}})
 		if err != nil {
@@ -32,7 +32,7 @@ func startDomains(t *testing.T, n int, names ...string) map[string][]*Node {
 	for _, d := range names {
 		out[d] = []*Node{firsts[d]}
 		for range n - 1 {
-			nd, err := New(ctx, Config{Domain: d, ListenAddrs: loopback, Logger: quiet,
+			nd, err := New(ctx, Config{Domain: d, ListenAddrs: loopback, Logger: quiet, Election: ElectionConfig{Disable: true},
 				Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: []string{p2pAddr(t, firsts[d].Host())}},
 				Global:    BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: global}})
 			if err != nil {

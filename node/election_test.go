@@ -1,0 +1,122 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hiersip/hiersip/election"
+)
+
+// startElectingDomains starts the named domains, n nodes each, with the
+// election on; the first node of each domain is a global seed.
+func startElectingDomains(t *testing.T, n int, names ...string) map[string][]*Node {
+	t.Helper()
+	ctx := context.Background()
+	var seeds []string
+	out := map[string][]*Node{}
+	for _, d := range names {
+		var first string
+		for i := range n {
+			cfg := Config{Domain: d, ListenAddrs: loopback, Logger: quiet,
+				Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true},
+				Global:    BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: seeds}}
+			if i == 0 {
+				cfg.GlobalSeed = true
+			} else {
+				cfg.Bootstrap.Peers = []string{first}
+			}
+			nd, err := New(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { nd.Close() })
+			if i == 0 {
+				first = p2pAddr(t, nd.Host())
+				seeds = append(seeds, first)
+			}
+			out[d] = append(out[d], nd)
+		}
+	}
+	return out
+}
+
+// serving returns the node of nodes that serves as proxy, once exactly one
+// does and every node agrees on it and sees want candidates.
+func serving(nodes []*Node, want int) (*Node, error) {
+	var proxy *Node
+	for _, nd := range nodes {
+		if nd.closed() {
+			continue
+		}
+		st := nd.Election().State()
+		if st.Role == election.RoleProxy && st.Serving {
+			if proxy != nil {
+				return nil, errors.New("two proxies")
+			}
+			proxy = nd
+		}
+	}
+	if proxy == nil {
+		return nil, errors.New("no proxy serving")
+	}
+	for _, nd := range nodes {
+		if nd.closed() {
+			continue
+		}
+		st := nd.Election().State()
+		if st.Leader != proxy.ID() {
+			return nil, fmt.Errorf("%s follows %s, not %s", nd.ID().ShortString(), st.Leader.ShortString(), proxy.ID().ShortString())
+		}
+		if len(st.Candidates) != want {
+			return nil, fmt.Errorf("%s sees %d candidates, want %d", nd.ID().ShortString(), len(st.Candidates), want)
+		}
+	}
+	return proxy, nil
+}
+
+func TestElectionPublishesProxiesAndFailsOver(t *testing.T) {
+	ds := startElectingDomains(t, 5, "pastry", "can")
+	ctx := context.Background()
+	var pastryProxy, canProxy *Node
+	eventually(t, 30*time.Second, "pastry elects one proxy and two candidates", func() (err error) {
+		pastryProxy, err = serving(ds["pastry"], 2)
+		return err
+	})
+	eventually(t, 30*time.Second, "can elects one proxy and two candidates", func() (err error) {
+		canProxy, err = serving(ds["can"], 2)
+		return err
+	})
+	resolves := func(from *Node, domain string, want *Node) func() error {
+		return func() error {
+			r, err := from.DomainProxies(ctx, domain)
+			if err != nil {
+				return err
+			}
+			if r.Proxies[0].ID != want.ID() {
+				return fmt.Errorf("%s resolves to %s, want %s", domain, r.Proxies[0].ID.ShortString(), want.ID().ShortString())
+			}
+			return nil
+		}
+	}
+	eventually(t, 30*time.Second, "can's proxy resolves pastry's Overlay-Resource-ID", resolves(canProxy, "pastry", pastryProxy))
+	eventually(t, 30*time.Second, "pastry's proxy resolves can's Overlay-Resource-ID", resolves(pastryProxy, "can", canProxy))
+
+	// Kill pastry's proxy: its host goes away without a handoff.
+	killed := time.Now()
+	old := pastryProxy
+	old.h.Close()
+	old.Close()
+	var next *Node
+	eventually(t, 30*time.Second, "pastry elects a new proxy", func() (err error) {
+		next, err = serving(ds["pastry"], 2)
+		if err == nil && next == old {
+			return errors.New("old proxy still serving")
+		}
+		return err
+	})
+	eventually(t, 30*time.Second, "the new proxy resolves in the global overlay", resolves(canProxy, "pastry", next))
+	t.Logf("failover: proxy killed → new proxy resolvable from can in %v", time.Since(killed).Round(time.Millisecond))
+}

@@ -1,0 +1,195 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/sipbridge"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// SIPConfig configures the node's SIP bridge: the registrar and outbound
+// proxy of its local user agents, and SIP routing between nodes.
+type SIPConfig struct {
+	// UDP and TCP are the UA-facing listen addresses (host:port; port 0
+	// picks a free port). Both empty: DefaultSIPListen for both.
+	UDP, TCP string
+	// UsersFile, when set, turns on digest authentication of local UAs
+	// (see sipbridge.LoadUsers for the format).
+	UsersFile string
+	// MinExpires, DefaultExpires and MaxExpires bound registrations (zero:
+	// the bridge's defaults).
+	MinExpires, DefaultExpires, MaxExpires time.Duration
+	// Options are passed to sipbridge.New after the ones above.
+	Options []sipbridge.Option
+}
+
+// DefaultSIPListen is the UA-facing listen address of a node's SIP bridge.
+const DefaultSIPListen = "127.0.0.1:5060"
+
+// ElectionConfig configures the node's part in its domain's proxy election
+// (draft §6).
+type ElectionConfig struct {
+	// Disable keeps the node out of the election entirely: it never
+	// becomes proxy and learns its proxies from the domain overlay only.
+	Disable bool
+	// OptOut: the node takes part but is never proxy or candidate.
+	OptOut bool
+	// Weight is the operator's multiplier of the node's utility (default 1).
+	Weight float64
+	// Bandwidth is the node's bandwidth in bit/s for its utility (0: unknown).
+	Bandwidth float64
+	// Reachability forces "public" or "private"; empty follows AutoNAT.
+	Reachability string
+	// Config holds the election's protocol parameters (zero: defaults).
+	Config election.Config
+	// Options are passed to election.NewRunner after the ones above.
+	Options []election.Option
+}
+
+func (c ElectionConfig) options(n *Node) ([]election.Option, error) {
+	opts := []election.Option{election.WithConfig(c.Config), election.WithLogger(n.log)}
+	if c.OptOut {
+		opts = append(opts, election.WithOptOut())
+	}
+	if c.Weight != 0 {
+		if c.Weight < 0 {
+			return nil, &ConfigError{"election.weight", fmt.Errorf("%v is negative", c.Weight)}
+		}
+		opts = append(opts, election.WithWeight(c.Weight))
+	}
+	if c.Bandwidth < 0 {
+		return nil, &ConfigError{"election.bandwidth", fmt.Errorf("%v is negative", c.Bandwidth)}
+	}
+	if c.Bandwidth > 0 {
+		opts = append(opts, election.WithBandwidth(c.Bandwidth))
+	}
+	switch c.Reachability {
+	case "":
+	case "public":
+		opts = append(opts, election.WithReachability(election.ReachabilityPublic))
+	case "private":
+		opts = append(opts, election.WithReachability(election.ReachabilityPrivate))
+	default:
+		return nil, &ConfigError{"election.reachability", fmt.Errorf("%q: want public, private or empty", c.Reachability)}
+	}
+	return append(opts, c.Options...), nil
+}
+
+// startServices starts the election runner and the SIP bridge, as
+// configured.
+func (n *Node) startServices() error {
+	cfg := n.cfg
+	if !cfg.Election.Disable {
+		ps := cfg.PubSub
+		if ps == nil {
+			var err error
+			if ps, err = pubsub.NewGossipSub(n.ctx, n.h); err != nil {
+				return fmt.Errorf("node: gossipsub: %w", err)
+			}
+		}
+		opts, err := cfg.Election.options(n)
+		if err != nil {
+			return err
+		}
+		r, err := election.NewRunner(n.h, ps, cfg.Domain, duties{n}, opts...)
+		if err != nil {
+			return &ConfigError{"election", err}
+		}
+		if err := r.Start(); err != nil {
+			return err
+		}
+		n.election = r
+	}
+	if cfg.SIP != nil {
+		s := cfg.SIP
+		opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.nextHop)}
+		udp, tcp := s.UDP, s.TCP
+		if udp == "" && tcp == "" {
+			udp, tcp = DefaultSIPListen, DefaultSIPListen
+		}
+		opts = append(opts, sipbridge.WithUDP(udp), sipbridge.WithTCP(tcp))
+		if s.UsersFile != "" {
+			u, err := sipbridge.LoadUsers(s.UsersFile)
+			if err != nil {
+				return &ConfigError{"sip.users_file", err}
+			}
+			opts = append(opts, sipbridge.WithUsers(u))
+		}
+		if s.MinExpires != 0 || s.DefaultExpires != 0 || s.MaxExpires != 0 {
+			opts = append(opts, sipbridge.WithExpires(s.MinExpires, s.DefaultExpires, s.MaxExpires))
+		}
+		b, err := sipbridge.New(n.h, n, append(opts, s.Options...)...)
+		if err != nil {
+			return &ConfigError{"sip", err}
+		}
+		n.bridge = b
+	}
+	return nil
+}
+
+// stopServices hands the proxy role over (Runner.Close) and stops the bridge.
+func (n *Node) stopServices() error {
+	var errs []error
+	if n.election != nil {
+		if err := n.election.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	if n.bridge != nil {
+		errs = append(errs, n.bridge.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Election returns the node's election runner, nil when disabled.
+func (n *Node) Election() *election.Runner { return n.election }
+
+// Bridge returns the node's SIP bridge, nil when Config.SIP is nil.
+func (n *Node) Bridge() *sipbridge.Bridge { return n.bridge }
+
+// duties performs a proxy's duties for the election runner.
+type duties struct{ n *Node }
+
+func (d duties) Promote(ctx context.Context, epoch uint64) error {
+	var proxies []peer.ID
+	if r := d.n.election; r != nil {
+		for _, m := range r.State().Proxies {
+			proxies = append(proxies, m.ID)
+		}
+	}
+	return d.n.BecomeProxy(ctx, epoch, proxies)
+}
+
+func (d duties) Demote(context.Context) error { return d.n.StepDown() }
+
+// nextHop is the SIP bridge's route for a target outside the node's domain:
+// a proxy sends it to a proxy of the target's domain, found in the global
+// overlay (draft Figure 3, F5–F7); any other node sends it to its own
+// domain's proxy (F1–F3).
+func (n *Node) nextHop(ctx context.Context, target domains.AOR) (peer.AddrInfo, error) {
+	if n.IsProxy() {
+		_, proxies, err := n.RemoteProxies(ctx, target.Host)
+		if err != nil {
+			return peer.AddrInfo{}, err
+		}
+		return proxies[0], nil
+	}
+	if r := n.election; r != nil {
+		for _, m := range r.State().Proxies {
+			if m.ID != n.ID() {
+				return n.h.Peerstore().PeerInfo(m.ID), nil
+			}
+		}
+	}
+	proxies, err := n.OwnProxies(ctx)
+	if err != nil {
+		return peer.AddrInfo{}, err
+	}
+	return proxies[0], nil
+}
