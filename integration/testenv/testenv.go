@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +76,9 @@ func RequireNetns(t testing.TB) {
 	RequireRoot(t)
 	ip := RequireBinary(t, "ip")
 	netnsOnce.Do(func() {
-		name := fmt.Sprintf("hsprobe%d", os.Getpid())
+		// Named like package netns's objects ("hs" + 6 hex digits + "-"),
+		// so that a sweep removes it if the process dies half-way.
+		name := fmt.Sprintf("hs%06x-probe", rand.Uint32()&0xffffff)
 		if out, err := exec.Command(ip, "netns", "add", name).CombinedOutput(); err != nil {
 			netnsErr = fmt.Errorf("ip netns add: %v: %s", err, strings.TrimSpace(string(out)))
 			return
