@@ -35,6 +35,9 @@ type Config struct {
 	// ListenAddrs are the libp2p listen multiaddrs of a node that creates its
 	// own host (default DefaultListenAddrs). Ignored by NewWithHost.
 	ListenAddrs []string
+	// NAT configures relays, hole punching and reachability of a node that
+	// creates its own host (New). Ignored by NewWithHost.
+	NAT NATConfig
 	// Bootstrap selects the bootstrap sources of the domain (draft §4.1).
 	Bootstrap BootstrapConfig
 	// Global selects the bootstrap sources of the global overlay, which the

@@ -78,7 +78,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	} else if key, _, err = crypto.GenerateEd25519Key(nil); err != nil {
 		return nil, err
 	}
-	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.ListenAddrs...))
+	hopts, err := cfg.hostOptions()
+	if err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.ListenAddrs...)}, hopts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("node: libp2p host: %w", err)
 	}
