@@ -264,7 +264,8 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("hiersip"),
 		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(b.log.With("layer", "sip-tx"))),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(b.log.With("layer", "sip-tx")),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) { b.forwardStray(res) })),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(b.log.With("layer", "sip-transport"))),
 	)
 	if err != nil {

@@ -159,7 +159,10 @@ func NewUA(aor, proxy string, opts ...UAOption) (*UA, error) {
 	la := pc.LocalAddr().(*net.UDPAddr)
 	u.laddr = sip.Addr{IP: la.IP, Port: la.Port}
 	u.ua, err = sipgo.NewUA(sipgo.WithUserAgent(a.User), sipgo.WithUserAgentHostname(a.Host),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(u.log)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(u.log),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
+				u.log.Debug("unmatched response", "status", res.StatusCode)
+			})),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(u.log)))
 	if err == nil {
 		u.srv, err = sipgo.NewServer(u.ua, sipgo.WithServerLogger(u.log))
