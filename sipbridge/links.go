@@ -168,7 +168,7 @@ func (ls *links) readLoop(s network.Stream, p peer.ID) {
 			var fe *frameError
 			if errors.As(err, &fe) {
 				b.log.Debug("bad framing from peer", "peer", p, "err", err)
-				if m, perr := parseFrame(fe.head); perr == nil {
+				if m, perr := parseFrame(withoutLength(fe.head)); perr == nil {
 					if req, ok := m.(*sip.Request); ok && !req.IsAck() {
 						b.replyPeer(p, req, 400, "Bad Request: "+err.Error())
 					}
