@@ -631,10 +631,6 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 	}
 	if u.User == "" || u.Port != 0 || net.ParseIP(strings.Trim(u.Host, "[]")) != nil {
 		// A contact address (the last hop of an in-dialog request, or a UA's explicit target).
-		if from != "" && !b.hasLocalContactHost(&u) {
-			// Requests from other nodes may only be delivered to our own UAs or to AORs.
-			b.log.Debug("delivering in-dialog request to contact", "uri", u.String())
-		}
 		uc := *u.Clone()
 		return fwd, hop{uri: &uc}, 0, ""
 	}
@@ -681,8 +677,6 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 	}
 	return fwd, hop{peer: bind.Peer, addrs: bind.Addrs}, 0, ""
 }
-
-func (b *Bridge) hasLocalContactHost(u *sip.Uri) bool { return b.reg.knownContact(u) }
 
 // removeFirst removes the first header having any of names (compact forms included).
 func removeFirst(m sip.Message, names ...string) {
