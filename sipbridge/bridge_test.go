@@ -68,6 +68,7 @@ func TestDialogBothDirections(t *testing.T) {
 		if dir.calleeHangs {
 			hang, other = in, call
 		}
+		lookups := n1.loc.dir.lookupCount()
 		if err := hang.Hangup(ctx); err != nil {
 			t.Fatalf("call %d: BYE: %v", i, err)
 		}
@@ -75,6 +76,9 @@ func TestDialogBothDirections(t *testing.T) {
 		case <-other.Done():
 		case <-ctx.Done():
 			t.Fatalf("call %d: BYE never reached the other side", i)
+		}
+		if n := n1.loc.dir.lookupCount(); n != lookups {
+			t.Fatalf("call %d: BYE needed %d overlay lookups, want none (node to node)", i, n-lookups)
 		}
 	}
 	for _, e := range alice.Ladder() {
