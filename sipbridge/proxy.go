@@ -234,8 +234,9 @@ func (b *Bridge) onPeerRequest(p peer.ID, req *sip.Request) {
 	up := &peerUpstream{b: b, st: st}
 	b.queue.do(callID, func() {
 		if relay := b.start(b.ctx, req, up, p); relay != nil {
-			b.wg.Add(1)
-			go func() { defer b.wg.Done(); relay() }()
+			if !b.spawn(relay) {
+				_ = up.respond(b.newResponse(req, 503, "Service Unavailable: node shutting down"))
+			}
 		}
 	})
 }
