@@ -226,7 +226,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.log = cfg.log.With("component", "sipbridge", "node", b.self.ShortString(), "domain", b.domain)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.txs = newTxTable()
-	b.queue = newSerializer()
+	b.queue = newSerializer(b.spawn)
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
 	defer func() {
@@ -264,7 +264,8 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("hiersip"),
 		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(b.log.With("layer", "sip-tx"))),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(b.log.With("layer", "sip-tx")),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) { b.forwardStray(res) })),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(b.log.With("layer", "sip-transport"))),
 	)
 	if err != nil {
@@ -298,20 +299,17 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 			return nil, err
 		}
 	}
-	b.wg.Add(1)
-	go func() { defer b.wg.Done(); b.reg.run(b.ctx) }()
+	b.spawn(func() { b.reg.run(b.ctx) })
 	b.log.Info("sip bridge started", "udp", b.UDPAddr(), "tcp", b.TCPAddr())
 	return b, nil
 }
 
 func (b *Bridge) goServe(f func() error) {
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
+	b.spawn(func() {
 		if err := f(); err != nil && b.ctx.Err() == nil {
 			b.log.Warn("sip listener stopped", "err", err)
 		}
-	}()
+	})
 }
 
 // Close stops the listeners, fails pending transactions and closes the streams.
@@ -347,10 +345,25 @@ func (b *Bridge) Close() error {
 	return errors.Join(errs...)
 }
 
-func (b *Bridge) isClosed() bool {
+// track registers one more goroutine with the bridge's lifecycle; false once closing, so
+// that no goroutine starts after Close began waiting.
+func (b *Bridge) track() bool {
 	b.closeMu.Lock()
 	defer b.closeMu.Unlock()
-	return b.closed
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	return true
+}
+
+// spawn runs f in a tracked goroutine; false (f not run) once closing.
+func (b *Bridge) spawn(f func()) bool {
+	if !b.track() {
+		return false
+	}
+	go func() { defer b.wg.Done(); f() }()
+	return true
 }
 
 // UDPAddr is the bound UA-facing UDP address ("" when disabled).

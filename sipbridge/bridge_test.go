@@ -3,6 +3,7 @@ package sipbridge
 import (
 	"context"
 	"errors"
+	"github.com/emiago/sipgo/sip"
 	"net"
 	"slices"
 	"strings"
@@ -67,6 +68,7 @@ func TestDialogBothDirections(t *testing.T) {
 		if dir.calleeHangs {
 			hang, other = in, call
 		}
+		lookups := n1.loc.dir.lookupCount()
 		if err := hang.Hangup(ctx); err != nil {
 			t.Fatalf("call %d: BYE: %v", i, err)
 		}
@@ -74,6 +76,9 @@ func TestDialogBothDirections(t *testing.T) {
 		case <-other.Done():
 		case <-ctx.Done():
 			t.Fatalf("call %d: BYE never reached the other side", i)
+		}
+		if n := n1.loc.dir.lookupCount(); n != lookups {
+			t.Fatalf("call %d: BYE needed %d overlay lookups, want none (node to node)", i, n-lookups)
 		}
 	}
 	for _, e := range alice.Ladder() {
@@ -177,5 +182,42 @@ func TestUnknownAndUnreachable(t *testing.T) {
 	_, err = alice.Call(ctx, "sip:bob@pastry")
 	if !errors.As(err, &cf) || cf.Response.StatusCode != 480 {
 		t.Fatalf("callee node closed: %v, want 480", err)
+	}
+}
+
+// TestInDialogRequests: re-INVITE, INFO, UPDATE and MESSAGE inside a call follow the
+// Record-Route path node to node.
+func TestInDialogRequests(t *testing.T) {
+	n1, n2 := twoNodes(t)
+	ring := WithUAAnswer(AnswerAuto, 10*time.Millisecond)
+	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
+	bob := newTestUA(t, "sip:bob@pastry", n2, ring)
+	ctx := ctxT(t, 20*time.Second)
+	if _, err := bob.Register(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	call, err := alice.Call(ctx, "sip:bob@pastry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := <-bob.Incoming()
+	if res, err := call.Reinvite(ctx); err != nil || res.StatusCode != 200 {
+		t.Fatalf("re-INVITE: %v %v", res, err)
+	}
+	for _, m := range []sip.RequestMethod{sip.INFO, sip.UPDATE, sip.MESSAGE} {
+		if res, err := call.Request(ctx, m, "text/plain", []byte("x")); err != nil || res.StatusCode != 200 {
+			t.Fatalf("%s from caller: %v %v", m, res, err)
+		}
+		if res, err := in.Request(ctx, m, "text/plain", []byte("y")); err != nil || res.StatusCode != 200 {
+			t.Fatalf("%s from callee: %v %v", m, res, err)
+		}
+	}
+	if err := in.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-call.Done():
+	case <-ctx.Done():
+		t.Fatal("BYE from callee not delivered")
 	}
 }

@@ -118,3 +118,26 @@ func encode(msg sip.Message) []byte {
 func parseFrame(data []byte) (sip.Message, error) {
 	return sip.ParseMessage(data)
 }
+
+// withoutLength returns a header block with its Content-Length lines removed and
+// "Content-Length: 0" added, so that a response can still be built to a message whose
+// body could not be framed.
+func withoutLength(head []byte) []byte {
+	var out bytes.Buffer
+	for _, line := range bytes.SplitAfter(head, []byte("\n")) {
+		t := strings.TrimRight(string(line), "\r\n")
+		if t == "" {
+			break
+		}
+		if name, _, ok := strings.Cut(t, ":"); ok {
+			n := strings.TrimSpace(name)
+			if strings.EqualFold(n, "content-length") || strings.EqualFold(n, "l") {
+				continue
+			}
+		}
+		out.WriteString(t)
+		out.WriteString("\r\n")
+	}
+	out.WriteString("Content-Length: 0\r\n\r\n")
+	return out.Bytes()
+}

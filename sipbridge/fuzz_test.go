@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -53,4 +56,40 @@ func handleFuzzMessage(frame []byte) {
 		}
 		_ = encode(req.Clone())
 	}
+}
+
+// FuzzPeerMessage hands arbitrary framed messages to a live node as if they came from another
+// node over /hiersip/sip/1.0.0: the node must not panic, whatever the message says.
+func FuzzPeerMessage(f *testing.F) {
+	f.Add([]byte("INVITE sip:bob@pastry SIP/2.0\r\nVia: SIP/2.0/P2P x;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nTo: <sip:bob@pastry>\r\nFrom: <sip:a@pastry>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("BYE sip:bob@127.0.0.1:9 SIP/2.0\r\nVia: SIP/2.0/P2P x;branch=z9hG4bK2\r\nRoute: <sip:127.0.0.1:1;lr;hsn=bogus>\r\nTo: <sip:bob@pastry>;tag=2\r\nFrom: <sip:a@pastry>;tag=1\r\nCall-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("CANCEL sip:bob@pastry SIP/2.0\r\nVia: SIP/2.0/P2P x;branch=z9hG4bK1\r\nTo: <sip:bob@pastry>\r\nFrom: <sip:a@pastry>;tag=1\r\nCall-ID: c\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/P2P x;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKy\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("ACK sip:bob@elsewhere SIP/2.0\r\nVia: SIP/2.0/P2P x;branch=z9hG4bK3\r\nTo: <sip:bob@pastry>\r\nFrom: <sip:a@pastry>;tag=1\r\nCall-ID: c\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"))
+	n := newTestNode(f, newMemDir(), "pastry", WithDialTimeout(50*time.Millisecond), WithLocatorTimeout(50*time.Millisecond))
+	other, err := libp2p.New(libp2p.NoListenAddrs)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer other.Close()
+	from := other.ID()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr := newFrameReader(bytes.NewReader(data), DefaultMaxMessageSize)
+		for i := 0; i < 8; i++ {
+			frame, err := fr.next()
+			if err != nil {
+				return
+			}
+			m, err := parseFrame(frame)
+			if err != nil {
+				return
+			}
+			switch m := m.(type) {
+			case *sip.Request:
+				n.b.onPeerRequest(from, m)
+			case *sip.Response:
+				n.b.onPeerResponse(from, m)
+			}
+		}
+	})
 }

@@ -18,8 +18,15 @@ import (
 
 // memDir is an in-memory location service shared by a test's nodes.
 type memDir struct {
-	mu sync.Mutex
-	m  map[string]*domains.Binding
+	mu      sync.Mutex
+	m       map[string]*domains.Binding
+	lookups int
+}
+
+func (d *memDir) lookupCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lookups
 }
 
 func newMemDir() *memDir { return &memDir{m: map[string]*domains.Binding{}} }
@@ -54,6 +61,7 @@ func (l *memLocator) Register(_ context.Context, aor domains.AOR, contacts []dom
 func (l *memLocator) Lookup(_ context.Context, aor domains.AOR) (*domains.Binding, error) {
 	l.dir.mu.Lock()
 	defer l.dir.mu.Unlock()
+	l.dir.lookups++
 	b, ok := l.dir.m[aor.String()]
 	if !ok {
 		return nil, domains.ErrNotFound

@@ -129,9 +129,7 @@ func (ls *links) open(ctx context.Context, p peer.ID) (network.Stream, error) {
 		_ = s.Reset()
 		return nil, ErrClosed
 	}
-	ls.b.wg.Add(1)
-	go func() {
-		defer ls.b.wg.Done()
+	if !ls.b.spawn(func() {
 		ls.readLoop(s, p)
 		l, err := ls.get(p)
 		if err == nil {
@@ -141,7 +139,10 @@ func (ls *links) open(ctx context.Context, p peer.ID) (network.Stream, error) {
 			}
 			l.mu.Unlock()
 		}
-	}()
+	}) {
+		_ = s.Reset()
+		return nil, ErrClosed
+	}
 	return s, nil
 }
 
@@ -151,7 +152,10 @@ func (ls *links) handleStream(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	ls.b.wg.Add(1)
+	if !ls.b.track() {
+		_ = s.Reset()
+		return
+	}
 	defer ls.b.wg.Done()
 	ls.readLoop(s, s.Conn().RemotePeer())
 }
@@ -168,7 +172,7 @@ func (ls *links) readLoop(s network.Stream, p peer.ID) {
 			var fe *frameError
 			if errors.As(err, &fe) {
 				b.log.Debug("bad framing from peer", "peer", p, "err", err)
-				if m, perr := parseFrame(fe.head); perr == nil {
+				if m, perr := parseFrame(withoutLength(fe.head)); perr == nil {
 					if req, ok := m.(*sip.Request); ok && !req.IsAck() {
 						b.replyPeer(p, req, 400, "Bad Request: "+err.Error())
 					}

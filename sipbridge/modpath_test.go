@@ -1,6 +1,7 @@
 package sipbridge
 
 import (
+	"fmt"
 	"os/exec"
 	"strings"
 )
@@ -9,3 +10,5 @@ func goListDir(mod string) (string, error) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", mod).Output()
 	return strings.TrimSpace(string(out)), err
 }
+
+func sprintf(format string, a ...any) string { return fmt.Sprintf(format, a...) }

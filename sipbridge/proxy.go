@@ -45,6 +45,7 @@ type hop struct {
 
 type uaUpstream struct {
 	src    string // where the request came from: responses go there (symmetric, NAT-friendly)
+	udp    net.PacketConn
 	tx     sip.ServerTransaction
 	cancel chan struct{}
 	once   sync.Once
@@ -54,7 +55,17 @@ func (u *uaUpstream) respond(res *sip.Response) error {
 	if u.src != "" {
 		res.SetDestination(u.src)
 	}
-	return u.tx.Respond(res)
+	err := u.tx.Respond(res)
+	if errors.Is(err, sip.ErrUDPMTUCongestion) && u.udp != nil && u.src != "" {
+		// sipgo refuses UDP messages over 1300 bytes; a response must still go back the
+		// way the request came (RFC 3261 §18.2.2), and IP fragments it.
+		addr, rerr := net.ResolveUDPAddr("udp", u.src)
+		if rerr != nil {
+			return err
+		}
+		_, err = u.udp.WriteTo([]byte(res.String()), addr)
+	}
+	return err
 }
 func (u *uaUpstream) cancelled() <-chan struct{} { return u.cancel }
 
@@ -167,6 +178,9 @@ func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	up := &uaUpstream{src: req.Source(), tx: tx, cancel: make(chan struct{})}
+	if strings.EqualFold(req.Transport(), "udp") {
+		up.udp = b.udp
+	}
 	if req.IsCancel() { // a matched CANCEL is absorbed by the transaction layer
 		_ = up.respond(b.newResponse(req, 481, "Call/Transaction Does Not Exist"))
 		return
@@ -220,8 +234,9 @@ func (b *Bridge) onPeerRequest(p peer.ID, req *sip.Request) {
 	up := &peerUpstream{b: b, st: st}
 	b.queue.do(callID, func() {
 		if relay := b.start(b.ctx, req, up, p); relay != nil {
-			b.wg.Add(1)
-			go func() { defer b.wg.Done(); relay() }()
+			if !b.spawn(relay) {
+				_ = up.respond(b.newResponse(req, 503, "Service Unavailable: node shutting down"))
+			}
 		}
 	})
 }
@@ -235,7 +250,42 @@ func (b *Bridge) onPeerResponse(p peer.ID, res *sip.Response) {
 	}
 	branch, _ := via.Params.Get("branch")
 	if !b.txs.deliver(clientKey(branch, cseq.MethodName), p, res) {
-		b.log.Debug("dropping unmatched response", "peer", p, "status", res.StatusCode, "method", cseq.MethodName)
+		b.forwardStray(res)
+	}
+}
+
+// forwardStray forwards a response that matches no transaction (a retransmitted 2xx to an
+// INVITE whose transaction ended) statelessly along its Via path, RFC 3261 §16.7; others are dropped.
+func (b *Bridge) forwardStray(res *sip.Response) {
+	cseq := res.CSeq()
+	if cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() {
+		b.log.Debug("dropping unmatched response", "status", res.StatusCode)
+		return
+	}
+	vias := res.GetHeaders("Via")
+	if len(vias) < 2 {
+		return
+	}
+	if top, ok := vias[0].(*sip.ViaHeader); !ok || !b.isMyVia(top) {
+		return
+	}
+	next, ok := vias[1].(*sip.ViaHeader)
+	if !ok {
+		return
+	}
+	out := upResponse(res)
+	if next.Transport == overlayTransport {
+		p, err := peer.Decode(next.Host)
+		if err != nil {
+			return
+		}
+		if err := b.links.send(b.ctx, p, nil, out); err != nil {
+			b.log.Debug("forwarding 2xx retransmission failed", "err", err)
+		}
+		return
+	}
+	if err := b.ua.TransportLayer().WriteMsg(out); err != nil {
+		b.log.Debug("forwarding 2xx retransmission failed", "err", err)
 	}
 }
 
@@ -582,10 +632,6 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 	}
 	if u.User == "" || u.Port != 0 || net.ParseIP(strings.Trim(u.Host, "[]")) != nil {
 		// A contact address (the last hop of an in-dialog request, or a UA's explicit target).
-		if from != "" && !b.hasLocalContactHost(&u) {
-			// Requests from other nodes may only be delivered to our own UAs or to AORs.
-			b.log.Debug("delivering in-dialog request to contact", "uri", u.String())
-		}
 		uc := *u.Clone()
 		return fwd, hop{uri: &uc}, 0, ""
 	}
@@ -633,8 +679,6 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 	return fwd, hop{peer: bind.Peer, addrs: bind.Addrs}, 0, ""
 }
 
-func (b *Bridge) hasLocalContactHost(u *sip.Uri) bool { return b.reg.knownContact(u) }
-
 // removeFirst removes the first header having any of names (compact forms included).
 func removeFirst(m sip.Message, names ...string) {
 	type remover interface{ RemoveHeader(string) bool }
@@ -671,4 +715,11 @@ func upResponse(res *sip.Response) *sip.Response {
 	out.SetTransport("")
 	out.SetSource("")
 	return out
+}
+
+func (b *Bridge) isMyVia(v *sip.ViaHeader) bool {
+	if v.Transport == overlayTransport {
+		return v.Host == b.selfStr
+	}
+	return b.isMine(&sip.Uri{Host: v.Host, Port: v.Port})
 }

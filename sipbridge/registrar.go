@@ -56,19 +56,6 @@ func (r *registrar) contacts(aor domains.AOR) []sip.Uri {
 	return out
 }
 
-func (r *registrar) knownContact(u *sip.Uri) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.aors {
-		for _, c := range e.contacts {
-			if c.uri.Host == u.Host && c.uri.Port == u.Port {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	b := r.b
 	reply := func(res *sip.Response) {

@@ -43,13 +43,20 @@ func TestSippCalls(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short mode")
 	}
+	t.Run("udp", func(t *testing.T) { runSipp(t, sipp, "u1", envInt("SIPP_CALLS", 100), envInt("SIPP_RATE", 50)) })
+	t.Run("tcp", func(t *testing.T) { runSipp(t, sipp, "t1", 50, 50) })
+}
+
+// runSipp places calls from sipp's uac (transport mode tmode towards node 1) to sipp's uas
+// (UDP, registered behind node 2).
+func runSipp(t *testing.T, sipp, tmode string, calls, rate int) {
 	n1, n2 := twoNodes(t)
-	ctx := ctxT(t, 90*time.Second)
+	ctx := ctxT(t, time.Duration(90+calls/rate)*time.Second)
 	uasPort := freeUDPPort(t)
 	dir := t.TempDir()
 
 	uas := exec.CommandContext(ctx, sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(uasPort),
-		"-m", "100", "-nostdin", "-trace_err", "-error_file", dir+"/uas_err.log")
+		"-m", strconv.Itoa(calls), "-nostdin", "-trace_err", "-error_file", dir+"/uas_err.log")
 	uas.Dir = dir
 	var uasOut bytes.Buffer
 	uas.Stdout, uas.Stderr = &uasOut, &uasOut
@@ -65,11 +72,14 @@ func TestSippCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	host, port, _ := net.SplitHostPort(n1.b.UDPAddr())
+	target := n1.b.UDPAddr()
+	if tmode == "t1" {
+		target = n1.b.TCPAddr()
+	}
 	uacPort := freeUDPPort(t)
-	uac := exec.CommandContext(ctx, sipp, "-sn", "uac", net.JoinHostPort(host, port), "-s", "service",
-		"-i", "127.0.0.1", "-p", strconv.Itoa(uacPort), "-m", "100", "-r", "50", "-l", "50", "-d", "50",
-		"-nostdin", "-recv_timeout", "10000", "-timeout", "60s", "-timeout_error",
+	uac := exec.CommandContext(ctx, sipp, "-sn", "uac", target, "-s", "service", "-t", tmode,
+		"-i", "127.0.0.1", "-p", strconv.Itoa(uacPort), "-m", strconv.Itoa(calls), "-r", strconv.Itoa(rate), "-l", strconv.Itoa(rate), "-d", "50",
+		"-nostdin", "-recv_timeout", "10000", "-timeout", strconv.Itoa(60+calls/rate)+"s", "-timeout_error",
 		"-trace_err", "-error_file", dir+"/uac_err.log", "-trace_stat", "-stf", dir+"/uac_stat.csv")
 	uac.Dir = dir
 	var uacOut bytes.Buffer
@@ -81,7 +91,7 @@ func TestSippCalls(t *testing.T) {
 		errs, _ := os.ReadFile(dir + "/uac_err.log")
 		t.Fatalf("sipp uac: %v\n%s\nerrors:\n%.4000s", err, tail(uacOut.String(), 3000), errs)
 	}
-	t.Logf("sipp: 100 calls through two nodes, zero failures, in %v", elapsed.Round(time.Millisecond))
+	t.Logf("sipp (%s): %d calls through two nodes, zero failures, in %v", tmode, calls, elapsed.Round(time.Millisecond))
 	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -92,7 +102,7 @@ func TestSippCalls(t *testing.T) {
 			t.Fatalf("sipp uas: %v\n%s", err, tail(uasOut.String(), 3000))
 		}
 	case <-waitCtx.Done():
-		t.Fatal("sipp uas did not finish its 100 calls")
+		t.Fatal("sipp uas did not finish its calls")
 	}
 }
 
@@ -101,4 +111,11 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }

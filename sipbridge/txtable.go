@@ -161,11 +161,14 @@ func (t *txTable) failAll(err error) {
 // serializer runs functions with the same key one after the other, in submission order,
 // and functions with different keys concurrently. It keeps one dialog's messages in order.
 type serializer struct {
-	mu sync.Mutex
-	q  map[string][]func()
+	mu    sync.Mutex
+	q     map[string][]func()
+	spawn func(func()) bool // starts a goroutine; false when the owner is closing
 }
 
-func newSerializer() *serializer { return &serializer{q: map[string][]func(){}} }
+func newSerializer(spawn func(func()) bool) *serializer {
+	return &serializer{q: map[string][]func(){}, spawn: spawn}
+}
 
 func (s *serializer) do(key string, f func()) {
 	s.mu.Lock()
@@ -176,7 +179,7 @@ func (s *serializer) do(key string, f func()) {
 	}
 	s.q[key] = nil
 	s.mu.Unlock()
-	go func() {
+	started := s.spawn(func() {
 		for {
 			f()
 			s.mu.Lock()
@@ -191,5 +194,10 @@ func (s *serializer) do(key string, f func()) {
 			s.q[key] = q[1:]
 			s.mu.Unlock()
 		}
-	}()
+	})
+	if !started {
+		s.mu.Lock()
+		delete(s.q, key)
+		s.mu.Unlock()
+	}
 }

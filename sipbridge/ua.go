@@ -159,7 +159,10 @@ func NewUA(aor, proxy string, opts ...UAOption) (*UA, error) {
 	la := pc.LocalAddr().(*net.UDPAddr)
 	u.laddr = sip.Addr{IP: la.IP, Port: la.Port}
 	u.ua, err = sipgo.NewUA(sipgo.WithUserAgent(a.User), sipgo.WithUserAgentHostname(a.Host),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(u.log)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(u.log),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
+				u.log.Debug("unmatched response", "status", res.StatusCode)
+			})),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(u.log)))
 	if err == nil {
 		u.srv, err = sipgo.NewServer(u.ua, sipgo.WithServerLogger(u.log))
@@ -179,6 +182,11 @@ func NewUA(aor, proxy string, opts ...UAOption) (*UA, error) {
 	u.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = u.dsc.ReadAck(req, tx) })
 	u.srv.OnBye(u.onBye)
 	u.srv.OnMessage(u.onMessage)
+	for _, m := range []sip.RequestMethod{sip.INFO, sip.UPDATE} {
+		u.srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		})
+	}
 	u.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
@@ -332,6 +340,57 @@ func (c *Call) Hangup(ctx context.Context) error {
 	}
 	defer c.ss.Close()
 	return c.ss.Bye(ctx)
+}
+
+// Request sends an in-dialog request (INFO, UPDATE, MESSAGE, OPTIONS…) and returns the final
+// response. The request follows the dialog's route set: node to node, without a lookup.
+func (c *Call) Request(ctx context.Context, method sip.RequestMethod, contentType string, body []byte) (*sip.Response, error) {
+	if method == sip.INVITE || method == sip.ACK || method == sip.BYE || method == sip.CANCEL {
+		return nil, fmt.Errorf("%w: use Reinvite or Hangup for %s", ErrBadOption, method)
+	}
+	req := sip.NewRequest(method, c.remoteTarget())
+	if contentType != "" {
+		req.AppendHeader(sip.NewHeader("Content-Type", contentType))
+	}
+	req.SetBody(body)
+	if c.cs != nil {
+		return c.cs.Do(ctx, req)
+	}
+	return c.ss.Do(ctx, req)
+}
+
+// Reinvite sends a re-INVITE with a fresh SDP offer in an established call placed by this UA,
+// and ACKs the 2xx.
+func (c *Call) Reinvite(ctx context.Context) (*sip.Response, error) {
+	if c.cs == nil {
+		return nil, fmt.Errorf("%w: re-INVITE from the answering side is not supported", ErrBadOption)
+	}
+	req := sip.NewRequest(sip.INVITE, c.remoteTarget())
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(c.ua.sdp())
+	res, err := c.cs.Do(ctx, req)
+	if err != nil || !res.IsSuccess() {
+		return res, err
+	}
+	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
+	return res, c.cs.WriteRequest(ack)
+}
+
+func (c *Call) remoteTarget() sip.Uri {
+	var res *sip.Response
+	var req *sip.Request
+	if c.cs != nil {
+		res, req = c.cs.InviteResponse, c.cs.InviteRequest
+		if ct := res.Contact(); ct != nil {
+			return *ct.Address.Clone()
+		}
+		return *req.Recipient.Clone()
+	}
+	req = c.ss.InviteRequest
+	if ct := req.Contact(); ct != nil {
+		return *ct.Address.Clone()
+	}
+	return *req.From().Address.Clone()
 }
 
 // ErrCallFailed carries the final non-2xx response to an INVITE.

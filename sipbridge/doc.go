@@ -1,0 +1,98 @@
+// Package sipbridge is a hiersip node's SIP front end. Towards the node's local user agents it
+// is an ordinary SIP registrar and outbound proxy on UDP and TCP (default 127.0.0.1:5060);
+// towards other nodes it speaks SIP over libp2p streams, so that calls cross NATs the way
+// libp2p connections do (relays, hole punching). It implements the call flows of
+// draft-shi-p2psip-hier-arch-00 §7 inside a domain, and leaves a hook for the inter-domain
+// hop through elected proxies.
+//
+// # Usage
+//
+//	loc := myNode // implements sipbridge.Locator: Domain, Register, Lookup
+//	b, err := sipbridge.New(h, loc,
+//		sipbridge.WithListen("127.0.0.1:5060"),
+//		sipbridge.WithLogger(logger),
+//		sipbridge.WithInterDomain(resolveProxy), // optional: next hop for other domains
+//	)
+//	if err != nil { ... }
+//	defer b.Close()
+//
+// New binds the listeners, registers the [ProtocolID] stream handler on the host and starts
+// serving; Close undoes that (a second Close returns an error wrapping net.ErrClosed). The
+// host and the Locator stay the caller's.
+//
+// # Registrar
+//
+// A REGISTER's To AOR must lie in the node's domain (else 403, the reason phrase names the
+// domain). Contacts are stored with their granted expiry (bounded by [WithExpires]; below
+// the minimum 423 with Min-Expires), "Expires: 0" or "Contact: *" unregister, and a REGISTER
+// without Contact is a query. The 200 OK lists the current contacts with their remaining
+// expires. After each change the node publishes the AOR's live contacts with
+// Locator.Register; a contact that is not refreshed lapses and the node republishes without
+// it (a tombstone when none is left). With [WithUsers] REGISTER needs HTTP digest (MD5, qop=auth)
+// credentials from an htdigest-style users file ("user:realm:HA1" lines, [LoadUsers]).
+//
+// # Framing between nodes
+//
+// Protocol "/hiersip/sip/1.0.0" carries SIP messages back to back, as on a SIP stream transport
+// (RFC 3261 §18.3): a header block ending in an empty line, then exactly Content-Length body
+// bytes; Content-Length is mandatory. Empty lines between messages are keep-alives. Each
+// message is parsed with sipgo's parser. A message larger than [WithMaxMessageSize] ends the
+// stream; a message that cannot be framed or parsed gets 400 when a response can be built and
+// the stream is reset. Each node keeps one long-lived outgoing stream per peer (opened with
+// network.WithAllowLimitedConn, so relayed connections work; reopened on failure) and writes
+// everything it sends to that peer — requests and responses — on it, in order, under one
+// lock. Incoming streams are read by one goroutine each, and requests are handed to a queue
+// per Call-ID, so one dialog's messages are processed in the order they arrived. A peer may
+// hold at most [WithMaxTransactionsPerPeer] server transactions (503 beyond).
+//
+// # Routing
+//
+// Every node is a transaction-stateful proxy. A request from a local UA (or from a node) is
+// validated (400, 416, 505; 483 when Max-Forwards is 0; 482 when it carries this node's own
+// Via), INVITEs get 100 Trying, and the next hop is chosen:
+//
+//   - Route headers naming this node are removed; a next Route with an "hsn" (hiersip node)
+//     parameter is followed over libp2p to that peer, another Route over UDP/TCP.
+//   - Otherwise the Request-URI decides. A URI naming the node itself with a user part
+//     (sip:bob@127.0.0.1:5060, as sipp's built-in scenarios send) means bob@<domain>. An AOR of
+//     this domain is delivered to the UA's contact when it registered here, else looked up
+//     with Locator.Lookup and forwarded over libp2p to the serving node (404 when not bound,
+//     480 when that node cannot be reached). An AOR of another domain goes to the
+//     [ProxyResolver] of [WithInterDomain] (404 naming the domain when there is none). Any
+//     other URI (a contact address) is sent to directly.
+//
+// A request sent into the overlay gets a Via "SIP/2.0/P2P <peer-id>;branch=…", Max-Forwards
+// decremented, and the draft's §4.3 headers "Node-ID: <sip:user@domain>" (the originating
+// user) and "Overlay-ID: <sip:overlay@domain>" if absent. Requests are cloned, never
+// modified. Responses travel back along the Via path: each node matches a response to its
+// client transaction by branch, removes its Via and answers its own server transaction.
+// A CANCEL is matched to its INVITE (sipgo's transaction layer for UAs; branch and peer for
+// nodes), answered 200 and propagated; the INVITE then ends with 487. Retransmissions from
+// UAs are absorbed by sipgo's transaction layer; streams are reliable and need none.
+// Responses to UAs go to the address the request came from (symmetric response routing,
+// RFC 3581 style), which also suits UAs behind NAT.
+//
+// # The direct in-dialog path (draft §7 step 11)
+//
+// The caller's node and the callee's node — not intermediate proxies — insert a
+// Record-Route "<sip:HOST:PORT;transport=udp;lr;hsn=PEERID>": HOST:PORT is the node's
+// UA-facing address (which its own UA uses) and hsn its libp2p peer ID (which the other node
+// uses). A later ACK, BYE or re-INVITE from the caller therefore reaches the caller's node,
+// which pops its own Route and opens a stream straight to the peer named by the callee node's
+// hsn — no overlay lookup, no proxies — and that node pops its Route and delivers to the
+// Request-URI (the callee's contact). A UA that ignores Record-Route (sipp's built-in uac)
+// still works: its in-dialog requests name the AOR or the node itself and are routed as
+// initial requests.
+//
+// # User agent
+//
+// [UA] is hiersip's own user agent for scripts, tests and demos: Register, Call (INVITE,
+// ACK), Hangup (BYE), Message, auto-answer or ring-only, built on sipgo's dialog API. Its
+// Ladder records each datagram it sent or received with a timestamp.
+//
+// # Limits
+//
+// sipgo hands each received UDP message to its own goroutine, so a 180 sent immediately
+// before a 200 can be overtaken between a UA and its node. UDP messages over 1300 bytes are
+// refused by sipgo when sending requests (responses are written directly).
+package sipbridge
