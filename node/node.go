@@ -185,6 +185,9 @@ func (n *Node) checkAOR(a domains.AOR) error {
 
 func (n *Node) closed() bool { return n.ctx.Err() != nil }
 
+// IsClosed reports whether Close has been called.
+func (n *Node) IsClosed() bool { return n.closed() }
+
 // nextSeq returns a sequence number above every earlier one, also across
 // restarts (it follows the clock in microseconds).
 func (n *Node) nextSeq() uint64 {

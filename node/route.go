@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -15,9 +16,11 @@ import (
 var (
 	// ErrUnknownDomain: no domain of the target host has an
 	// Overlay-Resource-ID in the global overlay.
-	ErrUnknownDomain = errors.New("node: unknown domain")
-	// ErrNoProxy: the domain has no proxy to route through right now.
-	ErrNoProxy = errors.New("node: no proxy available")
+	// It wraps domains.ErrNotFound (the SIP bridge answers 404).
+	ErrUnknownDomain = fmt.Errorf("node: unknown domain: %w", domains.ErrNotFound)
+	// ErrNoProxy: no proxy to route through right now. It wraps
+	// sipbridge.ErrUnavailable (the SIP bridge answers 503 with Retry-After).
+	ErrNoProxy = fmt.Errorf("node: no proxy available: %w", sipbridge.ErrUnavailable)
 )
 
 // ProxyCacheTTL is how long a proxy caches another domain's proxies.

@@ -10,6 +10,7 @@ import (
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/sipbridge"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -171,25 +172,68 @@ func (d duties) Demote(context.Context) error { return d.n.StepDown() }
 // nextHop is the SIP bridge's route for a target outside the node's domain:
 // a proxy sends it to a proxy of the target's domain, found in the global
 // overlay (draft Figure 3, F5–F7); any other node sends it to its own
-// domain's proxy (F1–F3).
+// domain's proxy (F1–F3). The first proxy that can be reached is chosen; a
+// proxy with a stale cache looks the domain up again before it gives up.
 func (n *Node) nextHop(ctx context.Context, target domains.AOR) (peer.AddrInfo, error) {
 	if n.IsProxy() {
-		_, proxies, err := n.RemoteProxies(ctx, target.Host)
-		if err != nil {
-			return peer.AddrInfo{}, err
+		for attempt := 0; attempt < 2; attempt++ {
+			dom, proxies, err := n.RemoteProxies(ctx, target.Host)
+			if err != nil {
+				return peer.AddrInfo{}, err
+			}
+			if p, ok := n.firstReachable(ctx, proxies); ok {
+				return p, nil
+			}
+			n.Forget(target.Host)
+			n.log.Info("no proxy of the target domain reachable", "domain", dom, "proxies", len(proxies))
 		}
-		return proxies[0], nil
+		return peer.AddrInfo{}, fmt.Errorf("%w: every proxy of the domain of %s is unreachable", ErrNoProxy, target.Host)
 	}
+	var proxies []peer.AddrInfo
 	if r := n.election; r != nil {
 		for _, m := range r.State().Proxies {
 			if m.ID != n.ID() {
-				return n.h.Peerstore().PeerInfo(m.ID), nil
+				proxies = append(proxies, n.h.Peerstore().PeerInfo(m.ID))
 			}
 		}
 	}
-	proxies, err := n.OwnProxies(ctx)
-	if err != nil {
-		return peer.AddrInfo{}, err
+	if len(proxies) == 0 {
+		var err error
+		if proxies, err = n.OwnProxies(ctx); err != nil {
+			return peer.AddrInfo{}, err
+		}
 	}
-	return proxies[0], nil
+	if p, ok := n.firstReachable(ctx, proxies); ok {
+		return p, nil
+	}
+	return peer.AddrInfo{}, fmt.Errorf("%w: the proxies of %s are unreachable", ErrNoProxy, n.cfg.Domain)
+}
+
+// ProxyDialTimeout bounds a connection attempt to a proxy when routing.
+const ProxyDialTimeout = 2 * time.Second
+
+// firstReachable returns the first of ps the host is connected to or can
+// connect to.
+func (n *Node) firstReachable(ctx context.Context, ps []peer.AddrInfo) (peer.AddrInfo, bool) {
+	for _, p := range ps {
+		if p.ID == n.ID() {
+			continue
+		}
+		if n.h.Network().Connectedness(p.ID) == network.Connected {
+			return p, true
+		}
+	}
+	for _, p := range ps {
+		if p.ID == n.ID() {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, ProxyDialTimeout)
+		err := n.h.Connect(network.WithAllowLimitedConn(cctx, "sip"), p)
+		cancel()
+		if err == nil {
+			return p, true
+		}
+		n.log.Debug("proxy unreachable", "proxy", p.ID, "err", err)
+	}
+	return peer.AddrInfo{}, false
 }

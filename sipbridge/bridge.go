@@ -36,6 +36,9 @@ const (
 	nonInviteTimeout           = 32 * time.Second
 	cancelGrace                = 32 * time.Second
 	nodeParam                  = "hsn" // URI/Via parameter carrying a node's peer ID
+	addrParam                  = "hsa" // Record-Route parameter carrying a node's multiaddrs, '+'-separated
+	maxRouteAddrs              = 4     // addresses a node puts in its Record-Route
+	retryAfter                 = "5"   // seconds, in 503 answers
 	overlayTransport           = "P2P"
 	branchMagic                = "z9hG4bK"
 	headerNodeID, headerOvlyID = "Node-ID", "Overlay-ID"
@@ -43,6 +46,9 @@ const (
 
 // Errors.
 var (
+	// ErrUnavailable, wrapped by a ProxyResolver's error, means no next hop
+	// is reachable now: the bridge answers 503 with Retry-After.
+	ErrUnavailable  = errors.New("sipbridge: route unavailable")
 	ErrNoHost       = errors.New("sipbridge: nil host")
 	ErrNoLocator    = errors.New("sipbridge: nil locator")
 	ErrBadOption    = errors.New("sipbridge: invalid option")
@@ -83,6 +89,7 @@ type config struct {
 	locTimeout       time.Duration
 	dialTimeout      time.Duration
 	udpBuf           int
+	trace            func(TraceEvent)
 }
 
 // Option configures a Bridge.
@@ -288,7 +295,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 
 	h.SetStreamHandler(ProtocolID, b.links.handleStream)
 	if b.udp != nil {
-		fc := &filterConn{PacketConn: b.udp, log: b.log}
+		fc := &filterConn{PacketConn: b.udp, log: b.log, b: b}
 		b.goServe(func() error { return b.srv.ServeUDP(fc) })
 	}
 	if b.tcp != nil {

@@ -15,15 +15,28 @@ import (
 type filterConn struct {
 	net.PacketConn
 	log *slog.Logger
+	b   *Bridge // for tracing; may be nil
 }
 
 func (c *filterConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(b)
 		if err != nil || n == 0 || !c.reject(b[:n], addr) {
+			if err == nil && c.b != nil {
+				c.b.traceRaw(false, addr, b[:n])
+			}
 			return n, addr, err
 		}
 	}
+}
+
+// WriteTo writes to the socket, tracing what it sends.
+func (c *filterConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	n, err := c.PacketConn.WriteTo(b, addr)
+	if err == nil && c.b != nil {
+		c.b.traceRaw(true, addr, b[:n])
+	}
+	return n, err
 }
 
 // reject answers and returns true when data is an invalid request.

@@ -108,6 +108,7 @@ func (ls *links) send(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, msg 
 		_ = l.s.SetWriteDeadline(time.Now().Add(writeTimeout))
 		_, err = l.s.Write(data)
 		if err == nil {
+			ls.b.traceMsg(true, p, msg)
 			return nil
 		}
 		ls.b.log.Debug("stream write failed, reopening", "peer", p, "err", err)
@@ -192,6 +193,7 @@ func (ls *links) readLoop(s network.Stream, p peer.ID) {
 			_ = s.Reset()
 			return
 		}
+		b.traceMsg(false, p, msg)
 		switch m := msg.(type) {
 		case *sip.Request:
 			b.onPeerRequest(p, m)

@@ -340,6 +340,9 @@ func (b *Bridge) start(ctx context.Context, req *sip.Request, up upstream, from 
 		}
 	}
 	fwd, h, code, reason := b.route(ctx, req, from)
+	if code == 503 {
+		return reply(code, reason, sip.NewHeader("Retry-After", retryAfter))
+	}
 	if code != 0 {
 		return reply(code, reason)
 	}
@@ -559,7 +562,35 @@ func (b *Bridge) selfURI(transport string) sip.Uri {
 	u.UriParams.Add("transport", transport)
 	u.UriParams.Add("lr", "")
 	u.UriParams.Add(nodeParam, b.selfStr)
+	if a := b.routeAddrs(); a != "" {
+		u.UriParams.Add(addrParam, a)
+	}
 	return u
+}
+
+// routeAddrs returns the node's addresses for its Record-Route: the node at
+// the other end of a dialog may be in another domain, where no overlay
+// lookup can find this node's addresses.
+func (b *Bridge) routeAddrs() string {
+	var parts []string
+	for _, a := range b.h.Addrs() {
+		if len(parts) == maxRouteAddrs {
+			break
+		}
+		parts = append(parts, a.String())
+	}
+	return strings.Join(parts, "+")
+}
+
+// parseRouteAddrs reads the addresses of an hsa parameter, skipping bad ones.
+func parseRouteAddrs(s string) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, part := range strings.SplitN(s, "+", maxRouteAddrs+1) {
+		if a, err := ma.NewMultiaddr(part); err == nil && len(out) < maxRouteAddrs {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // isMine reports whether u names this node: by its hsn parameter, or by its address.
@@ -616,7 +647,11 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 			if err != nil {
 				return nil, hop{}, 400, "Bad Request: invalid node ID in Route"
 			}
-			return fwd, hop{peer: p}, 0, ""
+			var addrs []ma.Multiaddr
+			if a, ok := r.Address.UriParams.Get(addrParam); ok {
+				addrs = parseRouteAddrs(a)
+			}
+			return fwd, hop{peer: p, addrs: addrs}, 0, ""
 		}
 		u := *r.Address.Clone()
 		return fwd, hop{uri: &u}, 0, ""
@@ -650,6 +685,8 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 		switch {
 		case errors.Is(err, domains.ErrNotFound) || (err == nil && ai.ID == ""):
 			return nil, hop{}, 404, "Not Found: no proxy for domain of " + aor.Host
+		case errors.Is(err, ErrUnavailable):
+			return nil, hop{}, 503, "Service Unavailable: no proxy reachable for " + aor.Host
 		case err != nil:
 			return nil, hop{}, 480, "Temporarily Unavailable: inter-domain route failed"
 		case ai.ID == b.self:

@@ -1,21 +1,378 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/node"
+	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Config configures a demo run.
+// Config configures a demo run. The zero value runs the default demo.
 type Config struct {
-	Domains   int  // number of domains (default 2: pastry, can)
-	Nodes     int  // nodes per domain (default 3)
-	KillProxy bool // kill the callee domain's proxy mid-demo to show failover
-	Logger    *slog.Logger
+	Domains   int  // number of domains (default 2: pastry, can); at most len(DomainNames)
+	Nodes     int  // nodes per domain (default 3; at least 2)
+	KillProxy bool // kill the callee domain's proxy before the call, to show failover
+	// Logger receives the nodes' logs (default: discarded).
+	Logger *slog.Logger
+	// Timeout bounds each step that waits on the network (default 30 s).
+	Timeout time.Duration
 }
 
-// Run runs the demo and prints its ladder diagram to out.
-func Run(ctx context.Context, cfg Config, out io.Writer) error {
-	return errors.New("demo: not implemented yet")
+// DomainNames are the demo's domains, in order; the first two are the
+// draft's examples.
+var DomainNames = []string{"pastry", "can", "chord", "bt", "tapestry", "kademlia"}
+
+// users are the demo's users, one per domain: the draft's Bob and Alice first.
+var users = []string{"sip:bob@bupt.pastry", "sip:alice@pku.can", "sip:carol@pku.chord", "sip:dave@bupt.bt", "sip:erin@x.tapestry", "sip:frank@y.kademlia"}
+
+// Errors of the demo.
+var ErrBadConfig = errors.New("demo: bad config")
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Domains == 0 {
+		c.Domains = 2
+	}
+	if c.Nodes == 0 {
+		c.Nodes = 3
+	}
+	if c.Domains < 2 || c.Domains > len(DomainNames) {
+		return c, fmt.Errorf("%w: domains: %d, want 2 to %d", ErrBadConfig, c.Domains, len(DomainNames))
+	}
+	if c.Nodes < 2 || c.Nodes > 50 {
+		return c, fmt.Errorf("%w: nodes: %d, want 2 to 50", ErrBadConfig, c.Nodes)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
+	}
+	return c, nil
+}
+
+// demo is one run: its nodes, their names and the trace of SIP messages.
+type demo struct {
+	cfg   Config
+	out   io.Writer
+	start time.Time
+
+	nodes map[string][]*node.Node // by domain
+	names map[peer.ID]string      // node → "pastry-1"
+	uas   map[string]string       // UA address → "bob"
+
+	mu    sync.Mutex
+	trace []sipbridge.TraceEvent
+}
+
+// Run starts the domains on loopback, waits for their proxies, registers a
+// user in each, places a call from the first domain's user to the second's,
+// exchanges a MESSAGE, hangs up, and prints what happened to out, with a
+// ladder diagram of the call like draft Figure 3.
+func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	d := &demo{cfg: cfg, out: out, start: time.Now(), nodes: map[string][]*node.Node{},
+		names: map[peer.ID]string{}, uas: map[string]string{}}
+	defer func() { err = errors.Join(err, d.close()) }()
+	return d.run(ctx)
+}
+
+func (d *demo) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
+
+func (d *demo) run(ctx context.Context) error {
+	cfg := d.cfg
+	domainsUsed := DomainNames[:cfg.Domains]
+	d.printf("hiersip demo: %d domains of %d nodes on loopback, in one process\n", cfg.Domains, cfg.Nodes)
+	if err := d.startNodes(ctx, domainsUsed); err != nil {
+		return err
+	}
+	for _, dom := range domainsUsed {
+		if _, err := d.waitProxy(ctx, dom); err != nil {
+			return err
+		}
+	}
+	d.printf("\nelected after %v:\n", time.Since(d.start).Round(time.Millisecond))
+	for _, dom := range domainsUsed {
+		d.printRoles(dom)
+	}
+
+	// One user per domain, on a node that is not its proxy.
+	uas := make([]*sipbridge.UA, cfg.Domains)
+	for i, dom := range domainsUsed {
+		at := d.member(dom)
+		ua, err := sipbridge.NewUA(users[i], at.Bridge().UDPAddr(), sipbridge.WithUALogger(cfg.Logger))
+		if err != nil {
+			return err
+		}
+		uas[i] = ua
+		contact := ua.Contact()
+		d.uas[contact.HostPort()] = strings.TrimPrefix(strings.SplitN(users[i], "@", 2)[0], "sip:")
+		rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		_, err = ua.Register(rctx, time.Hour)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("demo: register %s: %w", users[i], err)
+		}
+		d.printf("registered %s at %s\n", users[i], d.names[at.ID()])
+	}
+	defer func() {
+		for _, ua := range uas {
+			ua.Close()
+		}
+	}()
+	caller, callee := uas[0], uas[1]
+
+	if cfg.KillProxy {
+		if err := d.killProxy(ctx, domainsUsed[1]); err != nil {
+			return err
+		}
+	}
+
+	// The call: retried while the overlays converge (a fresh proxy's record
+	// takes a moment to spread), at most Timeout.
+	target := callee.AOR().String()
+	d.printf("\n%s calls %s\n", caller.AOR(), target)
+	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	var call *sipbridge.Call
+	var invited time.Time
+	for {
+		d.resetTrace()
+		invited = time.Now()
+		c, err := caller.Call(cctx, target)
+		if err == nil {
+			call = c
+			break
+		}
+		var cf *sipbridge.ErrCallFailed
+		if !errors.As(err, &cf) || cctx.Err() != nil {
+			return fmt.Errorf("demo: call: %w", err)
+		}
+		d.printf("  attempt answered %d %s; retrying\n", cf.Response.StatusCode, cf.Response.Reason)
+		select {
+		case <-cctx.Done():
+			return fmt.Errorf("demo: call: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	setup := time.Since(invited)
+	msgRes, err := caller.Message(cctx, target, "Hello Alice, this is Bob across the overlays.")
+	if err != nil {
+		return fmt.Errorf("demo: MESSAGE: %w", err)
+	}
+	select {
+	case m := <-callee.Messages():
+		d.printf("%s received MESSAGE %q (%d %s)\n", callee.AOR(), m.Body, msgRes.StatusCode, msgRes.Reason)
+	case <-cctx.Done():
+		return errors.New("demo: MESSAGE not delivered")
+	}
+	if err := call.Hangup(cctx); err != nil {
+		return fmt.Errorf("demo: BYE: %w", err)
+	}
+	d.printLadder(call.CallID, invited)
+	d.printf("\ncall setup INVITE → 200 OK: %v; demo completed in %v\n",
+		setup.Round(10*time.Microsecond), time.Since(d.start).Round(time.Millisecond))
+	return nil
+}
+
+// startNodes starts every domain's nodes. The first node of each domain is
+// a global seed; every node knows the seeds started before it.
+func (d *demo) startNodes(ctx context.Context, doms []string) error {
+	var seeds []string
+	for _, dom := range doms {
+		var first string
+		for i := range d.cfg.Nodes {
+			cfg := node.Config{
+				Domain:      dom,
+				ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+				Logger:      d.cfg.Logger,
+				SIP:         &node.SIPConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", Options: []sipbridge.Option{sipbridge.WithTrace(d.record)}},
+				Bootstrap:   node.BootstrapConfig{DisableMDNS: true, DisableCache: true},
+				Global:      node.BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: slices.Clone(seeds)},
+				GlobalSeed:  i == 0,
+			}
+			if i > 0 {
+				cfg.Bootstrap.Peers = []string{first}
+			}
+			n, err := node.New(ctx, cfg)
+			if err != nil {
+				return fmt.Errorf("demo: start %s-%d: %w", dom, i+1, err)
+			}
+			d.nodes[dom] = append(d.nodes[dom], n)
+			d.names[n.ID()] = fmt.Sprintf("%s-%d", dom, i+1)
+			if i == 0 {
+				first = fmt.Sprintf("%s/p2p/%s", n.Host().Addrs()[0], n.ID())
+				seeds = append(seeds, first)
+			}
+		}
+	}
+	return nil
+}
+
+func (d *demo) close() error {
+	var errs []error
+	for _, ns := range d.nodes {
+		for _, n := range ns {
+			if err := n.Close(); err != nil && !errors.Is(err, node.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *demo) live(dom string) []*node.Node {
+	var out []*node.Node
+	for _, n := range d.nodes[dom] {
+		if n.Election() != nil && !n.IsClosed() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// waitProxy waits until exactly one live node of dom serves as its proxy
+// and every live node follows it.
+func (d *demo) waitProxy(ctx context.Context, dom string) (*node.Node, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	for {
+		var proxy *node.Node
+		agreed := true
+		for _, n := range d.live(dom) {
+			st := n.Election().State()
+			if st.Role == election.RoleProxy && st.Serving {
+				proxy = n
+			}
+		}
+		if proxy != nil {
+			for _, n := range d.live(dom) {
+				if n.Election().State().Leader != proxy.ID() {
+					agreed = false
+				}
+			}
+			if agreed {
+				return proxy, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("demo: %s elected no proxy: %w", dom, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// member returns a live node of dom that is not its proxy.
+func (d *demo) member(dom string) *node.Node {
+	live := d.live(dom)
+	for i := len(live) - 1; i >= 0; i-- {
+		if !live[i].IsProxy() {
+			return live[i]
+		}
+	}
+	return live[0]
+}
+
+func (d *demo) printRoles(dom string) {
+	var parts []string
+	for _, n := range d.live(dom) {
+		st := n.Election().State()
+		parts = append(parts, fmt.Sprintf("%s %s (%s)", d.names[n.ID()], n.ID().ShortString(), st.Role))
+	}
+	d.printf("  %-7s %s\n", dom+":", strings.Join(parts, ", "))
+}
+
+// killProxy closes the host of dom's proxy without a handoff and waits for
+// the election to replace it.
+func (d *demo) killProxy(ctx context.Context, dom string) error {
+	p, err := d.waitProxy(ctx, dom)
+	if err != nil {
+		return err
+	}
+	d.printf("\nkilling %s, the proxy of %s (no handoff)\n", d.names[p.ID()], dom)
+	killed := time.Now()
+	p.Host().Close()
+	p.Close()
+	np, err := d.waitProxy(ctx, dom)
+	if err != nil {
+		return err
+	}
+	d.printf("%s took over as proxy of %s after %v\n", d.names[np.ID()], dom, time.Since(killed).Round(time.Millisecond))
+	d.printRoles(dom)
+	return nil
+}
+
+func (d *demo) record(ev sipbridge.TraceEvent) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.trace) < 10000 {
+		d.trace = append(d.trace, ev)
+	}
+}
+
+func (d *demo) resetTrace() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.trace = nil
+}
+
+// name returns a printable name for a node or a UA address.
+func (d *demo) name(id peer.ID, addr string) string {
+	if id != "" {
+		n := d.names[id]
+		if n == "" {
+			n = id.ShortString()
+		}
+		for _, nodes := range d.nodes {
+			for _, nd := range nodes {
+				if nd.ID() == id && !nd.IsClosed() && nd.IsProxy() {
+					return n + " (proxy)"
+				}
+			}
+		}
+		return n
+	}
+	if u, ok := d.uas[addr]; ok {
+		return u + "'s UA"
+	}
+	return addr
+}
+
+// printLadder prints the messages of one call that the nodes sent, and
+// those the UAs sent to their nodes, in time order.
+func (d *demo) printLadder(callID string, t0 time.Time) {
+	d.mu.Lock()
+	evs := slices.Clone(d.trace)
+	d.mu.Unlock()
+	evs = slices.DeleteFunc(evs, func(e sipbridge.TraceEvent) bool { return e.CallID != callID })
+	slices.SortStableFunc(evs, func(a, b sipbridge.TraceEvent) int { return cmp.Compare(a.At.UnixNano(), b.At.UnixNano()) })
+	d.printf("\nladder of Call-ID %s (as the nodes saw it; cf. draft Figure 3):\n", callID)
+	d.printf("  %10s  %-22s    %-22s  %s\n", "time", "from", "to", "message")
+	for _, e := range evs {
+		var from, to string
+		switch {
+		case e.Sent:
+			from, to = d.name(e.Node, ""), d.name(e.Peer, e.Addr)
+		case e.Peer == "":
+			// Received from a UA: the UA sent it.
+			from, to = d.name("", e.Addr), d.name(e.Node, "")
+		default:
+			continue // received from a node: already shown as that node's send
+		}
+		d.printf("  %8.3fms  %-22s -> %-22s  %s\n", float64(e.At.Sub(t0).Microseconds())/1000, from, to, e.First)
+	}
 }
