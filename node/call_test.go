@@ -3,14 +3,48 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// withSIP starts the named domains with SIP bridges on loopback.
-func startCallDomains(t *testing.T, n int, names ...string) map[string][]*Node {
+// tracer collects the SIP messages nodes send to each other.
+type tracer struct {
+	mu  sync.Mutex
+	evs []sipbridge.TraceEvent
+}
+
+func (tr *tracer) record(ev sipbridge.TraceEvent) {
+	if !ev.Sent || ev.Peer == "" {
+		return
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.evs = append(tr.evs, ev)
+}
+
+// hops returns the node-to-node sends of method (request lines starting
+// with it) in the dialog callID, in order.
+func (tr *tracer) hops(callID, method string) [][2]peer.ID {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var out [][2]peer.ID
+	for _, e := range tr.evs {
+		if e.CallID == callID && len(e.First) > len(method) && e.First[:len(method)+1] == method+" " {
+			out = append(out, [2]peer.ID{e.Node, e.Peer})
+		}
+	}
+	return out
+}
+
+// startCallDomains starts the named domains, n nodes each, with SIP bridges
+// on loopback and the election on, and waits for their proxies.
+func startCallDomains(t *testing.T, tr *tracer, n int, names ...string) map[string][]*Node {
 	t.Helper()
 	ctx := context.Background()
 	var seeds []string
@@ -18,10 +52,13 @@ func startCallDomains(t *testing.T, n int, names ...string) map[string][]*Node {
 	for _, d := range names {
 		var first string
 		for i := range n {
-			cfg := Config{Domain: d, ListenAddrs: loopback, Logger: quiet,
-				SIP:       &SIPConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"},
+			sip := &SIPConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"}
+			if tr != nil {
+				sip.Options = []sipbridge.Option{sipbridge.WithTrace(tr.record)}
+			}
+			cfg := Config{Domain: d, ListenAddrs: loopback, Logger: quiet, SIP: sip,
 				Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true},
-				Global:    BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: seeds}}
+				Global:    BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: slices.Clone(seeds)}}
 			if i == 0 {
 				cfg.GlobalSeed = true
 			} else {
@@ -48,6 +85,25 @@ func startCallDomains(t *testing.T, n int, names ...string) map[string][]*Node {
 	return out
 }
 
+// member returns a node of nodes that is not a proxy.
+func member(nodes []*Node) *Node {
+	for i := len(nodes) - 1; i >= 0; i-- {
+		if !nodes[i].IsClosed() && !nodes[i].IsProxy() {
+			return nodes[i]
+		}
+	}
+	return nodes[0]
+}
+
+func proxyOf(t *testing.T, nodes []*Node) *Node {
+	t.Helper()
+	p, err := serving(nodes, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func newUA(t *testing.T, aor string, at *Node) *sipbridge.UA {
 	t.Helper()
 	ua, err := sipbridge.NewUA(aor, at.Bridge().UDPAddr(), sipbridge.WithUALogger(quiet))
@@ -63,46 +119,127 @@ func newUA(t *testing.T, aor string, at *Node) *sipbridge.UA {
 	return ua
 }
 
-func TestInterDomainCall(t *testing.T) {
-	ds := startCallDomains(t, 3, "pastry", "can")
-	// Users on nodes that are not proxies, where possible.
-	pick := func(nodes []*Node) *Node {
-		for _, nd := range nodes {
-			if !nd.IsProxy() {
-				return nd
-			}
-		}
-		return nodes[0]
-	}
-	bob := newUA(t, "sip:bob@bupt.pastry", pick(ds["pastry"]))
-	alice := newUA(t, "sip:alice@pku.can", pick(ds["can"]))
+// call places a call, retrying while the overlays converge (404/480/503).
+func call(t *testing.T, from *sipbridge.UA, to string) *sipbridge.Call {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var call *sipbridge.Call
-	eventually(t, 20*time.Second, "bob calls alice across domains", func() (err error) {
-		call, err = bob.Call(ctx, "sip:alice@pku.can")
+	var c *sipbridge.Call
+	eventually(t, 30*time.Second, fmt.Sprintf("%s calls %s", from.AOR(), to), func() (err error) {
+		c, err = from.Call(ctx, to)
 		return err
 	})
-	if _, err := bob.Message(ctx, "sip:alice@pku.can", "hello from pastry"); err != nil {
-		t.Fatalf("MESSAGE: %v", err)
+	return c
+}
+
+func callStatus(t *testing.T, from *sipbridge.UA, to string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := from.Call(ctx, to)
+	if err == nil {
+		c.Hangup(ctx)
+		return 200
 	}
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatalf("BYE: %v", err)
-	}
-	for _, e := range bob.Ladder() {
-		t.Log("bob  ", e)
-	}
-	for _, e := range alice.Ladder() {
-		t.Log("alice", e)
-	}
-	_, err := bob.Call(ctx, "sip:nobody@pku.can")
 	var cf *sipbridge.ErrCallFailed
-	if !errors.As(err, &cf) || cf.Response.StatusCode != 404 {
-		t.Fatalf("call to an unknown user of can: %v, want 404", err)
+	if !errors.As(err, &cf) {
+		t.Fatalf("call %s: %v", to, err)
 	}
-	_, err = bob.Call(ctx, "sip:carol@x.chord")
-	if !errors.As(err, &cf) || cf.Response.StatusCode != 404 {
-		t.Fatalf("call to an unknown domain: %v, want 404", err)
+	t.Logf("call %s: %d %s", to, cf.Response.StatusCode, cf.Response.Reason)
+	return cf.Response.StatusCode
+}
+
+// TestCallsBetweenThreeDomains places a call from every domain to every
+// other and checks the path of draft Figure 3: caller's node → its proxy →
+// the callee domain's proxy → callee's node for the INVITE, and the ACK and
+// BYE straight from node to node.
+func TestCallsBetweenThreeDomains(t *testing.T) {
+	tr := &tracer{}
+	names := []string{"pastry", "can", "chord"}
+	ds := startCallDomains(t, tr, 3, names...)
+	uas := map[string]*sipbridge.UA{}
+	homes := map[string]*Node{}
+	for _, d := range names {
+		homes[d] = member(ds[d])
+		uas[d] = newUA(t, fmt.Sprintf("sip:user@x.%s", d), homes[d])
 	}
-	t.Logf("unknown domain: %d %s", cf.Response.StatusCode, cf.Response.Reason)
+	ctx := context.Background()
+	for _, from := range names {
+		for _, to := range names {
+			if from == to {
+				continue
+			}
+			c := call(t, uas[from], fmt.Sprintf("sip:user@x.%s", to))
+			if err := c.Hangup(ctx); err != nil {
+				t.Fatalf("%s → %s: BYE: %v", from, to, err)
+			}
+			want := [][2]peer.ID{
+				{homes[from].ID(), proxyOf(t, ds[from]).ID()},
+				{proxyOf(t, ds[from]).ID(), proxyOf(t, ds[to]).ID()},
+				{proxyOf(t, ds[to]).ID(), homes[to].ID()},
+			}
+			direct := [][2]peer.ID{{homes[from].ID(), homes[to].ID()}}
+			eventually(t, 5*time.Second, from+" → "+to+" message path", func() error {
+				if got := tr.hops(c.CallID, "INVITE"); !slices.Equal(got, want) {
+					return fmt.Errorf("INVITE hops %v, want %v", got, want)
+				}
+				if got := tr.hops(c.CallID, "ACK"); !slices.Equal(got, direct) {
+					return fmt.Errorf("ACK hops %v, want %v", got, direct)
+				}
+				if got := tr.hops(c.CallID, "BYE"); !slices.Equal(got, direct) {
+					return fmt.Errorf("BYE hops %v, want %v", got, direct)
+				}
+				return nil
+			})
+		}
+	}
+	// Errors: unknown domain, unknown user of a known domain.
+	if code := callStatus(t, uas["pastry"], "sip:nobody@x.can"); code != 404 {
+		t.Errorf("unregistered callee: %d, want 404", code)
+	}
+	if code := callStatus(t, uas["pastry"], "sip:carol@x.nowhere"); code != 404 {
+		t.Errorf("unknown domain: %d, want 404", code)
+	}
+	if _, err := uas["pastry"].Message(ctx, "sip:user@x.chord", "hello"); err != nil {
+		t.Errorf("MESSAGE across domains: %v", err)
+	}
+}
+
+// TestProxyFailureAndCalls kills the callee domain's proxy: established
+// calls survive (their in-dialog requests go node to node), new calls go
+// through the new proxy, and with every node of the domain gone callers get
+// 503.
+func TestProxyFailureAndCalls(t *testing.T) {
+	ds := startCallDomains(t, nil, 3, "pastry", "can")
+	bob := newUA(t, "sip:bob@bupt.pastry", member(ds["pastry"]))
+	alice := newUA(t, "sip:alice@pku.can", member(ds["can"]))
+	established := call(t, bob, "sip:alice@pku.can")
+
+	old := proxyOf(t, ds["can"])
+	old.Host().Close()
+	old.Close()
+	eventually(t, 30*time.Second, "can elects a new proxy", func() error {
+		p, err := serving(ds["can"], -1)
+		if err == nil && p == old {
+			return errors.New("old proxy")
+		}
+		return err
+	})
+	ctx := context.Background()
+	if err := established.Hangup(ctx); err != nil {
+		t.Fatalf("BYE of a call established before the proxy died: %v", err)
+	}
+	c := call(t, bob, "sip:alice@pku.can")
+	if err := c.Hangup(ctx); err != nil {
+		t.Fatalf("BYE after failover: %v", err)
+	}
+	_ = alice
+
+	for _, nd := range ds["can"] {
+		nd.Host().Close()
+		nd.Close()
+	}
+	if code := callStatus(t, bob, "sip:alice@pku.can"); code != 503 {
+		t.Fatalf("every proxy of can down: %d, want 503", code)
+	}
 }

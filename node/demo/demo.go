@@ -291,7 +291,8 @@ func (d *demo) printRoles(dom string) {
 	var parts []string
 	for _, n := range d.live(dom) {
 		st := n.Election().State()
-		parts = append(parts, fmt.Sprintf("%s %s (%s)", d.names[n.ID()], n.ID().ShortString(), st.Role))
+		id := n.ID().String()
+		parts = append(parts, fmt.Sprintf("%s …%s (%s)", d.names[n.ID()], id[len(id)-6:], st.Role))
 	}
 	d.printf("  %-7s %s\n", dom+":", strings.Join(parts, ", "))
 }
