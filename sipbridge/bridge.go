@@ -394,3 +394,16 @@ func (b *Bridge) Domain() string { return b.domain }
 
 // PeerID is the node's libp2p identity.
 func (b *Bridge) PeerID() peer.ID { return b.self }
+
+// maxUDPPayload is the largest UDP datagram payload (IPv4).
+const maxUDPPayload = 65507
+
+func init() {
+	// sipgo refuses to send a UDP request over 1300 bytes (RFC 3261
+	// §18.1.1 wants TCP then, which most softphones registered over UDP do
+	// not offer). Inter-domain requests carry several overlay Vias and
+	// Record-Routes, and a softphone's SDP: they pass 1300 bytes routinely.
+	// Like Kamailio, hiersip sends them over UDP and lets IP fragment them.
+	// This is sipgo package state, set once for the process.
+	sip.UDPMTUSize = maxUDPPayload + 200
+}

@@ -2,6 +2,8 @@ package sipbridge
 
 import (
 	"context"
+	"encoding/base32"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -570,25 +572,45 @@ func (b *Bridge) selfURI(transport string) sip.Uri {
 
 // routeAddrs returns the node's addresses for its Record-Route: the node at
 // the other end of a dialog may be in another domain, where no overlay
-// lookup can find this node's addresses.
+// lookup can find this node's addresses. They are encoded as lower-case
+// base32 of length-prefixed binary multiaddrs, a token every SIP stack
+// accepts in a URI parameter (baresip rejects '/' there).
 func (b *Bridge) routeAddrs() string {
-	var parts []string
-	for _, a := range b.h.Addrs() {
-		if len(parts) == maxRouteAddrs {
+	var buf []byte
+	for i, a := range b.h.Addrs() {
+		if i == maxRouteAddrs {
 			break
 		}
-		parts = append(parts, a.String())
+		buf = binary.AppendUvarint(buf, uint64(len(a.Bytes())))
+		buf = append(buf, a.Bytes()...)
 	}
-	return strings.Join(parts, "+")
+	if len(buf) == 0 {
+		return ""
+	}
+	return strings.ToLower(routeAddrEncoding.EncodeToString(buf))
 }
+
+var routeAddrEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
 // parseRouteAddrs reads the addresses of an hsa parameter, skipping bad ones.
 func parseRouteAddrs(s string) []ma.Multiaddr {
+	if len(s) > 1024 {
+		return nil
+	}
+	buf, err := routeAddrEncoding.DecodeString(strings.ToUpper(s))
+	if err != nil {
+		return nil
+	}
 	var out []ma.Multiaddr
-	for _, part := range strings.SplitN(s, "+", maxRouteAddrs+1) {
-		if a, err := ma.NewMultiaddr(part); err == nil && len(out) < maxRouteAddrs {
+	for len(buf) > 0 && len(out) < maxRouteAddrs {
+		n, k := binary.Uvarint(buf)
+		if k <= 0 || n > uint64(len(buf)-k) {
+			break
+		}
+		if a, err := ma.NewMultiaddrBytes(buf[k : k+int(n)]); err == nil {
 			out = append(out, a)
 		}
+		buf = buf[k+int(n):]
 	}
 	return out
 }
