@@ -1,0 +1,48 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDemo(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		name := "plain"
+		if kill {
+			name = "kill-proxy"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			var out bytes.Buffer
+			if err := Run(ctx, Config{KillProxy: kill}, &out); err != nil {
+				t.Fatalf("demo: %v\n%s", err, out.String())
+			}
+			s := out.String()
+			t.Log("\n" + s)
+			for _, want := range []string{
+				"registered sip:bob@bupt.pastry", "registered sip:alice@pku.can",
+				"INVITE sip:alice@pku.can", "200 OK", "ACK", "BYE",
+				`received MESSAGE "Hello Alice`, "call setup INVITE → 200 OK",
+			} {
+				if !strings.Contains(s, want) {
+					t.Errorf("demo output lacks %q", want)
+				}
+			}
+			if kill && !strings.Contains(s, "took over as proxy of can") {
+				t.Error("demo output lacks the failover")
+			}
+		})
+	}
+}
+
+func TestDemoConfig(t *testing.T) {
+	for _, c := range []Config{{Domains: 1}, {Domains: 99}, {Nodes: 1}} {
+		if err := Run(context.Background(), c, &bytes.Buffer{}); err == nil {
+			t.Errorf("Run(%+v) = nil, want a config error", c)
+		}
+	}
+}
