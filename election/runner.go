@@ -529,6 +529,9 @@ func (r *Runner) publishState() {
 		!slices.Equal(ids(old.Proxies), ids(st.Proxies)) || !slices.Equal(ids(old.Candidates), ids(st.Candidates)) ||
 		old.Reachability != r.reach || old.Serving != next.Serving
 	r.state = next
+	if old.Leader != st.Leader || old.Epoch != st.Epoch {
+		r.log.Debug("election: leader", "leader", st.Leader, "epoch", st.Epoch, "role", st.Role)
+	}
 	if old.Role != st.Role || (st.Role == RoleProxy && old.Epoch != st.Epoch) {
 		r.log.Info("election: role", "role", st.Role, "epoch", st.Epoch, "leader", st.Leader)
 		r.requestDutyLocked(dutyReq{proxy: st.Role == RoleProxy, epoch: st.Epoch})
