@@ -468,10 +468,10 @@ func (r *Runner) afterEvent() {
 			r.log.Warn("election: too many sends in flight, dropped", "to", o.To, "type", o.Message.Type)
 			continue
 		}
+		// A slow send is not cut short at HelloTimeout: its ack may still
+		// arrive late and reset the miss count. The core ignores failure
+		// reports older than HelloTimeout.
 		timeout := r.o.cfg.HelloInterval
-		if o.Message.Type == MsgHello {
-			timeout = r.o.cfg.HelloTimeout
-		}
 		r.wg.Add(1)
 		go func(to peer.ID, b []byte, t MsgType) {
 			defer r.wg.Done()
