@@ -587,7 +587,7 @@ func (e *Election) takeover(r int) {
 
 // ---- everybody ----
 
-// leads reports whether the announce's leader (epoch, leader) outranks
+// outranks reports whether the announced leader (epoch, leader) outranks
 // the one this node follows.
 func (e *Election) outranks(epoch uint64, leader Member) bool {
 	if e.leader == "" {

@@ -120,6 +120,19 @@
 //	states, cancel := r.Subscribe()
 //	for s := range states { ... s.Role, s.Epoch, s.Proxies, s.Candidates ... }
 //
+// # Limitations
+//
+//   - Membership claims are not authenticated beyond the sender: any member
+//     of the domain can announce itself leader with a higher epoch. The
+//     transport authenticates who sent a message, not whether the sender
+//     was entitled to it.
+//   - Gossipsub does not open streams over relayed (limited) connections. A
+//     NATed node whose only connections are relayed hears no Announce and
+//     holds an election on its own; it needs a direct connection (hole
+//     punching, DESIGN §5) to one member of the domain.
+//   - An election from scratch costs each node about N messages once (see
+//     Carrier).
+//
 // Messages have a compact JSON encoding (Encode, Decode) bounded by
 // MaxMessageSize and MaxListed; Decode rejects anything else with an error
 // and never panics.

@@ -468,10 +468,10 @@ func (r *Runner) afterEvent() {
 			r.log.Warn("election: too many sends in flight, dropped", "to", o.To, "type", o.Message.Type)
 			continue
 		}
+		// A slow send is not cut short at HelloTimeout: its ack may still
+		// arrive late and reset the miss count. The core ignores failure
+		// reports older than HelloTimeout.
 		timeout := r.o.cfg.HelloInterval
-		if o.Message.Type == MsgHello {
-			timeout = r.o.cfg.HelloTimeout
-		}
 		r.wg.Add(1)
 		go func(to peer.ID, b []byte, t MsgType) {
 			defer r.wg.Done()
@@ -529,6 +529,9 @@ func (r *Runner) publishState() {
 		!slices.Equal(ids(old.Proxies), ids(st.Proxies)) || !slices.Equal(ids(old.Candidates), ids(st.Candidates)) ||
 		old.Reachability != r.reach || old.Serving != next.Serving
 	r.state = next
+	if old.Leader != st.Leader || old.Epoch != st.Epoch {
+		r.log.Debug("election: leader", "leader", st.Leader, "epoch", st.Epoch, "role", st.Role)
+	}
 	if old.Role != st.Role || (st.Role == RoleProxy && old.Epoch != st.Epoch) {
 		r.log.Info("election: role", "role", st.Role, "epoch", st.Epoch, "leader", st.Leader)
 		r.requestDutyLocked(dutyReq{proxy: st.Role == RoleProxy, epoch: st.Epoch})

@@ -25,6 +25,16 @@ type sim struct {
 	// unreachable makes a unicast to a crashed node fail at once, as a
 	// refused dial does, and reports it with Election.Unreachable.
 	unreachable bool
+	// latency, if set, delays each delivery by its result; messages are
+	// then delivered on the first tick at or after their time.
+	latency func() time.Duration
+	pending []pendingMsg
+}
+
+type pendingMsg struct {
+	at       time.Time
+	from, to *simNode
+	m        Message
 }
 
 type simNode struct {
@@ -95,6 +105,18 @@ func (s *sim) advance(d time.Duration) {
 			}
 		}
 		s.deliver()
+		if s.latency != nil {
+			due := s.pending
+			s.pending = nil
+			for _, p := range due {
+				if p.at.After(s.now) {
+					s.pending = append(s.pending, p)
+					continue
+				}
+				s.receive(p.to, p.m)
+			}
+			s.deliver()
+		}
 	}
 }
 
@@ -146,6 +168,19 @@ func (s *sim) deliver() {
 
 func (s *sim) send(from, to *simNode, m Message) {
 	if !s.reachable(from, to) || (s.drop != nil && s.drop(from.id, to.id, m)) {
+		return
+	}
+	if s.latency != nil {
+		if d := s.latency(); d > 0 {
+			s.pending = append(s.pending, pendingMsg{at: s.now.Add(d), from: from, to: to, m: m})
+			return
+		}
+	}
+	s.receive(to, m)
+}
+
+func (s *sim) receive(to *simNode, m Message) {
+	if !to.up {
 		return
 	}
 	s.received[to.id]++
