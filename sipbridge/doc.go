@@ -93,8 +93,8 @@
 // # Limits
 //
 // sipgo hands each received UDP message to its own goroutine, so a 180 sent immediately
-// before a 200 can be overtaken between a UA and its node. sipgo refuses UDP messages over
-// 1300 bytes: a node then forwards a request over TCP (RFC 3261 §18.1.1; 480 if the UA has no
-// TCP) and writes a response directly. A binding with several contacts is not forked: the
+// before a 200 can be overtaken between a UA and its node. Requests to UAs over 1300 bytes
+// (inter-domain INVITEs carry several Vias and Record-Routes) are sent over UDP anyway and
+// fragmented by IP, as Kamailio does: sipgo's sip.UDPMTUSize is raised once for the process. A binding with several contacts is not forked: the
 // most recently registered contact gets the request. Only REGISTER is authenticated.
 package sipbridge

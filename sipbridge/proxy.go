@@ -478,18 +478,7 @@ func (b *Bridge) send(ctx context.Context, req, fwd *sip.Request, h hop, from pe
 		}
 		return &peerDownstream{b: b, tx: tx, req: fwd}, 0, ""
 	}
-	var spare *sip.Request
-	if _, explicit := h.uri.UriParams.Get("transport"); !explicit && b.tcp != nil {
-		spare = fwd.Clone()
-	}
 	tx, err := b.cli.TransactionRequest(ctx, fwd, sipgo.ClientRequestAddVia)
-	if errors.Is(err, sip.ErrUDPMTUCongestion) && spare != nil {
-		// RFC 3261 §18.1.1: a request too large for UDP goes over TCP.
-		fwd = spare
-		fwd.SetTransport("TCP")
-		fwd.Laddr = sip.Addr{}
-		tx, err = b.cli.TransactionRequest(ctx, fwd, sipgo.ClientRequestAddVia)
-	}
 	if err != nil {
 		b.log.Debug("user agent unreachable", "uri", h.uri.String(), "err", err)
 		return nil, 480, "Temporarily Unavailable: user agent unreachable"
