@@ -288,7 +288,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 
 	h.SetStreamHandler(ProtocolID, b.links.handleStream)
 	if b.udp != nil {
-		fc := &filterConn{PacketConn: b.udp, log: b.log}
+		fc := &filterConn{PacketConn: b.udp, log: b.log, arrived: b.onArrival}
 		b.goServe(func() error { return b.srv.ServeUDP(fc) })
 	}
 	if b.tcp != nil {

@@ -64,6 +64,15 @@ func TestDialogBothDirections(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("callee never saw the call")
 		}
+		if h := in.Invite.GetHeader("Node-ID"); h == nil || h.Value() != "<"+dir.caller.AOR().String()+">" {
+			t.Fatalf("call %d: Node-ID %v", i, h)
+		}
+		if h := in.Invite.GetHeader("Overlay-ID"); h == nil || h.Value() != "<sip:overlay@pastry>" {
+			t.Fatalf("call %d: Overlay-ID %v", i, h)
+		}
+		if mf := in.Invite.MaxForwards(); mf == nil || mf.Val() != 68 {
+			t.Fatalf("call %d: Max-Forwards %v at the callee, want 68 (two proxies)", i, mf)
+		}
 		hang, other := call, in
 		if dir.calleeHangs {
 			hang, other = in, call

@@ -168,13 +168,43 @@ func cancelFor(inv *sip.Request) *sip.Request {
 
 // ---- entry points
 
-// onUARequest handles every non-REGISTER request from a local user agent.
+// arrivalKey identifies a request for ordering: Call-ID (the queue) and method, CSeq, branch.
+func arrivalKey(req *sip.Request) (callID, id string, ok bool) {
+	if req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
+		return "", "", false
+	}
+	br, _ := req.Via().Params.Get("branch")
+	return req.CallID().Value(), string(req.Method) + " " + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10) + " " + br, true
+}
+
+// onArrival runs in the UDP reader, in arrival order, for every valid request from a local
+// UA: requests that will reach onUARequest reserve their place in their dialog's queue.
+func (b *Bridge) onArrival(req *sip.Request) {
+	if req.Method == sip.REGISTER || req.IsCancel() {
+		return
+	}
+	if callID, id, ok := arrivalKey(req); ok {
+		b.queue.reserve(callID, id)
+	}
+}
+
+// onUARequest handles every non-REGISTER request from a local user agent. Routing and
+// sending run in the dialog's queue, in arrival order; the handler then waits for the
+// transaction to end, since sipgo terminates the server transaction when it returns.
 func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
+	callID, id, ok := arrivalKey(req)
+	if !ok {
+		if tx != nil {
+			_ = tx.Respond(b.newResponse(req, 400, "Bad Request"))
+		}
+		return
+	}
 	if req.IsAck() {
-		b.forwardAck(req, "")
+		b.queue.run(callID, id, func() { b.forwardAck(req, "") })
 		return
 	}
 	if tx == nil {
+		b.queue.run(callID, id, func() {})
 		return
 	}
 	up := &uaUpstream{src: req.Source(), tx: tx, cancel: make(chan struct{})}
@@ -188,8 +218,16 @@ func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsInvite() {
 		tx.OnCancel(func(*sip.Request) { up.once.Do(func() { close(up.cancel) }) })
 	}
-	if relay := b.start(b.ctx, req, up, ""); relay != nil {
-		relay()
+	done := make(chan struct{})
+	b.queue.run(callID, id, func() {
+		relay := b.start(b.ctx, req, up, "")
+		if relay == nil || !b.spawn(func() { defer close(done); relay() }) {
+			close(done)
+		}
+	})
+	select {
+	case <-done:
+	case <-b.ctx.Done():
 	}
 }
 
@@ -433,16 +471,19 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream) {
 
 // forwardAck forwards an ACK statelessly (the ACK of a 2xx is its own transaction).
 func (b *Bridge) forwardAck(req *sip.Request, from peer.ID) {
-	if code, _ := validateRequest(req); code != 0 {
+	if code, reason := validateRequest(req); code != 0 {
+		b.log.Debug("dropping invalid ACK", "reason", reason)
 		return
 	}
 	if mf := req.MaxForwards(); (mf != nil && mf.Val() == 0) || b.looped(req) {
+		b.log.Debug("dropping looped ACK")
 		return
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.locTimeout)
 	defer cancel()
-	fwd, h, code, _ := b.route(ctx, req, from)
+	fwd, h, code, reason := b.route(ctx, req, from)
 	if code != 0 || h.self {
+		b.log.Debug("dropping unroutable ACK", "status", code, "reason", reason)
 		return
 	}
 	b.prepare(req, fwd, h, from)
@@ -454,7 +495,9 @@ func (b *Bridge) forwardAck(req *sip.Request, from peer.ID) {
 	}
 	if err != nil {
 		b.log.Debug("forwarding ACK failed", "err", err)
+		return
 	}
+	b.log.Debug("ACK forwarded", "call", req.CallID().Value(), "to-peer", h.peer)
 }
 
 // send prepares fwd for hop h and starts the client transaction.
