@@ -47,6 +47,12 @@
 //
 // # Routing
 //
+// Requests from UAs keep their order too: sipgo hands every received message to a goroutine
+// of its own, so the node's UDP reader reserves each request's place in its Call-ID's queue
+// as the datagram arrives, and the handler fills the place once sipgo lets the request
+// through (a place left empty, because sipgo absorbed a retransmission, is skipped after
+// 100 ms). An ACK therefore always leaves the node before the BYE that followed it.
+//
 // Every node is a transaction-stateful proxy. A request from a local UA (or from a node) is
 // validated (400, 416, 505; 483 when Max-Forwards is 0; 482 when it carries this node's own
 // Via), INVITEs get 100 Trying, and the next hop is chosen:
@@ -92,8 +98,9 @@
 //
 // # Limits
 //
-// sipgo hands each received UDP message to its own goroutine, so a 180 sent immediately
-// before a 200 can be overtaken between a UA and its node. sipgo refuses UDP messages over
+// sipgo hands each received response to its own goroutine, so a 180 sent immediately
+// before a 200 can be overtaken between a UA and its node (the caller then sees no 180);
+// requests over TCP are not reordered by the node but get no arrival-order places either. sipgo refuses UDP messages over
 // 1300 bytes: a node then forwards a request over TCP (RFC 3261 §18.1.1; 480 if the UA has no
 // TCP) and writes a response directly. A binding with several contacts is not forked: the
 // most recently registered contact gets the request. Only REGISTER is authenticated.
