@@ -86,7 +86,11 @@
 // uses). A later ACK, BYE or re-INVITE from the caller therefore reaches the caller's node,
 // which pops its own Route and opens a stream straight to the peer named by the callee node's
 // hsn — no overlay lookup, no proxies — and that node pops its Route and delivers to the
-// Request-URI (the callee's contact). A UA that ignores Record-Route (sipp's built-in uac)
+// Request-URI (the callee's contact). So that this works across domains too, where the two
+// nodes share no overlay, each record-routing node adds "Hiersip-Node: <peer-id> <multiaddr>…"
+// to the INVITE (caller's node) or to its responses (callee's node) while they travel between
+// nodes; the other end adds those addresses to its peerstore, and the header is removed
+// before anything reaches a UA. A UA that ignores Record-Route (sipp's built-in uac)
 // still works: its in-dialog requests name the AOR or the node itself and are routed as
 // initial requests.
 //

@@ -233,6 +233,7 @@ func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
 
 // onPeerRequest handles a request read from a libp2p stream of peer p.
 func (b *Bridge) onPeerRequest(p peer.ID, req *sip.Request) {
+	b.learnNodes(req)
 	via := req.Via()
 	branch := ""
 	if via != nil {
@@ -281,6 +282,7 @@ func (b *Bridge) onPeerRequest(p peer.ID, req *sip.Request) {
 
 // onPeerResponse hands a response from peer p to its client transaction.
 func (b *Bridge) onPeerResponse(p peer.ID, res *sip.Response) {
+	b.learnNodes(res)
 	via, cseq := res.Via(), res.CSeq()
 	if via == nil || cseq == nil || via.Host != b.selfStr {
 		b.log.Debug("dropping response not for us", "peer", p)
@@ -391,12 +393,15 @@ func (b *Bridge) start(ctx context.Context, req *sip.Request, up upstream, from 
 	if code != 0 {
 		return reply(code, reason)
 	}
-	return func() { b.relay(req, up, down) }
+	rr := recordRoutes(req, h, from)
+	return func() { b.relay(req, up, down, rr, from != "") }
 }
 
 const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE, REGISTER"
 
-func (b *Bridge) relay(req *sip.Request, up upstream, down downstream) {
+// relay passes the responses of down to up. rr: this node record-routed req; toPeer: up is
+// another node (else a local UA).
+func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPeer bool) {
 	defer down.close()
 	timeout := nonInviteTimeout
 	if req.IsInvite() {
@@ -418,6 +423,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream) {
 				continue // hop by hop
 			}
 			out := upResponse(res)
+			b.nodeHeaders(out, rr, toPeer)
 			if err := up.respond(out); err != nil {
 				b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err, "msg", out.String())
 			}
@@ -433,6 +439,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream) {
 			case res := <-down.responses():
 				if res.StatusCode >= 200 {
 					out := upResponse(res)
+					b.nodeHeaders(out, rr, toPeer)
 					_ = up.respond(out)
 					return
 				}
@@ -552,7 +559,7 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 	}
 	// Only the caller's and the callee's nodes record-route: an intermediate proxy (overlay in,
 	// overlay out) stays out of the dialog, so in-dialog requests go node to node (draft §7 step 11).
-	if req.IsInvite() && !hasTag(req.To()) && (from == "" || h.uri != nil) {
+	if recordRoutes(req, h, from) {
 		fwd.PrependHeader(&sip.RecordRouteHeader{Address: b.selfURI(uaTransport)})
 	}
 	if h.peer != "" {
@@ -565,11 +572,15 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 		if fwd.GetHeader(headerOvlyID) == nil {
 			fwd.AppendHeader(sip.NewHeader(headerOvlyID, "<"+domains.OverlayURI(b.domain)+">"))
 		}
+		if recordRoutes(req, h, from) {
+			b.nodeHeaders(fwd, true, true)
+		}
 		via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: overlayTransport, Host: b.selfStr}
 		via.Params.Add("branch", branchMagic+sip.GenerateTagN(16))
 		fwd.PrependHeader(via)
 		return
 	}
+	b.nodeHeaders(fwd, false, false)
 	u := h.uri
 	port := u.Port
 	tp := uriTransport(u)
@@ -776,4 +787,67 @@ func (b *Bridge) isMyVia(v *sip.ViaHeader) bool {
 		return v.Host == b.selfStr
 	}
 	return b.isMine(&sip.Uri{Host: v.Host, Port: v.Port})
+}
+
+// recordRoutes reports whether this node record-routes req: dialog-creating INVITEs, at the
+// caller's node (from a UA) and at the callee's node (to a UA), never at an intermediate
+// proxy (overlay in, overlay out).
+func recordRoutes(req *sip.Request, h hop, from peer.ID) bool {
+	return req.IsInvite() && !hasTag(req.To()) && (from == "" || h.uri != nil)
+}
+
+// headerNodeAddrs carries a record-routing node's peer ID and addresses between nodes
+// ("Hiersip-Node: <peer-id> <multiaddr> ..."), so that the other end of the dialog can open a
+// stream to it for in-dialog requests without a lookup, even across domains. It never
+// reaches a UA.
+const headerNodeAddrs = "Hiersip-Node"
+
+const maxNodeAddrs = 8
+
+// nodeHeaders strips Hiersip-Node headers from m and, when add, appends this node's.
+// Requests and responses going into the overlay keep (and, with add, extend) them.
+func (b *Bridge) nodeHeaders(m sip.Message, add, intoOverlay bool) {
+	if !intoOverlay {
+		for i := len(m.GetHeaders(headerNodeAddrs)); i > 0; i-- {
+			removeFirst(m, headerNodeAddrs)
+		}
+		return
+	}
+	if !add {
+		return
+	}
+	parts := []string{b.selfStr}
+	for _, a := range b.h.Addrs() {
+		if len(parts) > maxNodeAddrs {
+			break
+		}
+		parts = append(parts, a.String())
+	}
+	m.AppendHeader(sip.NewHeader(headerNodeAddrs, strings.Join(parts, " ")))
+}
+
+// learnNodes adds the addresses in m's Hiersip-Node headers to the peerstore.
+func (b *Bridge) learnNodes(m sip.Message) {
+	for i, h := range m.GetHeaders(headerNodeAddrs) {
+		if i >= 4 {
+			return
+		}
+		f := strings.Fields(h.Value())
+		if len(f) < 2 {
+			continue
+		}
+		p, err := peer.Decode(f[0])
+		if err != nil || p == b.self {
+			continue
+		}
+		var addrs []ma.Multiaddr
+		for _, s := range f[1:min(len(f), maxNodeAddrs+1)] {
+			if a, err := ma.NewMultiaddr(s); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) > 0 {
+			b.h.Peerstore().AddAddrs(p, addrs, time.Hour)
+		}
+	}
 }
