@@ -190,6 +190,10 @@ type Bridge struct {
 	closeMu sync.Mutex
 	closed  bool
 
+	nodeHdrMu sync.Mutex
+	nodeHdr   string
+	nodeHdrAt time.Time
+
 	reg   *registrar
 	links *links
 	txs   *txTable

@@ -816,14 +816,25 @@ func (b *Bridge) nodeHeaders(m sip.Message, add, intoOverlay bool) {
 	if !add {
 		return
 	}
-	parts := []string{b.selfStr}
-	for _, a := range b.h.Addrs() {
-		if len(parts) > maxNodeAddrs {
-			break
+	m.AppendHeader(sip.NewHeader(headerNodeAddrs, b.nodeHeaderValue()))
+}
+
+// nodeHeaderValue is this node's Hiersip-Node value, recomputed every few seconds (the host's
+// addresses change rarely, and computing them is not free).
+func (b *Bridge) nodeHeaderValue() string {
+	b.nodeHdrMu.Lock()
+	defer b.nodeHdrMu.Unlock()
+	if now := time.Now(); now.After(b.nodeHdrAt) {
+		parts := []string{b.selfStr}
+		for _, a := range b.h.Addrs() {
+			if len(parts) > maxNodeAddrs {
+				break
+			}
+			parts = append(parts, a.String())
 		}
-		parts = append(parts, a.String())
+		b.nodeHdr, b.nodeHdrAt = strings.Join(parts, " "), now.Add(5*time.Second)
 	}
-	m.AppendHeader(sip.NewHeader(headerNodeAddrs, strings.Join(parts, " ")))
+	return b.nodeHdr
 }
 
 // learnNodes adds the addresses in m's Hiersip-Node headers to the peerstore.
