@@ -459,6 +459,9 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 				final(480, "Temporarily Unavailable")
 			}
 			return
+		case <-b.ctx.Done():
+			final(503, "Service Unavailable: node shutting down")
+			return
 		case <-cancelCh:
 			cancelCh = nil
 			cancelled = true
