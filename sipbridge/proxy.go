@@ -183,9 +183,19 @@ func (b *Bridge) onArrival(req *sip.Request) {
 	if req.Method == sip.REGISTER || req.IsCancel() {
 		return
 	}
-	if callID, id, ok := arrivalKey(req); ok {
-		b.queue.reserve(callID, id)
+	callID, id, ok := arrivalKey(req)
+	if !ok {
+		return
 	}
+	if req.IsAck() {
+		// The ACK of a non-2xx answer shares the INVITE's branch and CSeq number; sipgo's
+		// transaction layer absorbs it, so it must not reserve a place.
+		inv := string(sip.INVITE) + strings.TrimPrefix(id, string(sip.ACK))
+		if b.queue.known(callID, inv) {
+			return
+		}
+	}
+	b.queue.reserve(callID, id)
 }
 
 // onUARequest handles every non-REGISTER request from a local user agent. Routing and

@@ -213,6 +213,21 @@ func (s *serializer) reserve(key, id string) {
 	s.mu.Unlock()
 }
 
+// known reports whether id was run recently or has a place under key.
+func (s *serializer) known(key, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[key+"|"+id]; ok {
+		return true
+	}
+	for _, sl := range s.q[key] {
+		if sl.id == id {
+			return true
+		}
+	}
+	return false
+}
+
 // run supplies f for the place reserved for id under key, or queues it at the end.
 func (s *serializer) run(key, id string, f func()) {
 	s.mu.Lock()
