@@ -309,6 +309,10 @@ func setField(v reflect.Value, raw any) error {
 	case v.Type() == durationType:
 		switch x := raw.(type) {
 		case string:
+			if secs, err := strconv.ParseFloat(x, 64); err == nil {
+				v.SetInt(int64(secs * float64(time.Second)))
+				return nil
+			}
 			d, err := time.ParseDuration(x)
 			if err != nil {
 				return fmt.Errorf("%q: invalid duration (want e.g. 30s, 5m)", x)
@@ -373,6 +377,9 @@ func setField(v reflect.Value, raw any) error {
 			}
 		default:
 			return fmt.Errorf("%v: want a list", raw)
+		}
+		if len(out) == 0 {
+			out = nil
 		}
 		v.Set(reflect.ValueOf(out))
 	default:
