@@ -3,15 +3,21 @@ package node_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"time"
 
 	"github.com/hiersip/hiersip/node"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/spf13/pflag"
 )
 
 // An application that already runs a libp2p host, with protocols of its
@@ -114,4 +120,75 @@ func Example_embedding() {
 	// call answered: 200 OK
 	// hung up
 	// hello from the application
+}
+
+// An application serves a node's status, metrics and web-station list on
+// its own HTTP server, under a prefix.
+func ExampleNewAdminHandler() {
+	ctx := context.Background()
+	n, err := node.New(ctx, node.Config{
+		Domain:      "example",
+		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+		Bootstrap:   node.BootstrapConfig{DisableMDNS: true, DisableCache: true},
+		Election:    node.ElectionConfig{Disable: true},
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer n.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle("/hiersip/", http.StripPrefix("/hiersip", node.NewAdminHandler(n)))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	res, err := http.Get(srv.URL + "/hiersip/status")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var s node.Status
+	err = json.NewDecoder(res.Body).Decode(&s)
+	res.Body.Close()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s.Domain, s.Role, s.PeerID == n.ID().String())
+
+	res, err = http.Get(srv.URL + "/hiersip/metrics")
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	fmt.Println(strings.Contains(string(body), `hiersip_routing_table_peers{overlay="domain"} 0`))
+	// Output:
+	// example peer true
+	// true
+}
+
+// The daemon's configuration: defaults, a YAML file, HIERSIP_ variables and
+// flags, mapped onto a node Config.
+func ExampleLoadDaemonConfig() {
+	fs := pflag.NewFlagSet("node", pflag.ContinueOnError)
+	node.AddDaemonFlags(fs)
+	if err := fs.Parse([]string{"--domain", "example", "--sip-udp", "127.0.0.1:5070", "--bootstrap-mdns=false"}); err != nil {
+		log.Fatal(err)
+	}
+	dc, err := node.LoadDaemonConfig("", fs) // "": no file
+	if err != nil {
+		log.Fatal(err)
+	}
+	dc.Logger = slog.New(slog.DiscardHandler)
+	cfg, err := dc.NodeConfig()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.Domain, cfg.SIP.UDP, cfg.SIP.TCP, cfg.Bootstrap.DisableMDNS, dc.Admin.Listen)
+
+	dc.SIP.UDP = "127.0.0.1:x"
+	fmt.Println(dc.Validate())
+	// Output:
+	// example 127.0.0.1:5070 127.0.0.1:5060 true 127.0.0.1:8080
+	// config: sip.udp: "127.0.0.1:x": invalid port
 }

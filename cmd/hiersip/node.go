@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -43,6 +44,13 @@ and written to admin.url in the data directory.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			// The process's default logger too, for libraries that log to it.
+			log, err := cfg.NewLogger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(log)
+			cfg.Logger = log
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			sigs := make(chan os.Signal, 2)
