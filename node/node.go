@@ -121,6 +121,7 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		joined: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	cfg.Metrics.bind(n)
 	n.boot, err = n.newBootstrapper(ov, cfg.Bootstrap)
 	if err != nil {
 		n.cancel()
@@ -237,7 +238,10 @@ func (n *Node) Register(ctx context.Context, aor domains.AOR, contacts []domains
 	}
 	n.regs[aor] = &registration{binding: b}
 	n.mu.Unlock()
-	return n.domain.PutBinding(ctx, n.key, &b)
+	start := time.Now()
+	err := n.domain.PutBinding(ctx, n.key, &b)
+	n.cfg.Metrics.observeRegistration("register", time.Since(start), err)
+	return err
 }
 
 // Unregister stores a tombstone for aor that wins over the node's earlier
@@ -265,7 +269,10 @@ func (n *Node) Unregister(ctx context.Context, aor domains.AOR) error {
 	}
 	n.regs[aor] = &registration{binding: b}
 	n.mu.Unlock()
-	return n.domain.PutBinding(ctx, n.key, &b)
+	start := time.Now()
+	err := n.domain.PutBinding(ctx, n.key, &b)
+	n.cfg.Metrics.observeRegistration("unregister", time.Since(start), err)
+	return err
 }
 
 // Registrations returns the live bindings this node serves.
@@ -294,7 +301,10 @@ func (n *Node) Lookup(ctx context.Context, aor domains.AOR) (*domains.Binding, e
 	}
 	ctx, cancel := n.lookupContext(ctx)
 	defer cancel()
-	return n.domain.GetBinding(ctx, aor)
+	start := time.Now()
+	b, err := n.domain.GetBinding(ctx, aor)
+	n.cfg.Metrics.observeLookup(overlayDomain, "binding", time.Since(start), err)
+	return b, err
 }
 
 // advertisedAddrs returns the addresses put into records: the host's

@@ -106,6 +106,7 @@ func (n *Node) startServices() error {
 			return err
 		}
 		n.election = r
+		n.watchElection(r)
 	}
 	if cfg.SIP != nil {
 		s := cfg.SIP
