@@ -9,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
@@ -306,6 +307,53 @@ func (n *Node) watchAddrs() error {
 		}
 	}()
 	return nil
+}
+
+// holePunchProtocol is DCUtR's protocol ID. The hole-punching service
+// registers it only once the host knows a public address of its own.
+const holePunchProtocol = "/libp2p/dcutr"
+
+// punchWhenReady closes the gap of go-libp2p's hole punching at start-up:
+// the peer that receives a relayed connection starts the punch at once, and
+// gives up for good if this node does not speak DCUtR yet, which happens
+// until identify has told it its public address (the first seconds, when
+// the bootstrapper dials its configured peers through their relays). Once
+// the protocol is registered, the node re-dials the peers it reaches only
+// by its own outbound relayed connections, so that they punch again.
+func (n *Node) punchWhenReady() {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		const limit = 2 * time.Minute
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for deadline := time.Now().Add(limit); ; {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-t.C:
+			}
+			if slices.Contains(n.h.Mux().Protocols(), holePunchProtocol) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return
+			}
+		}
+		for _, c := range n.h.Network().Conns() {
+			p := c.RemotePeer()
+			if c.Stat().Direction != network.DirOutbound || !IsRelayed(c.RemoteMultiaddr()) || n.PathTo(p).Direct > 0 {
+				continue
+			}
+			n.log.Debug("re-dialling relayed peer for hole punching", "peer", p)
+			_ = c.Close()
+			ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(n.ctx, "hiersip-holepunch"), 10*time.Second)
+			if err := n.h.Connect(ctx, n.h.Peerstore().PeerInfo(p)); err != nil && n.ctx.Err() == nil {
+				n.log.Debug("re-dial for hole punching failed", "peer", p, "err", err)
+			}
+			cancel()
+		}
+	}()
 }
 
 // republishProxy re-publishes the proxy records now, if the node is a proxy.

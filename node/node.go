@@ -91,6 +91,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, errors.Join(err, h.Close())
 	}
 	relays.node.Store(n)
+	if !cfg.NAT.DisableHolePunching {
+		n.punchWhenReady()
+	}
 	return n, nil
 }
 
