@@ -62,7 +62,7 @@ func list(s string) []string {
 
 type flags struct {
 	domain, known, listen, relays, peers, globalPeers, reach, user, control string
-	public, seed, noMDNS, noHolePunch, optOut, answer                      bool
+	public, seed, noMDNS, noHolePunch, optOut, answer                       bool
 }
 
 var (
