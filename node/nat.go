@@ -9,8 +9,10 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
@@ -205,6 +207,67 @@ func limitInfos(infos []peer.AddrInfo, num int) []peer.AddrInfo {
 	return infos
 }
 
+// relayRouting is the host's peer routing (libp2p.Routing makes New's host
+// a routed host, which asks it for the addresses of a peer it knows none
+// of). It guesses that the peer holds a reservation on a relay this node
+// uses too (a configured relay, a relay of its own reservations or a global
+// seed) and offers circuit addresses through them. That is how in-dialog
+// requests reach a NATed node of another domain whose address only the
+// proxies' lookups saw.
+type relayRouting struct{ src *relaySource }
+
+func (r relayRouting) FindPeer(_ context.Context, p peer.ID) (peer.AddrInfo, error) {
+	addrs := r.src.circuitAddrs(p)
+	if len(addrs) == 0 {
+		return peer.AddrInfo{}, routing.ErrNotFound
+	}
+	return peer.AddrInfo{ID: p, Addrs: addrs}, nil
+}
+
+// circuitAddrs returns addresses of p through the relays this node knows.
+func (s *relaySource) circuitAddrs(p peer.ID) []ma.Multiaddr {
+	var relays []ma.Multiaddr
+	add := func(ai peer.AddrInfo) {
+		if ai.ID == p {
+			return
+		}
+		for _, a := range ai.Addrs {
+			if !IsRelayed(a) {
+				relays = append(relays, a.Encapsulate(ma.StringCast("/p2p/"+ai.ID.String())))
+			}
+		}
+	}
+	for _, ai := range s.static {
+		add(ai)
+	}
+	n := s.node.Load()
+	if n != nil && !n.closed() {
+		for _, a := range n.h.Addrs() {
+			// Our reservations: <relay address>/p2p/<relay>/p2p-circuit.
+			if IsRelayed(a) {
+				relay, _ := ma.SplitFunc(a, func(c ma.Component) bool { return c.Code() == ma.P_CIRCUIT })
+				if id, err := relay.ValueForProtocol(ma.P_P2P); err == nil && id != p.String() {
+					relays = append(relays, relay)
+				}
+			}
+		}
+		for _, str := range n.cfg.Global.Peers {
+			if ai, err := peer.AddrInfoFromString(str); err == nil {
+				add(*ai)
+			}
+		}
+	}
+	circuit := ma.StringCast("/p2p-circuit")
+	var out []ma.Multiaddr
+	for _, r := range relays {
+		c := r.Encapsulate(circuit)
+		if !slices.ContainsFunc(out, c.Equal) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // AutoRelay tuning: a home node needs one relay quickly, not four after
 // three minutes (AutoRelay's defaults, made for the IPFS network).
 const (
@@ -251,6 +314,7 @@ func (c Config) hostOptions() ([]libp2p.Option, *relaySource, error) {
 			autorelay.WithMinInterval(autoRelayMinInterval),
 			autorelay.WithBackoff(autoRelayBackoff)))
 	}
+	opts = append(opts, libp2p.Routing(func(host.Host) (routing.PeerRouting, error) { return relayRouting{src}, nil }))
 	if !nc.DisableHolePunching {
 		opts = append(opts, libp2p.EnableHolePunching())
 	}

@@ -103,7 +103,7 @@ func main() {
 func run(f flags) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := node.Config{
 		Domain: f.domain, KnownDomains: list(f.known), ListenAddrs: list(f.listen),
 		NAT: node.NATConfig{Public: f.public, Relays: list(f.relays), DisableHolePunching: f.noHolePunch,
@@ -287,8 +287,14 @@ func command(ctx context.Context, fields []string, n *node.Node, ua *sipbridge.U
 			say("ERROR disconnect: %v", err)
 			return
 		}
-		_ = n.Host().Network().ClosePeer(p)
-		say("DISCONNECTED peer=%s", p)
+		done := make(chan struct{})
+		go func() { _ = n.Host().Network().ClosePeer(p); close(done) }()
+		select {
+		case <-done:
+			say("DISCONNECTED peer=%s", p)
+		case <-time.After(5 * time.Second):
+			say("DISCONNECTED peer=%s timeout=true", p)
+		}
 	case fields[0] == "lookup" && len(fields) == 2:
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
