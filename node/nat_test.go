@@ -112,3 +112,40 @@ func TestRelayedAddrs(t *testing.T) {
 		t.Errorf("mergeAddrInfo: %v", infos)
 	}
 }
+
+// TestRelayRouting: a peer of unknown address is offered circuit addresses
+// through the configured relays and the relays of the node's reservations,
+// never through itself.
+func TestRelayRouting(t *testing.T) {
+	const relayID = "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq"
+	relay, err := peer.Decode(relayID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	static, err := NATConfig{Relays: []string{"/ip4/1.2.0.1/tcp/4001/p2p/" + relayID, "/ip4/1.2.0.1/udp/4001/quic-v1/p2p/" + relayID}}.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &relaySource{static: static}
+	r := relayRouting{src}
+	target := peer.ID("target")
+	ai, err := r.FindPeer(context.Background(), target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"/ip4/1.2.0.1/tcp/4001/p2p/" + relayID + "/p2p-circuit",
+		"/ip4/1.2.0.1/udp/4001/quic-v1/p2p/" + relayID + "/p2p-circuit",
+	}
+	if len(ai.Addrs) != len(want) {
+		t.Fatalf("FindPeer: %v, want %v", ai.Addrs, want)
+	}
+	for i, a := range ai.Addrs {
+		if a.String() != want[i] {
+			t.Errorf("FindPeer address %d: %s, want %s", i, a, want[i])
+		}
+	}
+	if _, err := r.FindPeer(context.Background(), relay); err == nil {
+		t.Error("FindPeer offered the relay a circuit through itself")
+	}
+}
