@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	} else if key, _, err = crypto.GenerateEd25519Key(nil); err != nil {
 		return nil, err
 	}
-	hopts, err := cfg.hostOptions()
+	hopts, relays, err := cfg.hostOptions()
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +89,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n, err := newNode(ctx, h, key, true, cfg)
 	if err != nil {
 		return nil, errors.Join(err, h.Close())
+	}
+	relays.node.Store(n)
+	if !cfg.NAT.DisableHolePunching {
+		n.punchWhenReady()
 	}
 	return n, nil
 }
@@ -135,6 +139,9 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		if _, err := n.JoinGlobal(ctx); err != nil {
 			return nil, errors.Join(err, n.Close())
 		}
+	}
+	if err := n.watchAddrs(); err != nil {
+		return nil, errors.Join(err, n.Close())
 	}
 	if err := n.startServices(); err != nil {
 		return nil, errors.Join(err, n.Close())
