@@ -203,6 +203,10 @@ type Bridge struct {
 	links *links
 	txs   *txTable
 	queue *serializer
+	order *respOrder
+
+	dialMu  sync.Mutex
+	dialing map[peer.ID]struct{} // preconnects in flight
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -297,7 +301,8 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 
 	h.SetStreamHandler(ProtocolID, b.links.handleStream)
 	if b.udp != nil {
-		fc := &filterConn{PacketConn: b.udp, log: b.log, arrived: b.onArrival, b: b}
+		b.order = newRespOrder()
+		fc := &filterConn{PacketConn: b.udp, log: b.log, arrived: b.onArrival, order: b.order, b: b}
 		b.goServe(func() error { return b.srv.ServeUDP(fc) })
 	}
 	if b.tcp != nil {
