@@ -414,3 +414,24 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoCommand runs `hiersip demo`, the README's first command, as a user would:
+// it must exit 0 after printing the ladder of a call across two domains.
+func TestDemoCommand(t *testing.T) {
+	bin := buildBinary(t)
+	out, err := run(bin, "demo")
+	if err != nil {
+		t.Fatalf("hiersip demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"registered sip:bob@bupt.pastry",
+		"sip:bob@bupt.pastry calls sip:alice@pku.can",
+		"(proxy)        INVITE sip:alice@pku.can",
+		"180 Ringing",
+		"call setup INVITE → 200 OK:",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
