@@ -110,7 +110,8 @@ func (n *Node) startServices() error {
 	}
 	if cfg.SIP != nil {
 		s := cfg.SIP
-		opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.nextHop)}
+		opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.nextHop),
+			sipbridge.WithCallObserver(n.cfg.Metrics.CallRouted)}
 		udp, tcp := s.UDP, s.TCP
 		if udp == "" && tcp == "" {
 			udp, tcp = DefaultSIPListen, DefaultSIPListen

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -88,6 +89,7 @@ type config struct {
 	dialTimeout      time.Duration
 	udpBuf           int
 	trace            func(TraceEvent)
+	callObserver     func(kind string, code int)
 }
 
 // Option configures a Bridge.
@@ -204,6 +206,8 @@ type Bridge struct {
 	txs   *txTable
 	queue *serializer
 	order *respOrder
+
+	inflight atomic.Int64 // requests being proxied (relay running)
 
 	dialMu  sync.Mutex
 	dialing map[peer.ID]struct{} // preconnects in flight

@@ -364,6 +364,7 @@ func (b *Bridge) newResponse(req *sip.Request, code int, reason string) *sip.Res
 // from is the peer the request came from, "" for a local UA. req is never modified.
 func (b *Bridge) start(ctx context.Context, req *sip.Request, up upstream, from peer.ID) func() {
 	reply := func(code int, reason string, hdrs ...sip.Header) func() {
+		b.observeCall(req, code)
 		res := b.newResponse(req, code, reason)
 		for _, h := range hdrs {
 			res.AppendHeader(h)
@@ -416,6 +417,8 @@ const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, P
 // relay passes the responses of down to up. rr: this node record-routed req; toPeer: up is
 // another node (else a local UA).
 func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPeer bool) {
+	b.inflight.Add(1)
+	defer b.inflight.Add(-1)
 	defer down.close()
 	timeout := nonInviteTimeout
 	if req.IsInvite() {
@@ -426,6 +429,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 	cancelCh := up.cancelled()
 	cancelled := false
 	final := func(code int, reason string) {
+		b.observeCall(req, code)
 		if err := up.respond(b.newResponse(req, code, reason)); err != nil {
 			b.log.Debug("respond failed", "err", err)
 		}
@@ -445,6 +449,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 				b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err, "msg", out.String())
 			}
 			if res.StatusCode >= 200 {
+				b.observeCall(req, res.StatusCode)
 				return
 			}
 			if req.IsInvite() && !cancelled {
@@ -458,6 +463,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 					out := upResponse(res)
 					b.nodeHeaders(out, rr, toPeer)
 					_ = up.respond(out)
+					b.observeCall(req, res.StatusCode)
 					return
 				}
 			default:

@@ -355,6 +355,14 @@ func TestDaemonProcesses(t *testing.T) {
 	if v := counter(b.metrics(t), "hiersip_bootstrap_events_total", "source=static", "event=connected"); v < 1 {
 		t.Errorf("bootstrap events at b: %v", v)
 	}
+	for name, n := range map[string]*daemon{"a": a, "b": b} {
+		if v := counter(n.metrics(t), "hiersip_sip_calls_routed_total", "kind=intra-domain", "code=200"); v < 1 {
+			t.Errorf("calls routed at %s: %v", name, v)
+		}
+		if v := counter(n.metrics(t), "hiersip_sip_transactions_in_flight"); v != 0 {
+			t.Errorf("transactions in flight at %s after the call: %v", name, v)
+		}
+	}
 
 	// Interrupt alice; SIGTERM both nodes: each exits 0 within the bound.
 	if _, err := alice.stop(t, os.Interrupt, 10*time.Second); err != nil {
