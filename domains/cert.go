@@ -150,8 +150,8 @@ func (c *Certificate) check() error {
 	if !hostInDomain(c.Subject.Host, c.Domain) {
 		return fmt.Errorf("%w: subject %s is not in domain %s", ErrBadCert, c.Subject, c.Domain)
 	}
-	if c.Peer == "" {
-		return fmt.Errorf("%w: no peer", ErrBadCert)
+	if _, err := peer.Decode(c.Peer.String()); c.Peer == "" || err != nil {
+		return fmt.Errorf("%w: invalid peer ID", ErrBadCert)
 	}
 	if !c.NotAfter.After(c.NotBefore) || c.NotAfter.Sub(c.NotBefore) > MaxCertificateLife {
 		return fmt.Errorf("%w: validity %s – %s", ErrBadCert, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
