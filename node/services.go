@@ -110,7 +110,7 @@ func (n *Node) startServices() error {
 	}
 	if cfg.SIP != nil {
 		s := cfg.SIP
-		opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.nextHop)}
+		opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.nextHop), sipbridge.WithMembership(n.IsMember)}
 		udp, tcp := s.UDP, s.TCP
 		if udp == "" && tcp == "" {
 			udp, tcp = DefaultSIPListen, DefaultSIPListen

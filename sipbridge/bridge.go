@@ -88,6 +88,7 @@ type config struct {
 	dialTimeout      time.Duration
 	udpBuf           int
 	trace            func(TraceEvent)
+	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
 }
 
 // Option configures a Bridge.
