@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hiersip/hiersip/domains/enroll"
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/knadh/koanf/parsers/yaml"
@@ -77,6 +78,12 @@ type DaemonConfig struct {
 		Proxies      int     `koanf:"proxies" help:"active proxies per domain (0: default 1)"`
 		Candidates   int     `koanf:"candidates" help:"length of the candidate list (0: default 2)"`
 	} `koanf:"election"`
+	Enrollment struct {
+		Authority       string        `koanf:"authority" help:"the domain authority's public key (base64 from 'hiersip authority init', or its .pub file); empty: an open domain"`
+		Certificates    []string      `koanf:"certificates" help:"files of the certificates issued to this node ('hiersip authority issue')"`
+		RevocationList  string        `koanf:"revocation_list" help:"file of a revocation list to start with and publish ('hiersip authority revoke')"`
+		RefreshInterval time.Duration `koanf:"refresh_interval" help:"how often to look the revocation list up (0: 1m)"`
+	} `koanf:"enrollment"`
 	// NAT maps onto NATConfig.
 	NAT   struct{} `koanf:"nat"`
 	Admin struct {
@@ -519,6 +526,9 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 			MinExpires: c.SIP.MinExpires, DefaultExpires: c.SIP.DefaultExpires, MaxExpires: c.SIP.MaxExpires,
 		}
 	}
+	if err := c.enrollmentConfig(&cfg); err != nil {
+		return Config{}, err
+	}
 	if _, err := cfg.withDefaults(); err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
@@ -618,4 +628,49 @@ func RunDaemon(ctx context.Context, c DaemonConfig) error {
 	case <-sctx.Done():
 		return fmt.Errorf("daemon: shutdown took longer than %v", c.ShutdownTimeout)
 	}
+}
+
+// enrollmentConfig reads the enrollment files into cfg.Enrollment.
+func (c DaemonConfig) enrollmentConfig(cfg *Config) error {
+	en := c.Enrollment
+	if en.Authority == "" {
+		switch {
+		case len(en.Certificates) > 0:
+			return &DaemonConfigError{"enrollment.certificates", errors.New("set without enrollment.authority")}
+		case en.RevocationList != "":
+			return &DaemonConfigError{"enrollment.revocation_list", errors.New("set without enrollment.authority")}
+		}
+		return nil
+	}
+	pub, err := enroll.ParsePublicKey(en.Authority)
+	if err != nil {
+		return &DaemonConfigError{"enrollment.authority", err}
+	}
+	ec := &EnrollmentConfig{Authority: pub, RefreshInterval: en.RefreshInterval}
+	if en.RefreshInterval < 0 {
+		return &DaemonConfigError{"enrollment.refresh_interval", fmt.Errorf("%v is negative", en.RefreshInterval)}
+	}
+	for i, f := range en.Certificates {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return &DaemonConfigError{fmt.Sprintf("enrollment.certificates[%d]", i), err}
+		}
+		ec.Certificates = append(ec.Certificates, data)
+	}
+	if en.RevocationList != "" {
+		data, err := os.ReadFile(en.RevocationList)
+		if err != nil {
+			return &DaemonConfigError{"enrollment.revocation_list", err}
+		}
+		ec.RevocationList = data
+	}
+	if err := ec.validate(c.Domain); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return &DaemonConfigError{ce.Field, ce.Err}
+		}
+		return err
+	}
+	cfg.Enrollment = ec
+	return nil
 }

@@ -111,7 +111,7 @@ func (n *Node) startServices() error {
 	if cfg.SIP != nil {
 		s := cfg.SIP
 		opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.nextHop),
-			sipbridge.WithCallObserver(n.cfg.Metrics.CallRouted)}
+			sipbridge.WithMembership(n.IsMember), sipbridge.WithCallObserver(n.cfg.Metrics.CallRouted)}
 		udp, tcp := s.UDP, s.TCP
 		if udp == "" && tcp == "" {
 			udp, tcp = DefaultSIPListen, DefaultSIPListen

@@ -90,6 +90,7 @@ type config struct {
 	udpBuf           int
 	trace            func(TraceEvent)
 	callObserver     func(kind string, code int)
+	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
 }
 
 // Option configures a Bridge.

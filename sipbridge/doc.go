@@ -30,6 +30,16 @@
 // Locator.Register; a contact that is not refreshed lapses and the node republishes without
 // it (a tombstone when none is left). With [WithUsers] REGISTER needs HTTP digest (MD5, qop=auth)
 // credentials from an htdigest-style users file ("user:realm:HA1" lines, [LoadUsers]).
+// When Locator.Register fails with an error matching [ErrForbidden] (a node of an enrolled
+// domain without a certificate for the AOR), the registrar keeps nothing and answers 403 with
+// the reason of the [ForbiddenError] in the chain.
+//
+// # Relaying only for members
+//
+// With [WithMembership] the bridge relays for members of its domain only: a request from a
+// peer that is not a member, for another domain's user or with a Route to another
+// non-member node, is answered 403. Requests for this domain's users are served whoever
+// sends them.
 //
 // # Framing between nodes
 //

@@ -699,6 +699,9 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 			if err != nil {
 				return nil, hop{}, 400, "Bad Request: invalid node ID in Route"
 			}
+			if b.relayDenied(from, p) {
+				return nil, hop{}, 403, b.relayDeniedReason()
+			}
 			return fwd, hop{peer: p}, 0, ""
 		}
 		u := *r.Address.Clone()
@@ -726,6 +729,9 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 		return nil, hop{}, 400, "Bad Request: invalid Request-URI"
 	}
 	if !aor.InDomain(b.domain) {
+		if b.relayDenied(from, "") {
+			return nil, hop{}, 403, b.relayDeniedReason()
+		}
 		if b.cfg.interDomain == nil {
 			return nil, hop{}, 404, fmt.Sprintf("Not Found: no route to domain of %s (this node serves %s)", aor.Host, b.domain)
 		}

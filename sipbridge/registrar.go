@@ -2,6 +2,7 @@ package sipbridge
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strconv"
 	"strings"
@@ -184,6 +185,15 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.locTimeout)
 		err := r.publish(ctx, e)
 		cancel()
+		if errors.Is(err, ErrForbidden) {
+			// The node may not register this AOR at all: keep nothing of it.
+			r.mu.Lock()
+			delete(r.aors, aor.String())
+			r.mu.Unlock()
+			b.log.Info("registration refused", "aor", aor.String(), "err", err)
+			fail(403, forbiddenReason(err))
+			return
+		}
 		if err != nil {
 			b.log.Warn("publishing binding failed", "aor", aor.String(), "err", err)
 			fail(500, "Server Internal Error: location service failed")

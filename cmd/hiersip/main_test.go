@@ -443,3 +443,16 @@ func TestDemoCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthorityHelp(t *testing.T) {
+	for _, sub := range []string{"init", "issue", "revoke"} {
+		r := newRootCmd()
+		var out bytes.Buffer
+		r.SetOut(&out)
+		r.SetErr(&out)
+		r.SetArgs([]string{"authority", sub, "--help"})
+		if err := r.Execute(); err != nil || !strings.Contains(out.String(), "Usage:") {
+			t.Fatalf("authority %s --help: %v\n%s", sub, err, out.String())
+		}
+	}
+}
