@@ -209,6 +209,7 @@ type Bridge struct {
 	order *respOrder
 
 	inflight atomic.Int64 // requests being proxied (relay running)
+	uas      uaAddrs      // contact addresses of local UAs
 
 	dialMu  sync.Mutex
 	dialing map[peer.ID]struct{} // preconnects in flight

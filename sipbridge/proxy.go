@@ -203,6 +203,7 @@ func (b *Bridge) onArrival(req *sip.Request) {
 // sending run in the dialog's queue, in arrival order; the handler then waits for the
 // transaction to end, since sipgo terminates the server transaction when it returns.
 func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
+	b.uas.note(req)
 	callID, id, ok := arrivalKey(req)
 	if !ok {
 		if tx != nil {
@@ -439,6 +440,9 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 		case res := <-down.responses():
 			if res.StatusCode < 200 && b.order != nil {
 				b.order.delivered(res)
+			}
+			if _, fromUA := down.(*uaDownstream); fromUA && res.StatusCode < 300 {
+				b.uas.note(res)
 			}
 			if res.StatusCode == 100 {
 				continue // hop by hop
@@ -705,6 +709,9 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 			return fwd, hop{peer: p}, 0, ""
 		}
 		u := *r.Address.Clone()
+		if from != "" && !b.localUA(&u) {
+			return nil, hop{}, 403, notLocalUAReason
+		}
 		return fwd, hop{uri: &u}, 0, ""
 	}
 	u := fwd.Recipient
@@ -719,6 +726,9 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 	if u.User == "" || u.Port != 0 || net.ParseIP(strings.Trim(u.Host, "[]")) != nil {
 		// A contact address (the last hop of an in-dialog request, or a UA's explicit target).
 		uc := *u.Clone()
+		if from != "" && !b.localUA(&uc) {
+			return nil, hop{}, 403, notLocalUAReason
+		}
 		return fwd, hop{uri: &uc}, 0, ""
 	}
 	aor, err := domains.AORFromURI(&u)

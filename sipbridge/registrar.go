@@ -39,6 +39,26 @@ type contactEntry struct {
 
 func newRegistrar(b *Bridge) *registrar { return &registrar{b: b, aors: map[string]*aorEntry{}} }
 
+// servesAddr reports whether u's host and port are those of a live contact
+// registered at this node.
+func (r *registrar) servesAddr(u *sip.Uri) bool {
+	key := uriAddrKey(u)
+	if key == "" {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	for _, e := range r.aors {
+		for _, c := range e.contacts {
+			if c.expires.After(now) && uriAddrKey(&c.uri) == key {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // contacts returns the live contacts of aor at this node, the latest registered first.
 func (r *registrar) contacts(aor domains.AOR) []sip.Uri {
 	r.mu.Lock()
