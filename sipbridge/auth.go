@@ -135,7 +135,7 @@ func (u *Users) check(req *sip.Request, aor domains.AOR, domain string) (int, st
 		return 400, "Bad Request: malformed Authorization", ""
 	}
 	if !known || cred.Username != aor.User || cred.Realm != realm {
-		return 403, "Forbidden: credentials do not match " + aor.String(), ""
+		return 403, "Forbidden", "" // the same answer as wrong credentials of a known user
 	}
 	if !u.nonceValid(cred.Nonce, now) {
 		return challenge(true)
@@ -149,7 +149,7 @@ func (u *Users) check(req *sip.Request, aor domains.AOR, domain string) (int, st
 		A1: ent.ha1, Cnonce: cred.Cnonce, Count: cred.Nc,
 	})
 	if err != nil || subtle.ConstantTimeCompare([]byte(want.Response), []byte(cred.Response)) != 1 {
-		return 403, "Forbidden: wrong credentials", ""
+		return 403, "Forbidden", ""
 	}
 	return 0, "", ""
 }
