@@ -212,10 +212,13 @@ var (
 		"1 for the node's current election role.", []string{"role"}, nil)
 	descEpoch = prometheus.NewDesc("hiersip_election_epoch",
 		"The domain's current election epoch as this node knows it.", nil, nil)
+	descSIPRejected = prometheus.NewDesc("hiersip_sip_rejected_total",
+		"SIP messages the bridge's limits refused, by reason (rate_limited and overloaded: answered 503; dropped: no answer; auth_failed: wrong credentials; auth_throttled: credentials not checked, 503).",
+		[]string{"reason"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRoutingTable, descLocalRegs, descConns, descRole, descEpoch} {
+	for _, d := range []*prometheus.Desc{descRoutingTable, descLocalRegs, descConns, descRole, descEpoch, descSIPRejected} {
 		ch <- d
 	}
 }
@@ -248,6 +251,16 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRole, prometheus.GaugeValue, v, r.String())
 	}
 	ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(epoch))
+	if b := n.Bridge(); b != nil {
+		st := b.Stats()
+		for _, r := range []struct {
+			reason string
+			v      uint64
+		}{{"rate_limited", st.RateLimited}, {"overloaded", st.Overloaded}, {"dropped", st.Dropped},
+			{"auth_failed", st.AuthFailed}, {"auth_throttled", st.AuthThrottled}} {
+			ch <- prometheus.MustNewConstMetric(descSIPRejected, prometheus.CounterValue, float64(r.v), r.reason)
+		}
+	}
 }
 
 // role returns the node's election role and epoch; without an election

@@ -67,24 +67,34 @@ func DefaultLimits() Limits {
 	}
 }
 
+// Validate reports an inconsistent Limits (wrapping ErrBadOption).
+func (l Limits) Validate() error {
+	switch {
+	case l.SourceRate < 0 || l.PeerRate < 0 || l.DialogFactor < 0 || l.AuthFailures < 0 || l.AuthWindow < 0 || l.MaxSources < 0:
+		return fmt.Errorf("%w: negative limit", ErrBadOption)
+	case l.SourceRate > 0 && l.SourceBurst < 1, l.PeerRate > 0 && l.PeerBurst < 1:
+		return fmt.Errorf("%w: a rate limit needs a burst of at least 1", ErrBadOption)
+	case l.AuthFailures > 0 && l.AuthWindow == 0:
+		return fmt.Errorf("%w: auth failure limit needs a window", ErrBadOption)
+	case l.MaxSourceTx < 1 || l.MaxUATx < 1:
+		return fmt.Errorf("%w: transaction bounds must be positive", ErrBadOption)
+	}
+	return nil
+}
+
 // WithLimits sets the rate limits and transaction bounds (see Limits and DefaultLimits).
+// A zero DialogFactor or MaxSources takes the default.
 func WithLimits(l Limits) Option {
 	return func(c *config) error {
-		switch {
-		case l.SourceRate < 0 || l.PeerRate < 0 || l.DialogFactor < 0 || l.AuthFailures < 0 || l.AuthWindow < 0:
-			return fmt.Errorf("%w: negative limit", ErrBadOption)
-		case l.SourceRate > 0 && l.SourceBurst < 1, l.PeerRate > 0 && l.PeerBurst < 1:
-			return fmt.Errorf("%w: a rate limit needs a burst of at least 1", ErrBadOption)
-		case l.AuthFailures > 0 && l.AuthWindow == 0:
-			return fmt.Errorf("%w: auth failure limit needs a window", ErrBadOption)
-		case l.MaxSourceTx < 1 || l.MaxUATx < 1:
-			return fmt.Errorf("%w: transaction bounds must be positive", ErrBadOption)
+		if err := l.Validate(); err != nil {
+			return err
 		}
+		def := DefaultLimits()
 		if l.DialogFactor == 0 {
-			l.DialogFactor = 4
+			l.DialogFactor = def.DialogFactor
 		}
-		if l.MaxSources <= 0 {
-			l.MaxSources = DefaultLimits().MaxSources
+		if l.MaxSources == 0 {
+			l.MaxSources = def.MaxSources
 		}
 		c.limits = l
 		return nil
