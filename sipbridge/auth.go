@@ -134,11 +134,13 @@ func (u *Users) check(req *sip.Request, aor domains.AOR, domain string) (int, st
 	if err != nil {
 		return 400, "Bad Request: malformed Authorization", ""
 	}
-	if !known || cred.Username != aor.User || cred.Realm != realm {
-		return 403, "Forbidden", "" // the same answer as wrong credentials of a known user
-	}
+	// Known and unknown users must get the same answers: a stale nonce is challenged anew
+	// before the user is looked at, and every refusal is the same 403.
 	if !u.nonceValid(cred.Nonce, now) {
 		return challenge(true)
+	}
+	if !known || cred.Username != aor.User || cred.Realm != realm {
+		return 403, "Forbidden", ""
 	}
 	chal := &digest.Challenge{Realm: realm, Nonce: cred.Nonce, Algorithm: cred.Algorithm, Opaque: cred.Opaque}
 	if cred.QOP != "" {
