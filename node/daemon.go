@@ -68,6 +68,18 @@ type DaemonConfig struct {
 		MinExpires     time.Duration `koanf:"min_expires" help:"shortest registration accepted (0: the bridge's default)"`
 		DefaultExpires time.Duration `koanf:"default_expires" help:"registration interval when a REGISTER names none (0: default)"`
 		MaxExpires     time.Duration `koanf:"max_expires" help:"longest registration granted (0: default)"`
+		Limits         struct {
+			SourceRate      float64       `koanf:"source_rate" help:"initial requests per second from one UA source IP (0: no limit)"`
+			SourceBurst     int           `koanf:"source_burst" help:"burst of initial requests from one UA source IP"`
+			PeerRate        float64       `koanf:"peer_rate" help:"initial requests per second from one node over /hiersip/sip/1.0.0 (0: no limit)"`
+			PeerBurst       int           `koanf:"peer_burst" help:"burst of initial requests from one node"`
+			DialogFactor    float64       `koanf:"dialog_factor" help:"ACKs, in-dialog requests and responses may come this many times faster"`
+			AuthFailures    int           `koanf:"auth_failures" help:"wrong digest credentials checked per source IP and auth_window (0: no throttle)"`
+			AuthWindow      time.Duration `koanf:"auth_window" help:"window of auth_failures"`
+			MaxSourceTx     int           `koanf:"max_source_transactions" help:"concurrent transactions of one UA source IP"`
+			MaxTransactions int           `koanf:"max_transactions" help:"concurrent transactions of all UAs together"`
+			MaxPeerTx       int           `koanf:"max_peer_transactions" help:"concurrent transactions of one node"`
+		} `koanf:"limits"`
 	} `koanf:"sip"`
 	Election struct {
 		Disable      bool    `koanf:"disable" help:"stay out of the proxy election"`
@@ -110,6 +122,13 @@ func DefaultDaemonConfig() DaemonConfig {
 	c.Bootstrap.MDNS, c.Bootstrap.Cache = true, true
 	c.Global.MDNS, c.Global.Cache = true, true
 	c.SIP.UDP, c.SIP.TCP = DefaultSIPListen, DefaultSIPListen
+	l := sipbridge.DefaultLimits()
+	c.SIP.Limits.SourceRate, c.SIP.Limits.SourceBurst = l.SourceRate, l.SourceBurst
+	c.SIP.Limits.PeerRate, c.SIP.Limits.PeerBurst = l.PeerRate, l.PeerBurst
+	c.SIP.Limits.DialogFactor = l.DialogFactor
+	c.SIP.Limits.AuthFailures, c.SIP.Limits.AuthWindow = l.AuthFailures, l.AuthWindow
+	c.SIP.Limits.MaxSourceTx, c.SIP.Limits.MaxTransactions = l.MaxSourceTx, l.MaxUATx
+	c.SIP.Limits.MaxPeerTx = sipbridge.DefaultMaxTxPerPeer
 	c.Admin.Listen = "127.0.0.1:8080"
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.ShutdownTimeout = DefaultShutdownTimeout
@@ -470,6 +489,18 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 	if d := c.SIP.DefaultExpires; d != 0 && (d < c.SIP.MinExpires || (c.SIP.MaxExpires != 0 && d > c.SIP.MaxExpires)) {
 		return Config{}, &DaemonConfigError{"sip.default_expires", fmt.Errorf("%v is outside [sip.min_expires, sip.max_expires]", d)}
 	}
+	dl := c.SIP.Limits
+	limits := sipbridge.Limits{
+		SourceRate: dl.SourceRate, SourceBurst: dl.SourceBurst, PeerRate: dl.PeerRate, PeerBurst: dl.PeerBurst,
+		DialogFactor: dl.DialogFactor, AuthFailures: dl.AuthFailures, AuthWindow: dl.AuthWindow,
+		MaxSourceTx: dl.MaxSourceTx, MaxUATx: dl.MaxTransactions,
+	}
+	if err := limits.Validate(); err != nil {
+		return Config{}, &DaemonConfigError{"sip.limits", err}
+	}
+	if dl.MaxPeerTx < 1 {
+		return Config{}, &DaemonConfigError{"sip.limits.max_peer_transactions", fmt.Errorf("%d: want at least 1", dl.MaxPeerTx)}
+	}
 	if c.SIP.UsersFile != "" {
 		if _, err := sipbridge.LoadUsers(c.SIP.UsersFile); err != nil {
 			return Config{}, &DaemonConfigError{"sip.users_file", err}
@@ -524,6 +555,8 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 		cfg.SIP = &SIPConfig{
 			UDP: c.SIP.UDP, TCP: c.SIP.TCP, UsersFile: c.SIP.UsersFile,
 			MinExpires: c.SIP.MinExpires, DefaultExpires: c.SIP.DefaultExpires, MaxExpires: c.SIP.MaxExpires,
+			Limits:  &limits,
+			Options: []sipbridge.Option{sipbridge.WithMaxTransactionsPerPeer(dl.MaxPeerTx)},
 		}
 	}
 	if err := c.enrollmentConfig(&cfg); err != nil {

@@ -215,10 +215,13 @@ var (
 		"SIP requests the node's bridge is proxying now (final response not yet sent).", nil, nil)
 	descEpoch = prometheus.NewDesc("hiersip_election_epoch",
 		"The domain's current election epoch as this node knows it.", nil, nil)
+	descSIPRejected = prometheus.NewDesc("hiersip_sip_rejected_total",
+		"SIP messages the bridge's limits refused, by reason (rate_limited and overloaded: answered 503; dropped: no answer; auth_failed: wrong credentials; auth_throttled: credentials not checked, 503).",
+		[]string{"reason"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRoutingTable, descLocalRegs, descConns, descRole, descEpoch, descInFlight} {
+	for _, d := range []*prometheus.Desc{descRoutingTable, descLocalRegs, descConns, descRole, descEpoch, descInFlight, descSIPRejected} {
 		ch <- d
 	}
 }
@@ -253,6 +256,14 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(epoch))
 	if b := n.Bridge(); b != nil {
 		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(b.InFlight()))
+		st := b.Stats()
+		for _, r := range []struct {
+			reason string
+			v      uint64
+		}{{"rate_limited", st.RateLimited}, {"overloaded", st.Overloaded}, {"dropped", st.Dropped},
+			{"auth_failed", st.AuthFailed}, {"auth_throttled", st.AuthThrottled}} {
+			ch <- prometheus.MustNewConstMetric(descSIPRejected, prometheus.CounterValue, float64(r.v), r.reason)
+		}
 	}
 }
 

@@ -83,6 +83,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	hopts = append(hopts, resourceOption(cfg.Domain)) // node/resources.go
 	h, err := libp2p.New(append([]libp2p.Option{libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.ListenAddrs...)}, hopts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("node: libp2p host: %w", err)

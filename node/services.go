@@ -26,6 +26,9 @@ type SIPConfig struct {
 	// MinExpires, DefaultExpires and MaxExpires bound registrations (zero:
 	// the bridge's defaults).
 	MinExpires, DefaultExpires, MaxExpires time.Duration
+	// Limits are the bridge's rate limits and transaction bounds (nil:
+	// sipbridge.DefaultLimits()).
+	Limits *sipbridge.Limits
 	// Options are passed to sipbridge.New after the ones above.
 	Options []sipbridge.Option
 }
@@ -126,6 +129,9 @@ func (n *Node) startServices() error {
 		}
 		if s.MinExpires != 0 || s.DefaultExpires != 0 || s.MaxExpires != 0 {
 			opts = append(opts, sipbridge.WithExpires(s.MinExpires, s.DefaultExpires, s.MaxExpires))
+		}
+		if s.Limits != nil {
+			opts = append(opts, sipbridge.WithLimits(*s.Limits))
 		}
 		b, err := sipbridge.New(n.h, n, append(opts, s.Options...)...)
 		if err != nil {

@@ -91,6 +91,7 @@ type config struct {
 	trace            func(TraceEvent)
 	callObserver     func(kind string, code int)
 	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
+	limits           Limits
 }
 
 // Option configures a Bridge.
@@ -213,6 +214,7 @@ type Bridge struct {
 
 	dialMu  sync.Mutex
 	dialing map[peer.ID]struct{} // preconnects in flight
+	lim     *limiter
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -229,6 +231,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		log: slog.Default(), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
 		minExp: DefaultMinExpires, defExp: DefaultExpires, maxExp: DefaultMaxExpires,
 		locTimeout: DefaultLocatorTimeout, dialTimeout: DefaultDialTimeout, udpBuf: 4 << 20,
+		limits: DefaultLimits(),
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -245,6 +248,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.log = cfg.log.With("component", "sipbridge", "node", b.self.ShortString(), "domain", b.domain)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.txs = newTxTable()
+	b.lim = newLimiter(cfg.limits)
 	b.queue = newSerializer(b.spawn)
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
@@ -300,10 +304,10 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	}
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS,
 		sip.MESSAGE, sip.INFO, sip.UPDATE, sip.PRACK, sip.REFER, sip.NOTIFY, sip.SUBSCRIBE, sip.PUBLISH} {
-		b.srv.OnRequest(m, b.onUARequest)
+		b.srv.OnRequest(m, b.guardUA(b.onUARequest))
 	}
-	b.srv.OnRegister(b.reg.onRegister)
-	b.srv.OnNoRoute(b.onUARequest)
+	b.srv.OnRegister(b.guardUA(b.reg.onRegister))
+	b.srv.OnNoRoute(b.guardUA(b.onUARequest))
 
 	h.SetStreamHandler(ProtocolID, b.links.handleStream)
 	if b.udp != nil {

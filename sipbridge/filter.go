@@ -26,6 +26,9 @@ type filterConn struct {
 func (c *filterConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err == nil && c.b != nil && !c.b.admitDatagram(b[:n], addr, c.PacketConn) {
+			continue // answered 503 or dropped: over the source's rate
+		}
 		if err != nil || n == 0 || !c.reject(b[:n], addr) {
 			if err == nil && c.b != nil {
 				c.b.traceRaw(false, addr, b[:n])

@@ -105,11 +105,14 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		fail(403, "Forbidden: "+aor.String()+" is not in domain "+b.domain)
 		return
 	}
-	if u := b.cfg.users; u != nil {
-		if code, reason, chal := u.check(req, aor, b.domain); code != 0 {
-			if chal != "" {
+	if b.cfg.users != nil {
+		if code, reason, chal := b.authorize(req, aor, sourceKey(req.Source())); code != 0 {
+			switch {
+			case chal != "":
 				fail(code, reason, sip.NewHeader("WWW-Authenticate", chal))
-			} else {
+			case code == 503:
+				fail(code, reason, sip.NewHeader("Retry-After", retryAfter))
+			default:
 				fail(code, reason)
 			}
 			return
