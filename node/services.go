@@ -184,11 +184,18 @@ func (d duties) Demote(context.Context) error { return d.n.StepDown() }
 // proxy with a stale cache looks the domain up again before it gives up.
 func (n *Node) nextHop(ctx context.Context, target domains.AOR) (peer.AddrInfo, error) {
 	if n.IsProxy() {
+		known := false // the domain had proxies a moment ago (cached record)
 		for attempt := 0; attempt < 2; attempt++ {
 			dom, proxies, err := n.RemoteProxies(ctx, target.Host)
 			if err != nil {
+				if known && errors.Is(err, ErrUnknownDomain) {
+					// Its proxies held the only copies of its record and are gone:
+					// the domain is down, not unknown.
+					return peer.AddrInfo{}, fmt.Errorf("%w: every proxy of the domain of %s is unreachable", ErrNoProxy, target.Host)
+				}
 				return peer.AddrInfo{}, err
 			}
+			known = len(proxies) > 0
 			if p, ok := n.firstReachable(ctx, proxies); ok {
 				return p, nil
 			}
