@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -443,6 +445,44 @@ func relayAddrCount(addrs []ma.Multiaddr) int {
 		}
 	}
 	return c
+}
+
+// logConns logs, at debug level, every connection opened and closed with
+// its path (direct or relayed): when hole punching replaced a relayed
+// connection, and how long it took, can be read from the log.
+func (n *Node) logConns() {
+	if !n.log.Enabled(n.ctx, slog.LevelDebug) {
+		return
+	}
+	path := func(c network.Conn) string {
+		if isRelayed(c) {
+			return "relayed"
+		}
+		return "direct"
+	}
+	nb := &network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			n.log.Debug("connection opened", "peer", c.RemotePeer(), "path", path(c),
+				"direction", strings.ToLower(c.Stat().Direction.String()), "addr", c.RemoteMultiaddr())
+		},
+		DisconnectedF: func(_ network.Network, c network.Conn) {
+			n.log.Debug("connection closed", "peer", c.RemotePeer(), "path", path(c), "addr", c.RemoteMultiaddr())
+		},
+	}
+	n.h.Network().Notify(nb)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		<-n.ctx.Done()
+		n.h.Network().StopNotify(nb)
+	}()
+}
+
+// Disconnect closes every connection to p (the next exchange with p opens a
+// new one, relayed or direct). It returns how many were open.
+func (n *Node) Disconnect(p peer.ID) (int, error) {
+	c := len(n.h.Network().ConnsToPeer(p))
+	return c, n.h.Network().ClosePeer(p)
 }
 
 // IsRelayed reports whether a is a relayed (/p2p-circuit) address.

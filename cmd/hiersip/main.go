@@ -51,7 +51,7 @@ the domains in a global overlay.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newNodeCmd(), newVersionCmd(), newStatusCmd(),
-		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd())
+		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd(), newDisconnectCmd())
 	return root
 }
 
