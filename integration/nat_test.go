@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -473,29 +474,35 @@ func crossPaths(l lanNodes) (desc, dialog string, direct int, err error) {
 }
 
 // directAfterRelayed reads the caller node's log from line mark on: the
-// time from the first relayed connection to peer to the first direct one,
-// or -1.
-func directAfterRelayed(nd *hsNode, mark int, peer string) time.Duration {
+// path of its first connection to peer ("relayed", "direct" or "none") and
+// the time from the first relayed connection to the first direct one after
+// it, or -1.
+func directAfterRelayed(nd *hsNode, mark int, peer string) (first string, d time.Duration) {
 	var relayed time.Time
+	first = "none"
 	lines := nd.proc.Lines()
 	for _, l := range lines[min(mark, len(lines)):] {
 		var r logRecord
 		if json.Unmarshal([]byte(l), &r) != nil || r.Msg != "connection opened" || r.Peer != peer {
 			continue
 		}
+		if first == "none" {
+			first = r.Path
+		}
 		switch {
 		case r.Path == "relayed" && relayed.IsZero():
 			relayed = r.Time
 		case r.Path == "direct" && !relayed.IsZero():
-			return r.Time.Sub(relayed)
+			return first, r.Time.Sub(relayed)
 		}
 	}
-	return -1
+	return first, -1
 }
 
 // natRuns are the figures of runs of interDomainCalls.
 type natRuns struct {
 	completed, direct       int // calls completed; runs whose dialog path (a1–b1) went direct
+	startedRelayed          int // runs whose first a1–b1 connection was relayed
 	cold, warm, punch, byes []time.Duration
 }
 
@@ -530,7 +537,10 @@ func interDomainCalls(t testing.TB, l lanNodes, runs int, holePunching bool) nat
 		if err != nil {
 			t.Fatal(err)
 		}
-		punch := directAfterRelayed(l.a1, mark, l.b1.id)
+		first, punch := directAfterRelayed(l.a1, mark, l.b1.id)
+		if first == "relayed" {
+			r.startedRelayed++
+		}
 		if strings.Contains(dialog, "direct") {
 			r.direct++
 			if punch >= 0 {
@@ -548,8 +558,8 @@ func interDomainCalls(t testing.TB, l lanNodes, runs int, holePunching bool) nat
 			r.warm = append(r.warm, warm.setup)
 			r.byes = append(r.byes, warm.bye)
 		}
-		t.Logf("run %d: cold call set up in %v (BYE %v), warm %v; a1–b1 path %s (direct %v after the relayed one); paths between the LANs: %s",
-			i, ms(cold.setup), ms(cold.bye), ms(warm.setup), dialog, ms(punch), desc)
+		t.Logf("run %d: cold call set up in %v (BYE %v), warm %v; a1–b1 path started %s, ended %s (direct %v after the relayed one); paths between the LANs: %s",
+			i, ms(cold.setup), ms(cold.bye), ms(warm.setup), first, dialog, ms(punch), desc)
 	}
 	return r
 }
@@ -628,8 +638,8 @@ func TestNAT(t *testing.T) {
 	t.Run("InterDomainCall", func(t *testing.T) {
 		const tries = 3
 		r := interDomainCalls(t, lan, tries, true)
-		t.Logf("RESULT hole punching on: %d of %d calls completed; the a1–b1 path went direct in %d of %d runs (%v after the relayed connection, median); setup median cold %v, warm %v",
-			r.completed, 2*tries, r.direct, tries, ms(median(r.punch)), ms(median(r.cold)), ms(median(r.warm)))
+		t.Logf("RESULT hole punching on: %d of %d calls completed; the a1–b1 path started relayed in %d and ended direct in %d of %d runs (direct %v after the relayed connection, median); setup median cold %v, warm %v",
+			r.completed, 2*tries, r.startedRelayed, r.direct, tries, ms(median(r.punch)), ms(median(r.cold)), ms(median(r.warm)))
 		if r.direct == 0 {
 			t.Error("the node-to-node path never went direct")
 		}
@@ -691,4 +701,74 @@ func TestNAT(t *testing.T) {
 	})
 	lan.stop()
 	b.p.stop()
+}
+
+// TestNATBedCleanupOnFailure runs a NAT test bed in a child test process
+// that fails on purpose while its nodes run, and checks that nothing of it
+// is left: namespaces, interfaces, processes.
+func TestNATBedCleanupOnFailure(t *testing.T) {
+	if os.Getenv("NATBED_FAIL_CHILD") == "1" {
+		b := newNATBed(t)
+		b.startPublic()
+		nd := b.startNode(b.ns["a1"], "a1", nodeConfig{domain: "alpha", mdns: true, holePunching: true, sip: true})
+		fmt.Printf("BED prefix=%s bin=%s logs=%s\n", b.n.Prefix(), b.bin, b.n.LogDir())
+		t.Fatalf("deliberate failure with %s and P running", nd.label)
+	}
+	testenv.RequireNetns(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNATBedCleanupOnFailure$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "NATBED_FAIL_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	m := regexp.MustCompile(`BED prefix=(\S+) bin=(\S+) logs=(\S+)`).FindStringSubmatch(string(out))
+	if err == nil || m == nil || !strings.Contains(string(out), "deliberate failure") {
+		t.Fatalf("the child test did not fail as planned (%v):\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "logs kept in "+m[3]) {
+		t.Errorf("the failed child did not keep its logs in %s:\n%s", m[3], out)
+	}
+	if _, err := os.Stat(filepath.Join(m[3], "a1.log")); err != nil {
+		t.Errorf("a1's log was not kept: %v", err)
+	}
+	_ = os.RemoveAll(m[3])
+	checkNothingLeft(t, m[1], m[2])
+	t.Logf("the child's test bed %s failed as planned, kept its logs and left nothing behind", m[1])
+}
+
+// natBenchRuns is the number of runs of each figure of BenchmarkNAT.
+const natBenchRuns = 10
+
+// BenchmarkNAT measures on the NAT test bed, as root, over natBenchRuns
+// runs each (medians, reported as custom metrics; ns/op is meaningless):
+// the time from the relayed connection between the caller's and callee's
+// nodes to the direct one made by hole punching, the setup time (INVITE to
+// 200 at the calling UA) of alice@LAN 1 → bob@LAN 2 calls that start on
+// relayed connections (cold) and that run on direct ones (warm), and the
+// same with hole punching off (relay only). Run it once:
+//
+//	go test -run '^$' -bench BenchmarkNAT -benchtime 1x -v ./integration
+func BenchmarkNAT(b *testing.B) {
+	var bed *natBed
+	b.Cleanup(func() {
+		if bed != nil {
+			checkNothingLeft(b, bed.n.Prefix(), bed.bin)
+		}
+	})
+	bed = newNATBed(b)
+	bed.startPublic()
+	lan := bed.startLANs("alpha", "beta", true)
+	hp := interDomainCalls(b, lan, natBenchRuns, true)
+	lan.stop()
+	lan = bed.startLANs("gamma", "delta", false)
+	ro := interDomainCalls(b, lan, natBenchRuns, false)
+	lan.stop()
+	b.Logf("RESULT hole punching on, %d runs: %d of %d calls completed; a1–b1 started relayed in %d, ended direct in %d runs; direct connection %v after the relayed one (median of %d); call setup median: cold (relayed, punching) %v, warm (direct) %v",
+		natBenchRuns, hp.completed, 2*natBenchRuns, hp.startedRelayed, hp.direct, ms(median(hp.punch)), len(hp.punch), ms(median(hp.cold)), ms(median(hp.warm)))
+	b.Logf("RESULT relay only, %d runs: %d of %d calls completed; call setup median: cold %v, warm %v (BYE median %v)",
+		natBenchRuns, ro.completed, 2*natBenchRuns, ms(median(ro.cold)), ms(median(ro.warm)), ms(median(ro.byes)))
+	msOf := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(msOf(median(hp.punch)), "ms-direct-after-relayed")
+	b.ReportMetric(msOf(median(hp.cold)), "ms-setup-cold")
+	b.ReportMetric(msOf(median(hp.warm)), "ms-setup-direct")
+	b.ReportMetric(msOf(median(ro.cold)), "ms-setup-relayed-cold")
+	b.ReportMetric(msOf(median(ro.warm)), "ms-setup-relayed-warm")
+	b.ReportMetric(float64(hp.direct), "runs-direct")
 }
