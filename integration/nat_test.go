@@ -127,7 +127,8 @@ type nodeConfig struct {
 	holePunching bool
 	optOut       bool
 	sip          bool
-	data         string // label of the data directory (default: the node's)
+	data         string        // label of the data directory (default: the node's)
+	relayLimit   time.Duration // nat.relay_duration of a public node (0: default)
 }
 
 func yamlList(xs []string) string {
@@ -191,6 +192,7 @@ nat:
   relays: %s
   hole_punching: %v
   reachability: %q
+  relay_duration: %v
 admin:
   listen: 127.0.0.1:8080
 log:
@@ -198,7 +200,7 @@ log:
   format: json
 shutdown_timeout: 3s
 `, label, c.domain, yamlList(b.known), nd.dataDir, yamlList(listen), c.mdns, c.cache, yamlList(c.peers),
-		yamlList(b.relayAddrs), c.seed, sipAddr, sipAddr, c.optOut, c.public, yamlList(relays), c.holePunching, reach)
+		yamlList(b.relayAddrs), c.seed, sipAddr, sipAddr, c.optOut, c.public, yamlList(relays), c.holePunching, reach, c.relayLimit)
 	path := filepath.Join(b.n.LogDir(), label+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		b.t.Fatal(err)
@@ -220,10 +222,11 @@ shutdown_timeout: 3s
 
 // logRecord is a line of a node's JSON log.
 type logRecord struct {
-	Time time.Time `json:"time"`
-	Msg  string    `json:"msg"`
-	Peer string    `json:"peer"`
-	Path string    `json:"path"`
+	Time   time.Time `json:"time"`
+	Msg    string    `json:"msg"`
+	Peer   string    `json:"peer"`   // "node started"
+	Remote string    `json:"remote"` // "connection opened", "connection closed"
+	Path   string    `json:"path"`
 }
 
 func logMsg(line string) string {
@@ -325,11 +328,12 @@ func (nd *hsNode) stop() {
 	nd.stopped = true
 }
 
-// startPublic starts P and records its addresses on the internet.
-func (b *natBed) startPublic() {
+// startPublic starts P (the same identity each time, relayLimit its
+// nat.relay_duration) and records its addresses on the internet.
+func (b *natBed) startPublic(relayLimit time.Duration) {
 	b.t.Helper()
-	b.p = b.startNode(b.pub, "P", nodeConfig{domain: "pub", public: true, seed: true,
-		listen: []string{"/ip4/1.2.0.1/tcp/4001", "/ip4/1.2.0.1/udp/4001/quic-v1"}})
+	b.p = b.startNode(b.pub, fmt.Sprintf("P-g%d", b.gen+1), nodeConfig{domain: "pub", public: true, seed: true,
+		listen: []string{"/ip4/1.2.0.1/tcp/4001", "/ip4/1.2.0.1/udp/4001/quic-v1"}, data: "P", relayLimit: relayLimit})
 	b.relayAddrs = []string{"/ip4/1.2.0.1/tcp/4001/p2p/" + b.p.id, "/ip4/1.2.0.1/udp/4001/quic-v1/p2p/" + b.p.id}
 }
 
@@ -483,7 +487,7 @@ func directAfterRelayed(nd *hsNode, mark int, peer string) (first string, d time
 	lines := nd.proc.Lines()
 	for _, l := range lines[min(mark, len(lines)):] {
 		var r logRecord
-		if json.Unmarshal([]byte(l), &r) != nil || r.Msg != "connection opened" || r.Peer != peer {
+		if json.Unmarshal([]byte(l), &r) != nil || r.Msg != "connection opened" || r.Remote != peer {
 			continue
 		}
 		if first == "none" {
@@ -628,7 +632,7 @@ func TestNAT(t *testing.T) {
 		}
 	})
 	b = newNATBed(t)
-	b.startPublic()
+	b.startPublic(0)
 	lan := b.startLANs("alpha", "beta", true)
 
 	// 1. alice@alpha (LAN 1) calls bob@beta (LAN 2) through both NATs:
@@ -689,7 +693,11 @@ func TestNAT(t *testing.T) {
 
 	// 3. Relay only: a new generation with hole punching off; the
 	// connections between the LANs stay relayed and calls still complete.
+	// P now cuts every relayed connection after relayLimit.
 	lan.stop()
+	b.p.stop()
+	const relayLimit = 4 * time.Second
+	b.startPublic(relayLimit)
 	lan = b.startLANs("gamma", "delta", false)
 	t.Run("RelayOnly", func(t *testing.T) {
 		const tries = 2
@@ -697,6 +705,32 @@ func TestNAT(t *testing.T) {
 		t.Logf("RESULT relay only: %d of %d calls completed; setup median cold %v, warm %v", r.completed, 2*tries, ms(median(r.cold)), ms(median(r.warm)))
 		if r.direct > 0 {
 			t.Errorf("the path went direct %d times with hole punching off", r.direct)
+		}
+	})
+	// A call longer than the relay's limit: its BYE, node to node, needs a
+	// new relayed connection after P cut the first.
+	t.Run("LongCall", func(t *testing.T) {
+		disconnectAcross(t, lan)
+		mark := len(lan.a1.proc.Lines())
+		hold := 3 * relayLimit
+		out, err := lan.a1.cli(hold+40*time.Second, "call", "--node", nsSIP, "--as", lan.alice(), "--duration", hold.String(), "--timeout", "15s", lan.bob())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cut int
+		for _, l := range lan.a1.proc.Lines()[mark:] {
+			var r logRecord
+			if json.Unmarshal([]byte(l), &r) == nil && r.Msg == "connection closed" && r.Path == "relayed" && (r.Remote == lan.b1.id || r.Remote == lan.b2.id) {
+				cut++
+			}
+		}
+		m := byeRE.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no BYE answered after %v:\n%s", hold, out)
+		}
+		t.Logf("RESULT call held %v through relays limited to %v: BYE answered in %s; %d relayed connections of a1 to LAN 2 closed meanwhile", hold, relayLimit, m[1], cut)
+		if cut == 0 {
+			t.Errorf("no relayed connection was cut during the call: the relay limit did not apply")
 		}
 	})
 	lan.stop()
@@ -709,7 +743,7 @@ func TestNAT(t *testing.T) {
 func TestNATBedCleanupOnFailure(t *testing.T) {
 	if os.Getenv("NATBED_FAIL_CHILD") == "1" {
 		b := newNATBed(t)
-		b.startPublic()
+		b.startPublic(0)
 		nd := b.startNode(b.ns["a1"], "a1", nodeConfig{domain: "alpha", mdns: true, holePunching: true, sip: true})
 		fmt.Printf("BED prefix=%s bin=%s logs=%s\n", b.n.Prefix(), b.bin, b.n.LogDir())
 		t.Fatalf("deliberate failure with %s and P running", nd.label)
@@ -753,7 +787,7 @@ func BenchmarkNAT(b *testing.B) {
 		}
 	})
 	bed = newNATBed(b)
-	bed.startPublic()
+	bed.startPublic(0)
 	lan := bed.startLANs("alpha", "beta", true)
 	hp := interDomainCalls(b, lan, natBenchRuns, true)
 	lan.stop()
