@@ -40,6 +40,29 @@
 // that has no live binding at the peers it reaches. Domains that need names
 // bound to identities use enrollment certificates (Binding.Cert).
 //
+// # Enrolled domains
+//
+// A domain configured with an authority key (NewEnrollment, WithEnrollment)
+// is enrolled. The authority signs Certificates binding a Subject (an AOR,
+// or a path.Match glob on the user part, e.g. sip:*@bupt.pastry) of the
+// domain to a node's peer ID, with a serial and a validity; a certificate is
+// a libp2p signed envelope of at most MaxCertSize bytes, carried in the
+// binding it authorises (Binding.Cert). In an enrolled domain
+// BindingValidator also requires a certificate of the authority that covers
+// the binding's AOR and peer, is valid now and is not revoked, so nobody can
+// take a name they were not issued, not even first. Package domains/enroll
+// holds the authority's files and the CLI logic.
+//
+// Revocation works without a server: the authority signs a RevocationList
+// (serials, a sequence number) and anyone stores it in the domain overlay
+// under RevocationKey, where RevocationValidator accepts only the
+// authority's lists and the highest sequence number wins. Every list the
+// validator sees (a store at this node, a lookup) is offered to the
+// Enrollment, which keeps the newest; node looks the list up periodically
+// and re-stores it. Once a node holds a list, its validator refuses the
+// revoked certificates' bindings, locally stored ones and those received in
+// lookups alike.
+//
 // A ProxyRecord names a domain's elected proxies; it is stored in the global
 // overlay under the domain's Overlay-Resource-ID and in the domain overlay
 // under LocalProxyResourceID, short-lived, signed by one of the listed

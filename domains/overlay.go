@@ -37,6 +37,7 @@ type overlayConfig struct {
 	logger    *slog.Logger
 	quorum    int
 	dhtOpts   []dht.Option
+	enroll    *Enrollment
 }
 
 // DefaultQuorum is how many peers' answers a lookup waits for before it
@@ -95,6 +96,20 @@ func WithLogger(l *slog.Logger) OverlayOption {
 	}
 }
 
+// WithEnrollment makes a domain overlay enrolled: its validator accepts only
+// bindings with a valid certificate of e's authority, and it holds e's
+// revocation list under RevocationKey. e.Domain() must be the overlay's
+// domain. Not for the global overlay.
+func WithEnrollment(e *Enrollment) OverlayOption {
+	return func(c *overlayConfig) error {
+		if e == nil {
+			return errors.New("domains: WithEnrollment: nil enrollment")
+		}
+		c.enroll = e
+		return nil
+	}
+}
+
 // WithDHTOptions passes further options to kad-dht, after hiersip's own.
 func WithDHTOptions(opts ...dht.Option) OverlayOption {
 	return func(c *overlayConfig) error { c.dhtOpts = append(c.dhtOpts, opts...); return nil }
@@ -112,6 +127,7 @@ type Overlay struct {
 	now    func() time.Time
 	log    *slog.Logger
 	quorum int
+	enroll *Enrollment
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -146,12 +162,18 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 	if cfg.datastore == nil {
 		cfg.datastore = dssync.MutexWrap(ds.NewMapDatastore())
 	}
+	if cfg.enroll != nil && (global || cfg.enroll.Domain() != name) {
+		return nil, fmt.Errorf("domains: enrollment of %s given to overlay %s", cfg.enroll.Domain(), name)
+	}
 	val := record.NamespacedValidator{}
 	if global {
 		val[NSOverlay] = ProxyValidator{Global: true, Now: cfg.now}
 	} else {
-		val[NSBinding] = BindingValidator{Domain: name, Now: cfg.now}
+		val[NSBinding] = BindingValidator{Domain: name, Now: cfg.now, Enrollment: cfg.enroll}
 		val[NSLocalProxy] = ProxyValidator{Domain: name, Now: cfg.now}
+		if cfg.enroll != nil {
+			val[NSRevocation] = RevocationValidator{Enrollment: cfg.enroll}
+		}
 	}
 	dopts := append([]dht.Option{
 		dht.ProtocolPrefix(ProtocolPrefix(name)),
@@ -165,7 +187,7 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 		return nil, fmt.Errorf("domains: overlay %s: %w", name, err)
 	}
 	return &Overlay{
-		name: name, global: global, h: h, dht: d, now: cfg.now, quorum: cfg.quorum,
+		name: name, global: global, h: h, dht: d, now: cfg.now, quorum: cfg.quorum, enroll: cfg.enroll,
 		log:    cfg.logger.With("overlay", name),
 		closed: make(chan struct{}),
 	}, nil
@@ -269,7 +291,7 @@ func (o *Overlay) GetBinding(ctx context.Context, aor AOR) (*Binding, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: %w", aor, err)
 	}
-	b, err := BindingValidator{Domain: o.name, Now: o.now}.open(BindingKey(aor), val)
+	b, err := BindingValidator{Domain: o.name, Now: o.now, Enrollment: o.enroll}.open(BindingKey(aor), val)
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: %w", aor, err)
 	}
@@ -277,6 +299,49 @@ func (o *Overlay) GetBinding(ctx context.Context, aor AOR) (*Binding, error) {
 		return nil, fmt.Errorf("lookup %s: %w (unregistered)", aor, ErrNotFound)
 	}
 	return b, nil
+}
+
+// Enrollment returns the overlay's enrollment, nil for an open domain.
+func (o *Overlay) Enrollment() *Enrollment { return o.enroll }
+
+// ErrNotEnrolled is returned by revocation operations of an open domain.
+var ErrNotEnrolled = errors.New("domains: domain is not enrolled")
+
+// PutRevocationList verifies a sealed revocation list of the overlay's
+// authority, keeps it if it is newer than the one held, and stores the
+// newest list held in the overlay. Any member may store it: the list is
+// signed by the authority.
+func (o *Overlay) PutRevocationList(ctx context.Context, data []byte) error {
+	if o.enroll == nil {
+		return ErrNotEnrolled
+	}
+	if data != nil {
+		if _, err := o.enroll.AddRevocationList(data); err != nil {
+			return err
+		}
+	}
+	raw, _ := o.enroll.RevocationList()
+	if raw == nil {
+		return nil
+	}
+	return o.put(ctx, RevocationKey(o.name), raw)
+}
+
+// FetchRevocationList looks the domain's revocation list up in the overlay
+// and keeps it if it is newer than the one held; it reports whether it was.
+// No list stored is not an error.
+func (o *Overlay) FetchRevocationList(ctx context.Context) (bool, error) {
+	if o.enroll == nil {
+		return false, ErrNotEnrolled
+	}
+	val, err := o.get(ctx, RevocationKey(o.name))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("revocation list of %s: %w", o.name, err)
+	}
+	return o.enroll.AddRevocationList(val)
 }
 
 // PutProxyRecord signs r with key and stores it: in the global overlay under

@@ -24,10 +24,13 @@ func BindingKey(a AOR) string { id := a.ResourceID(); return "/" + NSBinding + "
 // A value is valid when it is a libp2p signed envelope of a Binding, signed by
 // the key of the peer it names, stored under Hash(AOR), for an AOR inside the
 // domain, not expired, expiring at most MaxBindingLifetime ahead, and within
-// the size limits.
+// the size limits. In an enrolled domain (Enrollment set) it must also carry
+// a certificate of the domain's authority that covers its AOR and peer, is
+// valid now and is not on the newest revocation list seen.
 type BindingValidator struct {
-	Domain string
-	Now    func() time.Time // nil: time.Now
+	Domain     string
+	Now        func() time.Time // nil: time.Now
+	Enrollment *Enrollment      // nil: an open domain (first come, first served)
 }
 
 func (v BindingValidator) now() time.Time {
@@ -70,6 +73,11 @@ func (v BindingValidator) open(key string, value []byte) (*Binding, error) {
 	}
 	if b.Created.After(now.Add(MaxClockSkew)) {
 		return nil, fmt.Errorf("%w: %s created in the future", ErrBadRecord, b.AOR)
+	}
+	if v.Enrollment != nil {
+		if _, err := v.Enrollment.VerifyCert(b.Cert, aor, b.Peer, now); err != nil {
+			return nil, fmt.Errorf("binding of %s: %w", b.AOR, err)
+		}
 	}
 	return b, nil
 }

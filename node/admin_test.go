@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipbridge"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -187,8 +188,8 @@ func TestAdminHandler(t *testing.T) {
 			t.Errorf("%s%v = %v, want ≥ %v", c.name, c.labels, v, c.min)
 		}
 	}
-	a.Metrics().CallRouted("local", 200)
-	if v := metricValue(scrape(t, srvA.URL), "hiersip_sip_calls_routed_total", "kind=local", "code=200"); v != 1 {
+	a.Metrics().CallRouted(sipbridge.CallInterDomain, 404)
+	if v := metricValue(scrape(t, srvA.URL), "hiersip_sip_calls_routed_total", "kind=inter-domain", "code=404"); v != 1 {
 		t.Errorf("calls routed: %v", v)
 	}
 

@@ -62,3 +62,49 @@ func BenchmarkLookup(b *testing.B) {
 	b.StopTimer()
 	reportLatency(b, ds)
 }
+
+// BenchmarkCallSetup measures INVITE → 200 OK between hiersip UAs on loopback:
+// between two nodes of one domain, across two domains with the proxies' global
+// lookups cached (warm), and across two domains with the caller's proxy made to
+// look the callee's domain up again in the global overlay before each call (cold).
+// Each call is hung up before the next.
+func BenchmarkCallSetup(b *testing.B) {
+	doms := startCallDomains(b, nil, 3, "pastry", "can")
+	bob := newUA(b, "sip:bob@bupt.pastry", member(doms["pastry"]))
+	_ = newUA(b, "sip:carol@x.pastry", doms["pastry"][0])
+	_ = newUA(b, "sip:alice@pku.can", member(doms["can"]))
+	ctx := context.Background()
+	// A first call of each kind opens the connections and fills the caches.
+	for _, to := range []string{"sip:carol@x.pastry", "sip:alice@pku.can"} {
+		if err := call(b, bob, to).Hangup(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name, to string
+		cold     bool
+	}{
+		{"intra-domain", "sip:carol@x.pastry", false},
+		{"inter-domain-warm", "sip:alice@pku.can", false},
+		{"inter-domain-cold", "sip:alice@pku.can", true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var lat []time.Duration
+			for b.Loop() {
+				if c.cold {
+					proxyOf(b, doms["pastry"]).Forget("pku.can")
+				}
+				start := time.Now()
+				cl, err := bob.Call(ctx, c.to)
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+				if err := cl.Hangup(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportLatency(b, lat)
+		})
+	}
+}

@@ -44,7 +44,7 @@ func (tr *tracer) hops(callID, method string) [][2]peer.ID {
 
 // startCallDomains starts the named domains, n nodes each, with SIP bridges
 // on loopback and the election on, and waits for their proxies.
-func startCallDomains(t *testing.T, tr *tracer, n int, names ...string) map[string][]*Node {
+func startCallDomains(t testing.TB, tr *tracer, n int, names ...string) map[string][]*Node {
 	t.Helper()
 	ctx := context.Background()
 	var seeds []string
@@ -95,7 +95,7 @@ func member(nodes []*Node) *Node {
 	return nodes[0]
 }
 
-func proxyOf(t *testing.T, nodes []*Node) *Node {
+func proxyOf(t testing.TB, nodes []*Node) *Node {
 	t.Helper()
 	p, err := serving(nodes, -1)
 	if err != nil {
@@ -104,7 +104,7 @@ func proxyOf(t *testing.T, nodes []*Node) *Node {
 	return p
 }
 
-func newUA(t *testing.T, aor string, at *Node) *sipbridge.UA {
+func newUA(t testing.TB, aor string, at *Node) *sipbridge.UA {
 	t.Helper()
 	ua, err := sipbridge.NewUA(aor, at.Bridge().UDPAddr(), sipbridge.WithUALogger(quiet))
 	if err != nil {
@@ -120,7 +120,7 @@ func newUA(t *testing.T, aor string, at *Node) *sipbridge.UA {
 }
 
 // call places a call, retrying while the overlays converge (404/480/503).
-func call(t *testing.T, from *sipbridge.UA, to string) *sipbridge.Call {
+func call(t testing.TB, from *sipbridge.UA, to string) *sipbridge.Call {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,6 +57,10 @@ type Config struct {
 	// LookupTimeout bounds a lookup whose context has no deadline
 	// (default DefaultLookupTimeout).
 	LookupTimeout time.Duration
+	// Enrollment makes the node's domain an enrolled domain: bindings need a
+	// certificate of the domain's authority. Nil: an open domain, where
+	// names are first come, first served.
+	Enrollment *EnrollmentConfig
 	// SIP configures the SIP bridge; nil runs none (an overlay-only node).
 	SIP *SIPConfig
 	// Election configures the node's part in the proxy election.
@@ -140,6 +145,14 @@ func (c Config) withDefaults() (Config, error) {
 		c.LookupTimeout = DefaultLookupTimeout
 	case c.LookupTimeout < 0:
 		return c, &ConfigError{"lookup_timeout", fmt.Errorf("%v is negative", c.LookupTimeout)}
+	}
+	if c.Enrollment != nil {
+		ec := *c.Enrollment
+		ec.Certificates = slices.Clone(ec.Certificates)
+		if err := ec.validate(c.Domain); err != nil {
+			return c, err
+		}
+		c.Enrollment = &ec
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

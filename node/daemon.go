@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hiersip/hiersip/domains/enroll"
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/knadh/koanf/parsers/yaml"
@@ -67,6 +68,18 @@ type DaemonConfig struct {
 		MinExpires     time.Duration `koanf:"min_expires" help:"shortest registration accepted (0: the bridge's default)"`
 		DefaultExpires time.Duration `koanf:"default_expires" help:"registration interval when a REGISTER names none (0: default)"`
 		MaxExpires     time.Duration `koanf:"max_expires" help:"longest registration granted (0: default)"`
+		Limits         struct {
+			SourceRate      float64       `koanf:"source_rate" help:"initial requests per second from one UA source IP (0: no limit)"`
+			SourceBurst     int           `koanf:"source_burst" help:"burst of initial requests from one UA source IP"`
+			PeerRate        float64       `koanf:"peer_rate" help:"initial requests per second from one node over /hiersip/sip/1.0.0 (0: no limit)"`
+			PeerBurst       int           `koanf:"peer_burst" help:"burst of initial requests from one node"`
+			DialogFactor    float64       `koanf:"dialog_factor" help:"ACKs, in-dialog requests and responses may come this many times faster"`
+			AuthFailures    int           `koanf:"auth_failures" help:"wrong digest credentials checked per source IP and auth_window (0: no throttle)"`
+			AuthWindow      time.Duration `koanf:"auth_window" help:"window of auth_failures"`
+			MaxSourceTx     int           `koanf:"max_source_transactions" help:"concurrent transactions of one UA source IP"`
+			MaxTransactions int           `koanf:"max_transactions" help:"concurrent transactions of all UAs together"`
+			MaxPeerTx       int           `koanf:"max_peer_transactions" help:"concurrent transactions of one node"`
+		} `koanf:"limits"`
 	} `koanf:"sip"`
 	Election struct {
 		Disable    bool    `koanf:"disable" help:"stay out of the proxy election"`
@@ -76,6 +89,12 @@ type DaemonConfig struct {
 		Proxies    int     `koanf:"proxies" help:"active proxies per domain (0: default 1)"`
 		Candidates int     `koanf:"candidates" help:"length of the candidate list (0: default 2)"`
 	} `koanf:"election"`
+	Enrollment struct {
+		Authority       string        `koanf:"authority" help:"the domain authority's public key (base64 from 'hiersip authority init', or its .pub file); empty: an open domain"`
+		Certificates    []string      `koanf:"certificates" help:"files of the certificates issued to this node ('hiersip authority issue')"`
+		RevocationList  string        `koanf:"revocation_list" help:"file of a revocation list to start with and publish ('hiersip authority revoke')"`
+		RefreshInterval time.Duration `koanf:"refresh_interval" help:"how often to look the revocation list up (0: 1m)"`
+	} `koanf:"enrollment"`
 	// NAT maps onto NATConfig. Its reachability is the one source of truth
 	// of the node's reachability: the host and the election both use it.
 	NAT struct {
@@ -113,6 +132,13 @@ func DefaultDaemonConfig() DaemonConfig {
 	c.Global.MDNS, c.Global.Cache = true, true
 	c.NAT.AutoRelay, c.NAT.HolePunching = true, true
 	c.SIP.UDP, c.SIP.TCP = DefaultSIPListen, DefaultSIPListen
+	l := sipbridge.DefaultLimits()
+	c.SIP.Limits.SourceRate, c.SIP.Limits.SourceBurst = l.SourceRate, l.SourceBurst
+	c.SIP.Limits.PeerRate, c.SIP.Limits.PeerBurst = l.PeerRate, l.PeerBurst
+	c.SIP.Limits.DialogFactor = l.DialogFactor
+	c.SIP.Limits.AuthFailures, c.SIP.Limits.AuthWindow = l.AuthFailures, l.AuthWindow
+	c.SIP.Limits.MaxSourceTx, c.SIP.Limits.MaxTransactions = l.MaxSourceTx, l.MaxUATx
+	c.SIP.Limits.MaxPeerTx = sipbridge.DefaultMaxTxPerPeer
 	c.Admin.Listen = "127.0.0.1:8080"
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.ShutdownTimeout = DefaultShutdownTimeout
@@ -482,6 +508,18 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 	if d := c.SIP.DefaultExpires; d != 0 && (d < c.SIP.MinExpires || (c.SIP.MaxExpires != 0 && d > c.SIP.MaxExpires)) {
 		return Config{}, &DaemonConfigError{"sip.default_expires", fmt.Errorf("%v is outside [sip.min_expires, sip.max_expires]", d)}
 	}
+	dl := c.SIP.Limits
+	limits := sipbridge.Limits{
+		SourceRate: dl.SourceRate, SourceBurst: dl.SourceBurst, PeerRate: dl.PeerRate, PeerBurst: dl.PeerBurst,
+		DialogFactor: dl.DialogFactor, AuthFailures: dl.AuthFailures, AuthWindow: dl.AuthWindow,
+		MaxSourceTx: dl.MaxSourceTx, MaxUATx: dl.MaxTransactions,
+	}
+	if err := limits.Validate(); err != nil {
+		return Config{}, &DaemonConfigError{"sip.limits", err}
+	}
+	if dl.MaxPeerTx < 1 {
+		return Config{}, &DaemonConfigError{"sip.limits.max_peer_transactions", fmt.Errorf("%d: want at least 1", dl.MaxPeerTx)}
+	}
 	if c.SIP.UsersFile != "" {
 		if _, err := sipbridge.LoadUsers(c.SIP.UsersFile); err != nil {
 			return Config{}, &DaemonConfigError{"sip.users_file", err}
@@ -551,9 +589,14 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 		cfg.SIP = &SIPConfig{
 			UDP: c.SIP.UDP, TCP: c.SIP.TCP, UsersFile: c.SIP.UsersFile,
 			MinExpires: c.SIP.MinExpires, DefaultExpires: c.SIP.DefaultExpires, MaxExpires: c.SIP.MaxExpires,
+			Limits:  &limits,
+			Options: []sipbridge.Option{sipbridge.WithMaxTransactionsPerPeer(dl.MaxPeerTx)},
 		}
 	}
 	_, err := cfg.NAT.validate()
+	if err == nil {
+		err = c.enrollmentConfig(&cfg)
+	}
 	if err == nil {
 		_, err = cfg.withDefaults()
 	}
@@ -656,4 +699,49 @@ func RunDaemon(ctx context.Context, c DaemonConfig) error {
 	case <-sctx.Done():
 		return fmt.Errorf("daemon: shutdown took longer than %v", c.ShutdownTimeout)
 	}
+}
+
+// enrollmentConfig reads the enrollment files into cfg.Enrollment.
+func (c DaemonConfig) enrollmentConfig(cfg *Config) error {
+	en := c.Enrollment
+	if en.Authority == "" {
+		switch {
+		case len(en.Certificates) > 0:
+			return &DaemonConfigError{"enrollment.certificates", errors.New("set without enrollment.authority")}
+		case en.RevocationList != "":
+			return &DaemonConfigError{"enrollment.revocation_list", errors.New("set without enrollment.authority")}
+		}
+		return nil
+	}
+	pub, err := enroll.ParsePublicKey(en.Authority)
+	if err != nil {
+		return &DaemonConfigError{"enrollment.authority", err}
+	}
+	ec := &EnrollmentConfig{Authority: pub, RefreshInterval: en.RefreshInterval}
+	if en.RefreshInterval < 0 {
+		return &DaemonConfigError{"enrollment.refresh_interval", fmt.Errorf("%v is negative", en.RefreshInterval)}
+	}
+	for i, f := range en.Certificates {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return &DaemonConfigError{fmt.Sprintf("enrollment.certificates[%d]", i), err}
+		}
+		ec.Certificates = append(ec.Certificates, data)
+	}
+	if en.RevocationList != "" {
+		data, err := os.ReadFile(en.RevocationList)
+		if err != nil {
+			return &DaemonConfigError{"enrollment.revocation_list", err}
+		}
+		ec.RevocationList = data
+	}
+	if err := ec.validate(c.Domain); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return &DaemonConfigError{ce.Field, ce.Err}
+		}
+		return err
+	}
+	cfg.Enrollment = ec
+	return nil
 }

@@ -217,6 +217,11 @@ func TestDaemonConfigErrorsNameTheField(t *testing.T) {
 		{"expires order", "sip: {min_expires: 1h, max_expires: 1m}", nil, `config: sip.max_expires: 1m0s is below sip.min_expires 1h0m0s`},
 		{"users file", "sip: {users_file: /nonexistent/users}", nil, `config: sip.users_file: `},
 		{"shutdown", "shutdown_timeout: 0s", nil, `config: shutdown_timeout: 0s: want a positive duration`},
+		{"authority", "enrollment: {authority: notakey}", nil, `config: enrollment.authority: enroll: invalid authority key`},
+		{"certificates without authority", "enrollment: {certificates: [x.pem]}", nil, `config: enrollment.certificates: set without enrollment.authority`},
+		{"certificate file", "enrollment: {authority: " + testAuthorityPub + ", certificates: [/nonexistent/c.pem]}", nil, `config: enrollment.certificates[0]: `},
+		{"certificate content", "enrollment: {authority: " + testAuthorityPub + ", certificates: [" + writeFile(t, "garbage") + "]}", nil, `config: enrollment.certificates[0]: domains: invalid enrollment certificate`},
+		{"revocation list", "enrollment: {authority: " + testAuthorityPub + ", revocation_list: " + writeFile(t, "garbage") + "}", nil, `config: enrollment.revocation_list: `},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clearEnv(t)
@@ -298,3 +303,6 @@ func TestDaemonConfigNAT(t *testing.T) {
 		t.Fatalf("default NAT: %+v", nc.NAT)
 	}
 }
+
+// testAuthorityPub is an Ed25519 public key in the config's text form.
+const testAuthorityPub = "CAESIG6rQoEP5CkITCbHFU7ELStQwmFrsNtA0hnC4EnPsaNQ"

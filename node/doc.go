@@ -19,6 +19,15 @@
 // see Config.Bootstrap), and keeps trying them with backoff while it is
 // alone. Joined is closed once its routing table has a peer.
 //
+// # Enrolled domains and relaying
+//
+// With Config.Enrollment the node's domain is enrolled (package domains):
+// Register attaches a certificate of the domain's authority covering the
+// AOR, or fails with ErrNoCertificate (the SIP bridge answers 403); the node
+// looks the domain's revocation list up every RefreshInterval, re-stores it
+// with its bindings, and PublishRevocationList stores a new one. The node's
+// SIP bridge relays inter-domain requests only for members (IsMember).
+//
 // # Operating a node
 //
 // Node.Metrics holds the node's Prometheus metrics in a registry of its own

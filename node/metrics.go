@@ -91,8 +91,9 @@ func (m *Metrics) Registry() *prometheus.Registry {
 	return m.reg
 }
 
-// CallRouted counts an INVITE routed by the SIP bridge: kind names the route
-// (e.g. "local", "domain", "interdomain"), code is the final status code.
+// CallRouted counts an initial INVITE routed by the SIP bridge: kind is
+// sipbridge.CallIntraDomain, CallInterDomain or CallInvalid, code the final
+// status code sent back. Every node on the path counts the call once.
 func (m *Metrics) CallRouted(kind string, code int) {
 	if m == nil {
 		return
@@ -210,12 +211,17 @@ var (
 		"Open libp2p connections, direct or relayed.", []string{"kind"}, nil)
 	descRole = prometheus.NewDesc("hiersip_election_role",
 		"1 for the node's current election role.", []string{"role"}, nil)
+	descInFlight = prometheus.NewDesc("hiersip_sip_transactions_in_flight",
+		"SIP requests the node's bridge is proxying now (final response not yet sent).", nil, nil)
 	descEpoch = prometheus.NewDesc("hiersip_election_epoch",
 		"The domain's current election epoch as this node knows it.", nil, nil)
+	descSIPRejected = prometheus.NewDesc("hiersip_sip_rejected_total",
+		"SIP messages the bridge's limits refused, by reason (rate_limited and overloaded: answered 503; dropped: no answer; auth_failed: wrong credentials; auth_throttled: credentials not checked, 503).",
+		[]string{"reason"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRoutingTable, descLocalRegs, descConns, descRole, descEpoch} {
+	for _, d := range []*prometheus.Desc{descRoutingTable, descLocalRegs, descConns, descRole, descEpoch, descInFlight, descSIPRejected} {
 		ch <- d
 	}
 }
@@ -248,6 +254,17 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRole, prometheus.GaugeValue, v, r.String())
 	}
 	ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(epoch))
+	if b := n.Bridge(); b != nil {
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(b.InFlight()))
+		st := b.Stats()
+		for _, r := range []struct {
+			reason string
+			v      uint64
+		}{{"rate_limited", st.RateLimited}, {"overloaded", st.Overloaded}, {"dropped", st.Dropped},
+			{"auth_failed", st.AuthFailed}, {"auth_throttled", st.AuthThrottled}} {
+			ch <- prometheus.MustNewConstMetric(descSIPRejected, prometheus.CounterValue, float64(r.v), r.reason)
+		}
+	}
 }
 
 // role returns the node's election role and epoch; without an election

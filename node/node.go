@@ -38,6 +38,7 @@ type Node struct {
 
 	domain *domains.Overlay
 	boot   *domains.Bootstrapper
+	enroll *enrollment // nil: open domain
 
 	mu     sync.Mutex
 	regs   map[domains.AOR]*registration
@@ -82,6 +83,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	hopts = append(hopts, resourceOption(cfg.Domain)) // node/resources.go
 	h, err := libp2p.New(append([]libp2p.Option{libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.ListenAddrs...)}, hopts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("node: libp2p host: %w", err)
@@ -115,12 +117,21 @@ func NewWithHost(ctx context.Context, h host.Host, cfg Config) (*Node, error) {
 
 func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg Config) (*Node, error) {
 	log := cfg.Logger.With("domain", cfg.Domain, "peer", h.ID().ShortString())
-	ov, err := domains.NewDomainOverlay(h, cfg.Domain, domains.WithClock(cfg.Now), domains.WithLogger(log))
+	ovOpts := []domains.OverlayOption{domains.WithClock(cfg.Now), domains.WithLogger(log)}
+	var enr *enrollment
+	if cfg.Enrollment != nil {
+		var err error
+		if enr, err = newEnrollment(cfg.Enrollment, cfg.Domain, h.ID()); err != nil {
+			return nil, err
+		}
+		ovOpts = append(ovOpts, domains.WithEnrollment(enr.state))
+	}
+	ov, err := domains.NewDomainOverlay(h, cfg.Domain, ovOpts...)
 	if err != nil {
 		return nil, err
 	}
 	n := &Node{
-		cfg: cfg, h: h, ownHost: own, key: key, log: log, domain: ov,
+		cfg: cfg, h: h, ownHost: own, key: key, log: log, domain: ov, enroll: enr,
 		regs:   make(map[domains.AOR]*registration),
 		joined: make(chan struct{}),
 	}
@@ -234,6 +245,11 @@ func (n *Node) Register(ctx context.Context, aor domains.AOR, contacts []domains
 	if !expires.After(now) {
 		return n.Unregister(ctx, aor)
 	}
+	cert, err := n.certFor(aor)
+	if err != nil {
+		n.forget(aor)
+		return err
+	}
 	n.mu.Lock()
 	created := now
 	if r, ok := n.regs[aor]; ok && !r.binding.Removed && r.binding.Live(now) {
@@ -242,14 +258,21 @@ func (n *Node) Register(ctx context.Context, aor domains.AOR, contacts []domains
 	b := domains.Binding{
 		AOR: aor.String(), Peer: n.h.ID(), Addrs: n.advertisedAddrs(),
 		Contacts: append([]domains.Contact(nil), contacts...),
-		Created:  created, Expires: expires, Seq: n.nextSeq(),
+		Created:  created, Expires: expires, Seq: n.nextSeq(), Cert: cert,
 	}
 	n.regs[aor] = &registration{binding: b}
 	n.mu.Unlock()
 	start := time.Now()
-	err := n.domain.PutBinding(ctx, n.key, &b)
+	err = n.domain.PutBinding(ctx, n.key, &b)
 	n.cfg.Metrics.observeRegistration("register", time.Since(start), err)
 	return err
+}
+
+// forget stops re-storing aor (the node may no longer register it).
+func (n *Node) forget(aor domains.AOR) {
+	n.mu.Lock()
+	delete(n.regs, aor)
+	n.mu.Unlock()
 }
 
 // Unregister stores a tombstone for aor that wins over the node's earlier
@@ -259,6 +282,11 @@ func (n *Node) Unregister(ctx context.Context, aor domains.AOR) error {
 		return ErrClosed
 	}
 	if err := n.checkAOR(aor); err != nil {
+		return err
+	}
+	cert, err := n.certFor(aor)
+	if err != nil {
+		n.forget(aor)
 		return err
 	}
 	now := n.cfg.Now()
@@ -273,12 +301,12 @@ func (n *Node) Unregister(ctx context.Context, aor domains.AOR) error {
 	}
 	b := domains.Binding{
 		AOR: aor.String(), Peer: n.h.ID(), Addrs: n.advertisedAddrs(),
-		Created: created, Expires: expires, Seq: n.nextSeq(), Removed: true,
+		Created: created, Expires: expires, Seq: n.nextSeq(), Removed: true, Cert: cert,
 	}
 	n.regs[aor] = &registration{binding: b}
 	n.mu.Unlock()
 	start := time.Now()
-	err := n.domain.PutBinding(ctx, n.key, &b)
+	err = n.domain.PutBinding(ctx, n.key, &b)
 	n.cfg.Metrics.observeRegistration("unregister", time.Since(start), err)
 	return err
 }
@@ -332,6 +360,12 @@ func (n *Node) loop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.RepublishInterval)
 	defer t.Stop()
+	var revC <-chan time.Time
+	if n.enroll != nil {
+		rt := time.NewTicker(n.cfg.Enrollment.RefreshInterval)
+		defer rt.Stop()
+		revC = rt.C
+	}
 	joinedCh := n.boot.JoinedCh()
 	for {
 		select {
@@ -341,9 +375,13 @@ func (n *Node) loop() {
 			joinedCh = nil
 			close(n.joined)
 			n.log.Info("joined domain", "peers", n.domain.RoutingTableSize())
+			n.refreshRevocations(true)
 			n.republish()
 		case <-t.C:
+			n.refreshRevocations(true)
 			n.republish()
+		case <-revC:
+			n.refreshRevocations(false)
 		}
 	}
 }

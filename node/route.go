@@ -136,3 +136,20 @@ func (n *Node) OwnProxies(ctx context.Context) ([]peer.AddrInfo, error) {
 	}
 	return out, nil
 }
+
+// IsMember reports whether peer p is a member of the node's domain as far as
+// the node can tell cheaply: the node itself, a peer in the domain overlay's
+// routing table, or a peer whose identify record lists the domain's DHT
+// protocol (/hiersip/<domain>/kad/1.0.0). A proxy relays inter-domain
+// requests only for members (sipbridge.WithMembership): a peer that is only
+// in the global overlay cannot use it as an open SIP relay.
+func (n *Node) IsMember(p peer.ID) bool {
+	if p == n.ID() {
+		return true
+	}
+	if n.domain.DHT().RoutingTable().Find(p) != "" {
+		return true
+	}
+	ps, err := n.h.Peerstore().SupportsProtocols(p, n.domain.Protocol())
+	return err == nil && len(ps) > 0
+}

@@ -26,6 +26,9 @@ type SIPConfig struct {
 	// MinExpires, DefaultExpires and MaxExpires bound registrations (zero:
 	// the bridge's defaults).
 	MinExpires, DefaultExpires, MaxExpires time.Duration
+	// Limits are the bridge's rate limits and transaction bounds (nil:
+	// sipbridge.DefaultLimits()).
+	Limits *sipbridge.Limits
 	// Options are passed to sipbridge.New after the ones above.
 	Options []sipbridge.Option
 }
@@ -113,7 +116,8 @@ func (n *Node) startServices() error {
 	}
 	if cfg.SIP != nil {
 		s := cfg.SIP
-		opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.nextHop)}
+		opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.nextHop),
+			sipbridge.WithMembership(n.IsMember), sipbridge.WithCallObserver(n.cfg.Metrics.CallRouted)}
 		udp, tcp := s.UDP, s.TCP
 		if udp == "" && tcp == "" {
 			udp, tcp = DefaultSIPListen, DefaultSIPListen
@@ -128,6 +132,9 @@ func (n *Node) startServices() error {
 		}
 		if s.MinExpires != 0 || s.DefaultExpires != 0 || s.MaxExpires != 0 {
 			opts = append(opts, sipbridge.WithExpires(s.MinExpires, s.DefaultExpires, s.MaxExpires))
+		}
+		if s.Limits != nil {
+			opts = append(opts, sipbridge.WithLimits(*s.Limits))
 		}
 		b, err := sipbridge.New(n.h, n, append(opts, s.Options...)...)
 		if err != nil {

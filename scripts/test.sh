@@ -82,6 +82,10 @@ go test -race -count=1 -timeout 20m ${GO_TEST_FLAGS:-} ./...
 FUZZ_TARGETS=(
 	"./domains FuzzPeerCacheLoad 2000x"
 	"./domains FuzzWebStationList 20000x"
+	"./domains FuzzBindingValidator 5000x"
+	"./domains FuzzCertificate 5000x"
+	"./domains FuzzParseSubject 20000x"
+	"./sipbridge FuzzStreamFraming 20000x"
 )
 if [[ ${FUZZTIME:-} != 0 ]]; then
 	for entry in "${FUZZ_TARGETS[@]}"; do

@@ -134,11 +134,13 @@ func (u *Users) check(req *sip.Request, aor domains.AOR, domain string) (int, st
 	if err != nil {
 		return 400, "Bad Request: malformed Authorization", ""
 	}
-	if !known || cred.Username != aor.User || cred.Realm != realm {
-		return 403, "Forbidden: credentials do not match " + aor.String(), ""
-	}
+	// Known and unknown users must get the same answers: a stale nonce is challenged anew
+	// before the user is looked at, and every refusal is the same 403.
 	if !u.nonceValid(cred.Nonce, now) {
 		return challenge(true)
+	}
+	if !known || cred.Username != aor.User || cred.Realm != realm {
+		return 403, "Forbidden", ""
 	}
 	chal := &digest.Challenge{Realm: realm, Nonce: cred.Nonce, Algorithm: cred.Algorithm, Opaque: cred.Opaque}
 	if cred.QOP != "" {
@@ -149,7 +151,7 @@ func (u *Users) check(req *sip.Request, aor domains.AOR, domain string) (int, st
 		A1: ent.ha1, Cnonce: cred.Cnonce, Count: cred.Nc,
 	})
 	if err != nil || subtle.ConstantTimeCompare([]byte(want.Response), []byte(cred.Response)) != 1 {
-		return 403, "Forbidden: wrong credentials", ""
+		return 403, "Forbidden", ""
 	}
 	return 0, "", ""
 }

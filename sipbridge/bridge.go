@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -88,6 +89,9 @@ type config struct {
 	dialTimeout      time.Duration
 	udpBuf           int
 	trace            func(TraceEvent)
+	callObserver     func(kind string, code int)
+	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
+	limits           Limits
 }
 
 // Option configures a Bridge.
@@ -203,6 +207,14 @@ type Bridge struct {
 	links *links
 	txs   *txTable
 	queue *serializer
+	order *respOrder
+
+	inflight atomic.Int64 // requests being proxied (relay running)
+	uas      uaAddrs      // contact addresses of local UAs
+
+	dialMu  sync.Mutex
+	dialing map[peer.ID]struct{} // preconnects in flight
+	lim     *limiter
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -219,6 +231,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		log: slog.Default(), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
 		minExp: DefaultMinExpires, defExp: DefaultExpires, maxExp: DefaultMaxExpires,
 		locTimeout: DefaultLocatorTimeout, dialTimeout: DefaultDialTimeout, udpBuf: 4 << 20,
+		limits: DefaultLimits(),
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -235,6 +248,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.log = cfg.log.With("component", "sipbridge", "node", b.self.ShortString(), "domain", b.domain)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.txs = newTxTable()
+	b.lim = newLimiter(cfg.limits)
 	b.queue = newSerializer(b.spawn)
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
@@ -290,14 +304,15 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	}
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS,
 		sip.MESSAGE, sip.INFO, sip.UPDATE, sip.PRACK, sip.REFER, sip.NOTIFY, sip.SUBSCRIBE, sip.PUBLISH} {
-		b.srv.OnRequest(m, b.onUARequest)
+		b.srv.OnRequest(m, b.guardUA(b.onUARequest))
 	}
-	b.srv.OnRegister(b.reg.onRegister)
-	b.srv.OnNoRoute(b.onUARequest)
+	b.srv.OnRegister(b.guardUA(b.reg.onRegister))
+	b.srv.OnNoRoute(b.guardUA(b.onUARequest))
 
 	h.SetStreamHandler(ProtocolID, b.links.handleStream)
 	if b.udp != nil {
-		fc := &filterConn{PacketConn: b.udp, log: b.log, arrived: b.onArrival, b: b}
+		b.order = newRespOrder()
+		fc := &filterConn{PacketConn: b.udp, log: b.log, arrived: b.onArrival, order: b.order, b: b}
 		b.goServe(func() error { return b.srv.ServeUDP(fc) })
 	}
 	if b.tcp != nil {

@@ -30,6 +30,16 @@
 // Locator.Register; a contact that is not refreshed lapses and the node republishes without
 // it (a tombstone when none is left). With [WithUsers] REGISTER needs HTTP digest (MD5, qop=auth)
 // credentials from an htdigest-style users file ("user:realm:HA1" lines, [LoadUsers]).
+// When Locator.Register fails with an error matching [ErrForbidden] (a node of an enrolled
+// domain without a certificate for the AOR), the registrar keeps nothing and answers 403 with
+// the reason of the [ForbiddenError] in the chain.
+//
+// # Relaying only for members
+//
+// With [WithMembership] the bridge relays for members of its domain only: a request from a
+// peer that is not a member, for another domain's user or with a Route to another
+// non-member node, is answered 403. Requests for this domain's users are served whoever
+// sends them.
 //
 // # Framing between nodes
 //
@@ -108,5 +118,18 @@
 // Requests to UAs over 1300 bytes (inter-domain INVITEs carry several Vias and
 // Record-Routes) are sent over UDP anyway and fragmented by IP, as Kamailio does: sipgo's
 // sip.UDPMTUSize is raised once for the process. A binding with several contacts is not forked: the
-// most recently registered contact gets the request. Only REGISTER is authenticated.
+// most recently registered contact gets the request. With [WithUsers], out-of-dialog requests
+// from UAs need credentials of their From user; in-dialog requests (with a To tag) are not
+// challenged.
+//
+// # Overload
+//
+// [Limits] ([WithLimits], [DefaultLimits]) gives every UA source IP and every peer token
+// buckets of its own: out-of-dialog requests beyond the rate are answered 503 with
+// Retry-After (UDP: statelessly, before sipgo's transaction layer), ACKs, in-dialog requests
+// and responses draw on a larger bucket, and whatever exceeds a source's overall budget is
+// dropped unparsed. Concurrent transactions are bounded per source, for all UAs, and per
+// peer (503). Wrong digest credentials are checked at most Limits.AuthFailures times per
+// source and window; further attempts get 503 unchecked. Known and unknown users get the
+// same answers (401 with a fresh nonce, or 403). [Bridge.Stats] counts what was refused.
 package sipbridge

@@ -19,15 +19,22 @@ type filterConn struct {
 	net.PacketConn
 	log     *slog.Logger
 	arrived func(*sip.Request)
-	b       *Bridge // for tracing; may be nil
+	order   *respOrder // keeps a transaction's responses in order; may be nil
+	b       *Bridge    // for tracing; may be nil
 }
 
 func (c *filterConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err == nil && c.b != nil && !c.b.admitDatagram(b[:n], addr, c.PacketConn) {
+			continue // answered 503 or dropped: over the source's rate
+		}
 		if err != nil || n == 0 || !c.reject(b[:n], addr) {
 			if err == nil && c.b != nil {
 				c.b.traceRaw(false, addr, b[:n])
+			}
+			if err == nil && c.order != nil {
+				c.order.read(b[:n])
 			}
 			return n, addr, err
 		}
@@ -36,11 +43,10 @@ func (c *filterConn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // WriteTo writes to the socket, tracing what it sends.
 func (c *filterConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	n, err := c.PacketConn.WriteTo(b, addr)
-	if err == nil && c.b != nil {
-		c.b.traceRaw(true, addr, b[:n])
+	if c.b != nil {
+		c.b.traceRaw(true, addr, b) // before the write: the answer can be read before it returns
 	}
-	return n, err
+	return c.PacketConn.WriteTo(b, addr)
 }
 
 // reject answers and returns true when data is an invalid request.

@@ -187,6 +187,9 @@ func (ls *links) readLoop(s network.Stream, p peer.ID) {
 			}
 			return
 		}
+		if !b.admitPeerFrame(p) {
+			continue // over the peer's rate: dropped unparsed
+		}
 		msg, err := parseFrame(data)
 		if err != nil {
 			b.log.Debug("unparsable message from peer", "peer", p, "err", err, "msg", string(data))
@@ -196,7 +199,9 @@ func (ls *links) readLoop(s network.Stream, p peer.ID) {
 		b.traceMsg(false, p, msg)
 		switch m := msg.(type) {
 		case *sip.Request:
-			b.onPeerRequest(p, m)
+			if b.admitPeer(p, m) {
+				b.onPeerRequest(p, m)
+			}
 		case *sip.Response:
 			b.onPeerResponse(p, m)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -202,6 +203,7 @@ func (b *Bridge) onArrival(req *sip.Request) {
 // sending run in the dialog's queue, in arrival order; the handler then waits for the
 // transaction to end, since sipgo terminates the server transaction when it returns.
 func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
+	b.uas.note(req)
 	callID, id, ok := arrivalKey(req)
 	if !ok {
 		if tx != nil {
@@ -363,6 +365,7 @@ func (b *Bridge) newResponse(req *sip.Request, code int, reason string) *sip.Res
 // from is the peer the request came from, "" for a local UA. req is never modified.
 func (b *Bridge) start(ctx context.Context, req *sip.Request, up upstream, from peer.ID) func() {
 	reply := func(code int, reason string, hdrs ...sip.Header) func() {
+		b.observeCall(req, code)
 		res := b.newResponse(req, code, reason)
 		for _, h := range hdrs {
 			res.AppendHeader(h)
@@ -415,6 +418,8 @@ const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, P
 // relay passes the responses of down to up. rr: this node record-routed req; toPeer: up is
 // another node (else a local UA).
 func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPeer bool) {
+	b.inflight.Add(1)
+	defer b.inflight.Add(-1)
 	defer down.close()
 	timeout := nonInviteTimeout
 	if req.IsInvite() {
@@ -425,6 +430,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 	cancelCh := up.cancelled()
 	cancelled := false
 	final := func(code int, reason string) {
+		b.observeCall(req, code)
 		if err := up.respond(b.newResponse(req, code, reason)); err != nil {
 			b.log.Debug("respond failed", "err", err)
 		}
@@ -432,6 +438,12 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 	for {
 		select {
 		case res := <-down.responses():
+			if res.StatusCode < 200 && b.order != nil {
+				b.order.delivered(res)
+			}
+			if _, fromUA := down.(*uaDownstream); fromUA && res.StatusCode < 300 {
+				b.uas.note(res)
+			}
 			if res.StatusCode == 100 {
 				continue // hop by hop
 			}
@@ -441,6 +453,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 				b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err, "msg", out.String())
 			}
 			if res.StatusCode >= 200 {
+				b.observeCall(req, res.StatusCode)
 				return
 			}
 			if req.IsInvite() && !cancelled {
@@ -454,6 +467,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 					out := upResponse(res)
 					b.nodeHeaders(out, rr, toPeer)
 					_ = up.respond(out)
+					b.observeCall(req, res.StatusCode)
 					return
 				}
 			default:
@@ -585,6 +599,9 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 		fwd.PrependHeader(via)
 		return
 	}
+	if from != "" && recordRoutes(req, h, from) {
+		b.preconnect(req) // the callee's node dials the caller's while its UA answers
+	}
 	b.nodeHeaders(fwd, false, false)
 	u := h.uri
 	port := u.Port
@@ -686,9 +703,15 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 			if err != nil {
 				return nil, hop{}, 400, "Bad Request: invalid node ID in Route"
 			}
+			if b.relayDenied(from, p) {
+				return nil, hop{}, 403, b.relayDeniedReason()
+			}
 			return fwd, hop{peer: p}, 0, ""
 		}
 		u := *r.Address.Clone()
+		if from != "" && !b.localUA(&u) {
+			return nil, hop{}, 403, notLocalUAReason
+		}
 		return fwd, hop{uri: &u}, 0, ""
 	}
 	u := fwd.Recipient
@@ -703,6 +726,9 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 	if u.User == "" || u.Port != 0 || net.ParseIP(strings.Trim(u.Host, "[]")) != nil {
 		// A contact address (the last hop of an in-dialog request, or a UA's explicit target).
 		uc := *u.Clone()
+		if from != "" && !b.localUA(&uc) {
+			return nil, hop{}, 403, notLocalUAReason
+		}
 		return fwd, hop{uri: &uc}, 0, ""
 	}
 	aor, err := domains.AORFromURI(&u)
@@ -713,6 +739,9 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 		return nil, hop{}, 400, "Bad Request: invalid Request-URI"
 	}
 	if !aor.InDomain(b.domain) {
+		if b.relayDenied(from, "") {
+			return nil, hop{}, 403, b.relayDeniedReason()
+		}
 		if b.cfg.interDomain == nil {
 			return nil, hop{}, 404, fmt.Sprintf("Not Found: no route to domain of %s (this node serves %s)", aor.Host, b.domain)
 		}
@@ -843,6 +872,51 @@ func (b *Bridge) nodeHeaderValue() string {
 	}
 	return b.nodeHdr
 }
+
+// preconnect opens, in the background, connections to the nodes named in m's
+// Hiersip-Node headers that this node is not connected to. The callee's node does it
+// when an initial INVITE reaches it from another node, while its UA rings, so that the
+// caller's ACK and later in-dialog requests, which go node to node, need not wait for a
+// dial. (Only one end dials: two simultaneous dials would make two connections.)
+func (b *Bridge) preconnect(m sip.Message) {
+	for i, h := range m.GetHeaders(headerNodeAddrs) {
+		if i >= 4 {
+			return
+		}
+		id, _, _ := strings.Cut(h.Value(), " ")
+		p, err := peer.Decode(id)
+		if err != nil || p == b.self || b.h.Network().Connectedness(p) == network.Connected {
+			continue
+		}
+		b.dialMu.Lock()
+		if _, busy := b.dialing[p]; busy || len(b.dialing) >= maxPreconnects {
+			b.dialMu.Unlock()
+			continue
+		}
+		if b.dialing == nil {
+			b.dialing = map[peer.ID]struct{}{}
+		}
+		b.dialing[p] = struct{}{}
+		b.dialMu.Unlock()
+		if !b.spawn(func() {
+			defer func() { b.dialMu.Lock(); delete(b.dialing, p); b.dialMu.Unlock() }()
+			ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(b.ctx, "hiersip-sip"), preconnectTimeout)
+			defer cancel()
+			if err := b.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+				b.log.Debug("preconnect failed", "peer", p, "err", err)
+			}
+		}) {
+			b.dialMu.Lock()
+			delete(b.dialing, p)
+			b.dialMu.Unlock()
+		}
+	}
+}
+
+const (
+	maxPreconnects    = 64
+	preconnectTimeout = 5 * time.Second
+)
 
 // learnNodes adds the addresses in m's Hiersip-Node headers to the peerstore.
 func (b *Bridge) learnNodes(m sip.Message) {

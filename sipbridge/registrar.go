@@ -2,6 +2,7 @@ package sipbridge
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,26 @@ type contactEntry struct {
 }
 
 func newRegistrar(b *Bridge) *registrar { return &registrar{b: b, aors: map[string]*aorEntry{}} }
+
+// servesAddr reports whether u's host and port are those of a live contact
+// registered at this node.
+func (r *registrar) servesAddr(u *sip.Uri) bool {
+	key := uriAddrKey(u)
+	if key == "" {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	for _, e := range r.aors {
+		for _, c := range e.contacts {
+			if c.expires.After(now) && uriAddrKey(&c.uri) == key {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // contacts returns the live contacts of aor at this node, the latest registered first.
 func (r *registrar) contacts(aor domains.AOR) []sip.Uri {
@@ -84,11 +105,14 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		fail(403, "Forbidden: "+aor.String()+" is not in domain "+b.domain)
 		return
 	}
-	if u := b.cfg.users; u != nil {
-		if code, reason, chal := u.check(req, aor, b.domain); code != 0 {
-			if chal != "" {
+	if b.cfg.users != nil {
+		if code, reason, chal := b.authorize(req, aor, sourceKey(req.Source())); code != 0 {
+			switch {
+			case chal != "":
 				fail(code, reason, sip.NewHeader("WWW-Authenticate", chal))
-			} else {
+			case code == 503:
+				fail(code, reason, sip.NewHeader("Retry-After", retryAfter))
+			default:
 				fail(code, reason)
 			}
 			return
@@ -184,6 +208,15 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.locTimeout)
 		err := r.publish(ctx, e)
 		cancel()
+		if errors.Is(err, ErrForbidden) {
+			// The node may not register this AOR at all: keep nothing of it.
+			r.mu.Lock()
+			delete(r.aors, aor.String())
+			r.mu.Unlock()
+			b.log.Info("registration refused", "aor", aor.String(), "err", err)
+			fail(403, forbiddenReason(err))
+			return
+		}
 		if err != nil {
 			b.log.Warn("publishing binding failed", "aor", aor.String(), "err", err)
 			fail(500, "Server Internal Error: location service failed")

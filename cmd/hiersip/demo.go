@@ -37,6 +37,6 @@ the failover. Exits 0 on success.`,
 	cmd.Flags().IntVar(&cfg.Domains, "domains", 2, "number of domains")
 	cmd.Flags().IntVar(&cfg.Nodes, "nodes", 3, "nodes per domain")
 	cmd.Flags().BoolVar(&cfg.KillProxy, "kill-proxy", false, "kill the callee domain's proxy mid-demo")
-	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level of the nodes: debug, info, warn or error")
+	cmd.Flags().StringVar(&logLevel, "log-level", "error", "log level of the nodes: debug, info, warn or error (the demo kills nodes; warnings about that are expected)")
 	return cmd
 }

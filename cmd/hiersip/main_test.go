@@ -355,6 +355,14 @@ func TestDaemonProcesses(t *testing.T) {
 	if v := counter(b.metrics(t), "hiersip_bootstrap_events_total", "source=static", "event=connected"); v < 1 {
 		t.Errorf("bootstrap events at b: %v", v)
 	}
+	for name, n := range map[string]*daemon{"a": a, "b": b} {
+		if v := counter(n.metrics(t), "hiersip_sip_calls_routed_total", "kind=intra-domain", "code=200"); v < 1 {
+			t.Errorf("calls routed at %s: %v", name, v)
+		}
+		if v := counter(n.metrics(t), "hiersip_sip_transactions_in_flight"); v != 0 {
+			t.Errorf("transactions in flight at %s after the call: %v", name, v)
+		}
+	}
 
 	// Interrupt alice; SIGTERM both nodes: each exits 0 within the bound.
 	if _, err := alice.stop(t, os.Interrupt, 10*time.Second); err != nil {
@@ -411,6 +419,40 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), "Usage:") || c.Short == "" {
 			t.Fatalf("%v: %s", args, out.String())
+		}
+	}
+}
+
+// TestDemoCommand runs `hiersip demo`, the README's first command, as a user would:
+// it must exit 0 after printing the ladder of a call across two domains.
+func TestDemoCommand(t *testing.T) {
+	bin := buildBinary(t)
+	out, err := run(bin, "demo")
+	if err != nil {
+		t.Fatalf("hiersip demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"registered sip:bob@bupt.pastry",
+		"sip:bob@bupt.pastry calls sip:alice@pku.can",
+		"(proxy)        INVITE sip:alice@pku.can",
+		"180 Ringing",
+		"call setup INVITE → 200 OK:",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestAuthorityHelp(t *testing.T) {
+	for _, sub := range []string{"init", "issue", "revoke"} {
+		r := newRootCmd()
+		var out bytes.Buffer
+		r.SetOut(&out)
+		r.SetErr(&out)
+		r.SetArgs([]string{"authority", sub, "--help"})
+		if err := r.Execute(); err != nil || !strings.Contains(out.String(), "Usage:") {
+			t.Fatalf("authority %s --help: %v\n%s", sub, err, out.String())
 		}
 	}
 }

@@ -1,0 +1,303 @@
+package domains
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	pb "github.com/libp2p/go-libp2p/core/crypto/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/record"
+)
+
+// Limits of revocation lists.
+const (
+	MaxRevocations        = 4096     // serials in one list
+	MaxRevocationListSize = 96 << 10 // bytes of a sealed list
+)
+
+// RevocationEnvelopeDomain is the libp2p signed-envelope domain of
+// revocation lists.
+const RevocationEnvelopeDomain = "hiersip-revocations"
+
+// NSRevocation is the key namespace of an enrolled domain's revocation
+// list in its domain overlay (key = RevocationResourceID).
+const NSRevocation = "hsr"
+
+var revocationCodec = []byte("/hiersip/revocations/1")
+
+func init() { record.RegisterType(&revocationRecord{}) }
+
+// RevocationList names the certificate serials an enrolled domain's
+// authority has revoked. The authority signs it; a list with a higher Seq
+// replaces the one before (it must repeat the serials it keeps). It is stored
+// in the domain overlay under RevocationKey, where any node may re-store it,
+// and every node keeps the newest list it has seen (Enrollment).
+type RevocationList struct {
+	Domain  string
+	Seq     uint64
+	Issued  time.Time
+	Serials []uint64 // sorted, without duplicates
+}
+
+type revocationJSON struct {
+	Domain  string   `json:"domain"`
+	Seq     uint64   `json:"seq"`
+	Issued  int64    `json:"issued"`
+	Serials []uint64 `json:"serials,omitempty"`
+}
+
+type revocationRecord struct{ l RevocationList }
+
+func (r *revocationRecord) Domain() string { return RevocationEnvelopeDomain }
+func (r *revocationRecord) Codec() []byte  { return revocationCodec }
+
+func (r *revocationRecord) MarshalRecord() ([]byte, error) {
+	return json.Marshal(revocationJSON{Domain: r.l.Domain, Seq: r.l.Seq, Issued: r.l.Issued.UnixMilli(), Serials: r.l.Serials})
+}
+
+func (r *revocationRecord) UnmarshalRecord(data []byte) error {
+	if len(data) > MaxRevocationListSize {
+		return ErrRecordTooBig
+	}
+	var j revocationJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return fmt.Errorf("%w: revocation list: %v", ErrBadRecord, err)
+	}
+	if len(j.Serials) > MaxRevocations {
+		return fmt.Errorf("%w: %d revocations, limit %d", ErrBadRecord, len(j.Serials), MaxRevocations)
+	}
+	r.l = RevocationList{Domain: j.Domain, Seq: j.Seq, Issued: time.UnixMilli(j.Issued), Serials: j.Serials}
+	return nil
+}
+
+// Revoke returns a copy of l with serials added and Seq increased, to be
+// sealed by the authority.
+func (l RevocationList) Revoke(now time.Time, serials ...uint64) RevocationList {
+	out := l
+	out.Serials = append(slices.Clone(l.Serials), serials...)
+	slices.Sort(out.Serials)
+	out.Serials = slices.Compact(out.Serials)
+	out.Seq++
+	out.Issued = now
+	return out
+}
+
+// Has reports whether serial is revoked.
+func (l *RevocationList) Has(serial uint64) bool {
+	_, ok := slices.BinarySearch(l.Serials, serial)
+	return ok
+}
+
+// Seal signs the list with the authority's (Ed25519) key.
+func (l RevocationList) Seal(authority crypto.PrivKey) ([]byte, error) {
+	if authority == nil || authority.Type() != pb.KeyType_Ed25519 {
+		return nil, fmt.Errorf("%w: authority key must be Ed25519", ErrBadRecord)
+	}
+	if err := ValidateDomain(l.Domain); err != nil {
+		return nil, err
+	}
+	if len(l.Serials) > MaxRevocations {
+		return nil, fmt.Errorf("%w: %d revocations, limit %d", ErrRecordTooBig, len(l.Serials), MaxRevocations)
+	}
+	if !slices.IsSorted(l.Serials) {
+		return nil, fmt.Errorf("%w: serials not sorted", ErrBadRecord)
+	}
+	env, err := record.Seal(&revocationRecord{l}, authority)
+	if err != nil {
+		return nil, err
+	}
+	data, err := env.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxRevocationListSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), MaxRevocationListSize)
+	}
+	return data, nil
+}
+
+// OpenRevocationList verifies a sealed revocation list's signature and that
+// the signer is authority, and returns it.
+func OpenRevocationList(data []byte, authority crypto.PubKey) (*RevocationList, error) {
+	if len(data) > MaxRevocationListSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), MaxRevocationListSize)
+	}
+	var r revocationRecord
+	env, err := record.ConsumeTypedEnvelope(data, &r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: revocation list: %v", ErrBadRecord, err)
+	}
+	if authority == nil || !env.PublicKey.Equals(authority) {
+		return nil, fmt.Errorf("%w: revocation list not signed by the domain's authority", ErrBadRecord)
+	}
+	if err := ValidateDomain(r.l.Domain); err != nil {
+		return nil, fmt.Errorf("%w: revocation list: %v", ErrBadRecord, err)
+	}
+	if !slices.IsSorted(r.l.Serials) {
+		return nil, fmt.Errorf("%w: revocation list serials not sorted", ErrBadRecord)
+	}
+	return &r.l, nil
+}
+
+// RevocationResourceID is where an enrolled domain's revocation list is
+// stored in its domain overlay: SHA-256 of "sip:revocations@<domain>".
+func RevocationResourceID(domain string) ResourceID {
+	return resourceIDOf("sip:revocations@" + strings.ToLower(domain))
+}
+
+// RevocationKey returns the domain-overlay DHT key of domain's revocation list.
+func RevocationKey(domain string) string {
+	id := RevocationResourceID(domain)
+	return "/" + NSRevocation + "/" + string(id[:])
+}
+
+// Enrollment is a node's view of an enrolled domain: the authority's public
+// key and the newest revocation list the node has seen. It is safe for
+// concurrent use. Give it to the domain overlay with WithEnrollment; the
+// overlay's validators consult it and feed it every newer list they see.
+type Enrollment struct {
+	domain    string
+	authority crypto.PubKey
+
+	mu   sync.RWMutex
+	list RevocationList
+	raw  []byte
+}
+
+// NewEnrollment returns the enrollment state of domain with the authority's
+// public key (Ed25519).
+func NewEnrollment(domain string, authority crypto.PubKey) (*Enrollment, error) {
+	if err := ValidateDomain(domain); err != nil {
+		return nil, err
+	}
+	if authority == nil || authority.Type() != pb.KeyType_Ed25519 {
+		return nil, fmt.Errorf("%w: authority key must be Ed25519", ErrBadCert)
+	}
+	return &Enrollment{domain: domain, authority: authority, list: RevocationList{Domain: domain}}, nil
+}
+
+// Domain returns the enrolled domain.
+func (e *Enrollment) Domain() string { return e.domain }
+
+// Authority returns the authority's public key.
+func (e *Enrollment) Authority() crypto.PubKey { return e.authority }
+
+// Revoked reports whether serial is on the newest revocation list seen.
+func (e *Enrollment) Revoked(serial uint64) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.list.Has(serial)
+}
+
+// RevocationList returns the newest sealed revocation list seen (nil if
+// none) and its sequence number.
+func (e *Enrollment) RevocationList() ([]byte, uint64) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.raw, e.list.Seq
+}
+
+// AddRevocationList verifies a sealed list and keeps it if it is newer than
+// the one held. It reports whether it replaced the held list.
+func (e *Enrollment) AddRevocationList(data []byte) (bool, error) {
+	l, err := OpenRevocationList(data, e.authority)
+	if err != nil {
+		return false, err
+	}
+	if l.Domain != e.domain {
+		return false, fmt.Errorf("%w: revocation list of %s in %s", ErrNotInDomain, l.Domain, e.domain)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l.Seq <= e.list.Seq && e.raw != nil {
+		return false, nil
+	}
+	e.list, e.raw = *l, bytes.Clone(data)
+	return true, nil
+}
+
+// Verify checks that b carries a certificate of this domain's authority that
+// covers b's AOR and peer, is valid at now and not revoked, and returns it.
+// Errors wrap ErrNoCert, ErrBadCert, ErrCertMismatch, ErrCertExpired or
+// ErrCertRevoked.
+func (e *Enrollment) Verify(b *Binding, now time.Time) (*Certificate, error) {
+	if len(b.Cert) == 0 {
+		return nil, fmt.Errorf("%w: %s is in enrolled domain %s", ErrNoCert, b.AOR, e.domain)
+	}
+	aor, err := ParseAOR(b.AOR)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRecord, err)
+	}
+	return e.VerifyCert(b.Cert, aor, b.Peer, now)
+}
+
+// VerifyCert checks a sealed certificate for aor and peer p at now, as
+// Verify does for a binding.
+func (e *Enrollment) VerifyCert(cert []byte, aor AOR, p peer.ID, now time.Time) (*Certificate, error) {
+	c, err := OpenCertificate(cert, e.authority)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Verify(e.domain, aor, p, now); err != nil {
+		return nil, err
+	}
+	if e.Revoked(c.Serial) {
+		return nil, fmt.Errorf("%w: serial %d (%s)", ErrCertRevoked, c.Serial, c.Subject)
+	}
+	return c, nil
+}
+
+// RevocationValidator validates an enrolled domain's revocation list
+// records: signed by the authority, of the domain, under RevocationKey. The
+// highest sequence number wins. Every valid list it sees is offered to the
+// Enrollment, so a node learns a revocation as soon as a list reaches it.
+type RevocationValidator struct{ Enrollment *Enrollment }
+
+func (v RevocationValidator) open(key string, value []byte) (*RevocationList, error) {
+	e := v.Enrollment
+	if e == nil {
+		return nil, fmt.Errorf("%w: domain is not enrolled", ErrBadRecord)
+	}
+	l, err := OpenRevocationList(value, e.authority)
+	if err != nil {
+		return nil, err
+	}
+	if l.Domain != e.domain || key != RevocationKey(e.domain) {
+		return nil, fmt.Errorf("%w: revocation list of %s", ErrWrongKey, l.Domain)
+	}
+	return l, nil
+}
+
+// Validate implements record.Validator.
+func (v RevocationValidator) Validate(key string, value []byte) error {
+	if _, err := v.open(key, value); err != nil {
+		return err
+	}
+	_, _ = v.Enrollment.AddRevocationList(value)
+	return nil
+}
+
+// Select implements record.Validator: the highest sequence number wins;
+// ties keep the earlier value.
+func (v RevocationValidator) Select(key string, values [][]byte) (int, error) {
+	best, bestIdx := uint64(0), -1
+	for i, val := range values {
+		l, err := v.open(key, val)
+		if err != nil {
+			continue
+		}
+		if bestIdx < 0 || l.Seq > best {
+			best, bestIdx = l.Seq, i
+		}
+	}
+	if bestIdx < 0 {
+		return 0, fmt.Errorf("%w: no valid revocation list among %d values", ErrBadRecord, len(values))
+	}
+	return bestIdx, nil
+}
