@@ -16,7 +16,7 @@ import (
 
 // buildHelper builds a main package of this module into a temporary
 // directory and returns the binary's path.
-func buildHelper(t *testing.T, pkg string) string {
+func buildHelper(t testing.TB, pkg string) string {
 	t.Helper()
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {

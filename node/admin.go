@@ -14,6 +14,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/election"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -36,8 +37,20 @@ type Status struct {
 	Overlays      []StatusOverlay      `json:"overlays"`
 	Registrations []StatusRegistration `json:"registrations"`
 	SIP           *StatusSIP           `json:"sip,omitempty"`
-	Connections   []StatusConn         `json:"connections"`
-	Time          time.Time            `json:"time"`
+	// Peers are the connected peers, each with its path: "direct",
+	// "relayed" or "direct+relayed" (PeerPath); Connections are the
+	// connections one by one.
+	Peers       []StatusPeer `json:"peers"`
+	Connections []StatusConn `json:"connections"`
+	Time        time.Time    `json:"time"`
+}
+
+// StatusPeer is a connected peer and how the node is connected to it.
+type StatusPeer struct {
+	PeerID  string `json:"peer_id"`
+	Path    string `json:"path"`
+	Direct  int    `json:"direct"`
+	Relayed int    `json:"relayed"`
 }
 
 // StatusMember is a proxy or candidate of the domain.
@@ -73,10 +86,11 @@ type StatusSIP struct {
 
 // StatusConn is a libp2p connection.
 type StatusConn struct {
-	PeerID    string `json:"peer_id"`
-	Addr      string `json:"addr"`
-	Direction string `json:"direction"`
-	Relayed   bool   `json:"relayed"`
+	PeerID    string    `json:"peer_id"`
+	Addr      string    `json:"addr"`
+	Direction string    `json:"direction"`
+	Relayed   bool      `json:"relayed"`
+	Opened    time.Time `json:"opened"`
 }
 
 // Status returns a snapshot of the node.
@@ -85,7 +99,7 @@ func (n *Node) Status() Status {
 		PeerID: n.ID().String(), Domain: n.Domain(),
 		Joined: n.DomainOverlay().Joined(), IsProxy: n.IsProxy(),
 		Proxies: []StatusMember{}, Candidates: []StatusMember{},
-		Registrations: []StatusRegistration{}, Connections: []StatusConn{},
+		Registrations: []StatusRegistration{}, Peers: []StatusPeer{}, Connections: []StatusConn{},
 		Time: n.cfg.Now(),
 	}
 	for _, a := range n.h.Addrs() {
@@ -119,9 +133,20 @@ func (n *Node) Status() Status {
 		s.Connections = append(s.Connections, StatusConn{
 			PeerID: c.RemotePeer().String(), Addr: c.RemoteMultiaddr().String(),
 			Direction: strings.ToLower(c.Stat().Direction.String()), Relayed: isRelayed(c),
+			Opened: c.Stat().Opened,
 		})
 	}
-	slices.SortFunc(s.Connections, func(a, b StatusConn) int { return strings.Compare(a.PeerID, b.PeerID) })
+	slices.SortFunc(s.Connections, func(a, b StatusConn) int {
+		if c := strings.Compare(a.PeerID, b.PeerID); c != 0 {
+			return c
+		}
+		return a.Opened.Compare(b.Opened)
+	})
+	for _, p := range n.h.Network().Peers() {
+		pp := n.PathTo(p)
+		s.Peers = append(s.Peers, StatusPeer{PeerID: p.String(), Path: pp.String(), Direct: pp.Direct, Relayed: pp.Relayed})
+	}
+	slices.SortFunc(s.Peers, func(a, b StatusPeer) int { return strings.Compare(a.PeerID, b.PeerID) })
 	return s
 }
 
@@ -161,6 +186,9 @@ func (s Status) WriteText(w io.Writer) error {
 			p("  contact\t%s, expires in %s", c.URI, c.Expires.Sub(s.Time).Round(time.Second))
 		}
 	}
+	for _, pr := range s.Peers {
+		p("connected\t%s %s", pr.PeerID, pr.Path)
+	}
 	for _, c := range s.Connections {
 		kind := "direct"
 		if c.Relayed {
@@ -198,6 +226,7 @@ func WithAdminLogger(l *slog.Logger) AdminOption { return func(c *adminConfig) {
 //	/status        the node's Status as JSON
 //	/metrics       the node's Prometheus metrics (Node.Metrics)
 //	/bootstrap     the web-station peer list of the node's domain (draft §4.1)
+//	POST /disconnect?peer=<id>  closes the node's connections to a peer
 //	/debug/pprof/  profiles, only WithPprof(true)
 func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 	c := adminConfig{log: n.log}
@@ -216,6 +245,20 @@ func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.Metrics().Registry(), promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
 	}))
+	mux.HandleFunc("POST /disconnect", func(w http.ResponseWriter, r *http.Request) {
+		p, err := peer.Decode(r.URL.Query().Get("peer"))
+		if err != nil {
+			http.Error(w, "peer: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		c, err := n.Disconnect(p)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "closed %d connections to %s\n", c, p)
+	})
 	mux.Handle("GET /bootstrap", domains.WebStationHandler(n.Domain(), n.DomainOverlay().Peers))
 	if c.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -226,7 +269,7 @@ func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "hiersip node %s in domain %s\n\n/status\n/metrics\n/bootstrap\n", n.ID(), n.Domain())
+		fmt.Fprintf(w, "hiersip node %s in domain %s\n\n/status\n/metrics\n/bootstrap\nPOST /disconnect?peer=<id>\n", n.ID(), n.Domain())
 		if c.pprof {
 			fmt.Fprintln(w, "/debug/pprof/")
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,8 +134,13 @@ func TestAdminHandler(t *testing.T) {
 	if !found {
 		t.Fatalf("/status of a lists no direct connection to b: %s", body)
 	}
+	if !slices.ContainsFunc(st.Peers, func(p StatusPeer) bool {
+		return p.PeerID == b.ID().String() && p.Path == "direct" && p.Direct > 0 && p.Relayed == 0
+	}) {
+		t.Fatalf("/status of a does not say b is connected directly: %s", body)
+	}
 	var text strings.Builder
-	if err := st.WriteText(&text); err != nil || !strings.Contains(text.String(), b.ID().String()) ||
+	if err := st.WriteText(&text); err != nil || !strings.Contains(text.String(), "connected     "+b.ID().String()+" direct") ||
 		!strings.Contains(text.String(), "registration  sip:bob@x.adm") {
 		t.Fatalf("status text (%v):\n%s", err, text.String())
 	}
@@ -195,6 +201,21 @@ func TestAdminHandler(t *testing.T) {
 	peers, err := domains.WebStationFetch(ctx, http.DefaultClient, srvA.URL+"/bootstrap", "adm")
 	if err != nil || len(peers) == 0 {
 		t.Fatalf("/bootstrap as a web station: %v %v", peers, err)
+	}
+
+	// POST /disconnect closes the connections to a peer.
+	res, err := http.Post(srvA.URL+"/disconnect?peer=nonsense", "", nil)
+	if err != nil || res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("/disconnect of a bad peer ID: %v %v", res, err)
+	}
+	res.Body.Close()
+	res, err = http.Post(srvA.URL+"/disconnect?peer="+b.ID().String(), "", nil)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("/disconnect: %v %v", res, err)
+	}
+	res.Body.Close()
+	if code, _ := get(t, srvA.URL+"/disconnect?peer="+b.ID().String()); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /disconnect: %d, want 405", code)
 	}
 
 	// pprof only when asked for

@@ -82,13 +82,12 @@ type DaemonConfig struct {
 		} `koanf:"limits"`
 	} `koanf:"sip"`
 	Election struct {
-		Disable      bool    `koanf:"disable" help:"stay out of the proxy election"`
-		OptOut       bool    `koanf:"opt_out" help:"take part in the election but never be proxy or candidate"`
-		Weight       float64 `koanf:"weight" help:"operator weight of the node's utility (0: 1)"`
-		Bandwidth    float64 `koanf:"bandwidth" help:"the node's bandwidth in bit/s (0: unknown)"`
-		Reachability string  `koanf:"reachability" help:"force public or private reachability (empty: AutoNAT)"`
-		Proxies      int     `koanf:"proxies" help:"active proxies per domain (0: default 1)"`
-		Candidates   int     `koanf:"candidates" help:"length of the candidate list (0: default 2)"`
+		Disable    bool    `koanf:"disable" help:"stay out of the proxy election"`
+		OptOut     bool    `koanf:"opt_out" help:"take part in the election but never be proxy or candidate"`
+		Weight     float64 `koanf:"weight" help:"operator weight of the node's utility (0: 1)"`
+		Bandwidth  float64 `koanf:"bandwidth" help:"the node's bandwidth in bit/s (0: unknown)"`
+		Proxies    int     `koanf:"proxies" help:"active proxies per domain (0: default 1)"`
+		Candidates int     `koanf:"candidates" help:"length of the candidate list (0: default 2)"`
 	} `koanf:"election"`
 	Enrollment struct {
 		Authority       string        `koanf:"authority" help:"the domain authority's public key (base64 from 'hiersip authority init', or its .pub file); empty: an open domain"`
@@ -96,8 +95,18 @@ type DaemonConfig struct {
 		RevocationList  string        `koanf:"revocation_list" help:"file of a revocation list to start with and publish ('hiersip authority revoke')"`
 		RefreshInterval time.Duration `koanf:"refresh_interval" help:"how often to look the revocation list up (0: 1m)"`
 	} `koanf:"enrollment"`
-	// NAT maps onto NATConfig.
-	NAT   struct{} `koanf:"nat"`
+	// NAT maps onto NATConfig. Its reachability is the one source of truth
+	// of the node's reachability: the host and the election both use it.
+	NAT struct {
+		Public        bool          `koanf:"public" help:"the node has a public address: serve as circuit relay and AutoNAT server"`
+		Relays        []string      `koanf:"relays" help:"multiaddrs (with /p2p/<id>) of public relays to reserve a slot on"`
+		AutoRelay     bool          `koanf:"auto_relay" help:"take relay reservations when not publicly reachable"`
+		HolePunching  bool          `koanf:"hole_punching" help:"upgrade relayed connections to direct ones (DCUtR)"`
+		PortMap       bool          `koanf:"port_map" help:"ask the NAT gateway for a port mapping (UPnP, NAT-PMP)"`
+		Reachability  string        `koanf:"reachability" help:"force public or private reachability, for the host and the election (empty: AutoNAT, public with nat.public)"`
+		RelayDuration time.Duration `koanf:"relay_duration" help:"time limit of each relayed connection through this node with nat.public (0: 30m)"`
+		RelayData     int           `koanf:"relay_data" help:"bytes per direction of each relayed connection through this node with nat.public (0: 1 MiB)"`
+	} `koanf:"nat"`
 	Admin struct {
 		Listen string `koanf:"listen" help:"admin HTTP address: /status, /metrics, /bootstrap (empty: none)"`
 		Pprof  bool   `koanf:"pprof" help:"serve /debug/pprof/ on the admin address"`
@@ -121,6 +130,7 @@ func DefaultDaemonConfig() DaemonConfig {
 	c.ListenAddrs = slices.Clone(DefaultListenAddrs)
 	c.Bootstrap.MDNS, c.Bootstrap.Cache = true, true
 	c.Global.MDNS, c.Global.Cache = true, true
+	c.NAT.AutoRelay, c.NAT.HolePunching = true, true
 	c.SIP.UDP, c.SIP.TCP = DefaultSIPListen, DefaultSIPListen
 	l := sipbridge.DefaultLimits()
 	c.SIP.Limits.SourceRate, c.SIP.Limits.SourceBurst = l.SourceRate, l.SourceBurst
@@ -318,9 +328,18 @@ func checkKeys(k *koanf.Koanf, byKey map[string]daemonField, sections map[string
 			}
 			return &DaemonConfigError{key, errors.New("want a mapping of settings")}
 		}
+		if to, ok := movedKeys[key]; ok {
+			return &DaemonConfigError{key, fmt.Errorf("moved to %s", to)}
+		}
 		return &DaemonConfigError{key, errors.New("unknown setting")}
 	}
 	return nil
+}
+
+// movedKeys are settings of earlier versions and their new keys.
+var movedKeys = map[string]string{
+	// One reachability for the host and the election.
+	"election.reachability": "nat.reachability",
 }
 
 // setField sets a setting from a value of the file (YAML types), the
@@ -512,12 +531,18 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 		return Config{}, &DaemonConfigError{"election.weight", fmt.Errorf("%v is negative", e.Weight)}
 	case e.Bandwidth < 0:
 		return Config{}, &DaemonConfigError{"election.bandwidth", fmt.Errorf("%v is negative", e.Bandwidth)}
-	case e.Reachability != "" && e.Reachability != "public" && e.Reachability != "private":
-		return Config{}, &DaemonConfigError{"election.reachability", fmt.Errorf("%q: want public, private or empty", e.Reachability)}
 	case e.Proxies < 0:
 		return Config{}, &DaemonConfigError{"election.proxies", fmt.Errorf("%d is negative", e.Proxies)}
 	case e.Candidates < 0:
 		return Config{}, &DaemonConfigError{"election.candidates", fmt.Errorf("%d is negative", e.Candidates)}
+	}
+	switch nat := c.NAT; {
+	case nat.Reachability != "" && nat.Reachability != "public" && nat.Reachability != "private":
+		return Config{}, &DaemonConfigError{"nat.reachability", fmt.Errorf("%q: want public, private or empty", nat.Reachability)}
+	case nat.RelayDuration < 0:
+		return Config{}, &DaemonConfigError{"nat.relay_duration", fmt.Errorf("%v is negative", nat.RelayDuration)}
+	case nat.RelayData < 0:
+		return Config{}, &DaemonConfigError{"nat.relay_data", fmt.Errorf("%d is negative", nat.RelayData)}
 	}
 	if c.ShutdownTimeout <= 0 {
 		return Config{}, &DaemonConfigError{"shutdown_timeout", fmt.Errorf("%v: want a positive duration", c.ShutdownTimeout)}
@@ -527,7 +552,16 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 		KnownDomains: slices.Clone(c.KnownDomains),
 		DataDir:      c.DataDir,
 		ListenAddrs:  slices.Clone(c.ListenAddrs),
-		NAT:          NATConfig{},
+		NAT: NATConfig{
+			Public:              c.NAT.Public,
+			Relays:              slices.Clone(c.NAT.Relays),
+			DisableAutoRelay:    !c.NAT.AutoRelay,
+			DisableHolePunching: !c.NAT.HolePunching,
+			PortMap:             c.NAT.PortMap,
+			ForceReachability:   c.NAT.Reachability,
+			RelayDuration:       c.NAT.RelayDuration,
+			RelayData:           int64(c.NAT.RelayData),
+		},
 		Bootstrap: BootstrapConfig{
 			DisableMDNS:  !c.Bootstrap.MDNS,
 			Peers:        slices.Clone(c.Bootstrap.Peers),
@@ -542,9 +576,9 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 		},
 		GlobalSeed: c.GlobalSeed,
 		Election: ElectionConfig{
+			// Reachability stays empty: the election follows NAT.ForceReachability.
 			Disable: e.Disable, OptOut: e.OptOut, Weight: e.Weight, Bandwidth: e.Bandwidth,
-			Reachability: e.Reachability,
-			Config:       election.Config{Proxies: e.Proxies, Candidates: e.Candidates},
+			Config: election.Config{Proxies: e.Proxies, Candidates: e.Candidates},
 		},
 		Logger: log,
 	}
@@ -559,10 +593,14 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 			Options: []sipbridge.Option{sipbridge.WithMaxTransactionsPerPeer(dl.MaxPeerTx)},
 		}
 	}
-	if err := c.enrollmentConfig(&cfg); err != nil {
-		return Config{}, err
+	_, err := cfg.NAT.validate()
+	if err == nil {
+		err = c.enrollmentConfig(&cfg)
 	}
-	if _, err := cfg.withDefaults(); err != nil {
+	if err == nil {
+		_, err = cfg.withDefaults()
+	}
+	if err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
 			return Config{}, &DaemonConfigError{ce.Field, ce.Err}

@@ -207,7 +207,12 @@ func TestDaemonConfigErrorsNameTheField(t *testing.T) {
 		{"web station", "global: {web_stations: [\"ftp://x\"]}", nil, `config: global.web_stations[0]: "ftp://x" is not an http(s) URL`},
 		{"log level", "log: {level: loud}", nil, `config: log.level: "loud": want debug, info, warn or error`},
 		{"log format", "log: {format: xml}", nil, `config: log.format: "xml": want text or json`},
-		{"reachability", "election: {reachability: sometimes}", nil, `config: election.reachability: "sometimes": want public, private or empty`},
+		{"reachability", "nat: {reachability: sometimes}", nil, `config: nat.reachability: "sometimes": want public, private or empty`},
+		{"moved reachability", "election: {reachability: public}", nil, `config: election.reachability: moved to nat.reachability`},
+		{"relay", "nat: {relays: [/ip4/1.2.3.4/tcp/1]}", nil, `config: nat.relays[0]: `},
+		{"relay duration", "nat: {relay_duration: -1m}", nil, `config: nat.relay_duration: -1m0s is negative`},
+		{"relay data", "nat: {relay_data: -1}", nil, `config: nat.relay_data: -1 is negative`},
+		{"hole punching", "nat: {hole_punching: sometimes}", nil, `config: nat.hole_punching: "sometimes": want true or false`},
 		{"weight", "election: {weight: -1}", nil, `config: election.weight: -1 is negative`},
 		{"expires order", "sip: {min_expires: 1h, max_expires: 1m}", nil, `config: sip.max_expires: 1m0s is below sip.min_expires 1h0m0s`},
 		{"users file", "sip: {users_file: /nonexistent/users}", nil, `config: sip.users_file: `},
@@ -258,6 +263,44 @@ func TestDaemonSettingNamesAreUnique(t *testing.T) {
 		if f.help == "" {
 			t.Errorf("%s has no help", f.key)
 		}
+	}
+}
+
+func TestDaemonConfigNAT(t *testing.T) {
+	clearEnv(t)
+	relay := "/ip4/1.2.0.1/tcp/4001/p2p/12D3KooWBhSxMN1u9fRpjJyKLqnk3qm4hzKnnjMEWVaGn8VQRkBo"
+	path := writeFile(t, "domain: d\nnat:\n  public: true\n  relays: ["+relay+"]\n  port_map: true\n  relay_duration: 5m\n  relay_data: 4096\n")
+	t.Setenv("HIERSIP_NAT_REACHABILITY", "private")
+	c, err := LoadDaemonConfig(path, daemonFlags(t, "--nat-hole-punching=false", "--nat-auto-relay=false"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Logger = quiet
+	nc, err := c.NodeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := NATConfig{Public: true, Relays: []string{relay}, DisableAutoRelay: true, DisableHolePunching: true,
+		PortMap: true, ForceReachability: "private", RelayDuration: 5 * time.Minute, RelayData: 4096}
+	if !reflect.DeepEqual(nc.NAT, want) {
+		t.Fatalf("NAT:\n got %+v\nwant %+v", nc.NAT, want)
+	}
+	// One reachability: the election follows nat.reachability.
+	if nc.Election.Reachability != "" || nc.electionReachability(true) != "private" {
+		t.Fatalf("election reachability %q / %q", nc.Election.Reachability, nc.electionReachability(true))
+	}
+	// Defaults: a home node (relays and hole punching on, reachability by AutoNAT).
+	clearEnv(t)
+	c, err = LoadDaemonConfig("", daemonFlags(t, "--domain", "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Logger = quiet
+	if nc, err = c.NodeConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(nc.NAT, NATConfig{}) {
+		t.Fatalf("default NAT: %+v", nc.NAT)
 	}
 }
 

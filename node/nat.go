@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -383,7 +385,7 @@ const holePunchProtocol = "/libp2p/dcutr"
 // until identify has told it its public address (the first seconds, when
 // the bootstrapper dials its configured peers through their relays). Once
 // the protocol is registered, the node re-dials the peers it reaches only
-// by its own outbound relayed connections, so that they punch again.
+// through relayed connections, so that they punch again.
 func (n *Node) punchWhenReady() {
 	n.wg.Add(1)
 	go func() {
@@ -404,16 +406,21 @@ func (n *Node) punchWhenReady() {
 				return
 			}
 		}
+		// Every peer reached only through relays, whoever dialled: closing
+		// just our outbound circuits is not enough, since Connect would then
+		// reuse the peer's inbound one and no new punch would start.
+		seen := map[peer.ID]bool{}
 		for _, c := range n.h.Network().Conns() {
 			p := c.RemotePeer()
-			if c.Stat().Direction != network.DirOutbound || !IsRelayed(c.RemoteMultiaddr()) || n.PathTo(p).Direct > 0 {
+			if seen[p] || !IsRelayed(c.RemoteMultiaddr()) || n.PathTo(p).Direct > 0 {
 				continue
 			}
-			n.log.Debug("re-dialling relayed peer for hole punching", "peer", p)
-			_ = c.Close()
+			seen[p] = true
+			n.log.Debug("re-dialling relayed peer for hole punching", "remote", p)
+			_ = n.h.Network().ClosePeer(p)
 			ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(n.ctx, "hiersip-holepunch"), 10*time.Second)
 			if err := n.h.Connect(ctx, n.h.Peerstore().PeerInfo(p)); err != nil && n.ctx.Err() == nil {
-				n.log.Debug("re-dial for hole punching failed", "peer", p, "err", err)
+				n.log.Debug("re-dial for hole punching failed", "remote", p, "err", err)
 			}
 			cancel()
 		}
@@ -443,6 +450,44 @@ func relayAddrCount(addrs []ma.Multiaddr) int {
 		}
 	}
 	return c
+}
+
+// logConns logs, at debug level, every connection opened and closed with
+// its path (direct or relayed): when hole punching replaced a relayed
+// connection, and how long it took, can be read from the log.
+func (n *Node) logConns() {
+	if !n.log.Enabled(n.ctx, slog.LevelDebug) {
+		return
+	}
+	path := func(c network.Conn) string {
+		if isRelayed(c) {
+			return "relayed"
+		}
+		return "direct"
+	}
+	nb := &network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			n.log.Debug("connection opened", "remote", c.RemotePeer(), "path", path(c),
+				"direction", strings.ToLower(c.Stat().Direction.String()), "addr", c.RemoteMultiaddr())
+		},
+		DisconnectedF: func(_ network.Network, c network.Conn) {
+			n.log.Debug("connection closed", "remote", c.RemotePeer(), "path", path(c), "addr", c.RemoteMultiaddr())
+		},
+	}
+	n.h.Network().Notify(nb)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		<-n.ctx.Done()
+		n.h.Network().StopNotify(nb)
+	}()
+}
+
+// Disconnect closes every connection to p (the next exchange with p opens a
+// new one, relayed or direct). It returns how many were open.
+func (n *Node) Disconnect(p peer.ID) (int, error) {
+	c := len(n.h.Network().ConnsToPeer(p))
+	return c, n.h.Network().ClosePeer(p)
 }
 
 // IsRelayed reports whether a is a relayed (/p2p-circuit) address.

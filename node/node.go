@@ -154,6 +154,7 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 	if err := n.watchAddrs(); err != nil {
 		return nil, errors.Join(err, n.Close())
 	}
+	n.logConns()
 	if err := n.startServices(); err != nil {
 		return nil, errors.Join(err, n.Close())
 	}

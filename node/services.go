@@ -48,7 +48,10 @@ type ElectionConfig struct {
 	Weight float64
 	// Bandwidth is the node's bandwidth in bit/s for its utility (0: unknown).
 	Bandwidth float64
-	// Reachability forces "public" or "private"; empty follows AutoNAT.
+	// Reachability forces "public" or "private" for the election; empty
+	// follows NAT.ForceReachability on a host New created (the daemon sets
+	// only that one: nat.reachability), else AutoNAT. It is for NewWithHost,
+	// whose host has a NAT configuration of its own.
 	Reachability string
 	// Config holds the election's protocol parameters (zero: defaults).
 	Config election.Config

@@ -51,7 +51,7 @@ the domains in a global overlay.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newNodeCmd(), newVersionCmd(), newStatusCmd(),
-		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd(), newAuthorityCmd())
+		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd(), newDisconnectCmd(), newAuthorityCmd())
 	return root
 }
 

@@ -86,9 +86,10 @@ func newCallCmd() *cobra.Command {
 		Use:   "call TARGET",
 		Short: "Register with a node, call TARGET, hang up after --duration",
 		Long: `Act as the SIP user agent --as: register with the node at --node, INVITE
-TARGET through it, print the final response, keep the call up for --duration
-(or until the callee hangs up or a signal), send BYE, and print the ladder of
-the messages sent and received. Exits 1 if the call fails.`,
+TARGET through it, print the final response and the setup time (INVITE to
+2xx), keep the call up for --duration (or until the callee hangs up or a
+signal), send BYE, and print the ladder of the messages sent and received.
+Exits 1 if the call fails.`,
 		Example: `  hiersip call --node 127.0.0.1:5060 --as sip:bob@bupt.pastry sip:alice@pku.can`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -101,7 +102,9 @@ the messages sent and received. Exits 1 if the call fails.`,
 			}
 			defer f.stop(ua)
 			cctx, ccancel := context.WithTimeout(ctx, f.timeout)
+			t0 := time.Now()
 			call, err := ua.Call(cctx, args[0])
+			setup := time.Since(t0)
 			ccancel()
 			var failed *sipbridge.ErrCallFailed
 			if errors.As(err, &failed) {
@@ -118,6 +121,7 @@ the messages sent and received. Exits 1 if the call fails.`,
 			} else {
 				fmt.Fprintln(out, "final response: 200 OK")
 			}
+			fmt.Fprintf(out, "call set up in %s\n", setup.Round(time.Microsecond))
 			t := time.NewTimer(duration)
 			defer t.Stop()
 			select {
@@ -130,13 +134,14 @@ the messages sent and received. Exits 1 if the call fails.`,
 			case <-call.Done():
 			default:
 				hctx, hcancel := context.WithTimeout(context.Background(), f.timeout)
+				t0 := time.Now()
 				err := call.Hangup(hctx)
 				hcancel()
 				if err != nil {
 					printLadder(out, ua)
 					return fmt.Errorf("BYE: %w", err)
 				}
-				fmt.Fprintln(out, "hung up")
+				fmt.Fprintf(out, "hung up (BYE answered in %s)\n", time.Since(t0).Round(time.Microsecond))
 			}
 			printLadder(out, ua)
 			return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,8 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the status of a running node",
 		Long: `Show the status of a running node, read from its admin endpoint's /status:
 peer ID, addresses, role, proxies and candidates, routing tables,
-registrations, SIP addresses and connections.
+registrations, SIP addresses, connected peers with their path (direct,
+relayed or direct+relayed) and connections.
 
 The endpoint is --admin, else the URL in admin.url of --data-dir, else
 http://127.0.0.1:8080.`,
@@ -84,4 +86,54 @@ func adminURL(admin, dataDir string) string {
 		admin = "http://" + admin
 	}
 	return strings.TrimRight(admin, "/")
+}
+
+func newDisconnectCmd() *cobra.Command {
+	var (
+		admin, dataDir string
+		timeout        time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "disconnect PEER-ID...",
+		Short: "Close a running node's connections to peers",
+		Long: `Close a running node's connections to the given peers, through its admin
+endpoint (POST /disconnect). The next exchange with such a peer opens a new
+connection: through a relay first when the peer is behind a NAT, then direct
+if hole punching succeeds.`,
+		Example: `  hiersip disconnect --admin http://127.0.0.1:8080 12D3KooW...`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			url := adminURL(admin, dataDir)
+			for _, p := range args {
+				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/disconnect?peer="+neturl.QueryEscape(p), nil)
+				if err != nil {
+					cancel()
+					return err
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					cancel()
+					return err
+				}
+				body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+				res.Body.Close()
+				cancel()
+				if err != nil {
+					return err
+				}
+				if res.StatusCode != http.StatusOK {
+					return fmt.Errorf("%s/disconnect: %s: %s", url, res.Status, strings.TrimSpace(string(body)))
+				}
+				if _, err := cmd.OutOrStdout().Write(body); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&admin, "admin", "", "admin endpoint URL of the node, e.g. http://127.0.0.1:8080")
+	cmd.Flags().StringVar(&dataDir, "data-dir", node.DefaultDataDir(), "data directory of the node, to find admin.url")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "request timeout")
+	return cmd
 }
