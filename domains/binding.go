@@ -142,18 +142,7 @@ func (b *Binding) Live(now time.Time) bool { return !b.Removed && now.Before(b.E
 // Seal signs the binding with key and returns the marshalled envelope, the
 // value stored in the overlay.
 func (b *Binding) Seal(key crypto.PrivKey) ([]byte, error) {
-	env, err := record.Seal(b, key)
-	if err != nil {
-		return nil, err
-	}
-	data, err := env.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxRecordSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), MaxRecordSize)
-	}
-	return data, nil
+	return sealRecord(b, key, MaxRecordSize)
 }
 
 // OpenBinding verifies a sealed binding's signature and that its signer is
@@ -172,4 +161,21 @@ func OpenBinding(data []byte) (*Binding, error) {
 		return nil, ErrWrongSigner
 	}
 	return &b, nil
+}
+
+// sealRecord signs rec with key and returns the marshalled envelope, refused
+// (ErrRecordTooBig) when it is larger than max.
+func sealRecord(rec record.Record, key crypto.PrivKey, max int) ([]byte, error) {
+	env, err := record.Seal(rec, key)
+	if err != nil {
+		return nil, err
+	}
+	data, err := env.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > max {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), max)
+	}
+	return data, nil
 }

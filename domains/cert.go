@@ -169,18 +169,7 @@ func (c *Certificate) Seal(authority crypto.PrivKey) ([]byte, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	env, err := record.Seal(&certRecord{*c}, authority)
-	if err != nil {
-		return nil, err
-	}
-	data, err := env.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxCertSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), MaxCertSize)
-	}
-	return data, nil
+	return sealRecord(&certRecord{*c}, authority, MaxCertSize)
 }
 
 // OpenCertificate verifies a sealed certificate's signature and that the

@@ -115,18 +115,7 @@ func (e *proxyEnvelope) UnmarshalRecord(data []byte) error {
 
 // Seal signs the record with key and returns the marshalled envelope.
 func (r *ProxyRecord) Seal(key crypto.PrivKey) ([]byte, error) {
-	env, err := record.Seal(&proxyEnvelope{r: *r}, key)
-	if err != nil {
-		return nil, err
-	}
-	data, err := env.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxRecordSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), MaxRecordSize)
-	}
-	return data, nil
+	return sealRecord(&proxyEnvelope{r: *r}, key, MaxRecordSize)
 }
 
 // OpenProxyRecord verifies a sealed proxy record's signature, that the signer

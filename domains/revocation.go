@@ -108,18 +108,7 @@ func (l RevocationList) Seal(authority crypto.PrivKey) ([]byte, error) {
 	if !slices.IsSorted(l.Serials) {
 		return nil, fmt.Errorf("%w: serials not sorted", ErrBadRecord)
 	}
-	env, err := record.Seal(&revocationRecord{l}, authority)
-	if err != nil {
-		return nil, err
-	}
-	data, err := env.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxRevocationListSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), MaxRevocationListSize)
-	}
-	return data, nil
+	return sealRecord(&revocationRecord{l}, authority, MaxRevocationListSize)
 }
 
 // OpenRevocationList verifies a sealed revocation list's signature and that
