@@ -1,0 +1,347 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// path is one way a call takes from the UAC to sipp's uas.
+type path struct {
+	label  string // "(a) direct" …
+	target string // where the UAC sends
+	ruri   string // Request-URI host part (rdomain)
+	cpu    func() time.Duration
+	nodes  int // proxies (hiersip nodes, or 1 Kamailio) the call crosses
+}
+
+// env is what the call sections share: sipp's uas and the proxies.
+type env struct {
+	uas   *sippUAS
+	kam   *kamailio
+	nodes *nodes
+	paths map[string]path
+}
+
+func (r *runner) workdir(name string) (string, error) {
+	d := filepath.Join(r.dir, name)
+	return d, os.MkdirAll(d, 0o755)
+}
+
+// setup starts sipp's uas, Kamailio (if installed) and the hiersip helper
+// with two domains, and registers the uas at each.
+func (r *runner) setup(ctx context.Context) (*env, func(), error) {
+	e := &env{paths: map[string]path{}}
+	closeAll := func() {
+		if e.nodes != nil {
+			e.nodes.Close()
+		}
+		if e.kam != nil {
+			e.kam.Close()
+		}
+		if e.uas != nil {
+			e.uas.Close()
+		}
+	}
+	dir, err := r.workdir("sipp")
+	if err != nil {
+		return nil, nil, err
+	}
+	e.uas, err = startUAS(r.sipp, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	e.paths["a"] = path{label: "(a) direct", target: e.uas.addr, ruri: e.uas.addr}
+	c, err := newSIPClient()
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	defer c.Close()
+	uasContact := "sip:service@" + e.uas.addr
+	if r.kamailio != "" {
+		kdir, err := r.workdir("kamailio")
+		if err == nil {
+			e.kam, err = startKamailio(ctx, r.kamailio, kdir)
+		}
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		if err := registerOK(ctx, c, e.kam.addr, "sip:127.0.0.1", "sip:service@127.0.0.1", uasContact); err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("register at kamailio: %w", err)
+		}
+		e.paths["b"] = path{label: "(b) Kamailio", target: e.kam.addr, ruri: e.kam.addr, nodes: 1,
+			cpu: func() time.Duration { return cpuTime(e.kam.pids()...) }}
+	}
+	e.nodes, err = startNodes(ctx, "-domains", "2", "-nodes", "3", "-members", "2")
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	r.log.Info("bench: nodes up", "startup", e.nodes.info.Startup)
+	past, can := e.nodes.info.Domains["pastry"], e.nodes.info.Domains["can"]
+	if err := registerOK(ctx, c, e.nodes.addr("pastry", past.Members[1]), "sip:pastry", "sip:service@pastry", uasContact); err != nil {
+		closeAll()
+		return nil, nil, fmt.Errorf("register at pastry: %w", err)
+	}
+	if err := registerOK(ctx, c, e.nodes.addr("can", can.Members[1]), "sip:can", "sip:service@can", uasContact); err != nil {
+		closeAll()
+		return nil, nil, fmt.Errorf("register at can: %w", err)
+	}
+	pid := e.nodes.pid()
+	cpu := func() time.Duration { return cpuTime(pid) }
+	from := e.nodes.addr("pastry", past.Members[0])
+	e.paths["c"] = path{label: "(c) hiersip same domain", target: from, ruri: "pastry", cpu: cpu, nodes: 2}
+	e.paths["d"] = path{label: "(d) hiersip 2 domains", target: from, ruri: "can", cpu: cpu, nodes: 4}
+	return e, closeAll, nil
+}
+
+// registerOK registers aor → contact at the registrar at addr, retrying
+// while the overlay converges (up to 20 s).
+func registerOK(ctx context.Context, c *sipClient, addr, regURI, aor, contact string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	callID := randHex(10) + "@reg"
+	for cseq := 1; ; cseq++ {
+		res, err := c.register(ctx, mustUDP(addr), regURI, aor, contact, callID, cseq, 3600, 3*time.Second)
+		if err == nil && res.StatusCode == 200 {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("%d %s", res.StatusCode, res.Reason)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// callUntilOK places calls until one succeeds or timeout passes; it
+// returns the successful call's setup time and the number of attempts.
+func callUntilOK(ctx context.Context, c *sipClient, target, ruri string, timeout time.Duration) (time.Duration, int, error) {
+	deadline := time.Now().Add(timeout)
+	for n := 1; ; n++ {
+		d, err := c.call(ctx, mustUDP(target), ruri, 2*time.Second)
+		if err == nil {
+			return d, n, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, n, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const latencyMethod = "Go UAC (raw UDP, monotonic clock, µs) → … → sipp uas; INVITE sent → 200 OK received; %d runs × %d sequential calls after 5 warm-up calls"
+
+func (r *runner) latency(ctx context.Context) error {
+	if r.sipp == "" {
+		for _, n := range []string{nameLatA, nameLatB, nameLatC, nameLatD, nameLatE} {
+			r.skip(SectionLatency, n, "sipp missing (apt-get install sip-tester)")
+		}
+		return nil
+	}
+	e, closeAll, err := r.setup(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	c, err := newSIPClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	method := fmt.Sprintf(latencyMethod, r.cfg.Runs, r.cfg.Calls)
+	names := map[string]string{"a": nameLatA, "b": nameLatB, "c": nameLatC, "d": nameLatD}
+	var errs []error
+	for _, k := range []string{"a", "b", "c", "d"} {
+		p, ok := e.paths[k]
+		if !ok {
+			r.skip(SectionLatency, names[k], "kamailio missing (apt-get install kamailio)")
+			continue
+		}
+		ruri := "sip:service@" + p.ruri
+		if _, _, err := callUntilOK(ctx, c, p.target, ruri, 20*time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.label, err))
+			continue
+		}
+		for range 4 {
+			_, _ = c.call(ctx, mustUDP(p.target), ruri, 2*time.Second)
+		}
+		var samples []float64
+		var failed int
+		for range r.cfg.Runs {
+			for range r.cfg.Calls {
+				d, err := c.call(ctx, mustUDP(p.target), ruri, 2*time.Second)
+				if err != nil {
+					failed++
+					continue
+				}
+				samples = append(samples, us(d))
+			}
+		}
+		m := method
+		if failed > 0 {
+			m += fmt.Sprintf("; %d calls FAILED", failed)
+		}
+		r.add(SectionLatency, names[k], "µs", m, samples)
+	}
+	if err := r.cold(ctx, e); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// cold measures the first inter-domain call after fresh nodes start: no
+// cached proxy lookups, fresh libp2p connections.
+func (r *runner) cold(ctx context.Context, e *env) error {
+	var samples []float64
+	c, err := newSIPClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for range r.cfg.ColdRuns {
+		n, err := startNodes(ctx, "-domains", "2", "-nodes", "3", "-members", "2")
+		if err != nil {
+			return err
+		}
+		past, can := n.info.Domains["pastry"], n.info.Domains["can"]
+		err = registerOK(ctx, c, n.addr("can", can.Members[1]), "sip:can", "sip:service@can", "sip:service@"+e.uas.addr)
+		if err == nil {
+			var d time.Duration
+			d, err = c.call(ctx, mustUDP(n.addr("pastry", past.Members[0])), "sip:service@can", 5*time.Second)
+			samples = append(samples, us(d))
+		}
+		n.Close()
+		if err != nil {
+			return fmt.Errorf("cold call: %w", err)
+		}
+	}
+	r.add(SectionLatency, nameLatE, "µs", fmt.Sprintf("first call after a fresh helper process elected its proxies and the callee registered; %d fresh node sets, Go UAC as above", r.cfg.ColdRuns), samples)
+	return nil
+}
+
+func (r *runner) throughput(ctx context.Context) error {
+	if r.sipp == "" {
+		r.skip(SectionThroughput, "all", "sipp missing (apt-get install sip-tester)")
+		return nil
+	}
+	e, closeAll, err := r.setup(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	dir, err := r.workdir("sipp")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	maxRate := map[string]int{}
+	for _, k := range []string{"a", "b", "c", "d"} {
+		p, ok := e.paths[k]
+		if !ok {
+			r.skip(SectionThroughput, "max strict rate (b) Kamailio", "kamailio missing (apt-get install kamailio)")
+			continue
+		}
+		if r.cfg.Profile && p.nodes > 1 {
+			if _, err := e.nodes.do(ctx, "profstart", filepath.Join(r.dir, "hiersip-"+k+".pprof")); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		best := 0
+		var cpuRes *sippResult
+		var steps []string
+		for _, rate := range r.cfg.Rates {
+			res, err := runSippUAC(ctx, r.sipp, dir, p.target, p.ruri, rate, r.cfg.StepDuration, p.cpu)
+			steps = append(steps, fmt.Sprintf("%d:%d/%d ok,%d fail,%d retr", rate, res.Successful, res.Calls, res.Failed, res.Retrans))
+			r.log.Info("bench: step", "path", p.label, "rate", rate, "ok", res.Successful, "calls", res.Calls, "failed", res.Failed, "retrans", res.Retrans, "cpu", res.ProxyCPU, "err", err)
+			if err != nil || !res.clean() {
+				break
+			}
+			best = rate
+			if rate <= 1000 {
+				cpuRes = &res
+			}
+			if err := waitQuiet(ctx, p); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+		if r.cfg.Profile && p.nodes > 1 {
+			_, _ = e.nodes.do(ctx, "profstop")
+		}
+		maxRate[k] = best
+		name := "max strict rate " + p.label
+		r.add(SectionThroughput, name, "calls/s", fmt.Sprintf("sipp uac→…→sipp uas, rates stepped %s for %v each, highest with 0 failed calls and 0 retransmissions (one search; steps %s)",
+			joinInts(r.cfg.Rates), r.cfg.StepDuration, joinStr(steps)), []float64{float64(best)})
+		if p.cpu == nil {
+			continue
+		}
+		if cpuRes == nil {
+			r.skip(SectionThroughput, "CPU/call "+p.label, "no clean step at or below 1,000 calls/s")
+			continue
+		}
+		per := us(cpuRes.ProxyCPU) / float64(cpuRes.Successful)
+		who := "utime+stime of all Kamailio processes (/proc/<pid>/stat)"
+		if p.nodes > 1 {
+			who = "utime+stime of the helper process running all 6 nodes (/proc/<pid>/stat)"
+		}
+		cname := "CPU/call " + p.label
+		if k == "b" {
+			cname = nameCPUB
+		}
+		r.add(SectionThroughput, cname, "µs", fmt.Sprintf("%s over the %d calls/s step", who, cpuRes.Rate), []float64{per})
+		if p.nodes > 1 {
+			cname := "CPU/call/node hiersip " + "(" + k + ")"
+			r.add(SectionThroughput, cname, "µs", fmt.Sprintf("the above divided by the %d nodes the call crosses", p.nodes), []float64{per / float64(p.nodes)})
+		}
+	}
+	if b, ok := maxRate["b"]; ok && b > 0 {
+		for _, k := range []string{"c", "d"} {
+			r.add(SectionThroughput, "max rate ratio "+k+"/b", "×", "hiersip path max strict rate / Kamailio's", []float64{float64(maxRate[k]) / float64(b)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// waitQuiet waits until the proxy's CPU stops moving, so that one step's
+// stragglers do not bill the next (at most 3 s).
+func waitQuiet(ctx context.Context, p path) error {
+	if p.cpu == nil {
+		return nil
+	}
+	prev := p.cpu()
+	for range 30 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		cur := p.cpu()
+		if cur-prev <= 10*time.Millisecond {
+			return nil
+		}
+		prev = cur
+	}
+	return nil
+}
+
+func joinStr(v []string) string {
+	out := ""
+	for i, s := range v {
+		if i > 0 {
+			out += "; "
+		}
+		out += s
+	}
+	return out
+}
+
+var _ = strconv.Itoa
