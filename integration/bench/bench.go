@@ -43,7 +43,7 @@ type Config struct {
 	StepDuration time.Duration
 	// Rates are the call rates the throughput search steps through, in
 	// increasing order; it stops at the first rate that is not clean
-	// (default 250, 500, 1000, 2000, 4000, 8000; quick 250, 1000).
+	// (default 100, 250, 500, 1000, 2000, 4000, 8000; quick 100, 1000).
 	Rates []int
 	// LookupSizes are the domain sizes of the lookup-scaling section
 	// (default 10, 100, 1000; quick 10, 50).
@@ -93,9 +93,9 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	if len(c.Rates) == 0 {
-		c.Rates = []int{250, 500, 1000, 2000, 4000, 8000}
+		c.Rates = []int{100, 250, 500, 1000, 2000, 4000, 8000}
 		if c.Quick {
-			c.Rates = []int{250, 1000}
+			c.Rates = []int{100, 1000}
 		}
 	}
 	if len(c.LookupSizes) == 0 {

@@ -138,7 +138,9 @@ func startKamailio(ctx context.Context, bin, dir string) (*kamailio, error) {
 }
 
 // pids returns Kamailio's main process and its children.
-func (k *kamailio) pids() []int { return append([]int{k.cmd.Process.Pid}, childPIDs(k.cmd.Process.Pid)...) }
+func (k *kamailio) pids() []int {
+	return append([]int{k.cmd.Process.Pid}, childPIDs(k.cmd.Process.Pid)...)
+}
 
 func (k *kamailio) Close() {
 	_ = k.cmd.Process.Signal(os.Interrupt)
