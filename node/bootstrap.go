@@ -19,7 +19,10 @@ func (n *Node) newBootstrapper(ov *domains.Overlay, bc BootstrapConfig) (*domain
 		Peers:   ov.Peers,
 		Joined:  ov.Joined,
 		Logger:  n.log,
-		OnEvent: n.onBootstrapEvent,
+		OnEvent: func(ev domains.BootstrapEvent) {
+			n.cfg.Metrics.bootstrapEvent(overlayLabel(ov), ev)
+			n.onBootstrapEvent(ev)
+		},
 	}
 	for _, s := range bc.Peers {
 		a, err := ma.NewMultiaddr(s)

@@ -64,6 +64,9 @@ type Config struct {
 	// creates one on its host. An application that already runs pubsub on
 	// the host passes its own (a host can carry only one).
 	PubSub *pubsub.PubSub
+	// Metrics receives the node's metrics (default: NewMetrics()). A
+	// Metrics belongs to one node.
+	Metrics *Metrics
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now). Tests inject their own.
@@ -140,6 +143,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -18,4 +18,18 @@
 // peers, a peer cache in its data directory and web stations (draft §4.1;
 // see Config.Bootstrap), and keeps trying them with backoff while it is
 // alone. Joined is closed once its routing table has a peer.
+//
+// # Operating a node
+//
+// Node.Metrics holds the node's Prometheus metrics in a registry of its own
+// (registrations, lookups and their latency per overlay, calls routed,
+// election role changes and failovers, bootstrap events, routing tables and
+// connections). NewAdminHandler serves /status (Node.Status as JSON),
+// /metrics, /bootstrap (the domain's web-station list) and optionally
+// /debug/pprof/; an application mounts it on its own server.
+//
+// The hiersip daemon (cmd/hiersip, "hiersip node") is RunDaemon: its
+// DaemonConfig comes from LoadDaemonConfig (defaults, a YAML file such as
+// hiersip.example.yaml, HIERSIP_ environment variables, flags added by
+// AddDaemonFlags) and maps onto Config with NodeConfig.
 package node

@@ -12,7 +12,7 @@ import (
 
 // startElectingDomains starts the named domains, n nodes each, with the
 // election on; the first node of each domain is a global seed.
-func startElectingDomains(t *testing.T, n int, names ...string) map[string][]*Node {
+func startElectingDomains(t testing.TB, n int, names ...string) map[string][]*Node {
 	t.Helper()
 	ctx := context.Background()
 	var seeds []string
@@ -120,4 +120,50 @@ func TestElectionPublishesProxiesAndFailsOver(t *testing.T) {
 	})
 	eventually(t, 30*time.Second, "the new proxy resolves in the global overlay", resolves(canProxy, "pastry", next))
 	t.Logf("failover: proxy killed → new proxy resolvable from can in %v", time.Since(killed).Round(time.Millisecond))
+}
+
+// BenchmarkFailover measures, per run, the time from killing a domain's
+// proxy (its host closed, no handoff) to the new proxy's record resolving
+// in the global overlay from another domain's proxy.
+func BenchmarkFailover(b *testing.B) {
+	var ds []time.Duration
+	ctx := context.Background()
+	for range b.N {
+		b.StopTimer()
+		doms := startElectingDomains(b, 3, "pastry", "can")
+		var old, can *Node
+		eventually(b, 30*time.Second, "proxies", func() (err error) {
+			if old, err = serving(doms["pastry"], 2); err != nil {
+				return err
+			}
+			can, err = serving(doms["can"], 2)
+			return err
+		})
+		eventually(b, 30*time.Second, "pastry resolves", func() error {
+			_, err := can.DomainProxies(ctx, "pastry")
+			return err
+		})
+		b.StartTimer()
+		killed := time.Now()
+		old.h.Close()
+		old.Close()
+		eventually(b, 30*time.Second, "failover", func() error {
+			r, err := can.DomainProxies(ctx, "pastry")
+			if err != nil {
+				return err
+			}
+			if r.Proxies[0].ID == old.ID() {
+				return errors.New("old proxy")
+			}
+			return nil
+		})
+		ds = append(ds, time.Since(killed))
+		b.StopTimer()
+		for _, nodes := range doms {
+			for _, n := range nodes {
+				n.Close()
+			}
+		}
+	}
+	reportLatency(b, ds)
 }

@@ -1,14 +1,494 @@
 package node
 
 import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
-// NATConfig configures NAT traversal of a node that creates its own host.
-type NATConfig struct{}
+// Defaults of NATConfig: relayed connections sized for SIP signalling (a
+// call's dialog lives minutes and exchanges a few KiB), not for bulk data.
+const (
+	DefaultRelayDuration = 30 * time.Minute
+	DefaultRelayData     = 1 << 20 // bytes per direction
+)
+
+// RelayHopProtocol is the protocol a circuit relay v2 server speaks; peers
+// that announce it are relay candidates.
+const RelayHopProtocol = "/libp2p/circuit/relay/0.2.0/hop"
+
+// NATConfig configures NAT traversal of a node that creates its own host
+// (New). The zero value suits a node behind a home NAT: it learns its
+// reachability by AutoNAT, takes a reservation on a public relay found
+// among Relays, Global.Peers, the domain's proxies, the global overlay and
+// the connected peers that offer relaying (AutoRelay), advertises the
+// relayed addresses in its records and upgrades relayed connections to
+// direct ones by hole punching.
+type NATConfig struct {
+	// Public says the node has a public address: it serves as circuit
+	// relay (limits RelayDuration, RelayData) and AutoNAT server for NATed
+	// nodes, and its reachability is forced public unless
+	// ForceReachability says otherwise. Set it on servers, seeds and
+	// proxies with a public address.
+	Public bool
+	// Relays are multiaddrs with /p2p/<peer-id> of public relays to
+	// reserve a slot on, tried before other candidates.
+	Relays []string
+	// DisableAutoRelay turns off relay reservations: the node is
+	// reachable only by its own addresses.
+	DisableAutoRelay bool
+	// DisableHolePunching turns off DCUtR hole punching (on by default;
+	// both ends of a connection need it): connections through a relay stay
+	// relayed.
+	DisableHolePunching bool
+	// PortMap asks the NAT gateway for a port mapping by UPnP or NAT-PMP.
+	PortMap bool
+	// ForceReachability is "public" or "private" for operators who know
+	// better than AutoNAT; empty follows AutoNAT (or "public" with Public).
+	// The election uses it too when Election.Reachability is empty.
+	ForceReachability string
+	// RelayDuration and RelayData limit each relayed connection through a
+	// Public node (defaults DefaultRelayDuration, DefaultRelayData).
+	RelayDuration time.Duration
+	RelayData     int64
+}
+
+// reachability returns the reachability the host is forced to: "public",
+// "private" or empty.
+func (c NATConfig) reachability() string {
+	if c.ForceReachability == "" && c.Public {
+		return "public"
+	}
+	return c.ForceReachability
+}
+
+// validate checks c and returns its relays' address infos.
+func (c NATConfig) validate() ([]peer.AddrInfo, error) {
+	switch c.ForceReachability {
+	case "", "public", "private":
+	default:
+		return nil, &ConfigError{"nat.force_reachability", fmt.Errorf("%q: want public, private or empty", c.ForceReachability)}
+	}
+	if c.RelayDuration < 0 {
+		return nil, &ConfigError{"nat.relay_duration", fmt.Errorf("%v is negative", c.RelayDuration)}
+	}
+	if c.RelayData < 0 {
+		return nil, &ConfigError{"nat.relay_data", fmt.Errorf("%d is negative", c.RelayData)}
+	}
+	var infos []peer.AddrInfo
+	for i, s := range c.Relays {
+		m, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, &ConfigError{fmt.Sprintf("nat.relays[%d]", i), err}
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(m)
+		if err != nil {
+			return nil, &ConfigError{fmt.Sprintf("nat.relays[%d]", i), fmt.Errorf("%s: %w (want /p2p/<peer-id>)", s, err)}
+		}
+		infos = mergeAddrInfo(infos, *ai)
+	}
+	return infos, nil
+}
+
+// relaySource is AutoRelay's peer source. The host is created before the
+// node, so it reads the node lazily: until New sets it, only the configured
+// relays are offered.
+type relaySource struct {
+	static []peer.AddrInfo
+	node   atomic.Pointer[Node]
+}
+
+// candidates returns up to num relay candidates: configured relays first,
+// then connected peers known to speak the relay hop protocol, then the
+// global seeds, the cached proxies of other domains and the global overlay's
+// peers with a public direct address (AutoRelay connects to them and keeps those that offer relaying).
+func (s *relaySource) candidates(num int) []peer.AddrInfo {
+	n := s.node.Load()
+	if n == nil || n.closed() {
+		return limitInfos(slices.Clone(s.static), num)
+	}
+	var out []peer.AddrInfo
+	self := n.h.ID()
+	ps := n.h.Peerstore()
+	for _, p := range n.h.Network().Peers() {
+		if ok, _ := ps.SupportsProtocols(p, RelayHopProtocol); len(ok) > 0 {
+			out = mergeAddrInfo(out, ps.PeerInfo(p))
+		}
+	}
+	for _, s := range n.cfg.Global.Peers {
+		if ai, err := peer.AddrInfoFromString(s); err == nil {
+			out = mergeAddrInfo(out, *ai)
+		}
+	}
+	for _, ai := range n.proxies.all(n.cfg.Now()) {
+		out = mergeAddrInfo(out, ai)
+	}
+	if g := n.GlobalOverlay(); g != nil {
+		for _, ai := range g.Peers() {
+			out = mergeAddrInfo(out, ai)
+		}
+	}
+	out = slices.DeleteFunc(out, func(ai peer.AddrInfo) bool {
+		return ai.ID == self || !slices.ContainsFunc(ai.Addrs, isPublicDirect)
+	})
+	all := slices.Clone(s.static)
+	for _, ai := range out {
+		all = mergeAddrInfo(all, ai)
+	}
+	return limitInfos(all, num)
+}
+
+// all returns the proxies of every live cache entry.
+func (c *proxyCache) all(now time.Time) []peer.AddrInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []peer.AddrInfo
+	for _, e := range c.entries {
+		if e.rec != nil && !now.After(e.expires) {
+			out = append(out, e.rec.Proxies...)
+		}
+	}
+	return out
+}
+
+func (s *relaySource) peerSource(ctx context.Context, num int) <-chan peer.AddrInfo {
+	cands := s.candidates(num)
+	ch := make(chan peer.AddrInfo, len(cands))
+	for _, ai := range cands {
+		ch <- ai
+	}
+	close(ch)
+	return ch
+}
+
+// isPublicDirect reports whether a is a public address not through a relay,
+// the kind a relay must have to be useful to a NATed node.
+func isPublicDirect(a ma.Multiaddr) bool {
+	if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+		return false
+	}
+	return manet.IsPublicAddr(a)
+}
+
+func mergeAddrInfo(infos []peer.AddrInfo, ai peer.AddrInfo) []peer.AddrInfo {
+	if ai.ID == "" {
+		return infos
+	}
+	for i := range infos {
+		if infos[i].ID == ai.ID {
+			for _, a := range ai.Addrs {
+				if !slices.ContainsFunc(infos[i].Addrs, a.Equal) {
+					infos[i].Addrs = append(infos[i].Addrs, a)
+				}
+			}
+			return infos
+		}
+	}
+	return append(infos, peer.AddrInfo{ID: ai.ID, Addrs: slices.Clone(ai.Addrs)})
+}
+
+func limitInfos(infos []peer.AddrInfo, num int) []peer.AddrInfo {
+	if num >= 0 && len(infos) > num {
+		return infos[:num]
+	}
+	return infos
+}
+
+// relayRouting is the host's peer routing (libp2p.Routing makes New's host
+// a routed host, which asks it for the addresses of a peer it knows none
+// of). It guesses that the peer holds a reservation on a relay this node
+// uses too (a configured relay, a relay of its own reservations or a global
+// seed) and offers circuit addresses through them. That is how in-dialog
+// requests reach a NATed node of another domain whose address only the
+// proxies' lookups saw.
+type relayRouting struct{ src *relaySource }
+
+func (r relayRouting) FindPeer(_ context.Context, p peer.ID) (peer.AddrInfo, error) {
+	addrs := r.src.circuitAddrs(p)
+	if len(addrs) == 0 {
+		return peer.AddrInfo{}, routing.ErrNotFound
+	}
+	return peer.AddrInfo{ID: p, Addrs: addrs}, nil
+}
+
+// circuitAddrs returns addresses of p through the relays this node knows.
+func (s *relaySource) circuitAddrs(p peer.ID) []ma.Multiaddr {
+	var relays []ma.Multiaddr
+	add := func(ai peer.AddrInfo) {
+		if ai.ID == p {
+			return
+		}
+		for _, a := range ai.Addrs {
+			if !IsRelayed(a) {
+				relays = append(relays, a.Encapsulate(ma.StringCast("/p2p/"+ai.ID.String())))
+			}
+		}
+	}
+	for _, ai := range s.static {
+		add(ai)
+	}
+	n := s.node.Load()
+	if n != nil && !n.closed() {
+		for _, a := range n.h.Addrs() {
+			// Our reservations: <relay address>/p2p/<relay>/p2p-circuit.
+			if IsRelayed(a) {
+				relay, _ := ma.SplitFunc(a, func(c ma.Component) bool { return c.Code() == ma.P_CIRCUIT })
+				if id, err := relay.ValueForProtocol(ma.P_P2P); err == nil && id != p.String() {
+					relays = append(relays, relay)
+				}
+			}
+		}
+		for _, str := range n.cfg.Global.Peers {
+			if ai, err := peer.AddrInfoFromString(str); err == nil {
+				add(*ai)
+			}
+		}
+	}
+	circuit := ma.StringCast("/p2p-circuit")
+	var out []ma.Multiaddr
+	for _, r := range relays {
+		c := r.Encapsulate(circuit)
+		if !slices.ContainsFunc(out, c.Equal) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// AutoRelay tuning: a home node needs one relay quickly, not four after
+// three minutes (AutoRelay's defaults, made for the IPFS network).
+const (
+	autoRelayBootDelay   = 5 * time.Second
+	autoRelayMinInterval = 10 * time.Second
+	autoRelayBackoff     = 30 * time.Second
+)
 
 // hostOptions returns the libp2p options of a host created by New, beyond
-// its identity and listen addresses.
-func (c Config) hostOptions() ([]libp2p.Option, error) {
-	return nil, nil
+// its identity and listen addresses, and the relay peer source that New
+// must point at the node once it exists.
+func (c Config) hostOptions() ([]libp2p.Option, *relaySource, error) {
+	nc := c.NAT
+	static, err := nc.validate()
+	if err != nil {
+		return nil, nil, err
+	}
+	var opts []libp2p.Option
+	switch nc.reachability() {
+	case "public":
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case "private":
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	if nc.Public {
+		limit := &relayv2.RelayLimit{Duration: nc.RelayDuration, Data: nc.RelayData}
+		if limit.Duration == 0 {
+			limit.Duration = DefaultRelayDuration
+		}
+		if limit.Data == 0 {
+			limit.Data = DefaultRelayData
+		}
+		rc := relayv2.DefaultResources()
+		rc.Limit = limit
+		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(rc)), libp2p.EnableNATService())
+	}
+	src := &relaySource{static: static}
+	if !nc.DisableAutoRelay && !nc.Public {
+		n := max(1, min(2, len(static)))
+		opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(src.peerSource,
+			autorelay.WithMinCandidates(1),
+			autorelay.WithNumRelays(n),
+			autorelay.WithBootDelay(autoRelayBootDelay),
+			autorelay.WithMinInterval(autoRelayMinInterval),
+			autorelay.WithBackoff(autoRelayBackoff)))
+	}
+	opts = append(opts, libp2p.Routing(func(host.Host) (routing.PeerRouting, error) { return relayRouting{src}, nil }))
+	if !nc.DisableHolePunching {
+		opts = append(opts, libp2p.EnableHolePunching())
+	}
+	if nc.PortMap {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	return opts, src, nil
+}
+
+// watchAddrs re-stores the node's records when its addresses change: a NATed
+// node's relayed addresses appear only once AutoRelay holds a reservation,
+// after the node may have registered its users and published its proxy
+// record, and remote nodes can only reach it through them.
+func (n *Node) watchAddrs() error {
+	sub, err := n.h.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
+	if err != nil {
+		return fmt.Errorf("node: subscribe to address updates: %w", err)
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer sub.Close()
+		const settle = time.Second // a reservation changes several addresses at once
+		var t *time.Timer
+		var fire <-chan time.Time
+		last := relayAddrCount(n.h.Addrs())
+		for {
+			select {
+			case <-n.ctx.Done():
+				if t != nil {
+					t.Stop()
+				}
+				return
+			case _, ok := <-sub.Out():
+				if !ok {
+					return
+				}
+				if t == nil {
+					t = time.NewTimer(settle)
+				} else {
+					t.Reset(settle)
+				}
+				fire = t.C
+			case <-fire:
+				fire = nil
+				addrs := n.h.Addrs()
+				if c := relayAddrCount(addrs); c != last {
+					n.log.Info("relayed addresses changed, re-storing records", "relayed", c, "addrs", addrs)
+					last = c
+					n.republish()
+					n.republishProxy()
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// holePunchProtocol is DCUtR's protocol ID. The hole-punching service
+// registers it only once the host knows a public address of its own.
+const holePunchProtocol = "/libp2p/dcutr"
+
+// punchWhenReady closes the gap of go-libp2p's hole punching at start-up:
+// the peer that receives a relayed connection starts the punch at once, and
+// gives up for good if this node does not speak DCUtR yet, which happens
+// until identify has told it its public address (the first seconds, when
+// the bootstrapper dials its configured peers through their relays). Once
+// the protocol is registered, the node re-dials the peers it reaches only
+// by its own outbound relayed connections, so that they punch again.
+func (n *Node) punchWhenReady() {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		const limit = 2 * time.Minute
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for deadline := time.Now().Add(limit); ; {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-t.C:
+			}
+			if slices.Contains(n.h.Mux().Protocols(), holePunchProtocol) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return
+			}
+		}
+		for _, c := range n.h.Network().Conns() {
+			p := c.RemotePeer()
+			if c.Stat().Direction != network.DirOutbound || !IsRelayed(c.RemoteMultiaddr()) || n.PathTo(p).Direct > 0 {
+				continue
+			}
+			n.log.Debug("re-dialling relayed peer for hole punching", "peer", p)
+			_ = c.Close()
+			ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(n.ctx, "hiersip-holepunch"), 10*time.Second)
+			if err := n.h.Connect(ctx, n.h.Peerstore().PeerInfo(p)); err != nil && n.ctx.Err() == nil {
+				n.log.Debug("re-dial for hole punching failed", "peer", p, "err", err)
+			}
+			cancel()
+		}
+	}()
+}
+
+// republishProxy re-publishes the proxy records now, if the node is a proxy.
+func (n *Node) republishProxy() {
+	n.mu.Lock()
+	role, g := n.proxy, n.global
+	n.mu.Unlock()
+	if role == nil || g == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, ProxyRepublish)
+	defer cancel()
+	if err := n.publishProxy(ctx, g.ov, role); err != nil && n.ctx.Err() == nil {
+		n.log.Warn("re-publish proxy records failed", "err", err)
+	}
+}
+
+func relayAddrCount(addrs []ma.Multiaddr) int {
+	c := 0
+	for _, a := range addrs {
+		if IsRelayed(a) {
+			c++
+		}
+	}
+	return c
+}
+
+// IsRelayed reports whether a is a relayed (/p2p-circuit) address.
+func IsRelayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+// PeerPath describes how a node is connected to a peer.
+type PeerPath struct {
+	Direct  int // direct connections
+	Relayed int // connections through a relay (limited)
+}
+
+// String is "direct", "relayed", "direct+relayed" or "none".
+func (p PeerPath) String() string {
+	switch {
+	case p.Direct > 0 && p.Relayed > 0:
+		return "direct+relayed"
+	case p.Direct > 0:
+		return "direct"
+	case p.Relayed > 0:
+		return "relayed"
+	}
+	return "none"
+}
+
+// PathTo reports the node's open connections to p, direct and relayed.
+func (n *Node) PathTo(p peer.ID) PeerPath {
+	var pp PeerPath
+	for _, c := range n.h.Network().ConnsToPeer(p) {
+		if c.Stat().Limited || IsRelayed(c.RemoteMultiaddr()) {
+			pp.Relayed++
+		} else {
+			pp.Direct++
+		}
+	}
+	return pp
+}
+
+// electionReachability is the reachability the election is forced to:
+// Election.Reachability, else the host's forced reachability (only for a
+// host New created: NewWithHost's host has its own NAT configuration).
+func (c Config) electionReachability(own bool) string {
+	if c.Election.Reachability != "" || !own {
+		return c.Election.Reachability
+	}
+	return c.NAT.reachability()
 }

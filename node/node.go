@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	} else if key, _, err = crypto.GenerateEd25519Key(nil); err != nil {
 		return nil, err
 	}
-	hopts, err := cfg.hostOptions()
+	hopts, relays, err := cfg.hostOptions()
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +89,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n, err := newNode(ctx, h, key, true, cfg)
 	if err != nil {
 		return nil, errors.Join(err, h.Close())
+	}
+	relays.node.Store(n)
+	if !cfg.NAT.DisableHolePunching {
+		n.punchWhenReady()
 	}
 	return n, nil
 }
@@ -121,6 +125,7 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		joined: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	cfg.Metrics.bind(n)
 	n.boot, err = n.newBootstrapper(ov, cfg.Bootstrap)
 	if err != nil {
 		n.cancel()
@@ -134,6 +139,9 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		if _, err := n.JoinGlobal(ctx); err != nil {
 			return nil, errors.Join(err, n.Close())
 		}
+	}
+	if err := n.watchAddrs(); err != nil {
+		return nil, errors.Join(err, n.Close())
 	}
 	if err := n.startServices(); err != nil {
 		return nil, errors.Join(err, n.Close())
@@ -237,7 +245,10 @@ func (n *Node) Register(ctx context.Context, aor domains.AOR, contacts []domains
 	}
 	n.regs[aor] = &registration{binding: b}
 	n.mu.Unlock()
-	return n.domain.PutBinding(ctx, n.key, &b)
+	start := time.Now()
+	err := n.domain.PutBinding(ctx, n.key, &b)
+	n.cfg.Metrics.observeRegistration("register", time.Since(start), err)
+	return err
 }
 
 // Unregister stores a tombstone for aor that wins over the node's earlier
@@ -265,7 +276,10 @@ func (n *Node) Unregister(ctx context.Context, aor domains.AOR) error {
 	}
 	n.regs[aor] = &registration{binding: b}
 	n.mu.Unlock()
-	return n.domain.PutBinding(ctx, n.key, &b)
+	start := time.Now()
+	err := n.domain.PutBinding(ctx, n.key, &b)
+	n.cfg.Metrics.observeRegistration("unregister", time.Since(start), err)
+	return err
 }
 
 // Registrations returns the live bindings this node serves.
@@ -294,7 +308,10 @@ func (n *Node) Lookup(ctx context.Context, aor domains.AOR) (*domains.Binding, e
 	}
 	ctx, cancel := n.lookupContext(ctx)
 	defer cancel()
-	return n.domain.GetBinding(ctx, aor)
+	start := time.Now()
+	b, err := n.domain.GetBinding(ctx, aor)
+	n.cfg.Metrics.observeLookup(overlayDomain, "binding", time.Since(start), err)
+	return b, err
 }
 
 // advertisedAddrs returns the addresses put into records: the host's

@@ -143,7 +143,10 @@ func (n *Node) LocalProxies(ctx context.Context) (*domains.ProxyRecord, error) {
 	}
 	ctx, cancel := n.lookupContext(ctx)
 	defer cancel()
-	return n.domain.GetProxyRecord(ctx, n.cfg.Domain)
+	start := time.Now()
+	rec, err := n.domain.GetProxyRecord(ctx, n.cfg.Domain)
+	n.cfg.Metrics.observeLookup(overlayDomain, "proxy", time.Since(start), err)
+	return rec, err
 }
 
 // DomainProxies resolves another domain's Overlay-Resource-ID in the global
@@ -156,7 +159,10 @@ func (n *Node) DomainProxies(ctx context.Context, domain string) (*domains.Proxy
 	}
 	ctx, cancel := n.lookupContext(ctx)
 	defer cancel()
-	return g.GetProxyRecord(ctx, domain)
+	start := time.Now()
+	rec, err := g.GetProxyRecord(ctx, domain)
+	n.cfg.Metrics.observeLookup(overlayGlobal, "proxy", time.Since(start), err)
+	return rec, err
 }
 
 func (n *Node) lookupContext(ctx context.Context) (context.Context, context.CancelFunc) {

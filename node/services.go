@@ -70,14 +70,14 @@ func (c ElectionConfig) options(n *Node) ([]election.Option, error) {
 	if c.Bandwidth > 0 {
 		opts = append(opts, election.WithBandwidth(c.Bandwidth))
 	}
-	switch c.Reachability {
+	switch reach := n.cfg.electionReachability(n.ownHost); reach {
 	case "":
 	case "public":
 		opts = append(opts, election.WithReachability(election.ReachabilityPublic))
 	case "private":
 		opts = append(opts, election.WithReachability(election.ReachabilityPrivate))
 	default:
-		return nil, &ConfigError{"election.reachability", fmt.Errorf("%q: want public, private or empty", c.Reachability)}
+		return nil, &ConfigError{"election.reachability", fmt.Errorf("%q: want public, private or empty", reach)}
 	}
 	return append(opts, c.Options...), nil
 }
@@ -106,6 +106,7 @@ func (n *Node) startServices() error {
 			return err
 		}
 		n.election = r
+		n.watchElection(r)
 	}
 	if cfg.SIP != nil {
 		s := cfg.SIP

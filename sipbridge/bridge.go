@@ -36,8 +36,6 @@ const (
 	nonInviteTimeout           = 32 * time.Second
 	cancelGrace                = 32 * time.Second
 	nodeParam                  = "hsn" // URI/Via parameter carrying a node's peer ID
-	addrParam                  = "hsa" // Record-Route parameter carrying a node's multiaddrs, '+'-separated
-	maxRouteAddrs              = 4     // addresses a node puts in its Record-Route
 	retryAfter                 = "5"   // seconds, in 503 answers
 	overlayTransport           = "P2P"
 	branchMagic                = "z9hG4bK"
@@ -197,6 +195,10 @@ type Bridge struct {
 	closeMu sync.Mutex
 	closed  bool
 
+	nodeHdrMu sync.Mutex
+	nodeHdr   string
+	nodeHdrAt time.Time
+
 	reg   *registrar
 	links *links
 	txs   *txTable
@@ -295,7 +297,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 
 	h.SetStreamHandler(ProtocolID, b.links.handleStream)
 	if b.udp != nil {
-		fc := &filterConn{PacketConn: b.udp, log: b.log, b: b}
+		fc := &filterConn{PacketConn: b.udp, log: b.log, arrived: b.onArrival, b: b}
 		b.goServe(func() error { return b.srv.ServeUDP(fc) })
 	}
 	if b.tcp != nil {

@@ -64,6 +64,15 @@ func TestDialogBothDirections(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("callee never saw the call")
 		}
+		if h := in.Invite.GetHeader("Node-ID"); h == nil || h.Value() != "<"+dir.caller.AOR().String()+">" {
+			t.Fatalf("call %d: Node-ID %v", i, h)
+		}
+		if h := in.Invite.GetHeader("Overlay-ID"); h == nil || h.Value() != "<sip:overlay@pastry>" {
+			t.Fatalf("call %d: Overlay-ID %v", i, h)
+		}
+		if mf := in.Invite.MaxForwards(); mf == nil || mf.Val() != 68 {
+			t.Fatalf("call %d: Max-Forwards %v at the callee, want 68 (two proxies)", i, mf)
+		}
 		hang, other := call, in
 		if dir.calleeHangs {
 			hang, other = in, call
@@ -219,5 +228,36 @@ func TestInDialogRequests(t *testing.T) {
 	case <-call.Done():
 	case <-ctx.Done():
 		t.Fatal("BYE from callee not delivered")
+	}
+}
+
+// TestCloseDuringCall: closing nodes with a call ringing returns promptly.
+func TestCloseDuringCall(t *testing.T) {
+	n1, n2 := twoNodes(t)
+	alice := newTestUA(t, "sip:alice@pastry", n1)
+	bob := newTestUA(t, "sip:bob@pastry", n2, WithUAAnswer(AnswerRingOnly, 0))
+	ctx := ctxT(t, 20*time.Second)
+	if _, err := bob.Register(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = alice.Call(ctx, "sip:bob@pastry") }()
+	eventually(t, 10*time.Second, "180 at the caller", func() bool {
+		for _, e := range alice.Ladder() {
+			if strings.Contains(e.First, "180") {
+				return true
+			}
+		}
+		return false
+	})
+	done := make(chan struct{})
+	go func() {
+		_ = n2.b.Close()
+		_ = n1.b.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hung with a call in progress")
 	}
 }

@@ -47,6 +47,12 @@
 //
 // # Routing
 //
+// Requests from UAs keep their order too: sipgo hands every received message to a goroutine
+// of its own, so the node's UDP reader reserves each request's place in its Call-ID's queue
+// as the datagram arrives, and the handler fills the place once sipgo lets the request
+// through (a place left empty, because sipgo absorbed a retransmission, is skipped after
+// 100 ms). An ACK therefore always leaves the node before the BYE that followed it.
+//
 // Every node is a transaction-stateful proxy. A request from a local UA (or from a node) is
 // validated (400, 416, 505; 483 when Max-Forwards is 0; 482 when it carries this node's own
 // Via), INVITEs get 100 Trying, and the next hop is chosen:
@@ -80,7 +86,11 @@
 // uses). A later ACK, BYE or re-INVITE from the caller therefore reaches the caller's node,
 // which pops its own Route and opens a stream straight to the peer named by the callee node's
 // hsn — no overlay lookup, no proxies — and that node pops its Route and delivers to the
-// Request-URI (the callee's contact). A UA that ignores Record-Route (sipp's built-in uac)
+// Request-URI (the callee's contact). So that this works across domains too, where the two
+// nodes share no overlay, each record-routing node adds "Hiersip-Node: <peer-id> <multiaddr>…"
+// to the INVITE (caller's node) or to its responses (callee's node) while they travel between
+// nodes; the other end adds those addresses to its peerstore, and the header is removed
+// before anything reaches a UA. A UA that ignores Record-Route (sipp's built-in uac)
 // still works: its in-dialog requests name the AOR or the node itself and are routed as
 // initial requests.
 //
@@ -92,7 +102,11 @@
 //
 // # Limits
 //
-// sipgo hands each received UDP message to its own goroutine, so a 180 sent immediately
-// before a 200 can be overtaken between a UA and its node. UDP messages over 1300 bytes are
-// refused by sipgo when sending requests (responses are written directly).
+// sipgo hands each received response to its own goroutine, so a 180 sent immediately
+// before a 200 can be overtaken between a UA and its node (the caller then sees no 180);
+// requests over TCP are not reordered by the node but get no arrival-order places either.
+// Requests to UAs over 1300 bytes (inter-domain INVITEs carry several Vias and
+// Record-Routes) are sent over UDP anyway and fragmented by IP, as Kamailio does: sipgo's
+// sip.UDPMTUSize is raised once for the process. A binding with several contacts is not forked: the
+// most recently registered contact gets the request. Only REGISTER is authenticated.
 package sipbridge

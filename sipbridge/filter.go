@@ -12,10 +12,14 @@ import (
 // sees them: a request that parses but fails validateRequest is answered (4xx/505) straight
 // to its source and dropped, since sipgo would otherwise answer to an address taken from the
 // malformed message itself, or not at all.
+//
+// It also sees requests in arrival order, before sipgo hands each to a goroutine of its
+// own, and reports them (arrived) so that one dialog's requests keep their order.
 type filterConn struct {
 	net.PacketConn
-	log *slog.Logger
-	b   *Bridge // for tracing; may be nil
+	log     *slog.Logger
+	arrived func(*sip.Request)
+	b       *Bridge // for tracing; may be nil
 }
 
 func (c *filterConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -54,6 +58,9 @@ func (c *filterConn) reject(data []byte, addr net.Addr) bool {
 	}
 	code, reason := validateRequest(req)
 	if code == 0 {
+		if c.arrived != nil {
+			c.arrived(req)
+		}
 		return false
 	}
 	if !req.IsAck() {

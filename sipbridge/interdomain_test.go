@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hiersip/hiersip/domains"
@@ -30,7 +31,7 @@ func TestInterDomainHook(t *testing.T) {
 	n3 = newTestNode(t, can, "can")
 	connect(t, n1, n2)
 	connect(t, n2, n3)
-	connect(t, n1, n3) // the direct in-dialog path (the node package finds peers by ID)
+	// no n1–n3 connection: node 1 learns node 3's addresses from its Hiersip-Node header
 	ring := WithUAAnswer(AnswerAuto, 10*time.Millisecond)
 	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
 	bob := newTestUA(t, "sip:bob@can", n3, ring)
@@ -52,6 +53,10 @@ func TestInterDomainHook(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no call at bob")
 	}
+	if in.Invite.GetHeader(headerNodeAddrs) != nil || call.Responses[len(call.Responses)-1].GetHeader(headerNodeAddrs) != nil {
+		t.Fatal("Hiersip-Node header reached a UA")
+	}
+	lookups := pastry.lookupCount() + can.lookupCount()
 	if err := call.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +64,12 @@ func TestInterDomainHook(t *testing.T) {
 	case <-in.Done():
 	case <-ctx.Done():
 		t.Fatal("BYE not delivered")
+	}
+	if n := pastry.lookupCount() + can.lookupCount(); n != lookups {
+		t.Fatalf("BYE needed %d lookups", n-lookups)
+	}
+	if n1.h.Network().Connectedness(n3.h.ID()) != network.Connected {
+		t.Fatal("BYE did not go node 1 → node 3 directly")
 	}
 	// unknown domain through the proxy: 404
 	_, err = alice.Call(ctx, "sip:x@chord")

@@ -2,8 +2,6 @@ package sipbridge
 
 import (
 	"context"
-	"encoding/base32"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -170,13 +168,53 @@ func cancelFor(inv *sip.Request) *sip.Request {
 
 // ---- entry points
 
-// onUARequest handles every non-REGISTER request from a local user agent.
-func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
+// arrivalKey identifies a request for ordering: Call-ID (the queue) and method, CSeq, branch.
+func arrivalKey(req *sip.Request) (callID, id string, ok bool) {
+	if req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
+		return "", "", false
+	}
+	br, _ := req.Via().Params.Get("branch")
+	return req.CallID().Value(), string(req.Method) + " " + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10) + " " + br, true
+}
+
+// onArrival runs in the UDP reader, in arrival order, for every valid request from a local
+// UA: requests that will reach onUARequest reserve their place in their dialog's queue.
+func (b *Bridge) onArrival(req *sip.Request) {
+	if req.Method == sip.REGISTER || req.IsCancel() {
+		return
+	}
+	callID, id, ok := arrivalKey(req)
+	if !ok {
+		return
+	}
 	if req.IsAck() {
-		b.forwardAck(req, "")
+		// The ACK of a non-2xx answer shares the INVITE's branch and CSeq number; sipgo's
+		// transaction layer absorbs it, so it must not reserve a place.
+		inv := string(sip.INVITE) + strings.TrimPrefix(id, string(sip.ACK))
+		if b.queue.known(callID, inv) {
+			return
+		}
+	}
+	b.queue.reserve(callID, id)
+}
+
+// onUARequest handles every non-REGISTER request from a local user agent. Routing and
+// sending run in the dialog's queue, in arrival order; the handler then waits for the
+// transaction to end, since sipgo terminates the server transaction when it returns.
+func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
+	callID, id, ok := arrivalKey(req)
+	if !ok {
+		if tx != nil {
+			_ = tx.Respond(b.newResponse(req, 400, "Bad Request"))
+		}
+		return
+	}
+	if req.IsAck() {
+		b.queue.run(callID, id, func() { b.forwardAck(req, "") })
 		return
 	}
 	if tx == nil {
+		b.queue.run(callID, id, func() {})
 		return
 	}
 	up := &uaUpstream{src: req.Source(), tx: tx, cancel: make(chan struct{})}
@@ -190,13 +228,22 @@ func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsInvite() {
 		tx.OnCancel(func(*sip.Request) { up.once.Do(func() { close(up.cancel) }) })
 	}
-	if relay := b.start(b.ctx, req, up, ""); relay != nil {
-		relay()
+	done := make(chan struct{})
+	b.queue.run(callID, id, func() {
+		relay := b.start(b.ctx, req, up, "")
+		if relay == nil || !b.spawn(func() { defer close(done); relay() }) {
+			close(done)
+		}
+	})
+	select {
+	case <-done:
+	case <-b.ctx.Done():
 	}
 }
 
 // onPeerRequest handles a request read from a libp2p stream of peer p.
 func (b *Bridge) onPeerRequest(p peer.ID, req *sip.Request) {
+	b.learnNodes(req)
 	via := req.Via()
 	branch := ""
 	if via != nil {
@@ -245,6 +292,7 @@ func (b *Bridge) onPeerRequest(p peer.ID, req *sip.Request) {
 
 // onPeerResponse hands a response from peer p to its client transaction.
 func (b *Bridge) onPeerResponse(p peer.ID, res *sip.Response) {
+	b.learnNodes(res)
 	via, cseq := res.Via(), res.CSeq()
 	if via == nil || cseq == nil || via.Host != b.selfStr {
 		b.log.Debug("dropping response not for us", "peer", p)
@@ -358,12 +406,15 @@ func (b *Bridge) start(ctx context.Context, req *sip.Request, up upstream, from 
 	if code != 0 {
 		return reply(code, reason)
 	}
-	return func() { b.relay(req, up, down) }
+	rr := recordRoutes(req, h, from)
+	return func() { b.relay(req, up, down, rr, from != "") }
 }
 
 const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE, REGISTER"
 
-func (b *Bridge) relay(req *sip.Request, up upstream, down downstream) {
+// relay passes the responses of down to up. rr: this node record-routed req; toPeer: up is
+// another node (else a local UA).
+func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPeer bool) {
 	defer down.close()
 	timeout := nonInviteTimeout
 	if req.IsInvite() {
@@ -385,6 +436,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream) {
 				continue // hop by hop
 			}
 			out := upResponse(res)
+			b.nodeHeaders(out, rr, toPeer)
 			if err := up.respond(out); err != nil {
 				b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err, "msg", out.String())
 			}
@@ -400,6 +452,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream) {
 			case res := <-down.responses():
 				if res.StatusCode >= 200 {
 					out := upResponse(res)
+					b.nodeHeaders(out, rr, toPeer)
 					_ = up.respond(out)
 					return
 				}
@@ -418,6 +471,9 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream) {
 			default:
 				final(480, "Temporarily Unavailable")
 			}
+			return
+		case <-b.ctx.Done():
+			final(503, "Service Unavailable: node shutting down")
 			return
 		case <-cancelCh:
 			cancelCh = nil
@@ -438,16 +494,19 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream) {
 
 // forwardAck forwards an ACK statelessly (the ACK of a 2xx is its own transaction).
 func (b *Bridge) forwardAck(req *sip.Request, from peer.ID) {
-	if code, _ := validateRequest(req); code != 0 {
+	if code, reason := validateRequest(req); code != 0 {
+		b.log.Debug("dropping invalid ACK", "reason", reason)
 		return
 	}
 	if mf := req.MaxForwards(); (mf != nil && mf.Val() == 0) || b.looped(req) {
+		b.log.Debug("dropping looped ACK")
 		return
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.locTimeout)
 	defer cancel()
-	fwd, h, code, _ := b.route(ctx, req, from)
+	fwd, h, code, reason := b.route(ctx, req, from)
 	if code != 0 || h.self {
+		b.log.Debug("dropping unroutable ACK", "status", code, "reason", reason)
 		return
 	}
 	b.prepare(req, fwd, h, from)
@@ -459,7 +518,9 @@ func (b *Bridge) forwardAck(req *sip.Request, from peer.ID) {
 	}
 	if err != nil {
 		b.log.Debug("forwarding ACK failed", "err", err)
+		return
 	}
+	b.log.Debug("ACK forwarded", "call", req.CallID().Value(), "to-peer", h.peer)
 }
 
 // send prepares fwd for hop h and starts the client transaction.
@@ -503,7 +564,7 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 	}
 	// Only the caller's and the callee's nodes record-route: an intermediate proxy (overlay in,
 	// overlay out) stays out of the dialog, so in-dialog requests go node to node (draft §7 step 11).
-	if req.IsInvite() && !hasTag(req.To()) && (from == "" || h.uri != nil) {
+	if recordRoutes(req, h, from) {
 		fwd.PrependHeader(&sip.RecordRouteHeader{Address: b.selfURI(uaTransport)})
 	}
 	if h.peer != "" {
@@ -516,11 +577,15 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 		if fwd.GetHeader(headerOvlyID) == nil {
 			fwd.AppendHeader(sip.NewHeader(headerOvlyID, "<"+domains.OverlayURI(b.domain)+">"))
 		}
+		if recordRoutes(req, h, from) {
+			b.nodeHeaders(fwd, true, true)
+		}
 		via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: overlayTransport, Host: b.selfStr}
 		via.Params.Add("branch", branchMagic+sip.GenerateTagN(16))
 		fwd.PrependHeader(via)
 		return
 	}
+	b.nodeHeaders(fwd, false, false)
 	u := h.uri
 	port := u.Port
 	tp := uriTransport(u)
@@ -564,55 +629,7 @@ func (b *Bridge) selfURI(transport string) sip.Uri {
 	u.UriParams.Add("transport", transport)
 	u.UriParams.Add("lr", "")
 	u.UriParams.Add(nodeParam, b.selfStr)
-	if a := b.routeAddrs(); a != "" {
-		u.UriParams.Add(addrParam, a)
-	}
 	return u
-}
-
-// routeAddrs returns the node's addresses for its Record-Route: the node at
-// the other end of a dialog may be in another domain, where no overlay
-// lookup can find this node's addresses. They are encoded as lower-case
-// base32 of length-prefixed binary multiaddrs, a token every SIP stack
-// accepts in a URI parameter (baresip rejects '/' there).
-func (b *Bridge) routeAddrs() string {
-	var buf []byte
-	for i, a := range b.h.Addrs() {
-		if i == maxRouteAddrs {
-			break
-		}
-		buf = binary.AppendUvarint(buf, uint64(len(a.Bytes())))
-		buf = append(buf, a.Bytes()...)
-	}
-	if len(buf) == 0 {
-		return ""
-	}
-	return strings.ToLower(routeAddrEncoding.EncodeToString(buf))
-}
-
-var routeAddrEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// parseRouteAddrs reads the addresses of an hsa parameter, skipping bad ones.
-func parseRouteAddrs(s string) []ma.Multiaddr {
-	if len(s) > 1024 {
-		return nil
-	}
-	buf, err := routeAddrEncoding.DecodeString(strings.ToUpper(s))
-	if err != nil {
-		return nil
-	}
-	var out []ma.Multiaddr
-	for len(buf) > 0 && len(out) < maxRouteAddrs {
-		n, k := binary.Uvarint(buf)
-		if k <= 0 || n > uint64(len(buf)-k) {
-			break
-		}
-		if a, err := ma.NewMultiaddrBytes(buf[k : k+int(n)]); err == nil {
-			out = append(out, a)
-		}
-		buf = buf[k+int(n):]
-	}
-	return out
 }
 
 // isMine reports whether u names this node: by its hsn parameter, or by its address.
@@ -669,11 +686,7 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 			if err != nil {
 				return nil, hop{}, 400, "Bad Request: invalid node ID in Route"
 			}
-			var addrs []ma.Multiaddr
-			if a, ok := r.Address.UriParams.Get(addrParam); ok {
-				addrs = parseRouteAddrs(a)
-			}
-			return fwd, hop{peer: p, addrs: addrs}, 0, ""
+			return fwd, hop{peer: p}, 0, ""
 		}
 		u := *r.Address.Clone()
 		return fwd, hop{uri: &u}, 0, ""
@@ -781,4 +794,78 @@ func (b *Bridge) isMyVia(v *sip.ViaHeader) bool {
 		return v.Host == b.selfStr
 	}
 	return b.isMine(&sip.Uri{Host: v.Host, Port: v.Port})
+}
+
+// recordRoutes reports whether this node record-routes req: dialog-creating INVITEs, at the
+// caller's node (from a UA) and at the callee's node (to a UA), never at an intermediate
+// proxy (overlay in, overlay out).
+func recordRoutes(req *sip.Request, h hop, from peer.ID) bool {
+	return req.IsInvite() && !hasTag(req.To()) && (from == "" || h.uri != nil)
+}
+
+// headerNodeAddrs carries a record-routing node's peer ID and addresses between nodes
+// ("Hiersip-Node: <peer-id> <multiaddr> ..."), so that the other end of the dialog can open a
+// stream to it for in-dialog requests without a lookup, even across domains. It never
+// reaches a UA.
+const headerNodeAddrs = "Hiersip-Node"
+
+const maxNodeAddrs = 8
+
+// nodeHeaders strips Hiersip-Node headers from m and, when add, appends this node's.
+// Requests and responses going into the overlay keep (and, with add, extend) them.
+func (b *Bridge) nodeHeaders(m sip.Message, add, intoOverlay bool) {
+	if !intoOverlay {
+		for i := len(m.GetHeaders(headerNodeAddrs)); i > 0; i-- {
+			removeFirst(m, headerNodeAddrs)
+		}
+		return
+	}
+	if !add {
+		return
+	}
+	m.AppendHeader(sip.NewHeader(headerNodeAddrs, b.nodeHeaderValue()))
+}
+
+// nodeHeaderValue is this node's Hiersip-Node value, recomputed every few seconds (the host's
+// addresses change rarely, and computing them is not free).
+func (b *Bridge) nodeHeaderValue() string {
+	b.nodeHdrMu.Lock()
+	defer b.nodeHdrMu.Unlock()
+	if now := time.Now(); now.After(b.nodeHdrAt) {
+		parts := []string{b.selfStr}
+		for _, a := range b.h.Addrs() {
+			if len(parts) > maxNodeAddrs {
+				break
+			}
+			parts = append(parts, a.String())
+		}
+		b.nodeHdr, b.nodeHdrAt = strings.Join(parts, " "), now.Add(5*time.Second)
+	}
+	return b.nodeHdr
+}
+
+// learnNodes adds the addresses in m's Hiersip-Node headers to the peerstore.
+func (b *Bridge) learnNodes(m sip.Message) {
+	for i, h := range m.GetHeaders(headerNodeAddrs) {
+		if i >= 4 {
+			return
+		}
+		f := strings.Fields(h.Value())
+		if len(f) < 2 {
+			continue
+		}
+		p, err := peer.Decode(f[0])
+		if err != nil || p == b.self {
+			continue
+		}
+		var addrs []ma.Multiaddr
+		for _, s := range f[1:min(len(f), maxNodeAddrs+1)] {
+			if a, err := ma.NewMultiaddr(s); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) > 0 {
+			b.h.Peerstore().AddAddrs(p, addrs, time.Hour)
+		}
+	}
 }

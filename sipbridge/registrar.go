@@ -244,6 +244,7 @@ func (r *registrar) run(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
+		r.b.queue.purge(now)
 		var lapsed []*aorEntry
 		r.mu.Lock()
 		for k, e := range r.aors {

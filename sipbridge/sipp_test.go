@@ -99,7 +99,8 @@ func runSipp(t *testing.T, sipp, tmode string, calls, rate int) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("sipp uas: %v\n%s", err, tail(uasOut.String(), 3000))
+			errs, _ := os.ReadFile(dir + "/uas_err.log")
+			t.Fatalf("sipp uas: %v\n%s\nerrors:\n%.6000s", err, tail(uasOut.String(), 3000), errs)
 		}
 	case <-waitCtx.Done():
 		t.Fatal("sipp uas did not finish its calls")

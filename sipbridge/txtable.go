@@ -158,46 +158,142 @@ func (t *txTable) failAll(err error) {
 	}
 }
 
-// serializer runs functions with the same key one after the other, in submission order,
-// and functions with different keys concurrently. It keeps one dialog's messages in order.
+// serializer runs functions with the same key (a Call-ID) one after the other, in the order
+// their messages arrived, and functions with different keys concurrently. It keeps one
+// dialog's messages in order. A message can reserve its place when it arrives (reserve) and
+// supply its function later (run), after sipgo's transaction layer, which hands each message
+// to a goroutine of its own, has let it through; a place that is not filled within the slot
+// timeout (the message was absorbed, e.g. a retransmission) is skipped.
 type serializer struct {
-	mu    sync.Mutex
-	q     map[string][]func()
-	spawn func(func()) bool // starts a goroutine; false when the owner is closing
+	mu      sync.Mutex
+	q       map[string][]*slot
+	spawn   func(func()) bool // starts a goroutine; false when the owner is closing
+	timeout time.Duration
+	seen    map[string]time.Time // ids run recently: their retransmissions reserve nothing
+}
+
+// seenFor is how long a run id is remembered: a retransmission within it is absorbed by
+// sipgo's transaction layer (64*T1) and must not reserve a place.
+const seenFor = 32 * time.Second
+
+type slot struct {
+	id    string
+	f     func()
+	ready chan struct{}
+	once  sync.Once
+}
+
+func (s *slot) fill(f func()) bool {
+	ok := false
+	s.once.Do(func() { s.f = f; close(s.ready); ok = true })
+	return ok
 }
 
 func newSerializer(spawn func(func()) bool) *serializer {
-	return &serializer{q: map[string][]func(){}, spawn: spawn}
+	return &serializer{q: map[string][]*slot{}, spawn: spawn, timeout: 100 * time.Millisecond, seen: map[string]time.Time{}}
 }
 
-func (s *serializer) do(key string, f func()) {
+// do queues f behind everything already queued or reserved under key.
+func (s *serializer) do(key string, f func()) { s.run(key, "", f) }
+
+// reserve keeps a place under key for the message id (no-op when one is pending).
+func (s *serializer) reserve(key, id string) {
 	s.mu.Lock()
-	if q, ok := s.q[key]; ok {
-		s.q[key] = append(q, f)
+	if _, ok := s.seen[key+"|"+id]; ok {
 		s.mu.Unlock()
 		return
 	}
-	s.q[key] = nil
+	for _, sl := range s.q[key] {
+		if sl.id == id {
+			s.mu.Unlock()
+			return
+		}
+	}
+	s.enqueueLocked(key, &slot{id: id, ready: make(chan struct{})})
 	s.mu.Unlock()
-	started := s.spawn(func() {
-		for {
-			f()
-			s.mu.Lock()
-			q := s.q[key]
-			if len(q) == 0 {
-				delete(s.q, key)
+}
+
+// known reports whether id was run recently or has a place under key.
+func (s *serializer) known(key, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[key+"|"+id]; ok {
+		return true
+	}
+	for _, sl := range s.q[key] {
+		if sl.id == id {
+			return true
+		}
+	}
+	return false
+}
+
+// run supplies f for the place reserved for id under key, or queues it at the end.
+func (s *serializer) run(key, id string, f func()) {
+	s.mu.Lock()
+	if id != "" {
+		s.seen[key+"|"+id] = time.Now().Add(seenFor)
+		for _, sl := range s.q[key] {
+			if sl.id == id && sl.fill(f) {
 				s.mu.Unlock()
 				return
 			}
-			f = q[0]
-			q[0] = nil
-			s.q[key] = q[1:]
-			s.mu.Unlock()
 		}
-	})
-	if !started {
-		s.mu.Lock()
+	}
+	sl := &slot{id: id, ready: make(chan struct{})}
+	sl.fill(f)
+	s.enqueueLocked(key, sl)
+	s.mu.Unlock()
+}
+
+func (s *serializer) enqueueLocked(key string, sl *slot) {
+	q, running := s.q[key]
+	s.q[key] = append(q, sl)
+	if running {
+		return
+	}
+	if !s.spawn(func() { s.work(key) }) {
 		delete(s.q, key)
+	}
+}
+
+func (s *serializer) work(key string) {
+	t := time.NewTimer(s.timeout)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		q := s.q[key]
+		if len(q) == 0 {
+			delete(s.q, key)
+			s.mu.Unlock()
+			return
+		}
+		sl := q[0]
+		s.mu.Unlock()
+		t.Reset(s.timeout)
+		select {
+		case <-sl.ready:
+		case <-t.C:
+			sl.fill(nil) // skipped: a late run queues anew
+		}
+		if sl.f != nil {
+			sl.f()
+		}
+		s.mu.Lock()
+		q = s.q[key]
+		q[0] = nil
+		s.q[key] = q[1:]
 		s.mu.Unlock()
 	}
+}
+
+// purge forgets ids run before now-seenFor.
+func (s *serializer) purge(now time.Time) {
+	s.mu.Lock()
+	for k, t := range s.seen {
+		if now.After(t) {
+			delete(s.seen, k)
+		}
+	}
+	s.mu.Unlock()
 }

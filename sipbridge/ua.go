@@ -322,6 +322,8 @@ type Call struct {
 	ss       *sipgo.DialogServerSession
 	// Responses are the responses to the INVITE this UA placed, in arrival order.
 	Responses []*sip.Response
+	// Invite is the INVITE this UA received (answered calls only).
+	Invite *sip.Request
 }
 
 // Done is closed when the dialog ends (BYE sent or received).
@@ -509,7 +511,7 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if err := sess.RespondSDP(u.sdp()); err != nil {
 		return
 	}
-	c := &Call{ua: u, Remote: req.From().Address.String(), CallID: req.CallID().Value(), ss: sess}
+	c := &Call{ua: u, Remote: req.From().Address.String(), CallID: req.CallID().Value(), ss: sess, Invite: req}
 	select {
 	case u.incoming <- c:
 	default:

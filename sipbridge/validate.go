@@ -8,33 +8,53 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-var compactNames = map[string]string{
-	"i": "call-id", "f": "from", "t": "to", "v": "via", "l": "content-length",
-	"m": "contact", "c": "content-type", "k": "supported", "s": "subject", "e": "content-encoding",
+var compactNames = [26]string{
+	'i' - 'a': "call-id", 'f' - 'a': "from", 't' - 'a': "to", 'v' - 'a': "via", 'l' - 'a': "content-length",
+	'm' - 'a': "contact", 'c' - 'a': "content-type", 'k' - 'a': "supported", 's' - 'a': "subject", 'e' - 'a': "content-encoding",
 }
 
+var knownNames = []string{"via", "to", "from", "call-id", "cseq", "max-forwards", "content-length",
+	"content-type", "expires", "date", "contact", "supported", "subject", "content-encoding"}
+
+// canonicalName maps a header name (any case, compact forms included) to the lower-case
+// long form for the headers validation looks at, and "" for the others.
 func canonicalName(n string) string {
-	n = strings.ToLower(strings.TrimSpace(n))
-	if c, ok := compactNames[n]; ok {
-		return c
+	if len(n) == 1 {
+		c := n[0] | 0x20
+		if c >= 'a' && c <= 'z' {
+			return compactNames[c-'a']
+		}
+		return ""
 	}
-	return n
+	for _, k := range knownNames {
+		if len(k) == len(n) && strings.EqualFold(k, n) {
+			return k
+		}
+	}
+	return ""
+}
+
+// headerIndex holds the raw values of the headers validation looks at, by canonical name.
+type headerIndex map[string][]string
+
+func indexHeaders(m sip.Message) headerIndex {
+	idx := make(headerIndex, 12)
+	for _, h := range headersOf(m) {
+		if n := canonicalName(h.Name()); n != "" {
+			idx[n] = append(idx[n], h.Value())
+		}
+	}
+	return idx
 }
 
 // rawValues returns the header values named name (long or compact form), in order.
-func rawValues(m sip.Message, name string) []string {
-	var out []string
-	for _, h := range headersOf(m) {
-		if canonicalName(h.Name()) == name {
-			out = append(out, h.Value())
-		}
-	}
-	return out
-}
+func rawValues(m sip.Message, name string) []string { return indexHeaders(m)[name] }
 
 // validateRequest checks what sipgo's parser lets through (RFC 4475 §3.1.2): it returns 0
 // for an acceptable request, or the status and reason phrase to answer with.
 func validateRequest(req *sip.Request) (int, string) {
+	idx := indexHeaders(req)
+	rawValues := func(_ *sip.Request, name string) []string { return idx[name] }
 	if req.SipVersion != "SIP/2.0" {
 		return 505, "Version Not Supported"
 	}

@@ -73,6 +73,19 @@ func run(listen string, domainList []string) error {
 				say("JOINED source=%s domain=%s after=%s", ev.Source, domain, after)
 			}
 		}
+		// Joined means what it means for a node: the domain's DHT (or the
+		// global overlay's) has a peer in its routing table.
+		var ov *domains.Overlay
+		if domain == domains.GlobalName {
+			ov, err = domains.NewGlobalOverlay(h)
+		} else {
+			ov, err = domains.NewDomainOverlay(h, domain)
+		}
+		if err != nil {
+			return err
+		}
+		defer ov.Close()
+		cfg.Joined, cfg.Peers = ov.Joined, ov.Peers
 		b, err := domains.NewBootstrapper(h, cfg)
 		if err != nil {
 			return err

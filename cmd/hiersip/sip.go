@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/spf13/cobra"
+)
+
+// uaFlags are the flags of the commands that act as a SIP user agent.
+type uaFlags struct {
+	node, as, user, password, logLevel string
+	timeout, expires                   time.Duration
+}
+
+func (f *uaFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.node, "node", "127.0.0.1:5060", "UDP address of the node's SIP bridge (registrar and outbound proxy)")
+	cmd.Flags().StringVar(&f.as, "as", "", "the AOR to register and act as, e.g. sip:bob@bupt.pastry (required)")
+	cmd.Flags().StringVar(&f.user, "user", "", "digest user name, when the node authenticates (default: the AOR's user)")
+	cmd.Flags().StringVar(&f.password, "password", "", "digest password, when the node authenticates")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "bound of each SIP transaction")
+	cmd.Flags().DurationVar(&f.expires, "expires", 10*time.Minute, "registration interval requested")
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("as")
+}
+
+// start creates the UA and registers it with the node.
+func (f *uaFlags) start(ctx context.Context, out io.Writer, opts ...sipbridge.UAOption) (*sipbridge.UA, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, err
+	}
+	opts = append(opts, sipbridge.WithUALogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))),
+		sipbridge.WithUAExpires(f.expires))
+	if f.password != "" {
+		opts = append(opts, sipbridge.WithUACredentials(f.user, f.password))
+	}
+	ua, err := sipbridge.NewUA(f.as, f.node, opts...)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	res, err := ua.Register(rctx, f.expires)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("register %s at %s: %w", f.as, f.node, err), ua.Close())
+	}
+	fmt.Fprintf(out, "registered %s at %s: %d %s\n", f.as, f.node, res.StatusCode, res.Reason)
+	return ua, nil
+}
+
+// stop unregisters the UA's contact and closes it.
+func (f *uaFlags) stop(ua *sipbridge.UA) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	defer cancel()
+	_, _ = ua.Unregister(ctx)
+	_ = ua.Close()
+}
+
+func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+func printLadder(out io.Writer, ua *sipbridge.UA) {
+	fmt.Fprintln(out, "ladder:")
+	for _, e := range ua.Ladder() {
+		fmt.Fprintln(out, " ", e)
+	}
+}
+
+func newCallCmd() *cobra.Command {
+	var (
+		f        uaFlags
+		duration time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "call TARGET",
+		Short: "Register with a node, call TARGET, hang up after --duration",
+		Long: `Act as the SIP user agent --as: register with the node at --node, INVITE
+TARGET through it, print the final response, keep the call up for --duration
+(or until the callee hangs up or a signal), send BYE, and print the ladder of
+the messages sent and received. Exits 1 if the call fails.`,
+		Example: `  hiersip call --node 127.0.0.1:5060 --as sip:bob@bupt.pastry sip:alice@pku.can`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			ctx, cancel := signalContext(cmd.Context())
+			defer cancel()
+			ua, err := f.start(ctx, out)
+			if err != nil {
+				return err
+			}
+			defer f.stop(ua)
+			cctx, ccancel := context.WithTimeout(ctx, f.timeout)
+			call, err := ua.Call(cctx, args[0])
+			ccancel()
+			var failed *sipbridge.ErrCallFailed
+			if errors.As(err, &failed) {
+				fmt.Fprintf(out, "final response: %d %s\n", failed.Response.StatusCode, failed.Response.Reason)
+				printLadder(out, ua)
+				return err
+			}
+			if err != nil {
+				printLadder(out, ua)
+				return fmt.Errorf("call %s: %w", args[0], err)
+			}
+			if n := len(call.Responses); n > 0 {
+				fmt.Fprintf(out, "final response: %d %s\n", call.Responses[n-1].StatusCode, call.Responses[n-1].Reason)
+			} else {
+				fmt.Fprintln(out, "final response: 200 OK")
+			}
+			t := time.NewTimer(duration)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-call.Done():
+				fmt.Fprintln(out, "the callee hung up")
+			case <-ctx.Done():
+			}
+			select {
+			case <-call.Done():
+			default:
+				hctx, hcancel := context.WithTimeout(context.Background(), f.timeout)
+				err := call.Hangup(hctx)
+				hcancel()
+				if err != nil {
+					printLadder(out, ua)
+					return fmt.Errorf("BYE: %w", err)
+				}
+				fmt.Fprintln(out, "hung up")
+			}
+			printLadder(out, ua)
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().DurationVar(&duration, "duration", 5*time.Second, "how long to keep the call up")
+	return cmd
+}
+
+func newAnswerCmd() *cobra.Command {
+	var (
+		f    uaFlags
+		ring time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "answer",
+		Short: "Register with a node and answer calls until interrupted",
+		Long: `Act as the SIP user agent --as: register with the node at --node, answer
+every incoming call (after ringing for --ring) and print the calls and the
+MESSAGEs received, until SIGINT or SIGTERM; then unregister.`,
+		Example: `  hiersip answer --node 127.0.0.1:5060 --as sip:alice@pku.can`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			ctx, cancel := signalContext(cmd.Context())
+			defer cancel()
+			ua, err := f.start(ctx, out, sipbridge.WithUAAnswer(sipbridge.AnswerAuto, ring))
+			if err != nil {
+				return err
+			}
+			defer f.stop(ua)
+			ended := make(chan *sipbridge.Call)
+			refresh := time.NewTicker(max(f.expires/2, time.Second))
+			defer refresh.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					fmt.Fprintln(out, "stopping")
+					return nil
+				case c := <-ua.Incoming():
+					fmt.Fprintf(out, "answered call from %s (Call-ID %s)\n", c.Remote, c.CallID)
+					go func() {
+						select {
+						case <-c.Done():
+							select {
+							case ended <- c:
+							case <-ctx.Done():
+							}
+						case <-ctx.Done():
+						}
+					}()
+				case c := <-ended:
+					fmt.Fprintf(out, "call from %s ended (Call-ID %s)\n", c.Remote, c.CallID)
+				case m := <-ua.Messages():
+					fmt.Fprintf(out, "message from %s: %s\n", m.From, m.Body)
+				case <-refresh.C:
+					rctx, rcancel := context.WithTimeout(ctx, f.timeout)
+					if _, err := ua.Register(rctx, f.expires); err != nil && ctx.Err() == nil {
+						fmt.Fprintf(os.Stderr, "hiersip: re-register: %v\n", err)
+					}
+					rcancel()
+				}
+			}
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().DurationVar(&ring, "ring", 0, "how long to ring before answering")
+	return cmd
+}
+
+func newMessageCmd() *cobra.Command {
+	var f uaFlags
+	cmd := &cobra.Command{
+		Use:     "message TARGET TEXT",
+		Short:   "Register with a node and send a SIP MESSAGE",
+		Long:    `Act as the SIP user agent --as: register with the node at --node, send TEXT to TARGET in a MESSAGE, print the final response and unregister. Exits 1 unless the answer is 2xx.`,
+		Example: `  hiersip message --node 127.0.0.1:5060 --as sip:bob@bupt.pastry sip:alice@pku.can "hello"`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			ctx, cancel := signalContext(cmd.Context())
+			defer cancel()
+			ua, err := f.start(ctx, out)
+			if err != nil {
+				return err
+			}
+			defer f.stop(ua)
+			mctx, mcancel := context.WithTimeout(ctx, f.timeout)
+			defer mcancel()
+			res, err := ua.Message(mctx, args[0], args[1])
+			if err != nil {
+				return fmt.Errorf("MESSAGE %s: %w", args[0], err)
+			}
+			fmt.Fprintf(out, "final response: %d %s\n", res.StatusCode, res.Reason)
+			if !res.IsSuccess() {
+				return fmt.Errorf("MESSAGE %s: %s", args[0], statusLine(res))
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func statusLine(res *sip.Response) string { return fmt.Sprintf("%d %s", res.StatusCode, res.Reason) }

@@ -1,0 +1,151 @@
+package softphone
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hiersip/hiersip/integration/testenv"
+)
+
+// Account is the SIP account of a baresip instance.
+type Account struct {
+	AOR      string // e.g. "sip:carol@bupt.pastry"
+	Password string // digest password, if the node authenticates
+	Node     string // the node's UA-facing UDP address, host:port
+}
+
+// Baresip is a running baresip softphone that answers calls automatically.
+type Baresip struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	out  lockedBuffer
+	cons net.Conn
+}
+
+// StartBaresip starts baresip with acct, listening on loopback. It stops
+// baresip at the end of the test and logs its output when the test failed.
+func StartBaresip(t testing.TB, acct Account) *Baresip {
+	t.Helper()
+	bin := testenv.RequireBinary(t, "baresip")
+	sipPort, consPort := freeUDPPort(t), freeUDPPort(t)
+	dir := t.TempDir()
+	config := fmt.Sprintf(`poll_method epoll
+sip_listen 127.0.0.1:%d
+module_path %s
+module cons.so
+module g711.so
+module ausine.so
+module aubridge.so
+module_app account.so
+module_app menu.so
+cons_listen 127.0.0.1:%d
+audio_player aubridge,nil
+audio_source ausine,440
+ausrc_srate 48000
+ausrc_channels 2
+auplay_srate 48000
+audio_alert aubridge,nil
+rtp_ports 40000-40999
+`, sipPort, modulesDir(), consPort)
+	account := fmt.Sprintf("<%s;transport=udp>;auth_pass=%s;outbound=\"sip:%s;transport=udp\";regint=60;answermode=auto\n",
+		acct.AOR, acct.Password, acct.Node)
+	for name, data := range map[string]string{"config": config, "accounts": account} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := &Baresip{t: t, cmd: exec.Command(bin, "-f", dir)}
+	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.out
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = b.cmd.Process.Kill()
+		_ = b.cmd.Wait()
+		if b.cons != nil {
+			b.cons.Close()
+		}
+		if t.Failed() || testing.Verbose() {
+			t.Logf("baresip output:\n%s", b.Output())
+		}
+	})
+	var err error
+	if b.cons, err = net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", consPort)); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Output returns what baresip printed so far.
+func (b *Baresip) Output() string { return b.out.String() }
+
+// WaitFor waits until baresip's output contains one of subs.
+func (b *Baresip) WaitFor(ctx context.Context, subs ...string) error {
+	for {
+		out := b.Output()
+		for _, s := range subs {
+			if strings.Contains(out, s) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("baresip never printed %q: %w", subs, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Command sends a console command such as "/dial sip:alice@pku.can".
+func (b *Baresip) Command(cmd string) error {
+	_, err := b.cons.Write([]byte(cmd + "\n"))
+	return err
+}
+
+func modulesDir() string {
+	for _, d := range []string{"/usr/lib/baresip/modules", "/usr/lib/x86_64-linux-gnu/baresip/modules", "/usr/local/lib/baresip/modules"} {
+		if _, err := os.Stat(filepath.Join(d, "account.so")); err == nil {
+			return d
+		}
+	}
+	return "/usr/lib/baresip/modules"
+}
+
+func freeUDPPort(t testing.TB) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 1<<20 {
+		return len(p), nil
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,235 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/election"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Status is a snapshot of a node for people and monitoring: what the admin
+// endpoint serves at /status as JSON.
+type Status struct {
+	PeerID  string   `json:"peer_id"`
+	Domain  string   `json:"domain"`
+	Addrs   []string `json:"addrs"`
+	Joined  bool     `json:"joined"`
+	IsProxy bool     `json:"is_proxy"`
+	// Role is "proxy", "candidate" or "peer" (election.Role).
+	Role       string         `json:"role"`
+	Epoch      uint64         `json:"epoch"`
+	Leader     string         `json:"leader,omitempty"`
+	Proxies    []StatusMember `json:"proxies"`
+	Candidates []StatusMember `json:"candidates"`
+	// Overlays are the routing-table sizes of the overlays the node is in
+	// ("domain", and "global" while it is a proxy or a global seed).
+	Overlays      []StatusOverlay      `json:"overlays"`
+	Registrations []StatusRegistration `json:"registrations"`
+	SIP           *StatusSIP           `json:"sip,omitempty"`
+	Connections   []StatusConn         `json:"connections"`
+	Time          time.Time            `json:"time"`
+}
+
+// StatusMember is a proxy or candidate of the domain.
+type StatusMember struct {
+	PeerID  string  `json:"peer_id"`
+	Utility float64 `json:"utility"`
+}
+
+// StatusOverlay is one overlay the node is a member of.
+type StatusOverlay struct {
+	Name         string `json:"name"`
+	RoutingTable int    `json:"routing_table"`
+}
+
+// StatusRegistration is a binding the node serves.
+type StatusRegistration struct {
+	AOR      string          `json:"aor"`
+	Expires  time.Time       `json:"expires"`
+	Contacts []StatusContact `json:"contacts"`
+}
+
+// StatusContact is one UA contact of a registration.
+type StatusContact struct {
+	URI     string    `json:"uri"`
+	Expires time.Time `json:"expires"`
+}
+
+// StatusSIP are the UA-facing SIP listen addresses.
+type StatusSIP struct {
+	UDP string `json:"udp,omitempty"`
+	TCP string `json:"tcp,omitempty"`
+}
+
+// StatusConn is a libp2p connection.
+type StatusConn struct {
+	PeerID    string `json:"peer_id"`
+	Addr      string `json:"addr"`
+	Direction string `json:"direction"`
+	Relayed   bool   `json:"relayed"`
+}
+
+// Status returns a snapshot of the node.
+func (n *Node) Status() Status {
+	s := Status{
+		PeerID: n.ID().String(), Domain: n.Domain(),
+		Joined: n.DomainOverlay().Joined(), IsProxy: n.IsProxy(),
+		Proxies: []StatusMember{}, Candidates: []StatusMember{},
+		Registrations: []StatusRegistration{}, Connections: []StatusConn{},
+		Time: n.cfg.Now(),
+	}
+	for _, a := range n.h.Addrs() {
+		s.Addrs = append(s.Addrs, a.String())
+	}
+	s.Role, s.Epoch = n.role()
+	if r := n.Election(); r != nil {
+		st := r.State()
+		if st.Leader != "" {
+			s.Leader = st.Leader.String()
+		}
+		s.Proxies = members(st.Proxies)
+		s.Candidates = members(st.Candidates)
+	}
+	s.Overlays = []StatusOverlay{{overlayDomain, n.DomainOverlay().RoutingTableSize()}}
+	if g := n.GlobalOverlay(); g != nil {
+		s.Overlays = append(s.Overlays, StatusOverlay{overlayGlobal, g.RoutingTableSize()})
+	}
+	for _, b := range n.Registrations() {
+		r := StatusRegistration{AOR: b.AOR, Expires: b.Expires, Contacts: []StatusContact{}}
+		for _, c := range b.Contacts {
+			r.Contacts = append(r.Contacts, StatusContact{URI: c.URI, Expires: c.Expires})
+		}
+		s.Registrations = append(s.Registrations, r)
+	}
+	slices.SortFunc(s.Registrations, func(a, b StatusRegistration) int { return strings.Compare(a.AOR, b.AOR) })
+	if b := n.Bridge(); b != nil {
+		s.SIP = &StatusSIP{UDP: b.UDPAddr(), TCP: b.TCPAddr()}
+	}
+	for _, c := range n.h.Network().Conns() {
+		s.Connections = append(s.Connections, StatusConn{
+			PeerID: c.RemotePeer().String(), Addr: c.RemoteMultiaddr().String(),
+			Direction: strings.ToLower(c.Stat().Direction.String()), Relayed: isRelayed(c),
+		})
+	}
+	slices.SortFunc(s.Connections, func(a, b StatusConn) int { return strings.Compare(a.PeerID, b.PeerID) })
+	return s
+}
+
+func members(ms []election.Member) []StatusMember {
+	out := []StatusMember{}
+	for _, m := range ms {
+		out = append(out, StatusMember{PeerID: m.ID.String(), Utility: m.Utility})
+	}
+	return out
+}
+
+// WriteText writes s for people.
+func (s Status) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	p := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
+	p("peer\t%s", s.PeerID)
+	p("domain\t%s (joined: %v)", s.Domain, s.Joined)
+	p("role\t%s (epoch %d)", s.Role, s.Epoch)
+	for _, a := range s.Addrs {
+		p("address\t%s", a)
+	}
+	if s.SIP != nil {
+		p("sip\tudp %s, tcp %s", orNone(s.SIP.UDP), orNone(s.SIP.TCP))
+	}
+	for _, m := range s.Proxies {
+		p("proxy\t%s (utility %.3g)", m.PeerID, m.Utility)
+	}
+	for _, m := range s.Candidates {
+		p("candidate\t%s (utility %.3g)", m.PeerID, m.Utility)
+	}
+	for _, o := range s.Overlays {
+		p("overlay\t%s: %d peers in routing table", o.Name, o.RoutingTable)
+	}
+	for _, r := range s.Registrations {
+		p("registration\t%s, expires in %s", r.AOR, r.Expires.Sub(s.Time).Round(time.Second))
+		for _, c := range r.Contacts {
+			p("  contact\t%s, expires in %s", c.URI, c.Expires.Sub(s.Time).Round(time.Second))
+		}
+	}
+	for _, c := range s.Connections {
+		kind := "direct"
+		if c.Relayed {
+			kind = "relayed"
+		}
+		p("connection\t%s %s %s %s", c.PeerID, kind, c.Direction, c.Addr)
+	}
+	return tw.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "off"
+	}
+	return s
+}
+
+// AdminOption configures NewAdminHandler.
+type AdminOption func(*adminConfig)
+
+type adminConfig struct {
+	pprof bool
+	log   *slog.Logger
+}
+
+// WithPprof serves net/http/pprof at /debug/pprof/.
+func WithPprof(on bool) AdminOption { return func(c *adminConfig) { c.pprof = on } }
+
+// WithAdminLogger sets the logger of the handler's errors (default: the node's).
+func WithAdminLogger(l *slog.Logger) AdminOption { return func(c *adminConfig) { c.log = l } }
+
+// NewAdminHandler returns the admin endpoint of n, for the daemon or for an
+// application to mount (it is meant for loopback or a trusted network):
+//
+//	/status        the node's Status as JSON
+//	/metrics       the node's Prometheus metrics (Node.Metrics)
+//	/bootstrap     the web-station peer list of the node's domain (draft §4.1)
+//	/debug/pprof/  profiles, only WithPprof(true)
+func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
+	c := adminConfig{log: n.log}
+	for _, o := range opts {
+		o(&c)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(n.Status()); err != nil {
+			c.log.Debug("admin: write status", "err", err)
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.Metrics().Registry(), promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
+	}))
+	mux.Handle("GET /bootstrap", domains.WebStationHandler(n.Domain(), n.DomainOverlay().Peers))
+	if c.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "hiersip node %s in domain %s\n\n/status\n/metrics\n/bootstrap\n", n.ID(), n.Domain())
+		if c.pprof {
+			fmt.Fprintln(w, "/debug/pprof/")
+		}
+	})
+	return mux
+}

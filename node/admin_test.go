@@ -1,0 +1,215 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hiersip/hiersip/domains"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+func get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, body
+}
+
+// scrape fetches /metrics and parses it with the Prometheus text parser.
+func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
+	t.Helper()
+	code, body := get(t, base+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mf, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	return mf
+}
+
+// metricValue returns the value of the counter or gauge name whose labels
+// include labels ("k=v" pairs), summed over the matching series.
+func metricValue(mf map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	f, ok := mf[name]
+	if !ok {
+		return -1
+	}
+	var sum float64
+outer:
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			have[lp.GetName()] = lp.GetValue()
+		}
+		for _, l := range labels {
+			k, v, _ := strings.Cut(l, "=")
+			if have[k] != v {
+				continue outer
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return sum
+}
+
+func TestAdminHandler(t *testing.T) {
+	ctx := context.Background()
+	cfg := Config{Domain: "adm", ListenAddrs: loopback, Logger: quiet,
+		Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true},
+		Global:    BootstrapConfig{DisableMDNS: true, DisableCache: true}}
+	a, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	cfg.Bootstrap.Peers = []string{p2pAddr(t, a.Host())}
+	b, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	waitJoined(t, a)
+	waitJoined(t, b)
+
+	srvA := httptest.NewServer(NewAdminHandler(a))
+	defer srvA.Close()
+	srvB := httptest.NewServer(NewAdminHandler(b, WithPprof(true)))
+	defer srvB.Close()
+
+	bob := mustAOR(t, "sip:bob@x.adm")
+	if err := a.Register(ctx, bob, contact("sip:bob@127.0.0.1:5999", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "b finds bob", func() error { _, err := b.Lookup(ctx, bob); return err })
+	if _, err := b.Lookup(ctx, mustAOR(t, "sip:nobody@adm")); err == nil {
+		t.Fatal("nobody found")
+	}
+
+	// /status
+	code, body := get(t, srvA.URL+"/status")
+	if code != http.StatusOK {
+		t.Fatalf("/status: %d %s", code, body)
+	}
+	var st Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.PeerID != a.ID().String() || st.Domain != "adm" || !st.Joined || len(st.Addrs) == 0 ||
+		len(st.Registrations) != 1 || st.Registrations[0].AOR != bob.String() || len(st.Registrations[0].Contacts) != 1 ||
+		len(st.Overlays) == 0 || st.Overlays[0].RoutingTable < 1 {
+		t.Fatalf("/status: %s", body)
+	}
+	found := false
+	for _, c := range st.Connections {
+		found = found || (c.PeerID == b.ID().String() && !c.Relayed)
+	}
+	if !found {
+		t.Fatalf("/status of a lists no direct connection to b: %s", body)
+	}
+	var text strings.Builder
+	if err := st.WriteText(&text); err != nil || !strings.Contains(text.String(), b.ID().String()) ||
+		!strings.Contains(text.String(), "registration  sip:bob@x.adm") {
+		t.Fatalf("status text (%v):\n%s", err, text.String())
+	}
+
+	// The election picks a proxy; role gauges and role changes follow.
+	eventually(t, 20*time.Second, "a proxy is elected", func() error {
+		for _, base := range []string{srvA.URL, srvB.URL} {
+			var s Status
+			_, body := get(t, base+"/status")
+			if err := json.Unmarshal(body, &s); err != nil {
+				return err
+			}
+			if s.Role == "proxy" && len(s.Proxies) > 0 {
+				mf := scrape(t, base)
+				if metricValue(mf, "hiersip_election_role_changes_total", "role=proxy") < 1 ||
+					metricValue(mf, "hiersip_election_role", "role=proxy") != 1 {
+					return fmt.Errorf("proxy %s: role metrics not updated", s.PeerID)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no proxy yet")
+	})
+
+	// /metrics
+	mfA, mfB := scrape(t, srvA.URL), scrape(t, srvB.URL)
+	for _, c := range []struct {
+		mf     map[string]*dto.MetricFamily
+		name   string
+		labels []string
+		min    float64
+	}{
+		{mfA, "hiersip_registrations_total", []string{"op=register", "result=ok"}, 1},
+		{mfA, "hiersip_registration_duration_seconds", nil, 1},
+		{mfA, "hiersip_local_registrations", nil, 1},
+		{mfA, "hiersip_routing_table_peers", []string{"overlay=domain"}, 1},
+		{mfA, "hiersip_connections", []string{"kind=direct"}, 1},
+		{mfB, "hiersip_lookups_total", []string{"overlay=domain", "record=binding", "result=found"}, 1},
+		{mfB, "hiersip_lookups_total", []string{"overlay=domain", "record=binding", "result=not_found"}, 1},
+		{mfB, "hiersip_lookup_duration_seconds", []string{"overlay=domain", "record=binding"}, 2},
+		{mfB, "hiersip_bootstrap_events_total", []string{"overlay=domain", "source=static", "event=connected"}, 1},
+		{mfB, "hiersip_bootstrap_events_total", []string{"overlay=domain", "event=joined"}, 1},
+	} {
+		if v := metricValue(c.mf, c.name, c.labels...); v < c.min {
+			t.Errorf("%s%v = %v, want ≥ %v", c.name, c.labels, v, c.min)
+		}
+	}
+	a.Metrics().CallRouted("local", 200)
+	if v := metricValue(scrape(t, srvA.URL), "hiersip_sip_calls_routed_total", "kind=local", "code=200"); v != 1 {
+		t.Errorf("calls routed: %v", v)
+	}
+
+	// /bootstrap
+	code, body = get(t, srvA.URL+"/bootstrap")
+	if code != http.StatusOK || !strings.Contains(string(body), b.ID().String()) {
+		t.Fatalf("/bootstrap: %d %s", code, body)
+	}
+	peers, err := domains.WebStationFetch(ctx, http.DefaultClient, srvA.URL+"/bootstrap", "adm")
+	if err != nil || len(peers) == 0 {
+		t.Fatalf("/bootstrap as a web station: %v %v", peers, err)
+	}
+
+	// pprof only when asked for
+	if code, _ := get(t, srvA.URL+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("pprof off: %d", code)
+	}
+	if code, _ := get(t, srvB.URL+"/debug/pprof/"); code != http.StatusOK {
+		t.Errorf("pprof on: %d", code)
+	}
+}
+
+func TestMetricsNilSafe(t *testing.T) {
+	var m *Metrics
+	m.CallRouted("local", 200)
+	m.observeLookup(overlayDomain, "binding", time.Millisecond, nil)
+	if m.Registry() == nil {
+		t.Fatal("nil registry")
+	}
+}

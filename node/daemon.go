@@ -1,0 +1,621 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/v2"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
+)
+
+// EnvPrefix prefixes the environment variables of the daemon's settings: a
+// setting's variable is its key upper-cased with "." and "_" as "_", e.g.
+// HIERSIP_SIP_UDP for sip.udp. Lists are comma-separated.
+const EnvPrefix = "HIERSIP_"
+
+// AdminURLFile is the file in the data directory where RunDaemon writes the
+// URL of its admin endpoint while it runs.
+const AdminURLFile = "admin.url"
+
+// DefaultShutdownTimeout bounds RunDaemon's graceful shutdown.
+const DefaultShutdownTimeout = 10 * time.Second
+
+// DaemonConfig is the configuration of the hiersip daemon: the settings of
+// its YAML file (keys as in the koanf tags), environment variables and
+// flags. LoadDaemonConfig reads it; NodeConfig maps it onto Config.
+type DaemonConfig struct {
+	Domain       string   `koanf:"domain" help:"the node's domain (its local overlay), e.g. pastry"`
+	KnownDomains []string `koanf:"known_domains" help:"further domain names, to decide the domain of an AOR"`
+	DataDir      string   `koanf:"data_dir" help:"directory of the identity key, the peer caches and admin.url"`
+	ListenAddrs  []string `koanf:"listen_addrs" help:"libp2p listen multiaddrs"`
+	Bootstrap    struct {
+		MDNS        bool     `koanf:"mdns" help:"find the domain's peers on the LAN by mDNS"`
+		Peers       []string `koanf:"peers" help:"multiaddrs (with /p2p/<id>) of the domain's well-known peers"`
+		WebStations []string `koanf:"web_stations" help:"URLs of web stations that list the domain's peers"`
+		Cache       bool     `koanf:"cache" help:"keep a peer cache in the data directory"`
+	} `koanf:"bootstrap"`
+	Global struct {
+		Peers       []string `koanf:"peers" help:"multiaddrs of global-overlay seeds, joined when the node becomes proxy"`
+		WebStations []string `koanf:"web_stations" help:"URLs of web stations of the global overlay"`
+		MDNS        bool     `koanf:"mdns" help:"find global-overlay peers on the LAN by mDNS"`
+		Cache       bool     `koanf:"cache" help:"keep a global-overlay peer cache in the data directory"`
+	} `koanf:"global"`
+	GlobalSeed bool `koanf:"global_seed" help:"stay in the global overlay whatever the role, as an entry point for other domains' proxies"`
+	SIP        struct {
+		UDP            string        `koanf:"udp" help:"UA-facing SIP UDP address (empty: none; both empty: no SIP)"`
+		TCP            string        `koanf:"tcp" help:"UA-facing SIP TCP address (empty: none)"`
+		UsersFile      string        `koanf:"users_file" help:"users file: turns on digest authentication of local UAs"`
+		MinExpires     time.Duration `koanf:"min_expires" help:"shortest registration accepted (0: the bridge's default)"`
+		DefaultExpires time.Duration `koanf:"default_expires" help:"registration interval when a REGISTER names none (0: default)"`
+		MaxExpires     time.Duration `koanf:"max_expires" help:"longest registration granted (0: default)"`
+	} `koanf:"sip"`
+	Election struct {
+		Disable      bool    `koanf:"disable" help:"stay out of the proxy election"`
+		OptOut       bool    `koanf:"opt_out" help:"take part in the election but never be proxy or candidate"`
+		Weight       float64 `koanf:"weight" help:"operator weight of the node's utility (0: 1)"`
+		Bandwidth    float64 `koanf:"bandwidth" help:"the node's bandwidth in bit/s (0: unknown)"`
+		Reachability string  `koanf:"reachability" help:"force public or private reachability (empty: AutoNAT)"`
+		Proxies      int     `koanf:"proxies" help:"active proxies per domain (0: default 1)"`
+		Candidates   int     `koanf:"candidates" help:"length of the candidate list (0: default 2)"`
+	} `koanf:"election"`
+	// NAT maps onto NATConfig.
+	NAT   struct{} `koanf:"nat"`
+	Admin struct {
+		Listen string `koanf:"listen" help:"admin HTTP address: /status, /metrics, /bootstrap (empty: none)"`
+		Pprof  bool   `koanf:"pprof" help:"serve /debug/pprof/ on the admin address"`
+	} `koanf:"admin"`
+	Log struct {
+		Level  string `koanf:"level" help:"log level: debug, info, warn or error"`
+		Format string `koanf:"format" help:"log format: text or json"`
+	} `koanf:"log"`
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" help:"bound of the graceful shutdown"`
+
+	// Logger, when set, replaces the logger built from Log (RunDaemon).
+	Logger *slog.Logger `koanf:"-"`
+}
+
+// DefaultDaemonConfig returns the daemon's defaults: mDNS and the peer
+// cache on, SIP on 127.0.0.1:5060, admin on 127.0.0.1:8080, the data
+// directory $XDG_DATA_HOME/hiersip (or ~/.local/share/hiersip).
+func DefaultDaemonConfig() DaemonConfig {
+	var c DaemonConfig
+	c.DataDir = DefaultDataDir()
+	c.ListenAddrs = slices.Clone(DefaultListenAddrs)
+	c.Bootstrap.MDNS, c.Bootstrap.Cache = true, true
+	c.Global.MDNS, c.Global.Cache = true, true
+	c.SIP.UDP, c.SIP.TCP = DefaultSIPListen, DefaultSIPListen
+	c.Admin.Listen = "127.0.0.1:8080"
+	c.Log.Level, c.Log.Format = "info", "text"
+	c.ShutdownTimeout = DefaultShutdownTimeout
+	return c
+}
+
+// DefaultDataDir returns $XDG_DATA_HOME/hiersip, else ~/.local/share/hiersip,
+// else "" (no home: an in-memory identity).
+func DefaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "hiersip")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "hiersip")
+	}
+	return ""
+}
+
+// DaemonConfigError reports an invalid setting, naming its key.
+type DaemonConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *DaemonConfigError) Error() string { return "config: " + e.Field + ": " + e.Err.Error() }
+func (e *DaemonConfigError) Unwrap() error { return e.Err }
+
+// daemonField is one setting of DaemonConfig.
+type daemonField struct {
+	key   string // "sip.udp"
+	help  string
+	index []int
+	typ   reflect.Type
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// daemonFields lists the settings of DaemonConfig and its section keys.
+func daemonFields() (fields []daemonField, sections map[string]bool) {
+	sections = map[string]bool{}
+	var walk func(t reflect.Type, prefix string, index []int)
+	walk = func(t reflect.Type, prefix string, index []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := f.Tag.Get("koanf")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			key := prefix + tag
+			idx := append(slices.Clone(index), i)
+			if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+				sections[key] = true
+				walk(f.Type, key+".", idx)
+				continue
+			}
+			fields = append(fields, daemonField{key: key, help: f.Tag.Get("help"), index: idx, typ: f.Type})
+		}
+	}
+	walk(reflect.TypeFor[DaemonConfig](), "", nil)
+	return fields, sections
+}
+
+// flagName is the command-line flag of a setting: "sip.users_file" is
+// --sip-users-file.
+func flagName(key string) string { return strings.NewReplacer(".", "-", "_", "-").Replace(key) }
+
+// envName is the environment variable of a setting: HIERSIP_SIP_USERS_FILE.
+func envName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// AddDaemonFlags adds a flag for every setting of DaemonConfig to fs, named
+// after its key ("sip.udp" is --sip-udp), with the default shown.
+func AddDaemonFlags(fs *pflag.FlagSet) {
+	def := reflect.ValueOf(DefaultDaemonConfig())
+	fields, _ := daemonFields()
+	for _, f := range fields {
+		name, v := flagName(f.key), def.FieldByIndex(f.index)
+		help := f.help + " (" + f.key + ")"
+		switch {
+		case f.typ == durationType:
+			fs.Duration(name, time.Duration(v.Int()), help)
+		case f.typ.Kind() == reflect.String:
+			fs.String(name, v.String(), help)
+		case f.typ.Kind() == reflect.Bool:
+			fs.Bool(name, v.Bool(), help)
+		case f.typ.Kind() == reflect.Int:
+			fs.Int(name, int(v.Int()), help)
+		case f.typ.Kind() == reflect.Float64:
+			fs.Float64(name, v.Float(), help)
+		case f.typ.Kind() == reflect.Slice:
+			fs.StringSlice(name, v.Interface().([]string), help)
+		default:
+			panic("node: daemon setting of unsupported type " + f.typ.String())
+		}
+	}
+}
+
+// LoadDaemonConfig reads the daemon's configuration: defaults
+// (DefaultDaemonConfig), then the YAML file at path (if path is not empty),
+// then HIERSIP_… environment variables, then the flags of flags that were
+// set on the command line (see AddDaemonFlags; flags may be nil). An invalid
+// or unknown setting is a *DaemonConfigError naming its key. The result is
+// not validated further: NodeConfig does that.
+func LoadDaemonConfig(path string, flags *pflag.FlagSet) (DaemonConfig, error) {
+	c := DefaultDaemonConfig()
+	fields, sections := daemonFields()
+	byKey := map[string]daemonField{}
+	byEnv := map[string]string{}
+	byFlag := map[string]string{}
+	for _, f := range fields {
+		byKey[f.key] = f
+		byEnv[envName(f.key)] = f.key
+		byFlag[flagName(f.key)] = f.key
+	}
+	k := koanf.New(".")
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return c, fmt.Errorf("config: %s: %w", path, err)
+		}
+		if err := checkKeys(k, byKey, sections); err != nil {
+			return c, err
+		}
+	}
+	var unknownEnv []string
+	err := k.Load(env.ProviderWithValue(EnvPrefix, ".", func(name, value string) (string, any) {
+		key, ok := byEnv[name]
+		if !ok {
+			if name != EnvPrefix+"CONFIG" {
+				unknownEnv = append(unknownEnv, name)
+			}
+			return "", nil
+		}
+		return key, value
+	}), nil)
+	if err != nil {
+		return c, fmt.Errorf("config: environment: %w", err)
+	}
+	if len(unknownEnv) > 0 {
+		slices.Sort(unknownEnv)
+		return c, &DaemonConfigError{unknownEnv[0], errors.New("unknown setting in the environment")}
+	}
+	if flags != nil {
+		err := k.Load(posflag.ProviderWithFlag(flags, ".", nil, func(f *pflag.Flag) (string, any) {
+			key, ok := byFlag[f.Name]
+			if !ok {
+				return "", nil
+			}
+			if f.Value.Type() == "stringSlice" {
+				v, _ := flags.GetStringSlice(f.Name)
+				return key, v
+			}
+			return key, f.Value.String()
+		}), nil)
+		if err != nil {
+			return c, fmt.Errorf("config: flags: %w", err)
+		}
+	}
+	v := reflect.ValueOf(&c).Elem()
+	for _, f := range fields {
+		if !k.Exists(f.key) {
+			continue
+		}
+		if err := setField(v.FieldByIndex(f.index), k.Get(f.key)); err != nil {
+			return c, &DaemonConfigError{f.key, err}
+		}
+	}
+	return c, nil
+}
+
+// checkKeys rejects keys of the file that are not settings.
+func checkKeys(k *koanf.Koanf, byKey map[string]daemonField, sections map[string]bool) error {
+	keys := k.Keys()
+	slices.Sort(keys)
+	for _, key := range keys {
+		if _, ok := byKey[key]; ok {
+			continue
+		}
+		if sections[key] {
+			switch v := k.Get(key).(type) {
+			case nil:
+				continue
+			case map[string]any:
+				if len(v) == 0 {
+					continue
+				}
+			}
+			return &DaemonConfigError{key, errors.New("want a mapping of settings")}
+		}
+		return &DaemonConfigError{key, errors.New("unknown setting")}
+	}
+	return nil
+}
+
+// setField sets a setting from a value of the file (YAML types), the
+// environment (strings) or a flag (strings, string slices).
+func setField(v reflect.Value, raw any) error {
+	if raw == nil {
+		v.SetZero()
+		return nil
+	}
+	str, isStr := raw.(string)
+	switch {
+	case v.Type() == durationType:
+		switch x := raw.(type) {
+		case string:
+			if secs, err := strconv.ParseFloat(x, 64); err == nil {
+				v.SetInt(int64(secs * float64(time.Second)))
+				return nil
+			}
+			d, err := time.ParseDuration(x)
+			if err != nil {
+				return fmt.Errorf("%q: invalid duration (want e.g. 30s, 5m)", x)
+			}
+			v.SetInt(int64(d))
+		case int, int64, float64:
+			n, _ := strconv.ParseFloat(fmt.Sprint(x), 64)
+			v.SetInt(int64(n * float64(time.Second))) // plain numbers are seconds
+		default:
+			return fmt.Errorf("%v: want a duration", raw)
+		}
+	case v.Kind() == reflect.String:
+		switch raw.(type) {
+		case string, int, int64, float64, bool:
+			v.SetString(fmt.Sprint(raw))
+		default:
+			return fmt.Errorf("%v: want a string", raw)
+		}
+	case v.Kind() == reflect.Bool:
+		if b, ok := raw.(bool); ok {
+			v.SetBool(b)
+			return nil
+		}
+		b, err := strconv.ParseBool(str)
+		if !isStr || err != nil {
+			return fmt.Errorf("%q: want true or false", fmt.Sprint(raw))
+		}
+		v.SetBool(b)
+	case v.Kind() == reflect.Int:
+		s := fmt.Sprint(raw)
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%q: want an integer", s)
+		}
+		v.SetInt(int64(n))
+	case v.Kind() == reflect.Float64:
+		s := fmt.Sprint(raw)
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("%q: want a number", s)
+		}
+		v.SetFloat(x)
+	case v.Kind() == reflect.Slice:
+		var out []string
+		switch x := raw.(type) {
+		case string:
+			for _, p := range strings.Split(x, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					out = append(out, p)
+				}
+			}
+		case []string:
+			out = x
+		case []any:
+			for i, e := range x {
+				switch e.(type) {
+				case string, int, int64, float64:
+					out = append(out, fmt.Sprint(e))
+				default:
+					return fmt.Errorf("[%d]: %v: want a string", i, e)
+				}
+			}
+		default:
+			return fmt.Errorf("%v: want a list", raw)
+		}
+		if len(out) == 0 {
+			out = nil
+		}
+		v.Set(reflect.ValueOf(out))
+	default:
+		return fmt.Errorf("unsupported setting type %s", v.Type())
+	}
+	return nil
+}
+
+// checkHostPort checks a host:port listen address.
+func checkHostPort(field, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return &DaemonConfigError{field, fmt.Errorf("%q: want host:port", addr)}
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return &DaemonConfigError{field, fmt.Errorf("%q: invalid port", addr)}
+	}
+	return nil
+}
+
+// NewLogger returns the logger the Log settings describe, writing to w.
+func (c DaemonConfig) NewLogger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		return nil, &DaemonConfigError{"log.level", fmt.Errorf("%q: want debug, info, warn or error", c.Log.Level)}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.Log.Format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, &DaemonConfigError{"log.format", fmt.Errorf("%q: want text or json", c.Log.Format)}
+}
+
+// Validate checks every setting, returning a *DaemonConfigError naming the
+// first invalid one.
+func (c DaemonConfig) Validate() error {
+	_, err := c.NodeConfig()
+	return err
+}
+
+// NodeConfig checks the settings and maps them onto a node Config (Logger
+// is c.Logger, or one built from Log on stderr). An invalid setting is a
+// *DaemonConfigError naming its key.
+func (c DaemonConfig) NodeConfig() (Config, error) {
+	if c.Domain == "" {
+		return Config{}, &DaemonConfigError{"domain", errors.New("required (--domain, HIERSIP_DOMAIN or domain: in the file)")}
+	}
+	log := c.Logger
+	if log == nil {
+		var err error
+		if log, err = c.NewLogger(os.Stderr); err != nil {
+			return Config{}, err
+		}
+	} else if _, err := c.NewLogger(io.Discard); err != nil {
+		return Config{}, err
+	}
+	for _, a := range []struct{ field, addr string }{
+		{"sip.udp", c.SIP.UDP}, {"sip.tcp", c.SIP.TCP}, {"admin.listen", c.Admin.Listen},
+	} {
+		if err := checkHostPort(a.field, a.addr); err != nil {
+			return Config{}, err
+		}
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"sip.min_expires", c.SIP.MinExpires}, {"sip.default_expires", c.SIP.DefaultExpires}, {"sip.max_expires", c.SIP.MaxExpires}} {
+		if d.v < 0 {
+			return Config{}, &DaemonConfigError{d.field, fmt.Errorf("%v is negative", d.v)}
+		}
+	}
+	if mn, mx := c.SIP.MinExpires, c.SIP.MaxExpires; mn != 0 && mx != 0 && mn > mx {
+		return Config{}, &DaemonConfigError{"sip.max_expires", fmt.Errorf("%v is below sip.min_expires %v", mx, mn)}
+	}
+	if d := c.SIP.DefaultExpires; d != 0 && (d < c.SIP.MinExpires || (c.SIP.MaxExpires != 0 && d > c.SIP.MaxExpires)) {
+		return Config{}, &DaemonConfigError{"sip.default_expires", fmt.Errorf("%v is outside [sip.min_expires, sip.max_expires]", d)}
+	}
+	if c.SIP.UsersFile != "" {
+		if _, err := sipbridge.LoadUsers(c.SIP.UsersFile); err != nil {
+			return Config{}, &DaemonConfigError{"sip.users_file", err}
+		}
+	}
+	e := c.Election
+	switch {
+	case e.Weight < 0:
+		return Config{}, &DaemonConfigError{"election.weight", fmt.Errorf("%v is negative", e.Weight)}
+	case e.Bandwidth < 0:
+		return Config{}, &DaemonConfigError{"election.bandwidth", fmt.Errorf("%v is negative", e.Bandwidth)}
+	case e.Reachability != "" && e.Reachability != "public" && e.Reachability != "private":
+		return Config{}, &DaemonConfigError{"election.reachability", fmt.Errorf("%q: want public, private or empty", e.Reachability)}
+	case e.Proxies < 0:
+		return Config{}, &DaemonConfigError{"election.proxies", fmt.Errorf("%d is negative", e.Proxies)}
+	case e.Candidates < 0:
+		return Config{}, &DaemonConfigError{"election.candidates", fmt.Errorf("%d is negative", e.Candidates)}
+	}
+	if c.ShutdownTimeout <= 0 {
+		return Config{}, &DaemonConfigError{"shutdown_timeout", fmt.Errorf("%v: want a positive duration", c.ShutdownTimeout)}
+	}
+	cfg := Config{
+		Domain:       c.Domain,
+		KnownDomains: slices.Clone(c.KnownDomains),
+		DataDir:      c.DataDir,
+		ListenAddrs:  slices.Clone(c.ListenAddrs),
+		NAT:          NATConfig{},
+		Bootstrap: BootstrapConfig{
+			DisableMDNS:  !c.Bootstrap.MDNS,
+			Peers:        slices.Clone(c.Bootstrap.Peers),
+			WebStations:  slices.Clone(c.Bootstrap.WebStations),
+			DisableCache: !c.Bootstrap.Cache,
+		},
+		Global: BootstrapConfig{
+			DisableMDNS:  !c.Global.MDNS,
+			Peers:        slices.Clone(c.Global.Peers),
+			WebStations:  slices.Clone(c.Global.WebStations),
+			DisableCache: !c.Global.Cache,
+		},
+		GlobalSeed: c.GlobalSeed,
+		Election: ElectionConfig{
+			Disable: e.Disable, OptOut: e.OptOut, Weight: e.Weight, Bandwidth: e.Bandwidth,
+			Reachability: e.Reachability,
+			Config:       election.Config{Proxies: e.Proxies, Candidates: e.Candidates},
+		},
+		Logger: log,
+	}
+	if len(cfg.ListenAddrs) == 0 {
+		return Config{}, &DaemonConfigError{"listen_addrs", errors.New("empty")}
+	}
+	if c.SIP.UDP != "" || c.SIP.TCP != "" {
+		cfg.SIP = &SIPConfig{
+			UDP: c.SIP.UDP, TCP: c.SIP.TCP, UsersFile: c.SIP.UsersFile,
+			MinExpires: c.SIP.MinExpires, DefaultExpires: c.SIP.DefaultExpires, MaxExpires: c.SIP.MaxExpires,
+		}
+	}
+	if _, err := cfg.withDefaults(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return Config{}, &DaemonConfigError{ce.Field, ce.Err}
+		}
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// RunDaemon runs a node as c configures it, with its admin endpoint, until
+// ctx is done; then it shuts the node down gracefully (Close: proxy
+// handoff, peer cache saved) within c.ShutdownTimeout. It logs "admin
+// listening on http://…" and writes that URL to AdminURLFile in the data
+// directory while it runs. It returns nil after a clean shutdown.
+func RunDaemon(ctx context.Context, c DaemonConfig) error {
+	cfg, err := c.NodeConfig()
+	if err != nil {
+		return err
+	}
+	log := cfg.Logger
+	if c.DataDir != "" {
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return &DaemonConfigError{"data_dir", err}
+		}
+	}
+	cfg.Metrics = NewMetrics()
+	cfg.Metrics.Registry().MustRegister(collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var (
+		srv     *http.Server
+		srvDone = make(chan struct{})
+		urlFile string
+	)
+	if c.Admin.Listen != "" {
+		ln, err := net.Listen("tcp", c.Admin.Listen)
+		if err != nil {
+			return errors.Join(&DaemonConfigError{"admin.listen", err}, n.Close())
+		}
+		srv = &http.Server{
+			Handler:           NewAdminHandler(n, WithPprof(c.Admin.Pprof)),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() {
+			defer close(srvDone)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin server", "err", err)
+			}
+		}()
+		url := "http://" + ln.Addr().String()
+		log.Info("admin listening on " + url)
+		if c.DataDir != "" {
+			urlFile = filepath.Join(c.DataDir, AdminURLFile)
+			if err := os.WriteFile(urlFile, []byte(url+"\n"), 0o600); err != nil {
+				log.Warn("cannot write the admin URL", "file", urlFile, "err", err)
+				urlFile = ""
+			}
+		}
+	} else {
+		close(srvDone)
+	}
+	attrs := []any{"peer", n.ID(), "domain", n.Domain(), "addrs", n.Host().Addrs()}
+	if b := n.Bridge(); b != nil {
+		attrs = append(attrs, "sip_udp", b.UDPAddr(), "sip_tcp", b.TCPAddr())
+	}
+	log.Info("node started", attrs...)
+
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", c.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		var errs []error
+		if srv != nil {
+			errs = append(errs, srv.Shutdown(sctx))
+		}
+		<-srvDone
+		if urlFile != "" {
+			_ = os.Remove(urlFile)
+		}
+		errs = append(errs, n.Close())
+		done <- errors.Join(errs...)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("daemon: shutdown: %w", err)
+		}
+		log.Info("stopped")
+		return nil
+	case <-sctx.Done():
+		return fmt.Errorf("daemon: shutdown took longer than %v", c.ShutdownTimeout)
+	}
+}

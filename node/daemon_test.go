@@ -1,0 +1,257 @@
+package node
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// clearEnv unsets every HIERSIP_ variable for the test.
+func clearEnv(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, EnvPrefix) {
+			t.Setenv(name, "")
+			os.Unsetenv(name)
+		}
+	}
+}
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "hiersip.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func daemonFlags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("node", pflag.ContinueOnError)
+	fs.String("config", "", "")
+	AddDaemonFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func TestDaemonConfigDefaults(t *testing.T) {
+	clearEnv(t)
+	c, err := LoadDaemonConfig("", daemonFlags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, DefaultDaemonConfig()) {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", c, DefaultDaemonConfig())
+	}
+	if _, err := c.NodeConfig(); err == nil || err.Error() != "config: domain: required (--domain, HIERSIP_DOMAIN or domain: in the file)" {
+		t.Fatalf("no domain: %v", err)
+	}
+	c, err = LoadDaemonConfig("", daemonFlags(t, "--domain", "example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Logger = quiet
+	nc, err := c.NodeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc.Domain != "example" || nc.Bootstrap.DisableMDNS || nc.Bootstrap.DisableCache ||
+		nc.SIP == nil || nc.SIP.UDP != "127.0.0.1:5060" || nc.SIP.TCP != "127.0.0.1:5060" ||
+		nc.DataDir == "" || !reflect.DeepEqual(nc.ListenAddrs, DefaultListenAddrs) {
+		t.Fatalf("hiersip node --domain example: %+v", nc)
+	}
+	if c.Admin.Listen != "127.0.0.1:8080" || c.ShutdownTimeout != DefaultShutdownTimeout {
+		t.Fatalf("admin/shutdown defaults: %+v", c)
+	}
+}
+
+func TestDaemonConfigDataDirDefault(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", "/x/data")
+	if d := DefaultDataDir(); d != "/x/data/hiersip" {
+		t.Fatalf("with XDG_DATA_HOME: %q", d)
+	}
+	t.Setenv("XDG_DATA_HOME", "")
+	t.Setenv("HOME", "/home/h")
+	if d := DefaultDataDir(); d != "/home/h/.local/share/hiersip" {
+		t.Fatalf("without XDG_DATA_HOME: %q", d)
+	}
+}
+
+func TestDaemonConfigExampleFile(t *testing.T) {
+	clearEnv(t)
+	c, err := LoadDaemonConfig("../hiersip.example.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Logger = quiet
+	nc, err := c.NodeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc.Domain != "pastry" || !reflect.DeepEqual(nc.KnownDomains, []string{"can", "example.org"}) ||
+		nc.DataDir != "/var/lib/hiersip" || c.Admin.Listen != "127.0.0.1:8080" || c.Log.Format != "text" ||
+		c.ShutdownTimeout != 10*time.Second || nc.SIP.UDP != "127.0.0.1:5060" {
+		t.Fatalf("example file: %+v", c)
+	}
+	// Apart from the settings marked "example", the file shows the defaults.
+	want := DefaultDaemonConfig()
+	want.Domain, want.KnownDomains, want.DataDir = c.Domain, c.KnownDomains, c.DataDir
+	c.Logger = nil
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("example file differs from the defaults:\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestDaemonConfigPrecedence(t *testing.T) {
+	clearEnv(t)
+	path := writeFile(t, `
+domain: file
+sip:
+  udp: 127.0.0.1:1001
+  tcp: 127.0.0.1:1002
+  max_expires: 2h
+bootstrap:
+  mdns: true
+  peers: [/ip4/127.0.0.1/tcp/1/p2p/12D3KooWEAzSLN9VGZQ8zrrameNnsRXAfPPcFdVqpx1NzxFsFJci]
+election:
+  weight: 2
+log:
+  level: debug
+`)
+	c, err := LoadDaemonConfig(path, daemonFlags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Domain != "file" || c.SIP.UDP != "127.0.0.1:1001" || c.SIP.MaxExpires != 2*time.Hour ||
+		len(c.Bootstrap.Peers) != 1 || c.Election.Weight != 2 || c.Log.Level != "debug" || c.Admin.Listen != "127.0.0.1:8080" {
+		t.Fatalf("file over defaults: %+v", c)
+	}
+
+	t.Setenv("HIERSIP_DOMAIN", "env")
+	t.Setenv("HIERSIP_SIP_UDP", "127.0.0.1:2001")
+	t.Setenv("HIERSIP_BOOTSTRAP_MDNS", "false")
+	t.Setenv("HIERSIP_KNOWN_DOMAINS", "a, b.c")
+	t.Setenv("HIERSIP_SIP_MIN_EXPIRES", "90")
+	t.Setenv("HIERSIP_CONFIG", "ignored.yaml")
+	c, err = LoadDaemonConfig(path, daemonFlags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Domain != "env" || c.SIP.UDP != "127.0.0.1:2001" || c.SIP.TCP != "127.0.0.1:1002" || c.Bootstrap.MDNS ||
+		!reflect.DeepEqual(c.KnownDomains, []string{"a", "b.c"}) || c.SIP.MinExpires != 90*time.Second {
+		t.Fatalf("env over file: %+v", c)
+	}
+
+	c, err = LoadDaemonConfig(path, daemonFlags(t, "--domain", "flag", "--sip-udp", "127.0.0.1:3001",
+		"--bootstrap-mdns=true", "--known-domains", "x,y", "--election-weight", "3", "--admin-listen", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Domain != "flag" || c.SIP.UDP != "127.0.0.1:3001" || !c.Bootstrap.MDNS ||
+		!reflect.DeepEqual(c.KnownDomains, []string{"x", "y"}) || c.Election.Weight != 3 || c.Admin.Listen != "" ||
+		c.SIP.TCP != "127.0.0.1:1002" || c.SIP.MinExpires != 90*time.Second {
+		t.Fatalf("flags over env: %+v", c)
+	}
+	c.Logger = quiet
+	nc, err := c.NodeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc.Bootstrap.DisableMDNS || nc.SIP.MaxExpires != 2*time.Hour || nc.Election.Weight != 3 {
+		t.Fatalf("node config: %+v", nc)
+	}
+}
+
+func TestDaemonConfigSIPOff(t *testing.T) {
+	clearEnv(t)
+	c, err := LoadDaemonConfig("", daemonFlags(t, "--domain", "d", "--sip-udp", "", "--sip-tcp", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Logger = quiet
+	nc, err := c.NodeConfig()
+	if err != nil || nc.SIP != nil {
+		t.Fatalf("both SIP addresses empty: %v, %+v", err, nc.SIP)
+	}
+}
+
+func TestDaemonConfigErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		env        map[string]string
+		want       string
+	}{
+		{"bad port", "sip: {udp: \"127.0.0.1:x\"}", nil, `config: sip.udp: "127.0.0.1:x": invalid port`},
+		{"port range", "sip: {tcp: \"127.0.0.1:70000\"}", nil, `config: sip.tcp: "127.0.0.1:70000": invalid port`},
+		{"no port", "admin: {listen: localhost}", nil, `config: admin.listen: "localhost": want host:port`},
+		{"bool", "bootstrap: {mdns: maybe}", nil, `config: bootstrap.mdns: "maybe": want true or false`},
+		{"number in env", "", map[string]string{"HIERSIP_ELECTION_WEIGHT": "heavy"}, `config: election.weight: "heavy": want a number`},
+		{"integer", "election: {proxies: 1.5}", nil, `config: election.proxies: "1.5": want an integer`},
+		{"duration", "sip: {min_expires: soon}", nil, `config: sip.min_expires: "soon": invalid duration`},
+		{"unknown key", "sip: {udpp: x}", nil, `config: sip.udpp: unknown setting`},
+		{"unknown section", "sipp: {udp: x}", nil, `config: sipp.udp: unknown setting`},
+		{"section as value", "sip: 5060", nil, `config: sip: want a mapping of settings`},
+		{"unknown env", "", map[string]string{"HIERSIP_SIP_UPD": "x"}, `config: HIERSIP_SIP_UPD: unknown setting in the environment`},
+		{"domain", "domain: \"Bad Domain\"", nil, `config: domain: `},
+		{"known domain", "known_domains: [ok, \"no way\"]", nil, `config: known_domains[1]: `},
+		{"listen addr", "listen_addrs: [garbage]", nil, `config: listen_addrs[0]: `},
+		{"peer without id", "bootstrap: {peers: [/ip4/127.0.0.1/tcp/1]}", nil, `config: bootstrap.peers[0]: missing /p2p/<peer-id>`},
+		{"web station", "global: {web_stations: [\"ftp://x\"]}", nil, `config: global.web_stations[0]: "ftp://x" is not an http(s) URL`},
+		{"log level", "log: {level: loud}", nil, `config: log.level: "loud": want debug, info, warn or error`},
+		{"log format", "log: {format: xml}", nil, `config: log.format: "xml": want text or json`},
+		{"reachability", "election: {reachability: sometimes}", nil, `config: election.reachability: "sometimes": want public, private or empty`},
+		{"weight", "election: {weight: -1}", nil, `config: election.weight: -1 is negative`},
+		{"expires order", "sip: {min_expires: 1h, max_expires: 1m}", nil, `config: sip.max_expires: 1m0s is below sip.min_expires 1h0m0s`},
+		{"users file", "sip: {users_file: /nonexistent/users}", nil, `config: sip.users_file: `},
+		{"shutdown", "shutdown_timeout: 0s", nil, `config: shutdown_timeout: 0s: want a positive duration`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			file := tc.file
+			if !strings.HasPrefix(file, "domain:") {
+				file = "domain: d\n" + file
+			}
+			path := writeFile(t, file+"\n")
+			c, err := LoadDaemonConfig(path, nil)
+			if err == nil {
+				c.Logger = quiet
+				_, err = c.NodeConfig()
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %s…", err, tc.want)
+			}
+			var de *DaemonConfigError
+			if !errors.As(err, &de) {
+				t.Fatalf("%v is not a *DaemonConfigError", err)
+			}
+		})
+	}
+}
+
+func TestDaemonSettingNamesAreUnique(t *testing.T) {
+	fields, _ := daemonFields()
+	flags, envs := map[string]string{}, map[string]string{}
+	for _, f := range fields {
+		if o, ok := flags[flagName(f.key)]; ok {
+			t.Errorf("flag %s of %s and %s", flagName(f.key), o, f.key)
+		}
+		if o, ok := envs[envName(f.key)]; ok {
+			t.Errorf("variable %s of %s and %s", envName(f.key), o, f.key)
+		}
+		flags[flagName(f.key)], envs[envName(f.key)] = f.key, f.key
+		if f.help == "" {
+			t.Errorf("%s has no help", f.key)
+		}
+	}
+}
