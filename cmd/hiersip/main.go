@@ -1,6 +1,7 @@
 // Command hiersip runs a hiersip node (hiersip node) and talks to one: its
 // status (hiersip status), SIP calls and messages through it (hiersip call,
-// answer, message), and a self-contained demonstration (hiersip demo).
+// answer, message), a self-contained demonstration (hiersip demo) and a
+// benchmark against sipp and Kamailio (hiersip bench).
 // The logic lives in the packages node, node/demo and sipbridge; this
 // command only parses flags and prints.
 package main
@@ -12,6 +13,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	"github.com/hiersip/hiersip/integration/bench"
 	"github.com/spf13/cobra"
 )
 
@@ -28,6 +30,9 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
+	// hiersip bench runs its nodes in a child process, a re-execution of
+	// this binary: that child never gets past this line.
+	bench.MaybeRunHelper()
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "hiersip:", err)
@@ -51,7 +56,7 @@ the domains in a global overlay.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newNodeCmd(), newVersionCmd(), newStatusCmd(),
-		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd())
+		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd(), newBenchCmd())
 	return root
 }
 

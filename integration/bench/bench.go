@@ -43,8 +43,11 @@ type Config struct {
 	StepDuration time.Duration
 	// Rates are the call rates the throughput search steps through, in
 	// increasing order; it stops at the first rate that is not clean
-	// (default 100, 250, 500, 1000, 2000, 4000, 8000; quick 100, 1000).
+	// (default 250, 1000, 2000, 4000, 8000; quick 50, 200).
 	Rates []int
+	// CPURate is the call rate at which the CPU time per call of each
+	// proxy is measured, over one StepDuration (default 1000; quick 100).
+	CPURate int
 	// LookupSizes are the domain sizes of the lookup-scaling section
 	// (default 10, 100, 1000; quick 10, 50).
 	LookupSizes []int
@@ -86,6 +89,7 @@ func (c Config) withDefaults() Config {
 	c.FailoverRuns = pick(c.FailoverRuns, 3, 1)
 	c.ColdRuns = pick(c.ColdRuns, 3, 1)
 	c.Registrations = pick(c.Registrations, 1000, 200)
+	c.CPURate = pick(c.CPURate, 1000, 100)
 	if c.StepDuration == 0 {
 		c.StepDuration = 20 * time.Second
 		if c.Quick {
@@ -93,9 +97,9 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	if len(c.Rates) == 0 {
-		c.Rates = []int{100, 250, 500, 1000, 2000, 4000, 8000}
+		c.Rates = []int{250, 1000, 2000, 4000, 8000}
 		if c.Quick {
-			c.Rates = []int{100, 1000}
+			c.Rates = []int{50, 200}
 		}
 	}
 	if len(c.LookupSizes) == 0 {
@@ -223,11 +227,16 @@ func lookTool(override, name string) string {
 	if override != "" {
 		return override
 	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return ""
+	if p, err := exec.LookPath(name); err == nil {
+		return p
 	}
-	return p
+	for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} { // kamailio lives in sbin
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
 }
 
 func orMissing(path, pkg string) string {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"time"
 )
 
@@ -16,7 +16,8 @@ type path struct {
 	target string // where the UAC sends
 	ruri   string // Request-URI host part (rdomain)
 	cpu    func() time.Duration
-	nodes  int // proxies (hiersip nodes, or 1 Kamailio) the call crosses
+	nodes  int    // proxies (hiersip nodes, or 1 Kamailio) the call crosses
+	helper *nodes // the hiersip helper process, for hiersip paths
 }
 
 // env is what the call sections share: sipp's uas and the proxies.
@@ -97,8 +98,8 @@ func (r *runner) setup(ctx context.Context) (*env, func(), error) {
 	pid := e.nodes.pid()
 	cpu := func() time.Duration { return cpuTime(pid) }
 	from := e.nodes.addr("pastry", past.Members[0])
-	e.paths["c"] = path{label: "(c) hiersip same domain", target: from, ruri: "pastry", cpu: cpu, nodes: 2}
-	e.paths["d"] = path{label: "(d) hiersip 2 domains", target: from, ruri: "can", cpu: cpu, nodes: 4}
+	e.paths["c"] = path{label: "(c) hiersip same domain", target: from, ruri: "pastry", cpu: cpu, nodes: 2, helper: e.nodes}
+	e.paths["d"] = path{label: "(d) hiersip 2 domains", target: from, ruri: "can", cpu: cpu, nodes: 4, helper: e.nodes}
 	return e, closeAll, nil
 }
 
@@ -244,83 +245,114 @@ func (r *runner) throughput(ctx context.Context) error {
 	}
 	var errs []error
 	maxRate := map[string]int{}
-	for _, k := range []string{"a", "b", "c", "d"} {
+	// The proxies first; then sipp alone, from the highest rate a proxy
+	// reached, to show whether the load generator limits that figure.
+	for _, k := range []string{"b", "c", "d", "a"} {
 		p, ok := e.paths[k]
 		if !ok {
-			r.skip(SectionThroughput, "max strict rate (b) Kamailio", "kamailio missing (apt-get install kamailio)")
+			r.skip(SectionThroughput, nameMaxB, "kamailio missing (apt-get install kamailio)")
+			r.skip(SectionThroughput, nameCPUB, "kamailio missing (apt-get install kamailio)")
 			continue
 		}
-		if r.cfg.Profile && p.nodes > 1 {
-			if _, err := e.nodes.do(ctx, "profstart", filepath.Join(r.dir, "hiersip-"+k+".pprof")); err != nil {
-				errs = append(errs, err)
+		rates := r.cfg.Rates
+		if k == "a" {
+			top := 0
+			for _, v := range maxRate {
+				top = max(top, v)
 			}
+			rates = slices.DeleteFunc(slices.Clone(rates), func(v int) bool { return v < top })
 		}
-		best := 0
-		var cpuRes *sippResult
-		cpuClean := false
-		idle := idleCPU(ctx, p)
-		var steps []string
-		for _, rate := range r.cfg.Rates {
-			res, err := runSippUAC(ctx, r.sipp, dir, p.target, p.ruri, rate, r.cfg.StepDuration, p.cpu)
-			steps = append(steps, fmt.Sprintf("%d:%d/%d ok,%d fail,%d retr", rate, res.Successful, res.Calls, res.Failed, res.Retrans))
-			r.log.Info("bench: step", "path", p.label, "rate", rate, "ok", res.Successful, "calls", res.Calls, "failed", res.Failed, "retrans", res.Retrans, "cpu", res.ProxyCPU, "err", err)
-			if cpuRes == nil && err == nil && res.Successful > 0 {
-				first := res
-				cpuRes = &first // fallback: the lowest rate, even if not clean
-				cpuClean = false
-			}
-			if err != nil || !res.clean() {
-				break
-			}
-			best = rate
-			if rate <= 1000 {
-				cpuRes, cpuClean = &res, true
-			}
-			if err := waitQuiet(ctx, p); err != nil {
-				errs = append(errs, err)
-				break
-			}
-		}
-		if r.cfg.Profile && p.nodes > 1 {
-			_, _ = e.nodes.do(ctx, "profstop")
+		best, steps, err := r.stepRates(ctx, dir, p, rates)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.label, err))
 		}
 		maxRate[k] = best
 		name := "max strict rate " + p.label
-		r.add(SectionThroughput, name, "calls/s", fmt.Sprintf("sipp uac→…→sipp uas, rates stepped %s for %v each, highest with 0 failed calls and 0 retransmissions (one search; steps %s)",
-			joinInts(r.cfg.Rates), r.cfg.StepDuration, joinStr(steps)), []float64{float64(best)})
+		r.add(SectionThroughput, name, "calls/s", fmt.Sprintf("sipp uac (built-in uac flow, strict: unexpected message = failed call) → … → sipp uas, UDP; rates stepped %s for %v each, stopping at the first with a failed call or a retransmission (that step is cut short when it happens); highest clean rate; steps %s",
+			joinInts(rates), r.cfg.StepDuration, joinStr(steps)), []float64{float64(best)})
 		if p.cpu == nil {
 			continue
 		}
-		if cpuRes == nil {
-			r.skip(SectionThroughput, "CPU/call "+p.label, "no step completed a call")
-			continue
-		}
-		busy := cpuRes.ProxyCPU - time.Duration(float64(idle)*cpuRes.Elapsed.Seconds())
-		per := us(busy) / float64(cpuRes.Successful)
-		who := "utime+stime of all Kamailio processes (/proc/<pid>/stat)"
-		if p.nodes > 1 {
-			who = "utime+stime of the helper process running all 6 nodes (/proc/<pid>/stat)"
-		}
-		cname := "CPU/call " + p.label
-		if k == "b" {
-			cname = nameCPUB
-		}
-		note := ""
-		if !cpuClean {
-			note = " (NOT a clean step: no rate ≤ 1,000 passed)"
-		}
-		r.add(SectionThroughput, cname, "µs", fmt.Sprintf("%s over the %d calls/s step%s, minus idle CPU (%.1f ms/s)", who, cpuRes.Rate, note, us(idle)/1000), []float64{per})
-		if p.nodes > 1 {
-			cname := "CPU/call/node hiersip " + "(" + k + ")"
-			r.add(SectionThroughput, cname, "µs", fmt.Sprintf("the above divided by the %d nodes the call crosses", p.nodes), []float64{per / float64(p.nodes)})
+		if err := r.cpuPerCall(ctx, dir, k, p); err != nil {
+			errs = append(errs, fmt.Errorf("%s CPU: %w", p.label, err))
 		}
 	}
-	if b, ok := maxRate["b"]; ok && b > 0 {
+	if b := maxRate["b"]; b > 0 {
 		for _, k := range []string{"c", "d"} {
 			r.add(SectionThroughput, "max rate ratio "+k+"/b", "×", "hiersip path max strict rate / Kamailio's", []float64{float64(maxRate[k]) / float64(b)})
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stepRates runs sipp at each rate until one is not clean and returns the
+// highest clean rate.
+func (r *runner) stepRates(ctx context.Context, dir string, p path, rates []int) (int, []string, error) {
+	best := 0
+	var steps []string
+	for _, rate := range rates {
+		res, err := runSippUAC(ctx, r.sipp, dir, p.target, p.ruri, rate, r.cfg.StepDuration, nil, true)
+		if err != nil {
+			return best, steps, err
+		}
+		st := fmt.Sprintf("%d: %d ok, %d failed, %d retrans", rate, res.Successful, res.Failed, res.Retrans)
+		if res.Aborted {
+			st += fmt.Sprintf(", cut after %.1f s", res.Elapsed.Seconds())
+		}
+		steps = append(steps, st)
+		r.log.Info("bench: step", "path", p.label, "rate", rate, "ok", res.Successful, "calls", res.Calls, "failed", res.Failed, "retrans", res.Retrans, "aborted", res.Aborted)
+		if !res.clean() {
+			break
+		}
+		best = rate
+		if err := waitQuiet(ctx, p); err != nil {
+			return best, steps, err
+		}
+	}
+	return best, steps, nil
+}
+
+// cpuPerCall runs sipp at CPURate for a full step and records the proxy
+// processes' CPU time per successful call, net of their idle CPU.
+func (r *runner) cpuPerCall(ctx context.Context, dir, k string, p path) error {
+	if err := waitQuiet(ctx, p); err != nil {
+		return err
+	}
+	idle := idleCPU(ctx, p)
+	if r.cfg.Profile && p.nodes > 1 {
+		if _, err := p.helper.do(ctx, "profstart", filepath.Join(r.dir, "hiersip-"+k+".pprof")); err != nil {
+			return err
+		}
+		defer func() { _, _ = p.helper.do(ctx, "profstop") }()
+	}
+	res, err := runSippUAC(ctx, r.sipp, dir, p.target, p.ruri, r.cfg.CPURate, r.cfg.StepDuration, p.cpu, false)
+	if err != nil {
+		return err
+	}
+	cname := "CPU/call " + p.label
+	if k == "b" {
+		cname = nameCPUB
+	}
+	if res.Successful == 0 {
+		r.skip(SectionThroughput, cname, fmt.Sprintf("no call succeeded at %d calls/s", r.cfg.CPURate))
+		return nil
+	}
+	busy := res.ProxyCPU - time.Duration(float64(idle)*res.Elapsed.Seconds())
+	per := us(busy) / float64(res.Successful)
+	who := "utime+stime of all Kamailio processes (/proc/<pid>/stat)"
+	if p.nodes > 1 {
+		who = "utime+stime of the helper process running all 6 nodes (/proc/<pid>/stat)"
+	}
+	note := "a clean run"
+	if !res.clean() {
+		note = fmt.Sprintf("NOT clean: %d failed, %d retransmissions", res.Failed, res.Retrans)
+	}
+	r.add(SectionThroughput, cname, "µs", fmt.Sprintf("%s during %v of sipp at %d calls/s (%d calls ok, %s), minus idle CPU (%.1f ms/s), ÷ calls ok",
+		who, r.cfg.StepDuration, r.cfg.CPURate, res.Successful, note, us(idle)/1000), []float64{per})
+	if p.nodes > 1 {
+		r.add(SectionThroughput, fmt.Sprintf("CPU/call/node hiersip (%s)", k), "µs", fmt.Sprintf("the above ÷ the %d nodes the call crosses", p.nodes), []float64{per / float64(p.nodes)})
+	}
+	return nil
 }
 
 // idleCPU is the proxy's CPU time per second of wall time without load,
@@ -369,5 +401,3 @@ func joinStr(v []string) string {
 	}
 	return out
 }
-
-var _ = strconv.Itoa

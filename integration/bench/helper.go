@@ -80,7 +80,7 @@ func helperMain(args []string, in io.Reader, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *ndom < 1 || *ndom > len(domainNames) || *nnodes < 1 || *members >= *nnodes {
+	if *ndom < 1 || *ndom > len(domainNames) || *nnodes < 1 || *members > *nnodes || (*members == *nnodes && *join == "") {
 		return fmt.Errorf("bad helper flags %v", args)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))

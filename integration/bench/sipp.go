@@ -138,14 +138,21 @@ type sippResult struct {
 	Rate, Calls, Successful, Failed, Retrans int
 	Elapsed                                  time.Duration
 	ProxyCPU                                 time.Duration
+	Aborted                                  bool // cut short at the first failure or retransmission
 }
 
-func (r sippResult) clean() bool { return r.Failed == 0 && r.Retrans == 0 && r.Successful == r.Calls }
+func (r sippResult) clean() bool {
+	return !r.Aborted && r.Failed == 0 && r.Retrans == 0 && r.Successful == r.Calls
+}
 
 // runSippUAC runs sipp's uac (the scenario above) against target, calling
 // service@rdomain at rate calls/s for dur, and reads its final statistics.
 // cpu, when not nil, is sampled before and after the run.
-func runSippUAC(ctx context.Context, bin, dir, target, rdomain string, rate int, dur time.Duration, cpu func() time.Duration) (sippResult, error) {
+//
+// With abortEarly the run is cut at the first failed call or
+// retransmission (sipp writes its statistics every second), so that a rate
+// that is not clean costs a second or two rather than dur.
+func runSippUAC(ctx context.Context, bin, dir, target, rdomain string, rate int, dur time.Duration, cpu func() time.Duration, abortEarly bool) (sippResult, error) {
 	calls := int(float64(rate) * dur.Seconds())
 	if calls < 1 {
 		calls = 1
@@ -163,7 +170,7 @@ func runSippUAC(ctx context.Context, bin, dir, target, rdomain string, rate int,
 	cmd := exec.CommandContext(ctx, bin, target, "-sf", scen, "-key", "rdomain", rdomain, "-s", "service",
 		"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-m", strconv.Itoa(calls), "-r", strconv.Itoa(rate), "-l", strconv.Itoa(limit),
 		"-d", "0", "-nostdin", "-buff_size", "8388608", "-recv_timeout", "5000", "-timeout", fmt.Sprintf("%ds", int(dur.Seconds())+30),
-		"-timeout_error", "-max_retrans", "3", "-trace_stat", "-stf", stat, "-fd", "3600")
+		"-timeout_error", "-max_retrans", "3", "-trace_stat", "-stf", stat, "-fd", "1")
 	cmd.Dir = dir
 	dieWithParent(cmd)
 	var out bytes.Buffer
@@ -173,18 +180,51 @@ func runSippUAC(ctx context.Context, bin, dir, target, rdomain string, rate int,
 		c0 = cpu()
 	}
 	start := time.Now()
-	runErr := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return sippResult{}, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var runErr error
+	aborted := false
+	tick := time.NewTicker(250 * time.Millisecond)
+wait:
+	for {
+		select {
+		case runErr = <-done:
+			break wait
+		case <-tick.C:
+			if !abortEarly || aborted {
+				continue
+			}
+			if st, ok := readSippStat(stat); ok && (st.Failed > 0 || st.Retrans > 0) {
+				aborted = true
+				_ = cmd.Process.Kill()
+			}
+		}
+	}
+	tick.Stop()
 	res := sippResult{Rate: rate, Calls: calls, Elapsed: time.Since(start)}
 	if cpu != nil {
 		res.ProxyCPU = cpu() - c0
 	}
-	data, err := os.ReadFile(stat)
+	st, ok := readSippStat(stat)
+	if !ok {
+		return res, fmt.Errorf("bench: sipp uac: %v: no statistics: %s", runErr, tailStr(out.String(), 1500))
+	}
+	res.Successful, res.Failed, res.Retrans, res.Aborted = st.Successful, st.Failed, st.Retrans, aborted
+	return res, nil
+}
+
+// readSippStat reads the last line of sipp's -trace_stat file.
+func readSippStat(path string) (sippResult, bool) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return res, fmt.Errorf("bench: sipp uac: %v: %s", runErr, tailStr(out.String(), 1500))
+		return sippResult{}, false
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	if len(lines) < 2 {
-		return res, fmt.Errorf("bench: sipp stat file has no data: %s", tailStr(out.String(), 1500))
+		return sippResult{}, false
 	}
 	head := strings.Split(lines[0], ";")
 	last := strings.Split(lines[len(lines)-1], ";")
@@ -197,6 +237,5 @@ func runSippUAC(ctx context.Context, bin, dir, target, rdomain string, rate int,
 		}
 		return -1
 	}
-	res.Successful, res.Failed, res.Retrans = col("SuccessfulCall(C)"), col("FailedCall(C)"), col("Retransmissions(C)")
-	return res, nil
+	return sippResult{Successful: col("SuccessfulCall(C)"), Failed: col("FailedCall(C)"), Retrans: col("Retransmissions(C)")}, true
 }
