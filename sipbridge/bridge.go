@@ -87,6 +87,7 @@ type config struct {
 	locTimeout       time.Duration
 	dialTimeout      time.Duration
 	udpBuf           int
+	lookupTTL        time.Duration
 	trace            func(TraceEvent)
 }
 
@@ -203,6 +204,7 @@ type Bridge struct {
 	links *links
 	txs   *txTable
 	queue *serializer
+	binds *bindingCache
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -219,6 +221,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		log: slog.Default(), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
 		minExp: DefaultMinExpires, defExp: DefaultExpires, maxExp: DefaultMaxExpires,
 		locTimeout: DefaultLocatorTimeout, dialTimeout: DefaultDialTimeout, udpBuf: 4 << 20,
+		lookupTTL: DefaultLookupCacheTTL,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -238,6 +241,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.queue = newSerializer(b.spawn)
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
+	b.binds = newBindingCache(cfg.lookupTTL)
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, b.Close())
