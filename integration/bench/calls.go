@@ -268,7 +268,7 @@ func (r *runner) throughput(ctx context.Context) error {
 		}
 		maxRate[k] = best
 		name := "max strict rate " + p.label
-		r.add(SectionThroughput, name, "calls/s", fmt.Sprintf("sipp uac (built-in uac flow, strict: unexpected message = failed call) → … → sipp uas, UDP; rates stepped %s for %v each, stopping at the first with a failed call or a retransmission (that step is cut short when it happens); highest clean rate; steps %s",
+		r.add(SectionThroughput, name, "calls/s", fmt.Sprintf("sipp uac (built-in uac flow, strict: unexpected message = failed call) → … → sipp uas, UDP; after warm-up calls, rates stepped %s for %v each; a rate that has a failed call or a retransmission (the run is cut when it happens) is tried once more, then the search stops; highest clean rate; steps %s",
 			joinInts(rates), r.cfg.StepDuration, joinStr(steps)), []float64{float64(best)})
 		if p.cpu == nil {
 			continue
@@ -290,17 +290,30 @@ func (r *runner) throughput(ctx context.Context) error {
 func (r *runner) stepRates(ctx context.Context, dir string, p path, rates []int) (int, []string, error) {
 	best := 0
 	var steps []string
+	if err := r.warmUp(ctx, p); err != nil {
+		return 0, nil, err
+	}
 	for _, rate := range rates {
-		res, err := runSippUAC(ctx, r.sipp, dir, p.target, p.ruri, rate, r.cfg.StepDuration, nil, true)
-		if err != nil {
-			return best, steps, err
+		var res sippResult
+		for try := 1; try <= stepTries; try++ {
+			var err error
+			res, err = runSippUAC(ctx, r.sipp, dir, p.target, p.ruri, rate, r.cfg.StepDuration, nil, true)
+			if err != nil {
+				return best, steps, err
+			}
+			st := fmt.Sprintf("%d: %d ok, %d failed, %d retrans", rate, res.Successful, res.Failed, res.Retrans)
+			if res.Aborted {
+				st += fmt.Sprintf(", cut after %.1f s", res.Elapsed.Seconds())
+			}
+			steps = append(steps, st)
+			r.log.Info("bench: step", "path", p.label, "rate", rate, "try", try, "ok", res.Successful, "calls", res.Calls, "failed", res.Failed, "retrans", res.Retrans, "aborted", res.Aborted)
+			if res.clean() {
+				break
+			}
+			if err := waitQuiet(ctx, p); err != nil {
+				return best, steps, err
+			}
 		}
-		st := fmt.Sprintf("%d: %d ok, %d failed, %d retrans", rate, res.Successful, res.Failed, res.Retrans)
-		if res.Aborted {
-			st += fmt.Sprintf(", cut after %.1f s", res.Elapsed.Seconds())
-		}
-		steps = append(steps, st)
-		r.log.Info("bench: step", "path", p.label, "rate", rate, "ok", res.Successful, "calls", res.Calls, "failed", res.Failed, "retrans", res.Retrans, "aborted", res.Aborted)
 		if !res.clean() {
 			break
 		}
@@ -310,6 +323,29 @@ func (r *runner) stepRates(ctx context.Context, dir string, p path, rates []int)
 		}
 	}
 	return best, steps, nil
+}
+
+// stepTries is how many times a rate is tried before the search stops: on a
+// shared machine one stall of half a second makes sipp retransmit.
+const stepTries = 2
+
+// warmUp places calls along p until one succeeds, and four more, so that a
+// step does not begin with lookups and connections (the cold case is its
+// own figure).
+func (r *runner) warmUp(ctx context.Context, p path) error {
+	c, err := newSIPClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ruri := "sip:service@" + p.ruri
+	if _, _, err := callUntilOK(ctx, c, p.target, ruri, 20*time.Second); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	for range 4 {
+		_, _ = c.call(ctx, mustUDP(p.target), ruri, 2*time.Second)
+	}
+	return nil
 }
 
 // cpuPerCall runs sipp at CPURate for a full step and records the proxy
@@ -338,6 +374,11 @@ func (r *runner) cpuPerCall(ctx context.Context, dir, k string, p path) error {
 		return nil
 	}
 	busy := res.ProxyCPU - time.Duration(float64(idle)*res.Elapsed.Seconds())
+	if busy <= 0 {
+		r.skip(SectionThroughput, cname, fmt.Sprintf("CPU during the run (%v) not above idle (%v over %v): too few calls succeeded (%d)",
+			res.ProxyCPU, time.Duration(float64(idle)*res.Elapsed.Seconds()), res.Elapsed.Round(time.Millisecond), res.Successful))
+		return nil
+	}
 	per := us(busy) / float64(res.Successful)
 	who := "utime+stime of all Kamailio processes (/proc/<pid>/stat)"
 	if p.nodes > 1 {
