@@ -384,6 +384,7 @@ const (
 	nameLatD         = "(d) INVITE→200 hiersip 2 domains warm"
 	nameLatE         = "(e) INVITE→200 hiersip 2 domains cold"
 	nameCPUB         = "CPU/call Kamailio (b)"
+	nameCPUC         = "CPU/call hiersip same domain (c)"
 	nameCPUCPerNode  = "CPU/call/node hiersip (c)"
 	nameMaxB         = "max strict rate (b) Kamailio"
 	nameMaxC         = "max strict rate (c) hiersip same domain"

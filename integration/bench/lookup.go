@@ -190,8 +190,8 @@ const lookupMethod = "in-process: %d hosts on a libp2p mocknet (no link latency)
 func (r *runner) lookup(ctx context.Context) error {
 	quiet := slog.New(slog.NewTextHandler(discard{}, nil))
 	type point struct {
-		n   int
-		lat float64
+		n        int
+		lat, rpc float64
 	}
 	var pts []point
 	for _, n := range r.cfg.LookupSizes {
@@ -210,13 +210,14 @@ func (r *runner) lookup(ctx context.Context) error {
 		m := fmt.Sprintf(lookupMethod, n, domains.DefaultQuorum, perBucket, aors, r.cfg.Lookups/aors)
 		f := r.add(SectionLookup, fmt.Sprintf("lookup latency, %d nodes", n), "µs", m, lat)
 		r.add(SectionLookup, fmt.Sprintf("lookup hops, %d nodes", n), "hops", "longest chain of referrals to a queried peer (kad-dht query events; 1 = a peer of the caller's own routing table)", hops)
-		r.add(SectionLookup, fmt.Sprintf("lookup RPCs, %d nodes", n), "RPCs", "peers sent a GET_VALUE query per lookup (kad-dht query events)", rpcs)
-		pts = append(pts, point{n, f.Median})
+		fr := r.add(SectionLookup, fmt.Sprintf("lookup RPCs, %d nodes", n), "RPCs", "peers sent a GET_VALUE query per lookup (kad-dht query events)", rpcs)
+		pts = append(pts, point{n, f.Median, fr.Median})
 	}
 	if len(pts) >= 2 {
 		a, b := pts[0], pts[len(pts)-1]
 		g := (b.lat / a.lat) / (math.Log(float64(b.n)) / math.Log(float64(a.n)))
 		r.add(SectionLookup, nameLookupGrowth, "×", fmt.Sprintf("(median latency at %d / at %d) ÷ (ln %d / ln %d); 1 = grows exactly like log N, < 1 slower", b.n, a.n, b.n, a.n), []float64{g})
+		r.add(SectionLookup, "lookup RPC growth vs log N", "×", "the same for the median number of RPCs (not disturbed by other load on the machine)", []float64{(b.rpc / a.rpc) / (math.Log(float64(b.n)) / math.Log(float64(a.n)))})
 	}
 	return nil
 }
