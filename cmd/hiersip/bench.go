@@ -39,7 +39,7 @@ each figure, with how it was measured), also written as JSON to --out/bench.json
 
 It needs the Debian packages sip-tester (sipp) and kamailio and installs
 nothing: rows that need a missing tool are printed as SKIPPED. The full run
-takes about 6 minutes on 2 cores; --quick takes well under one.`,
+takes about 8 minutes on 2 cores; --quick takes well under one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
@@ -65,7 +65,7 @@ takes about 6 minutes on 2 cores; --quick takes well under one.`,
 	f.BoolVar(&cfg.Quick, "quick", false, "short run (fewer calls, runs and seconds), as the CI smoke test")
 	f.StringSliceVar(&sections, "sections", nil, "subset of sections to run: latency,throughput,register,lookup,failover,footprint")
 	f.DurationVar(&cfg.StepDuration, "step", 0, "duration of each throughput step (default 20s; quick 3s)")
-	f.IntSliceVar(&cfg.Rates, "rates", nil, "call rates the throughput search steps through (default 250,1000,2000,4000,8000)")
+	f.IntSliceVar(&cfg.Rates, "rates", nil, "call rates the throughput search steps through (default 250,500,1000,2000,4000,8000)")
 	f.StringVar(&cfg.OutDir, "out", "bench-results", "directory for bench.json, sipp and Kamailio files and profiles")
 	f.BoolVar(&cfg.Profile, "profile", false, "write CPU profiles of the hiersip nodes during the throughput section into --out")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log progress to stderr")

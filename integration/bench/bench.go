@@ -43,7 +43,7 @@ type Config struct {
 	StepDuration time.Duration
 	// Rates are the call rates the throughput search steps through, in
 	// increasing order; it stops at the first rate that is not clean
-	// (default 250, 1000, 2000, 4000, 8000; quick 50, 200).
+	// (default 250, 500, 1000, 2000, 4000, 8000; quick 50, 200).
 	Rates []int
 	// CPURate is the call rate at which the CPU time per call of each
 	// proxy is measured, over one StepDuration (default 1000; quick 100).
@@ -97,7 +97,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	if len(c.Rates) == 0 {
-		c.Rates = []int{250, 1000, 2000, 4000, 8000}
+		c.Rates = []int{250, 500, 1000, 2000, 4000, 8000}
 		if c.Quick {
 			c.Rates = []int{50, 200}
 		}
