@@ -7,7 +7,7 @@ build:
 test:
 	bash scripts/test.sh
 
-# The benchmark (README "Benchmarks"): about 6 minutes on 2 cores; needs the
+# The benchmark (README "Benchmarks"): about 7 minutes on 2 cores; needs the
 # Debian packages sip-tester and kamailio (it installs nothing).
 bench: build
 	./hiersip bench -v

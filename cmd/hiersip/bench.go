@@ -39,7 +39,7 @@ each figure, with how it was measured), also written as JSON to --out/bench.json
 
 It needs the Debian packages sip-tester (sipp) and kamailio and installs
 nothing: rows that need a missing tool are printed as SKIPPED. The full run
-takes about 8 minutes on 2 cores; --quick takes well under one.`,
+takes about 7 minutes on 2 cores; --quick about one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
