@@ -196,7 +196,28 @@ func (r *runner) latency(ctx context.Context) error {
 	if err := r.cold(ctx, e); err != nil {
 		errs = append(errs, err)
 	}
+	r.latencyRatios()
 	return errors.Join(errs...)
+}
+
+// latencyRatios adds the headline ratios: latency added by hiersip over the
+// latency added by Kamailio (each path's median minus the direct median),
+// and the ratios of the whole setup times.
+func (r *runner) latencyRatios() {
+	a, okA := r.rep.Get(nameLatA)
+	b, okB := r.rep.Get(nameLatB)
+	if !okA || !okB || b.Median <= a.Median {
+		return
+	}
+	for _, x := range []struct{ k, name string }{{"c", nameLatC}, {"d", nameLatD}} {
+		f, ok := r.rep.Get(x.name)
+		if !ok {
+			continue
+		}
+		r.add(SectionLatency, "added latency ratio ("+x.k+")/(b)", "×", fmt.Sprintf("(median (%s) − median (a)) ÷ (median (b) − median (a)) = %.0f µs ÷ %.0f µs", x.k, f.Median-a.Median, b.Median-a.Median),
+			[]float64{(f.Median - a.Median) / (b.Median - a.Median)})
+		r.add(SectionLatency, "setup ratio ("+x.k+")/(b)", "×", fmt.Sprintf("median (%s) ÷ median (b)", x.k), []float64{f.Median / b.Median})
+	}
 }
 
 // cold measures the first inter-domain call after fresh nodes start: no
@@ -286,6 +307,13 @@ func (r *runner) throughput(ctx context.Context) error {
 	if b := maxRate["b"]; b > 0 {
 		for _, k := range []string{"c", "d"} {
 			r.add(SectionThroughput, "max rate ratio "+k+"/b", "×", "hiersip path max strict rate / Kamailio's", []float64{float64(maxRate[k]) / float64(b)})
+		}
+	}
+	if kc, ok := r.rep.Get(nameCPUB); ok && kc.Median > 0 {
+		for _, k := range []string{"c", "d"} {
+			if hc, ok := r.rep.Get(fmt.Sprintf("CPU/call/node hiersip (%s)", k)); ok {
+				r.add(SectionThroughput, "CPU/call ratio "+k+"/b", "×", fmt.Sprintf("hiersip CPU per call per node (%s) / Kamailio's CPU per call, both at %d calls/s", k, r.cfg.CPURate), []float64{hc.Median / kc.Median})
+			}
 		}
 	}
 	return errors.Join(errs...)
