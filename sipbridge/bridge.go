@@ -88,6 +88,7 @@ type config struct {
 	locTimeout       time.Duration
 	dialTimeout      time.Duration
 	udpBuf           int
+	lookupTTL        time.Duration
 	trace            func(TraceEvent)
 	callObserver     func(kind string, code int)
 	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
@@ -215,6 +216,7 @@ type Bridge struct {
 	dialMu  sync.Mutex
 	dialing map[peer.ID]struct{} // preconnects in flight
 	lim     *limiter
+	binds   *bindingCache
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -231,7 +233,8 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		log: slog.Default(), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
 		minExp: DefaultMinExpires, defExp: DefaultExpires, maxExp: DefaultMaxExpires,
 		locTimeout: DefaultLocatorTimeout, dialTimeout: DefaultDialTimeout, udpBuf: 4 << 20,
-		limits: DefaultLimits(),
+		limits:    DefaultLimits(),
+		lookupTTL: DefaultLookupCacheTTL,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -252,6 +255,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.queue = newSerializer(b.spawn)
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
+	b.binds = newBindingCache(cfg.lookupTTL)
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, b.Close())

@@ -73,7 +73,9 @@
 //     (sip:bob@127.0.0.1:5060, as sipp's built-in scenarios send) means bob@<domain>. An AOR of
 //     this domain is delivered to the UA's contact when it registered here, else looked up
 //     with Locator.Lookup and forwarded over libp2p to the serving node (404 when not bound,
-//     480 when that node cannot be reached). An AOR of another domain goes to the
+//     480 when that node cannot be reached). A found binding is reused for routing for up to
+//     [DefaultLookupCacheTTL] ([WithLookupCache]); when its node cannot be reached the entry
+//     is dropped and the request routed again after a fresh lookup. An AOR of another domain goes to the
 //     [ProxyResolver] of [WithInterDomain] (404 naming the domain when there is none). Any
 //     other URI (a contact address) is sent to directly.
 //

@@ -49,12 +49,25 @@ func (c *filterConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return c.PacketConn.WriteTo(b, addr)
 }
 
+// filterParser parses only the headers that validateRequest and onArrival read into
+// structures (Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length); the others stay
+// generic headers holding their raw text. sipgo parses every datagram again, fully, after
+// the filter: parsing Contact, Route and Record-Route twice cost CPU for nothing.
+var filterParser = func() *sip.Parser {
+	all := sip.DefaultHeadersParser()
+	some := map[string]sip.HeaderParser{}
+	for _, k := range []string{"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq", "max-forwards", "content-length", "l"} {
+		some[k] = all[k]
+	}
+	return sip.NewParser(sip.WithHeadersParsers(some))
+}()
+
 // reject answers and returns true when data is an invalid request.
 func (c *filterConn) reject(data []byte, addr net.Addr) bool {
 	if len(bytes.TrimSpace(data)) == 0 || bytes.HasPrefix(data, []byte("SIP/")) {
 		return false
 	}
-	msg, err := sip.ParseMessage(data)
+	msg, err := filterParser.ParseSIP(data)
 	if err != nil {
 		return false // sipgo drops what it cannot parse
 	}

@@ -39,7 +39,8 @@ type hop struct {
 	peer  peer.ID
 	addrs []ma.Multiaddr
 	uri   *sip.Uri
-	self  bool // the request is addressed to this node itself
+	self  bool   // the request is addressed to this node itself
+	aor   string // the AOR whose cached binding chose peer ("" when not from the cache)
 }
 
 // ---- upstreams
@@ -406,6 +407,16 @@ func (b *Bridge) start(ctx context.Context, req *sip.Request, up upstream, from 
 		return reply(404, "Not Found: no user part in Request-URI")
 	}
 	down, code, reason := b.send(ctx, req, fwd, h, from)
+	if code != 0 && h.aor != "" {
+		// The cached binding named a node that is gone: look the AOR up again.
+		b.binds.forget(h.aor)
+		if fwd, h, code, reason = b.route(ctx, req, from); code == 0 && !h.self {
+			down, code, reason = b.send(ctx, req, fwd, h, from)
+		}
+	}
+	if code == 0 && h.self {
+		code, reason = 404, "Not Found: no user part in Request-URI"
+	}
 	if code != 0 {
 		return reply(code, reason)
 	}
@@ -531,6 +542,9 @@ func (b *Bridge) forwardAck(req *sip.Request, from peer.ID) {
 		err = b.cli.WriteRequest(fwd, sipgo.ClientRequestAddVia)
 	}
 	if err != nil {
+		if h.aor != "" {
+			b.binds.forget(h.aor)
+		}
 		b.log.Debug("forwarding ACK failed", "err", err)
 		return
 	}
@@ -763,6 +777,10 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 		fwd.Recipient = *c.Clone()
 		return fwd, hop{uri: &c}, 0, ""
 	}
+	key := aor.String()
+	if e, ok := b.binds.get(key, time.Now()); ok {
+		return fwd, hop{peer: e.peer, addrs: e.addrs, aor: key}, 0, ""
+	}
 	lctx, cancel := context.WithTimeout(ctx, b.cfg.locTimeout)
 	defer cancel()
 	bind, err := b.loc.Lookup(lctx, aor)
@@ -777,6 +795,7 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 	case bind.Peer == b.self:
 		return nil, hop{}, 480, "Temporarily Unavailable: registration lapsed"
 	}
+	b.binds.put(key, bind, time.Now())
 	return fwd, hop{peer: bind.Peer, addrs: bind.Addrs}, 0, ""
 }
 

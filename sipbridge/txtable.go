@@ -258,8 +258,12 @@ func (s *serializer) enqueueLocked(key string, sl *slot) {
 }
 
 func (s *serializer) work(key string) {
-	t := time.NewTimer(s.timeout)
-	defer t.Stop()
+	var t *time.Timer // made only when a place is not filled yet: most are
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	for {
 		s.mu.Lock()
 		q := s.q[key]
@@ -270,11 +274,19 @@ func (s *serializer) work(key string) {
 		}
 		sl := q[0]
 		s.mu.Unlock()
-		t.Reset(s.timeout)
 		select {
 		case <-sl.ready:
-		case <-t.C:
-			sl.fill(nil) // skipped: a late run queues anew
+		default:
+			if t == nil {
+				t = time.NewTimer(s.timeout)
+			} else {
+				t.Reset(s.timeout)
+			}
+			select {
+			case <-sl.ready:
+			case <-t.C:
+				sl.fill(nil) // skipped: a late run queues anew
+			}
 		}
 		if sl.f != nil {
 			sl.f()

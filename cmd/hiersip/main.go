@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	"github.com/hiersip/hiersip/integration/bench"
 	"github.com/spf13/cobra"
 )
 
@@ -23,6 +24,9 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
+	// hiersip bench runs its nodes in a child process, a re-execution of
+	// this binary: that child never gets past this line.
+	bench.MaybeRunHelper()
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "hiersip:", err)
@@ -46,7 +50,7 @@ the domains in a global overlay.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newNodeCmd(), newVersionCmd(), newStatusCmd(),
-		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd(), newDisconnectCmd(), newAuthorityCmd())
+		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd(), newDisconnectCmd(), newAuthorityCmd(), newBenchCmd())
 	return root
 }
 
