@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,29 +16,31 @@ import (
 func startElectingDomains(t testing.TB, n int, names ...string) map[string][]*Node {
 	t.Helper()
 	ctx := context.Background()
-	var seeds []string
 	out := map[string][]*Node{}
+	start := func(cfg Config) *Node {
+		nd, err := New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nd.Close() })
+		out[cfg.Domain] = append(out[cfg.Domain], nd)
+		return nd
+	}
+	// Each domain's first node is a global seed, started first, so that every node
+	// knows every seed (as operators list several): a new proxy can join the global
+	// overlay whichever seed has died.
+	var seeds []string
 	for _, d := range names {
-		var first string
-		for i := range n {
-			cfg := Config{Domain: d, ListenAddrs: loopback, Logger: quiet,
-				Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true},
-				Global:    BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: seeds}}
-			if i == 0 {
-				cfg.GlobalSeed = true
-			} else {
-				cfg.Bootstrap.Peers = []string{first}
-			}
-			nd, err := New(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { nd.Close() })
-			if i == 0 {
-				first = p2pAddr(t, nd.Host())
-				seeds = append(seeds, first)
-			}
-			out[d] = append(out[d], nd)
+		first := start(Config{Domain: d, ListenAddrs: loopback, Logger: quiet, GlobalSeed: true,
+			Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true},
+			Global:    BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: slices.Clone(seeds)}})
+		seeds = append(seeds, p2pAddr(t, first.Host()))
+	}
+	for _, d := range names {
+		for range n - 1 {
+			start(Config{Domain: d, ListenAddrs: loopback, Logger: quiet,
+				Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: []string{p2pAddr(t, out[d][0].Host())}},
+				Global:    BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: slices.Clone(seeds)}})
 		}
 	}
 	return out
