@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -318,7 +319,12 @@ func (c Config) hostOptions() ([]libp2p.Option, *relaySource, error) {
 	}
 	opts = append(opts, libp2p.Routing(func(host.Host) (routing.PeerRouting, error) { return relayRouting{src}, nil }))
 	if !nc.DisableHolePunching {
-		opts = append(opts, libp2p.EnableHolePunching())
+		// Before punching, DCUtR tries a plain direct dial to every address of the
+		// peer when one of them looks public; behind a NAT that drops unsolicited
+		// packets, that dial only ends at its timeout (10 s by default) and the call's
+		// node-to-node path waits on it. One second is enough for a direct dial
+		// that can work; the punch itself is not bounded by it.
+		opts = append(opts, libp2p.EnableHolePunching(holepunch.DirectDialTimeout(holePunchDirectDial)))
 	}
 	if nc.PortMap {
 		opts = append(opts, libp2p.NATPortMap())
@@ -378,6 +384,9 @@ func (n *Node) watchAddrs() error {
 // holePunchProtocol is DCUtR's protocol ID. The hole-punching service
 // registers it only once the host knows a public address of its own.
 const holePunchProtocol = "/libp2p/dcutr"
+
+// holePunchDirectDial bounds DCUtR's direct dial before it punches.
+const holePunchDirectDial = time.Second
 
 // punchWhenReady closes the gap of go-libp2p's hole punching at start-up:
 // the peer that receives a relayed connection starts the punch at once, and

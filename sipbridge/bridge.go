@@ -213,10 +213,8 @@ type Bridge struct {
 	inflight atomic.Int64 // requests being proxied (relay running)
 	uas      uaAddrs      // contact addresses of local UAs
 
-	dialMu  sync.Mutex
-	dialing map[peer.ID]struct{} // preconnects in flight
-	lim     *limiter
-	binds   *bindingCache
+	lim   *limiter
+	binds *bindingCache
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -613,9 +612,6 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 		fwd.PrependHeader(via)
 		return
 	}
-	if from != "" && recordRoutes(req, h, from) {
-		b.preconnect(req) // the callee's node dials the caller's while its UA answers
-	}
 	b.nodeHeaders(fwd, false, false)
 	u := h.uri
 	port := u.Port
@@ -891,51 +887,6 @@ func (b *Bridge) nodeHeaderValue() string {
 	}
 	return b.nodeHdr
 }
-
-// preconnect opens, in the background, connections to the nodes named in m's
-// Hiersip-Node headers that this node is not connected to. The callee's node does it
-// when an initial INVITE reaches it from another node, while its UA rings, so that the
-// caller's ACK and later in-dialog requests, which go node to node, need not wait for a
-// dial. (Only one end dials: two simultaneous dials would make two connections.)
-func (b *Bridge) preconnect(m sip.Message) {
-	for i, h := range m.GetHeaders(headerNodeAddrs) {
-		if i >= 4 {
-			return
-		}
-		id, _, _ := strings.Cut(h.Value(), " ")
-		p, err := peer.Decode(id)
-		if err != nil || p == b.self || b.h.Network().Connectedness(p) == network.Connected {
-			continue
-		}
-		b.dialMu.Lock()
-		if _, busy := b.dialing[p]; busy || len(b.dialing) >= maxPreconnects {
-			b.dialMu.Unlock()
-			continue
-		}
-		if b.dialing == nil {
-			b.dialing = map[peer.ID]struct{}{}
-		}
-		b.dialing[p] = struct{}{}
-		b.dialMu.Unlock()
-		if !b.spawn(func() {
-			defer func() { b.dialMu.Lock(); delete(b.dialing, p); b.dialMu.Unlock() }()
-			ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(b.ctx, "hiersip-sip"), preconnectTimeout)
-			defer cancel()
-			if err := b.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
-				b.log.Debug("preconnect failed", "peer", p, "err", err)
-			}
-		}) {
-			b.dialMu.Lock()
-			delete(b.dialing, p)
-			b.dialMu.Unlock()
-		}
-	}
-}
-
-const (
-	maxPreconnects    = 64
-	preconnectTimeout = 5 * time.Second
-)
 
 // learnNodes adds the addresses in m's Hiersip-Node headers to the peerstore.
 func (b *Bridge) learnNodes(m sip.Message) {
