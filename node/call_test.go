@@ -33,8 +33,10 @@ func (tr *tracer) record(ev sipbridge.TraceEvent) {
 func (tr *tracer) hops(callID, method string) [][2]peer.ID {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	evs := slices.Clone(tr.evs)
+	slices.SortStableFunc(evs, func(a, b sipbridge.TraceEvent) int { return a.At.Compare(b.At) })
 	var out [][2]peer.ID
-	for _, e := range tr.evs {
+	for _, e := range evs {
 		if e.CallID == callID && len(e.First) > len(method) && e.First[:len(method)+1] == method+" " {
 			out = append(out, [2]peer.ID{e.Node, e.Peer})
 		}

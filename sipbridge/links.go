@@ -105,10 +105,11 @@ func (ls *links) send(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, msg 
 			}
 			l.s = s
 		}
-		_ = l.s.SetWriteDeadline(time.Now().Add(writeTimeout))
+		at := time.Now() // the send's time: the answer can arrive before Write returns
+		_ = l.s.SetWriteDeadline(at.Add(writeTimeout))
 		_, err = l.s.Write(data)
 		if err == nil {
-			ls.b.traceMsg(true, p, msg)
+			ls.b.traceMsg(at, true, p, msg)
 			return nil
 		}
 		ls.b.log.Debug("stream write failed, reopening", "peer", p, "err", err)
@@ -196,7 +197,7 @@ func (ls *links) readLoop(s network.Stream, p peer.ID) {
 			_ = s.Reset()
 			return
 		}
-		b.traceMsg(false, p, msg)
+		b.traceMsg(time.Now(), false, p, msg)
 		switch m := msg.(type) {
 		case *sip.Request:
 			if b.admitPeer(p, m) {

@@ -25,14 +25,16 @@ type TraceEvent struct {
 
 // WithTrace calls f for every SIP message the bridge sends or receives over
 // libp2p and over its UA-facing UDP socket. f runs on the bridge's
-// goroutines and must not block. Tracing costs nothing when unset.
+// goroutines and must not block; calls can come out of order (a message may be
+// reported after its answer): order events by At. Tracing costs nothing when
+// unset.
 func WithTrace(f func(TraceEvent)) Option { return func(c *config) error { c.trace = f; return nil } }
 
-func (b *Bridge) traceMsg(sent bool, p peer.ID, msg sip.Message) {
+func (b *Bridge) traceMsg(at time.Time, sent bool, p peer.ID, msg sip.Message) {
 	if b.cfg.trace == nil {
 		return
 	}
-	ev := TraceEvent{At: time.Now(), Node: b.self, Sent: sent, Peer: p}
+	ev := TraceEvent{At: at, Node: b.self, Sent: sent, Peer: p}
 	switch m := msg.(type) {
 	case *sip.Request:
 		ev.First = m.Method.String() + " " + m.Recipient.String()
