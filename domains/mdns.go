@@ -16,6 +16,14 @@ import (
 // mDNS reports the peer again within its TTL, which starts a fresh series.
 const MDNSMaxRetries = 8
 
+// mdnsYield is how long the node with the greater peer ID waits before it
+// dials a peer found by mDNS. Two nodes on a LAN usually find each other
+// within milliseconds; if both dialled at once, go-libp2p's TCP transport
+// (which dials from its listen port) would make a TCP simultaneous open, a
+// single connection on which both ends start the security handshake as its
+// client and fail. The yield leaves the dial to the node with the smaller ID.
+const mdnsYield = 250 * time.Millisecond
+
 // MDNSServiceName returns the DNS-SD service name that the nodes of domain
 // announce and browse on the LAN: "_hs-" followed by the first 12 hex digits
 // of SHA-256(domain), then "._udp". The service label (without its
@@ -35,15 +43,37 @@ type mdnsDiscovery struct {
 	ctx context.Context
 	svc mdns.Service
 
+	notifee *network.NotifyBundle
+
 	mu      sync.Mutex
 	closed  bool
-	pending map[peer.ID]*peer.AddrInfo // peers with a retry series under way
+	pending map[peer.ID]*mdnsSeries // peers with a connection series under way
 	wg      sync.WaitGroup
 }
 
+// mdnsSeries is the state of the connection series to one peer found by mDNS.
+type mdnsSeries struct {
+	info peer.AddrInfo
+	// up is signalled when a connection to the peer appears, whoever made
+	// it, so that a series waiting for the peer's own dial stops waiting.
+	up chan struct{}
+}
+
 func newMDNSDiscovery(ctx context.Context, b *Bootstrapper) *mdnsDiscovery {
-	d := &mdnsDiscovery{b: b, ctx: ctx, pending: make(map[peer.ID]*peer.AddrInfo)}
+	d := &mdnsDiscovery{b: b, ctx: ctx, pending: make(map[peer.ID]*mdnsSeries)}
 	d.svc = mdns.NewMdnsService(b.h, MDNSServiceName(b.cfg.Domain), d)
+	// Called synchronously by the swarm: it must not block.
+	d.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if s := d.pending[c.RemotePeer()]; s != nil {
+			select {
+			case s.up <- struct{}{}:
+			default:
+			}
+		}
+	}}
+	b.h.Network().Notify(d.notifee)
 	return d
 }
 
@@ -57,6 +87,7 @@ func (d *mdnsDiscovery) start() error {
 
 func (d *mdnsDiscovery) close() error {
 	err := d.svc.Close()
+	d.b.h.Network().StopNotify(d.notifee)
 	d.mu.Lock()
 	d.closed = true
 	d.mu.Unlock()
@@ -78,20 +109,21 @@ func (d *mdnsDiscovery) HandlePeerFound(info peer.AddrInfo) {
 	}
 	b.emit(BootstrapEvent{Kind: BootstrapFound, Source: BootstrapSourceMDNS, Peer: info.ID})
 	if cur, ok := d.pending[info.ID]; ok {
-		cur.Addrs = bootstrapMergeAddrInfos([]peer.AddrInfo{*cur, info})[0].Addrs
+		cur.info.Addrs = bootstrapMergeAddrInfos([]peer.AddrInfo{cur.info, info})[0].Addrs
 		d.mu.Unlock()
 		return
 	}
-	d.pending[info.ID] = &info
+	series := &mdnsSeries{info: info, up: make(chan struct{}, 1)}
+	d.pending[info.ID] = series
 	d.wg.Add(1)
 	d.mu.Unlock()
-	go d.connect(info.ID)
+	go d.connect(series)
 }
 
 // connect dials p until it succeeds, the bootstrapper closes or
 // MDNSMaxRetries attempts failed.
-func (d *mdnsDiscovery) connect(p peer.ID) {
-	b := d.b
+func (d *mdnsDiscovery) connect(s *mdnsSeries) {
+	b, p := d.b, s.info.ID
 	defer d.wg.Done()
 	defer func() {
 		d.mu.Lock()
@@ -99,12 +131,24 @@ func (d *mdnsDiscovery) connect(p peer.ID) {
 		d.mu.Unlock()
 	}()
 	backoff := b.cfg.MinBackoff
+	waited := false // whether this series has yielded or failed a dial
+	if b.h.ID() > p && b.h.Network().Connectedness(p) != network.Connected {
+		if !d.wait(s, mdnsYield) {
+			return
+		}
+		waited = true
+	}
 	for attempt := 1; ; attempt++ {
 		if b.h.Network().Connectedness(p) == network.Connected {
+			// The peer dialled us (or another source connected it) while we
+			// waited: the peer found by mDNS is connected all the same.
+			if waited {
+				b.connected(BootstrapSourceMDNS, p)
+			}
 			return
 		}
 		d.mu.Lock()
-		info := peer.AddrInfo{ID: p, Addrs: d.pending[p].Addrs}
+		info := peer.AddrInfo{ID: p, Addrs: s.info.Addrs}
 		d.mu.Unlock()
 		if b.dial(d.ctx, BootstrapSourceMDNS, info) == nil || d.ctx.Err() != nil {
 			return
@@ -113,13 +157,25 @@ func (d *mdnsDiscovery) connect(p peer.ID) {
 			b.log.Debug("giving up on mDNS peer until it is announced again", "peer", p)
 			return
 		}
-		t := time.NewTimer(bootstrapJitter(backoff))
-		select {
-		case <-d.ctx.Done():
-			t.Stop()
+		if !d.wait(s, bootstrapJitter(backoff)) {
 			return
-		case <-t.C:
 		}
+		waited = true
 		backoff = min(2*backoff, b.cfg.MaxBackoff)
+	}
+}
+
+// wait waits for dur or for a connection to the series' peer, and reports
+// false if the discovery stopped meanwhile.
+func (d *mdnsDiscovery) wait(s *mdnsSeries, dur time.Duration) bool {
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	select {
+	case <-d.ctx.Done():
+		return false
+	case <-s.up:
+		return true
+	case <-t.C:
+		return true
 	}
 }

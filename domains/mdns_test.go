@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -70,4 +71,90 @@ func TestMDNSNotifeeRetries(t *testing.T) {
 		t.Errorf("Source() = %q", b.Source())
 	}
 	waitFor("the retry series to end", func() bool { d.mu.Lock(); defer d.mu.Unlock(); return len(d.pending) == 0 })
+}
+
+// TestMDNSMutualDiscovery: two nodes find each other by mDNS at the same
+// moment. Only the node with the smaller peer ID dials (both dialling at
+// once makes a TCP simultaneous open that fails the security handshake), and
+// both report the peer found by mDNS as connected.
+func TestMDNSMutualDiscovery(t *testing.T) {
+	for round := range 5 {
+		hosts := [2]host.Host{bsTestHost(t), bsTestHost(t)}
+		var (
+			mu        sync.Mutex
+			connected [2]int
+			failed    [2]int
+		)
+		ctx, cancel := context.WithCancel(context.Background())
+		var ds [2]*mdnsDiscovery
+		for i, h := range hosts {
+			other := hosts[1-i].ID()
+			cfg := bsConfig(t)
+			cfg.OnEvent = func(ev BootstrapEvent) {
+				if ev.Source != BootstrapSourceMDNS || ev.Peer != other {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				switch ev.Kind {
+				case BootstrapConnected:
+					connected[i]++
+				case BootstrapFailed:
+					failed[i]++
+				}
+			}
+			b, err := NewBootstrapper(h, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds[i] = newMDNSDiscovery(ctx, b) // never started: the test plays mDNS
+		}
+		var wg sync.WaitGroup
+		for i := range hosts {
+			wg.Go(func() {
+				o := hosts[1-i]
+				ds[i].HandlePeerFound(peer.AddrInfo{ID: o.ID(), Addrs: o.Addrs()})
+			})
+		}
+		wg.Wait()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			done := connected[0] > 0 && connected[1] > 0
+			mu.Unlock()
+			if done {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: connected events %v, failed dials %v", round, connected, failed)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for i := range ds {
+			for {
+				ds[i].mu.Lock()
+				n := len(ds[i].pending)
+				ds[i].mu.Unlock()
+				if n == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("round %d: node %d still has %d mDNS retry series", round, i, n)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		cancel()
+		for _, d := range ds {
+			_ = d.close()
+		}
+		mu.Lock()
+		if failed != [2]int{} || connected != [2]int{1, 1} {
+			t.Errorf("round %d: connected events %v, failed dials %v; want one connected event each and no failure", round, connected, failed)
+		}
+		mu.Unlock()
+		if n := len(hosts[0].Network().ConnsToPeer(hosts[1].ID())); n != 1 {
+			t.Errorf("round %d: %d connections between the nodes, want 1", round, n)
+		}
+	}
 }
