@@ -120,8 +120,9 @@ func (d *mdnsDiscovery) HandlePeerFound(info peer.AddrInfo) {
 	go d.connect(series)
 }
 
-// connect dials p until it succeeds, the bootstrapper closes or
-// MDNSMaxRetries attempts failed.
+// connect dials the series' peer until it is connected, the bootstrapper
+// closes or MDNSMaxRetries attempts failed. If the peer has the smaller ID it
+// first gives the peer mdnsYield to dial us.
 func (d *mdnsDiscovery) connect(s *mdnsSeries) {
 	b, p := d.b, s.info.ID
 	defer d.wg.Done()
