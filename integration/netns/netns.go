@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,8 +67,8 @@ func New(t testing.TB) *Net {
 	// Registered first, so it runs last: after processes and namespaces.
 	t.Cleanup(func() {
 		if t.Failed() {
-			n.dumpLogs()
-			t.Logf("netns: logs kept in %s", dir)
+			n.dumpLogs(os.Stderr)
+			t.Logf("netns: logs kept in %s (their last lines are on the test binary's standard error, before this test's report)", dir)
 			return
 		}
 		_ = os.RemoveAll(dir)
@@ -86,7 +87,11 @@ func (n *Net) Prefix() string { return n.prefix }
 // LogDir returns the directory of process logs.
 func (n *Net) LogDir() string { return n.logDir }
 
-func (n *Net) dumpLogs() {
+// dumpLogs writes the last lines of every process log to w. It writes to
+// the test binary's standard error, not to the test's log: go test prints a
+// failed test's log after its cleanups, so the failure messages stay at the
+// end of the output instead of being buried under the process logs.
+func (n *Net) dumpLogs(w io.Writer) {
 	files, _ := filepath.Glob(filepath.Join(n.logDir, "*.log"))
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -97,7 +102,7 @@ func (n *Net) dumpLogs() {
 		if len(lines) > 40 {
 			lines = lines[len(lines)-40:]
 		}
-		n.t.Logf("netns: last lines of %s:\n%s", f, strings.Join(lines, "\n"))
+		fmt.Fprintf(w, "netns %s: last lines of %s:\n%s\n", n.t.Name(), f, strings.Join(lines, "\n"))
 	}
 }
 
