@@ -19,7 +19,10 @@
 // records only. One host can be in a domain overlay, the global overlay and
 // any DHT of its application at once; their routing tables and records stay
 // apart. kad-dht never republishes values: the owner re-stores its records
-// (package node does so for bindings).
+// (package node does so for bindings). Unlike a plain kad-dht, an overlay
+// uses relayed ("limited") connections: a member behind a NAT that hole
+// punching cannot reach is asked through its relay, so it neither stalls
+// stores and lookups nor drops out of the routing tables.
 //
 // # Records
 //

@@ -15,6 +15,7 @@ import (
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
@@ -182,7 +183,7 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 		dht.Validator(val),
 		dht.DisableProviders(),
 	}, cfg.dhtOpts...)
-	d, err := dht.New(h, dopts...)
+	d, err := dht.New(relayedOK{h}, dopts...)
 	if err != nil {
 		return nil, fmt.Errorf("domains: overlay %s: %w", name, err)
 	}
@@ -191,6 +192,27 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 		log:    cfg.logger.With("overlay", name),
 		closed: make(chan struct{}),
 	}, nil
+}
+
+// relayedOK is the host an overlay's kad-dht works on: h, whose relayed
+// ("limited") connections it may use. kad-dht alone never opens a stream
+// over one. For a member behind a NAT whose hole punching failed, it waits
+// for a direct connection that never comes, holding its one message sender
+// to that member meanwhile: the routing table's check of the new member
+// blocks every store and lookup that asks it, for up to 10 s. Seen in the
+// NAT test bed, where a node's REGISTERs timed out while a lone NATed member
+// was reachable only through its relay. With relayedOK the member answers
+// through the relay like any other. A hiersip relay allows 1 MiB per
+// direction and connection by default; a store or lookup sends a few kad-dht
+// messages of a few hundred bytes.
+type relayedOK struct{ host.Host }
+
+func (h relayedOK) Connect(ctx context.Context, pi peer.AddrInfo) error {
+	return h.Host.Connect(network.WithAllowLimitedConn(ctx, "hiersip-overlay"), pi)
+}
+
+func (h relayedOK) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
+	return h.Host.NewStream(network.WithAllowLimitedConn(ctx, "hiersip-overlay"), p, pids...)
 }
 
 // Name returns the domain name, or "global".
