@@ -21,7 +21,8 @@ import (
 // relay (behind a NAT, hole punching failed) must not stall the overlay.
 // The NAT test bed saw it: the caller's node reached the lone node c1 only
 // through the relay, kad-dht waited for a direct connection that never
-// came, and every REGISTER on that node timed out after 10 s.
+// came (its routing-table check of c1 holding the message sender to c1
+// meanwhile), and every REGISTER on that node timed out after 10 s.
 //
 // Here a and c have no listen address: each reaches b directly, and they
 // reach each other only through the relay r. a's store of a binding finds
