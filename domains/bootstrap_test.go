@@ -23,12 +23,7 @@ import (
 
 func bsTestHost(t *testing.T) host.Host {
 	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Close() })
-	return h
+	return testHost(t, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 }
 
 func bsLogger(t *testing.T) *slog.Logger {
@@ -155,19 +150,7 @@ func TestBootstrapRetriesWhileAlone(t *testing.T) {
 		}
 	}
 	b := bsStart(t, h, cfg)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		n := failures
-		mu.Unlock()
-		if n >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fewer than 2 failed attempts within 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "2 failed attempts", func() bool { mu.Lock(); defer mu.Unlock(); return failures >= 2 })
 	seed, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrs(addr))
 	if err != nil {
 		t.Skipf("cannot re-listen on %s: %v", addr, err)
@@ -429,15 +412,8 @@ func TestBootstrapCacheSavedWhileRunning(t *testing.T) {
 	cfg.CacheInterval = 50 * time.Millisecond
 	b := bsStart(t, bsTestHost(t), cfg)
 	bsWaitJoined(t, b)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitFor(t, 10*time.Second, "the cache written while running", func() bool {
 		data, err := os.ReadFile(file)
-		if err == nil && strings.Contains(string(data), seed.ID().String()) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cache not written while running: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && strings.Contains(string(data), seed.ID().String())
+	})
 }

@@ -50,27 +50,17 @@ func TestMDNSNotifeeRetries(t *testing.T) {
 	d.HandlePeerFound(peer.AddrInfo{ID: id, Addrs: []ma.Multiaddr{addr}})
 	d.HandlePeerFound(peer.AddrInfo{ID: id, Addrs: []ma.Multiaddr{addr}}) // no second series
 
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitFor("two failed dials", func() bool { mu.Lock(); defer mu.Unlock(); return failures >= 2 })
+	waitFor(t, 10*time.Second, "two failed dials", func() bool { mu.Lock(); defer mu.Unlock(); return failures >= 2 })
 	peerHost, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrs(addr))
 	if err != nil {
 		t.Skipf("cannot re-listen on %s: %v", addr, err)
 	}
 	t.Cleanup(func() { _ = peerHost.Close() })
-	waitFor("a connection", func() bool { mu.Lock(); defer mu.Unlock(); return connected == 1 })
+	waitFor(t, 10*time.Second, "a connection", func() bool { mu.Lock(); defer mu.Unlock(); return connected == 1 })
 	if b.Source() != BootstrapSourceMDNS {
 		t.Errorf("Source() = %q", b.Source())
 	}
-	waitFor("the retry series to end", func() bool { d.mu.Lock(); defer d.mu.Unlock(); return len(d.pending) == 0 })
+	waitFor(t, 10*time.Second, "the retry series to end", func() bool { d.mu.Lock(); defer d.mu.Unlock(); return len(d.pending) == 0 })
 }
 
 // TestMDNSMutualDiscovery: two nodes find each other by mDNS at the same

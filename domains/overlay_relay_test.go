@@ -32,18 +32,18 @@ import (
 func TestOverlayOverRelayedConnection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	r := relayTestHost(t, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	r := bsTestHost(t)
 	if _, err := relay.New(r); err != nil {
 		t.Fatal(err)
 	}
 	rInfo := peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}
-	b := relayTestHost(t, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	b := bsTestHost(t)
 	bInfo := peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}
 	// c announces its relay address, as a NATed node with a reservation
 	// does (AutoRelay); a has no address at all.
 	circuit := ma.StringCast(r.Addrs()[0].String() + "/p2p/" + r.ID().String() + "/p2p-circuit")
-	a := relayTestHost(t, libp2p.NoListenAddrs, libp2p.EnableRelay())
-	c := relayTestHost(t, libp2p.NoListenAddrs, libp2p.EnableRelay(),
+	a := testHost(t, libp2p.NoListenAddrs, libp2p.EnableRelay())
+	c := testHost(t, libp2p.NoListenAddrs, libp2p.EnableRelay(),
 		libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return []ma.Multiaddr{circuit} }))
 
 	ovs := map[host.Host]*Overlay{}
@@ -118,25 +118,5 @@ func TestOverlayOverRelayedConnection(t *testing.T) {
 	opCancel()
 	if err != nil || got.Peer != a.ID() || stalled != nil {
 		t.Fatalf("lookup from c: %+v, %v (deadline: %v)", got, err, stalled)
-	}
-}
-
-func relayTestHost(t *testing.T, opts ...libp2p.Option) host.Host {
-	t.Helper()
-	h, err := libp2p.New(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Close() })
-	return h
-}
-
-// waitFor polls cond every 20 ms until it holds, failing t after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
 	}
 }
