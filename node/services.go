@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/hiersip/hiersip/domains"
@@ -138,11 +139,26 @@ func (n *Node) startServices() error {
 		}
 		b, err := sipbridge.New(n.h, n, append(opts, s.Options...)...)
 		if err != nil {
-			return &ConfigError{"sip", err}
+			return bridgeError(err)
 		}
 		n.bridge = b
 	}
 	return nil
+}
+
+// bridgeError names the setting behind a failed sipbridge.New: a listen
+// error (a busy port) is sip.udp's or sip.tcp's.
+func bridgeError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "listen" {
+		switch op.Net {
+		case "udp", "udp4", "udp6":
+			return &ConfigError{"sip.udp", err}
+		case "tcp", "tcp4", "tcp6":
+			return &ConfigError{"sip.tcp", err}
+		}
+	}
+	return &ConfigError{"sip", err}
 }
 
 // stopServices hands the proxy role over (Runner.Close) and stops the bridge.

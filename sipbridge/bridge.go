@@ -197,8 +197,9 @@ type Bridge struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	closeMu sync.Mutex
-	closed  bool
+	closeMu    sync.Mutex
+	closed     bool
+	handlerSet bool // the ProtocolID handler is ours to remove
 
 	nodeHdrMu sync.Mutex
 	nodeHdr   string
@@ -219,7 +220,9 @@ type Bridge struct {
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
 // It registers the ProtocolID stream handler on h; Close removes it. h and loc stay the caller's.
-func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
+// A failure (a busy port, say) returns an error naming its cause, after closing what New had
+// opened; New never returns a Bridge with an error.
+func New(h host.Host, loc Locator, opts ...Option) (*Bridge, error) {
 	if h == nil {
 		return nil, ErrNoHost
 	}
@@ -228,7 +231,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	}
 	cfg := config{
 		udpAddr: DefaultListenAddr, tcpAddr: DefaultListenAddr,
-		log: slog.Default(), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
+		log: slog.New(slog.DiscardHandler), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
 		minExp: DefaultMinExpires, defExp: DefaultExpires, maxExp: DefaultMaxExpires,
 		locTimeout: DefaultLocatorTimeout, dialTimeout: DefaultDialTimeout, udpBuf: 4 << 20,
 		limits:    DefaultLimits(),
@@ -245,8 +248,10 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	if err := domains.ValidateDomain(loc.Domain()); err != nil {
 		return nil, fmt.Errorf("%w: locator domain: %w", ErrBadOption, err)
 	}
-	b = &Bridge{h: h, loc: loc, cfg: cfg, self: h.ID(), selfStr: h.ID().String(), domain: loc.Domain()}
-	b.log = cfg.log.With("component", "sipbridge", "node", b.self.ShortString(), "domain", b.domain)
+	b := &Bridge{h: h, loc: loc, cfg: cfg, self: h.ID(), selfStr: h.ID().String(), domain: loc.Domain()}
+	// The logger names the component only: the node's logger already carries the node
+	// and its domain (one key once).
+	b.log = cfg.log.With("component", "sipbridge")
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.txs = newTxTable()
 	b.lim = newLimiter(cfg.limits)
@@ -254,16 +259,21 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
 	b.binds = newBindingCache(cfg.lookupTTL)
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, b.Close())
-		}
-	}()
+	if err := b.listenAndServe(); err != nil {
+		// Close copes with a half-started bridge: it closes what start opened.
+		return nil, errors.Join(err, b.Close())
+	}
+	b.log.Info("sip bridge started", "udp", b.UDPAddr(), "tcp", b.TCPAddr())
+	return b, nil
+}
 
+// listenAndServe binds the listeners and starts serving; on error, the caller closes b.
+func (b *Bridge) listenAndServe() error {
+	cfg := b.cfg
 	if cfg.udpAddr != "" {
 		pc, err := net.ListenPacket("udp", cfg.udpAddr)
 		if err != nil {
-			return nil, fmt.Errorf("sipbridge: listen udp: %w", err)
+			return fmt.Errorf("sipbridge: %w", err)
 		}
 		if uc, ok := pc.(*net.UDPConn); ok && cfg.udpBuf > 0 {
 			_ = uc.SetReadBuffer(cfg.udpBuf)
@@ -276,7 +286,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	if cfg.tcpAddr != "" {
 		l, err := net.Listen("tcp", cfg.tcpAddr)
 		if err != nil {
-			return nil, fmt.Errorf("sipbridge: listen tcp: %w", err)
+			return fmt.Errorf("sipbridge: %w", err)
 		}
 		b.tcp = l
 		a := l.Addr().(*net.TCPAddr)
@@ -286,6 +296,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	if host == "" {
 		host = b.tcpHost
 	}
+	var err error
 	b.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("hiersip"),
 		sipgo.WithUserAgentHostname(host),
@@ -294,15 +305,15 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(b.log.With("layer", "sip-transport"))),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("sipbridge: sip user agent: %w", err)
+		return fmt.Errorf("sipbridge: sip user agent: %w", err)
 	}
 	b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(b.log.With("layer", "sip-server")))
 	if err != nil {
-		return nil, fmt.Errorf("sipbridge: sip server: %w", err)
+		return fmt.Errorf("sipbridge: sip server: %w", err)
 	}
 	b.cli, err = sipgo.NewClient(b.ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(b.log.With("layer", "sip-client")))
 	if err != nil {
-		return nil, fmt.Errorf("sipbridge: sip client: %w", err)
+		return fmt.Errorf("sipbridge: sip client: %w", err)
 	}
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS,
 		sip.MESSAGE, sip.INFO, sip.UPDATE, sip.PRACK, sip.REFER, sip.NOTIFY, sip.SUBSCRIBE, sip.PUBLISH} {
@@ -311,7 +322,8 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.srv.OnRegister(b.guardUA(b.reg.onRegister))
 	b.srv.OnNoRoute(b.guardUA(b.onUARequest))
 
-	h.SetStreamHandler(ProtocolID, b.links.handleStream)
+	b.h.SetStreamHandler(ProtocolID, b.links.handleStream)
+	b.handlerSet = true
 	if b.udp != nil {
 		b.order = newRespOrder()
 		fc := &filterConn{PacketConn: b.udp, log: b.log, arrived: b.onArrival, order: b.order, b: b}
@@ -322,12 +334,11 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	}
 	if b.udp != nil {
 		if err := waitUDPListener(b.ua.TransportLayer(), b.udp.LocalAddr().String()); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	b.spawn(func() { b.reg.run(b.ctx) })
-	b.log.Info("sip bridge started", "udp", b.UDPAddr(), "tcp", b.TCPAddr())
-	return b, nil
+	return nil
 }
 
 func (b *Bridge) goServe(f func() error) {
@@ -351,7 +362,9 @@ func (b *Bridge) Close() error {
 	b.closeMu.Unlock()
 
 	b.cancel()
-	b.h.RemoveStreamHandler(ProtocolID)
+	if b.handlerSet {
+		b.h.RemoveStreamHandler(ProtocolID)
+	}
 	var errs []error
 	if b.srv != nil {
 		_ = b.srv.Close()

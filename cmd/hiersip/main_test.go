@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -454,5 +455,27 @@ func TestAuthorityHelp(t *testing.T) {
 		if err := r.Execute(); err != nil || !strings.Contains(out.String(), "Usage:") {
 			t.Fatalf("authority %s --help: %v\n%s", sub, err, out.String())
 		}
+	}
+}
+
+// TestNodeBusyPortExits: `hiersip node` on a SIP port another process holds
+// exits 1 with an error naming the setting and the cause, not a panic.
+func TestNodeBusyPortExits(t *testing.T) {
+	bin := buildBinary(t)
+	busy, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	out, err := run(bin, "node", "--domain", "d", "--data-dir", t.TempDir(), "--listen-addrs", "/ip4/127.0.0.1/tcp/0",
+		"--bootstrap-mdns=false", "--global-mdns=false", "--admin-listen", "",
+		"--sip-udp", busy.LocalAddr().String(), "--sip-tcp", "127.0.0.1:0")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "panic") || !strings.Contains(out, "sip.udp") ||
+		!strings.Contains(out, busy.LocalAddr().String()+": bind: address already in use") {
+		t.Fatalf("output does not name sip.udp and the busy address:\n%s", out)
 	}
 }
