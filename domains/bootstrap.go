@@ -132,7 +132,7 @@ type BootstrapConfig struct {
 	DialTimeout time.Duration
 	// CacheInterval is the period of cache saves; zero means 1 min.
 	CacheInterval time.Duration
-	// Logger receives warnings and debug messages; nil means slog.Default().
+	// Logger receives warnings and debug messages; nil discards them.
 	Logger *slog.Logger
 	// HTTPClient fetches web stations; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
@@ -218,7 +218,7 @@ func (cfg *BootstrapConfig) validate(h host.Host) error {
 		return bootstrapConfigError("MaxBackoff", "%v is less than MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: WebStationTimeout}
@@ -275,7 +275,7 @@ func NewBootstrapper(h host.Host, cfg BootstrapConfig) (*Bootstrapper, error) {
 	b := &Bootstrapper{
 		h:        h,
 		cfg:      cfg,
-		log:      cfg.Logger.With("component", "bootstrap", "domain", cfg.Domain),
+		log:      cfg.Logger.With("component", "bootstrap", "overlay", cfg.Domain),
 		joinedCh: make(chan struct{}),
 		poke:     make(chan struct{}, 1),
 		saveNow:  make(chan struct{}, 1),

@@ -86,7 +86,7 @@ func WithClock(now func() time.Time) OverlayOption {
 	}
 }
 
-// WithLogger sets the logger (default slog.Default()).
+// WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) OverlayOption {
 	return func(c *overlayConfig) error {
 		if l == nil {
@@ -154,7 +154,7 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 	if h == nil {
 		return nil, errors.New("domains: nil host")
 	}
-	cfg := overlayConfig{mode: dht.ModeServer, now: time.Now, logger: slog.Default(), quorum: DefaultQuorum}
+	cfg := overlayConfig{mode: dht.ModeServer, now: time.Now, logger: slog.New(slog.DiscardHandler), quorum: DefaultQuorum}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err

@@ -72,7 +72,8 @@ type Config struct {
 	// Metrics receives the node's metrics (default: NewMetrics()). A
 	// Metrics belongs to one node.
 	Metrics *Metrics
-	// Logger receives the node's logs (default slog.Default()).
+	// Logger receives the node's logs (default: discard; the daemon passes
+	// its own). The node adds the keys "node" (its peer ID) and "domain".
 	Logger *slog.Logger
 	// Now is the clock (default time.Now). Tests inject their own.
 	Now func() time.Time
@@ -155,7 +156,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Enrollment = &ec
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics()

@@ -34,7 +34,8 @@ type Node struct {
 	h       host.Host
 	ownHost bool
 	key     crypto.PrivKey
-	log     *slog.Logger
+	log     *slog.Logger // with "node" (its peer ID) and "domain"
+	nodeLog *slog.Logger // with "node" only, for the election runner
 
 	domain *domains.Overlay
 	boot   *domains.Bootstrapper
@@ -116,7 +117,12 @@ func NewWithHost(ctx context.Context, h host.Host, cfg Config) (*Node, error) {
 }
 
 func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg Config) (*Node, error) {
-	log := cfg.Logger.With("domain", cfg.Domain, "peer", h.ID().ShortString())
+	// Every component logs through this logger and adds only keys of its
+	// own ("component", "overlay"; "peer" is always another node): each key
+	// once. The election runner adds "domain" itself and gets the logger
+	// without it.
+	nodeLog := cfg.Logger.With("node", h.ID().String())
+	log := nodeLog.With("domain", cfg.Domain)
 	ovOpts := []domains.OverlayOption{domains.WithClock(cfg.Now), domains.WithLogger(log)}
 	var enr *enrollment
 	if cfg.Enrollment != nil {
@@ -131,7 +137,7 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		return nil, err
 	}
 	n := &Node{
-		cfg: cfg, h: h, ownHost: own, key: key, log: log, domain: ov, enroll: enr,
+		cfg: cfg, h: h, ownHost: own, key: key, log: log, nodeLog: nodeLog, domain: ov, enroll: enr,
 		regs:   make(map[domains.AOR]*registration),
 		joined: make(chan struct{}),
 	}

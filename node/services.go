@@ -61,7 +61,7 @@ type ElectionConfig struct {
 }
 
 func (c ElectionConfig) options(n *Node) ([]election.Option, error) {
-	opts := []election.Option{election.WithConfig(c.Config), election.WithLogger(n.log)}
+	opts := []election.Option{election.WithConfig(c.Config), election.WithLogger(n.nodeLog)}
 	if c.OptOut {
 		opts = append(opts, election.WithOptOut())
 	}
@@ -219,7 +219,7 @@ func (n *Node) nextHop(ctx context.Context, target domains.AOR) (peer.AddrInfo, 
 				return p, nil
 			}
 			n.Forget(target.Host)
-			n.log.Info("no proxy of the target domain reachable", "domain", dom, "proxies", len(proxies))
+			n.log.Info("no proxy of the target domain reachable", "target_domain", dom, "proxies", len(proxies))
 		}
 		return peer.AddrInfo{}, fmt.Errorf("%w: every proxy of the domain of %s is unreachable", ErrNoProxy, target.Host)
 	}

@@ -109,7 +109,8 @@ func WithListen(addr string) Option {
 	return func(c *config) error { c.udpAddr, c.tcpAddr = addr, addr; return nil }
 }
 
-// WithLogger sets the logger.
+// WithLogger sets the logger (default: discard). The bridge adds the key "component"; a
+// node passes a logger that names the node and its domain.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {
@@ -297,21 +298,22 @@ func (b *Bridge) listenAndServe() error {
 		host = b.tcpHost
 	}
 	var err error
+	sipgoLog := uniqueKeysLogger(b.log) // sipgo repeats keys of its own
 	b.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("hiersip"),
 		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(b.log.With("layer", "sip-tx")),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog.With("layer", "sip-tx")),
 			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) { b.forwardStray(res) })),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(b.log.With("layer", "sip-transport"))),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipgoLog.With("layer", "sip-transport"))),
 	)
 	if err != nil {
 		return fmt.Errorf("sipbridge: sip user agent: %w", err)
 	}
-	b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(b.log.With("layer", "sip-server")))
+	b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(sipgoLog.With("layer", "sip-server")))
 	if err != nil {
 		return fmt.Errorf("sipbridge: sip server: %w", err)
 	}
-	b.cli, err = sipgo.NewClient(b.ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(b.log.With("layer", "sip-client")))
+	b.cli, err = sipgo.NewClient(b.ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(sipgoLog.With("layer", "sip-client")))
 	if err != nil {
 		return fmt.Errorf("sipbridge: sip client: %w", err)
 	}

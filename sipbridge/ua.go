@@ -78,7 +78,7 @@ func WithUAListen(addr string) UAOption {
 	return func(c *uaConfig) error { c.listen = addr; return nil }
 }
 
-// WithUALogger sets the UA's logger.
+// WithUALogger sets the UA's logger (default: discard).
 func WithUALogger(l *slog.Logger) UAOption {
 	return func(c *uaConfig) error {
 		if l == nil {
@@ -139,7 +139,7 @@ func NewUA(aor, proxy string, opts ...UAOption) (*UA, error) {
 	if _, _, err := net.SplitHostPort(proxy); err != nil {
 		return nil, fmt.Errorf("%w: proxy address: %w", ErrBadOption, err)
 	}
-	cfg := uaConfig{listen: "127.0.0.1:0", log: slog.Default(), expires: time.Hour}
+	cfg := uaConfig{listen: "127.0.0.1:0", log: slog.New(slog.DiscardHandler), expires: time.Hour}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err

@@ -339,7 +339,7 @@ func (d *demo) name(id peer.ID, addr string) string {
 	if id != "" {
 		n := d.names[id]
 		if n == "" {
-			n = id.ShortString()
+			n = "…" + id.String()[len(id.String())-6:]
 		}
 		for _, nodes := range d.nodes {
 			for _, nd := range nodes {
