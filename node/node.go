@@ -33,6 +33,7 @@ type Node struct {
 	cfg     Config
 	h       host.Host
 	ownHost bool
+	lock    *dirLock // of DataDir, released by Close
 	key     crypto.PrivKey
 	log     *slog.Logger // with "node" (its peer ID) and "domain"
 	nodeLog *slog.Logger // with "node" only, for the election runner
@@ -66,13 +67,32 @@ type registration struct {
 
 // New creates a libp2p host (TCP and QUIC; the identity key is kept in
 // cfg.DataDir, created on first start) and joins it to cfg.Domain. Close
-// closes the host too.
+// closes the host too. A data directory belongs to one node at a time: New
+// locks it (LockFile) until Close, and fails with an error wrapping
+// ErrDataDirLocked, naming the holder's process ID, while another node holds
+// it. Every start-up failure returns an error naming its cause, after
+// closing what New had opened.
 func New(ctx context.Context, cfg Config) (*Node, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	var lock *dirLock
+	if cfg.DataDir != "" {
+		if lock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	n, err := newOwnHost(ctx, cfg, lock)
+	if err != nil {
+		return nil, errors.Join(err, lock.release())
+	}
+	return n, nil
+}
+
+func newOwnHost(ctx context.Context, cfg Config, lock *dirLock) (*Node, error) {
 	var key crypto.PrivKey
+	var err error
 	if cfg.DataDir != "" {
 		if key, err = LoadOrCreateIdentity(cfg.DataDir); err != nil {
 			return nil, err
@@ -89,7 +109,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: libp2p host: %w", err)
 	}
-	n, err := newNode(ctx, h, key, true, cfg)
+	n, err := newNode(ctx, h, key, true, cfg, lock)
 	if err != nil {
 		return nil, errors.Join(err, h.Close())
 	}
@@ -103,7 +123,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 // NewWithHost adds hiersip to an existing libp2p host, such as one an
 // application already runs with its own protocols and DHTs. The host's
 // peerstore must hold its private key (libp2p.New's hosts do). Close leaves
-// the host running.
+// the host running. Like New, it locks cfg.DataDir (if set) for as long as
+// the node runs.
 func NewWithHost(ctx context.Context, h host.Host, cfg Config) (*Node, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -113,10 +134,22 @@ func NewWithHost(ctx context.Context, h host.Host, cfg Config) (*Node, error) {
 	if key == nil {
 		return nil, ErrNoKey
 	}
-	return newNode(ctx, h, key, false, cfg)
+	var lock *dirLock
+	if cfg.DataDir != "" { // the peer caches are kept there
+		if lock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	n, err := newNode(ctx, h, key, false, cfg, lock)
+	if err != nil {
+		return nil, errors.Join(err, lock.release())
+	}
+	return n, nil
 }
 
-func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg Config) (*Node, error) {
+// newNode builds the node on h. On error it has closed what it started, but
+// not h or lock: the caller releases those.
+func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg Config, lock *dirLock) (*Node, error) {
 	// Every component logs through this logger and adds only keys of its
 	// own ("component", "overlay"; "peer" is always another node): each key
 	// once. The election runner adds "domain" itself and gets the logger
@@ -137,7 +170,7 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		return nil, err
 	}
 	n := &Node{
-		cfg: cfg, h: h, ownHost: own, key: key, log: log, nodeLog: nodeLog, domain: ov, enroll: enr,
+		cfg: cfg, h: h, ownHost: own, key: key, log: log, nodeLog: nodeLog, domain: ov, enroll: enr, lock: lock,
 		regs:   make(map[domains.AOR]*registration),
 		joined: make(chan struct{}),
 	}
@@ -446,6 +479,7 @@ func (n *Node) Close() error {
 		if n.ownHost {
 			errs = append(errs, n.h.Close())
 		}
+		errs = append(errs, n.lock.release())
 		err = errors.Join(errs...)
 	})
 	return err

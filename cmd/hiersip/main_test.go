@@ -186,16 +186,28 @@ type daemon struct {
 
 func startDaemon(t *testing.T, bin, domain string, peers ...string) *daemon {
 	t.Helper()
-	d := &daemon{dir: t.TempDir()}
-	args := []string{"node", "--domain", domain, "--data-dir", d.dir,
+	var extra []string
+	if len(peers) > 0 {
+		extra = append(extra, "--bootstrap-peers", strings.Join(peers, ","))
+	}
+	return startDaemonIn(t, bin, t.TempDir(), domain, extra...)
+}
+
+// daemonArgs are the arguments of a test node on loopback in dir.
+func daemonArgs(dir, domain string, extra ...string) []string {
+	return append([]string{"node", "--domain", domain, "--data-dir", dir,
 		"--listen-addrs", "/ip4/127.0.0.1/tcp/0",
 		"--bootstrap-mdns=false", "--global-mdns=false", "--bootstrap-cache=false",
 		"--sip-udp", "127.0.0.1:0", "--sip-tcp", "127.0.0.1:0",
-		"--admin-listen", "127.0.0.1:0", "--log-level", "debug"}
-	if len(peers) > 0 {
-		args = append(args, "--bootstrap-peers", strings.Join(peers, ","))
-	}
-	d.proc = startProc(t, bin, args...)
+		"--admin-listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
+}
+
+// startDaemonIn starts a node on loopback with data directory dir and waits
+// for its admin endpoint.
+func startDaemonIn(t *testing.T, bin, dir, domain string, extra ...string) *daemon {
+	t.Helper()
+	d := &daemon{dir: dir}
+	d.proc = startProc(t, bin, daemonArgs(dir, domain, extra...)...)
 	eventually(t, 30*time.Second, "the daemon writes admin.url", func() error {
 		if d.exited() {
 			t.Fatalf("the daemon exited: %v\n%s", d.err, d.stderr)
@@ -477,5 +489,29 @@ func TestNodeBusyPortExits(t *testing.T) {
 	if strings.Contains(out, "panic") || !strings.Contains(out, "sip.udp") ||
 		!strings.Contains(out, busy.LocalAddr().String()+": bind: address already in use") {
 		t.Fatalf("output does not name sip.udp and the busy address:\n%s", out)
+	}
+}
+
+// TestSecondDaemonRefused: a second `hiersip node` on the data directory of a
+// running one exits 1 naming the first's process ID, and leaves the first's
+// admin.url in place.
+func TestSecondDaemonRefused(t *testing.T) {
+	bin := buildBinary(t)
+	first := startDaemon(t, bin, "test")
+	out, err := run(bin, daemonArgs(first.dir, "test")...)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("second daemon: %v\n%s", err, out)
+	}
+	want := fmt.Sprintf("is locked by process %d", first.cmd.Process.Pid)
+	if !strings.Contains(out, want) || strings.Contains(out, "panic") {
+		t.Fatalf("second daemon's output lacks %q:\n%s", want, out)
+	}
+	b, err := os.ReadFile(filepath.Join(first.dir, node.AdminURLFile))
+	if err != nil || strings.TrimSpace(string(b)) != first.admin {
+		t.Fatalf("the first daemon's admin.url: %q, %v", b, err)
+	}
+	if s := first.getStatus(t); s.PeerID != first.status.PeerID {
+		t.Fatalf("the first daemon answers as %s", s.PeerID)
 	}
 }
