@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -55,6 +56,24 @@ func (u *Users) AddHA1(user, realm, ha1 string) {
 	u.mu.Lock()
 	u.users[user] = userEntry{realm: realm, ha1: strings.ToLower(ha1)}
 	u.mu.Unlock()
+}
+
+// Replace swaps u's users for those of src, as a reload of the users file does: requests
+// checked after it see only src's users; nonces issued before stay valid.
+func (u *Users) Replace(src *Users) {
+	src.mu.RLock()
+	m := maps.Clone(src.users)
+	src.mu.RUnlock()
+	u.mu.Lock()
+	u.users = m
+	u.mu.Unlock()
+}
+
+// Len is the number of users.
+func (u *Users) Len() int {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	return len(u.users)
 }
 
 // ReadUsers parses htdigest lines ("user:realm:ha1"); blank lines and '#' comments are skipped.

@@ -442,6 +442,8 @@ func (u *UA) Call(ctx context.Context, target string) (*Call, error) {
 }
 
 // Message sends a MESSAGE with a text/plain body to target and returns the final response.
+// A digest challenge (401 or 407) is answered with the UA's credentials, as for REGISTER
+// and INVITE.
 func (u *UA) Message(ctx context.Context, target, text string) (*sip.Response, error) {
 	var tu sip.Uri
 	if err := sip.ParseUri(target, &tu); err != nil {
@@ -455,7 +457,12 @@ func (u *UA) Message(ctx context.Context, target, text string) (*sip.Response, e
 	req.AppendHeader(sip.NewHeader("Content-Type", "text/plain"))
 	req.SetBody([]byte(text))
 	u.outbound(req)
-	return u.cli.Do(ctx, req)
+	res, err := u.cli.Do(ctx, req)
+	if err == nil && (res.StatusCode == 401 || res.StatusCode == 407) && u.cfg.password != "" {
+		// DoDigestAuth adds the credentials, a new CSeq and a new Via.
+		res, err = u.cli.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: u.cfg.user, Password: u.cfg.password})
+	}
+	return res, err
 }
 
 func (u *UA) sdp() []byte {
