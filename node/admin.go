@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -212,10 +213,40 @@ type AdminOption func(*adminConfig)
 type adminConfig struct {
 	pprof bool
 	log   *slog.Logger
+	token string
 }
 
 // WithPprof serves net/http/pprof at /debug/pprof/.
 func WithPprof(on bool) AdminOption { return func(c *adminConfig) { c.pprof = on } }
+
+// WithAdminToken makes the endpoints that change the node's state (POST
+// /disconnect) require "Authorization: Bearer <token>": 401 without it, 403
+// with another. Without a token those endpoints answer 403. The read-only
+// endpoints stay open. The daemon creates a fresh token at each start in
+// AdminTokenFile (mode 0600) in its data directory, where the hiersip
+// command reads it.
+func WithAdminToken(token string) AdminOption { return func(c *adminConfig) { c.token = token } }
+
+// authorized wraps a handler of an endpoint that changes state.
+func (c *adminConfig) authorized(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if c.token == "" {
+			http.Error(w, "forbidden: this endpoint changes the node's state and needs an admin token, and none is configured", http.StatusForbidden)
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="hiersip admin"`)
+			http.Error(w, "unauthorized: this endpoint needs the admin token (admin.token in the node's data directory)", http.StatusUnauthorized)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(c.token)) != 1 {
+			http.Error(w, "forbidden: wrong admin token", http.StatusForbidden)
+			return
+		}
+		h(w, r)
+	}
+}
 
 // WithAdminLogger sets the logger of the handler's errors (default: the node's).
 func WithAdminLogger(l *slog.Logger) AdminOption { return func(c *adminConfig) { c.log = l } }
@@ -226,7 +257,7 @@ func WithAdminLogger(l *slog.Logger) AdminOption { return func(c *adminConfig) {
 //	/status        the node's Status as JSON
 //	/metrics       the node's Prometheus metrics (Node.Metrics)
 //	/bootstrap     the web-station peer list of the node's domain (draft §4.1)
-//	POST /disconnect?peer=<id>  closes the node's connections to a peer
+//	POST /disconnect?peer=<id>  closes the node's connections to a peer (WithAdminToken)
 //	/debug/pprof/  profiles, only WithPprof(true)
 func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 	c := adminConfig{log: n.log}
@@ -245,7 +276,7 @@ func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.Metrics().Registry(), promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
 	}))
-	mux.HandleFunc("POST /disconnect", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /disconnect", c.authorized(func(w http.ResponseWriter, r *http.Request) {
 		p, err := peer.Decode(r.URL.Query().Get("peer"))
 		if err != nil {
 			http.Error(w, "peer: "+err.Error(), http.StatusBadRequest)
@@ -258,7 +289,7 @@ func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "closed %d connections to %s\n", c, p)
-	})
+	}))
 	mux.Handle("GET /bootstrap", domains.WebStationHandler(n.Domain(), n.DomainOverlay().Peers))
 	if c.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

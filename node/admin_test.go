@@ -14,6 +14,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/libp2p/go-libp2p/core/network"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -99,7 +100,8 @@ func TestAdminHandler(t *testing.T) {
 	waitJoined(t, a)
 	waitJoined(t, b)
 
-	srvA := httptest.NewServer(NewAdminHandler(a))
+	const token = "0123456789abcdef"
+	srvA := httptest.NewServer(NewAdminHandler(a, WithAdminToken(token)))
 	defer srvA.Close()
 	srvB := httptest.NewServer(NewAdminHandler(b, WithPprof(true)))
 	defer srvB.Close()
@@ -203,17 +205,40 @@ func TestAdminHandler(t *testing.T) {
 		t.Fatalf("/bootstrap as a web station: %v %v", peers, err)
 	}
 
-	// POST /disconnect closes the connections to a peer.
-	res, err := http.Post(srvA.URL+"/disconnect?peer=nonsense", "", nil)
-	if err != nil || res.StatusCode != http.StatusBadRequest {
-		t.Fatalf("/disconnect of a bad peer ID: %v %v", res, err)
+	// POST /disconnect closes the connections to a peer, for the holder of
+	// the admin token only.
+	post := func(url, auth string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, url, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
 	}
-	res.Body.Close()
-	res, err = http.Post(srvA.URL+"/disconnect?peer="+b.ID().String(), "", nil)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("/disconnect: %v %v", res, err)
+	disc := srvA.URL + "/disconnect?peer=" + b.ID().String()
+	if code := post(disc, ""); code != http.StatusUnauthorized {
+		t.Fatalf("/disconnect without the token: %d, want 401", code)
 	}
-	res.Body.Close()
+	if code := post(disc, "Bearer wrong"); code != http.StatusForbidden {
+		t.Fatalf("/disconnect with a wrong token: %d, want 403", code)
+	}
+	if code := post(srvB.URL+"/disconnect?peer="+a.ID().String(), "Bearer "+token); code != http.StatusForbidden {
+		t.Fatalf("/disconnect of a handler without a token: %d, want 403", code)
+	}
+	if b.Host().Network().Connectedness(a.ID()) != network.Connected {
+		t.Fatal("a refused /disconnect closed connections")
+	}
+	if code := post(srvA.URL+"/disconnect?peer=nonsense", "Bearer "+token); code != http.StatusBadRequest {
+		t.Fatalf("/disconnect of a bad peer ID: %d", code)
+	}
+	if code := post(disc, "Bearer "+token); code != http.StatusOK {
+		t.Fatalf("/disconnect: %d", code)
+	}
 	if code, _ := get(t, srvA.URL+"/disconnect?peer="+b.ID().String()); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /disconnect: %d, want 405", code)
 	}

@@ -2,6 +2,9 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +39,11 @@ const EnvPrefix = "HIERSIP_"
 // AdminURLFile is the file in the data directory where RunDaemon writes the
 // URL of its admin endpoint while it runs.
 const AdminURLFile = "admin.url"
+
+// AdminTokenFile is the file in the data directory where RunDaemon writes
+// the token of the admin endpoints that change state (mode 0600, a new one
+// at each start; see WithAdminToken).
+const AdminTokenFile = "admin.token"
 
 // DefaultShutdownTimeout bounds RunDaemon's graceful shutdown.
 const DefaultShutdownTimeout = 10 * time.Second
@@ -119,6 +127,19 @@ type DaemonConfig struct {
 
 	// Logger, when set, replaces the logger built from Log (RunDaemon).
 	Logger *slog.Logger `koanf:"-"`
+	// LogLevel is the level of Logger that a reload sets from log.level
+	// (NewLoggerLevel returns both); nil: a reload leaves the level alone.
+	LogLevel *slog.LevelVar `koanf:"-"`
+	// Reload, when set, asks the running daemon to reload (hiersip node
+	// sends on it at SIGHUP): it reads the configuration again with
+	// ReloadConfig and applies what can change while it runs — log.level
+	// and the users of sip.users_file — and logs the changed settings that
+	// need a restart. A reload never stops the node; a bad configuration is
+	// logged and changes nothing.
+	Reload <-chan struct{} `koanf:"-"`
+	// ReloadConfig reads the configuration again (LoadDaemonConfig with the
+	// same file and flags); nil: a reload re-reads the users file only.
+	ReloadConfig func() (DaemonConfig, error) `koanf:"-"`
 }
 
 // DefaultDaemonConfig returns the daemon's defaults: mDNS and the peer
@@ -309,6 +330,42 @@ func LoadDaemonConfig(path string, flags *pflag.FlagSet) (DaemonConfig, error) {
 	return c, nil
 }
 
+// WriteSettings writes every setting of c as YAML, in the layout of
+// hiersip.example.yaml: a file hiersip node can read back.
+func (c DaemonConfig) WriteSettings(w io.Writer) error {
+	fields, _ := daemonFields()
+	v := reflect.ValueOf(c)
+	var open []string // the sections of the previous line
+	var b strings.Builder
+	for _, f := range fields {
+		parts := strings.Split(f.key, ".")
+		sections := parts[:len(parts)-1]
+		common := 0
+		for common < len(open) && common < len(sections) && open[common] == sections[common] {
+			common++
+		}
+		for i := common; i < len(sections); i++ {
+			fmt.Fprintf(&b, "%s%s:\n", strings.Repeat("  ", i), sections[i])
+		}
+		open = sections
+		fv := v.FieldByIndex(f.index)
+		var val any = fv.Interface()
+		if f.typ == durationType {
+			val = time.Duration(fv.Int()).String()
+		}
+		if f.typ.Kind() == reflect.Slice && fv.Len() == 0 {
+			val = []string{}
+		}
+		js, err := json.Marshal(val) // JSON scalars and lists are YAML
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s%s: %s\n", strings.Repeat("  ", len(sections)), parts[len(parts)-1], js)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
 // checkKeys rejects keys of the file that are not settings.
 func checkKeys(k *koanf.Koanf, byKey map[string]daemonField, sections map[string]bool) error {
 	keys := k.Keys()
@@ -450,18 +507,35 @@ func checkHostPort(field, addr string) error {
 
 // NewLogger returns the logger the Log settings describe, writing to w.
 func (c DaemonConfig) NewLogger(w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.Log.Level)); err != nil {
-		return nil, &DaemonConfigError{"log.level", fmt.Errorf("%q: want debug, info, warn or error", c.Log.Level)}
+	l, _, err := c.NewLoggerLevel(w)
+	return l, err
+}
+
+// NewLoggerLevel returns the logger the Log settings describe, writing to
+// w, and its level, which can be changed while it runs (DaemonConfig.LogLevel).
+func (c DaemonConfig) NewLoggerLevel(w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
+	level, err := c.level()
+	if err != nil {
+		return nil, nil, err
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	opts := &slog.HandlerOptions{Level: lv}
 	switch c.Log.Format {
 	case "text", "":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), lv, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), lv, nil
 	}
-	return nil, &DaemonConfigError{"log.format", fmt.Errorf("%q: want text or json", c.Log.Format)}
+	return nil, nil, &DaemonConfigError{"log.format", fmt.Errorf("%q: want text or json", c.Log.Format)}
+}
+
+func (c DaemonConfig) level() (slog.Level, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		return 0, &DaemonConfigError{"log.level", fmt.Errorf("%q: want debug, info, warn or error", c.Log.Level)}
+	}
+	return level, nil
 }
 
 // Validate checks every setting, returning a *DaemonConfigError naming the
@@ -616,6 +690,12 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 // listening on http://…" and writes that URL to AdminURLFile in the data
 // directory while it runs. It returns nil after a clean shutdown.
 func RunDaemon(ctx context.Context, c DaemonConfig) error {
+	if c.Logger == nil {
+		var err error
+		if c.Logger, c.LogLevel, err = c.NewLoggerLevel(os.Stderr); err != nil {
+			return err
+		}
+	}
 	cfg, err := c.NodeConfig()
 	if err != nil {
 		return err
@@ -636,15 +716,30 @@ func RunDaemon(ctx context.Context, c DaemonConfig) error {
 	var (
 		srv     *http.Server
 		srvDone = make(chan struct{})
-		urlFile string
+		files   []string // admin.url and admin.token, removed at exit
 	)
 	if c.Admin.Listen != "" {
 		ln, err := net.Listen("tcp", c.Admin.Listen)
 		if err != nil {
 			return errors.Join(&DaemonConfigError{"admin.listen", err}, n.Close())
 		}
+		var tok [32]byte
+		_, _ = rand.Read(tok[:])
+		token := hex.EncodeToString(tok[:])
+		if c.DataDir != "" {
+			f := filepath.Join(c.DataDir, AdminTokenFile)
+			if err := writePrivate(f, token+"\n"); err != nil {
+				return errors.Join(fmt.Errorf("daemon: admin token: %w", err), ln.Close(), n.Close())
+			}
+			files = append(files, f)
+		} else {
+			log.Warn("no data_dir: the admin token is not written anywhere, POST endpoints cannot be used")
+		}
+		if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) {
+			log.Warn("admin endpoint beyond loopback: /status, /metrics and /bootstrap are readable by anyone who reaches it (POST endpoints need the token)", "addr", ln.Addr().String())
+		}
 		srv = &http.Server{
-			Handler:           NewAdminHandler(n, WithPprof(c.Admin.Pprof)),
+			Handler:           NewAdminHandler(n, WithPprof(c.Admin.Pprof), WithAdminToken(token)),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
@@ -657,10 +752,11 @@ func RunDaemon(ctx context.Context, c DaemonConfig) error {
 		url := "http://" + ln.Addr().String()
 		log.Info("admin listening on " + url)
 		if c.DataDir != "" {
-			urlFile = filepath.Join(c.DataDir, AdminURLFile)
-			if err := os.WriteFile(urlFile, []byte(url+"\n"), 0o600); err != nil {
+			urlFile := filepath.Join(c.DataDir, AdminURLFile)
+			if err := writePrivate(urlFile, url+"\n"); err != nil {
 				log.Warn("cannot write the admin URL", "file", urlFile, "err", err)
-				urlFile = ""
+			} else {
+				files = append(files, urlFile)
 			}
 		}
 	} else {
@@ -672,7 +768,13 @@ func RunDaemon(ctx context.Context, c DaemonConfig) error {
 	}
 	log.Info("node started", attrs...)
 
-	<-ctx.Done()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-c.Reload:
+			c.reload(n)
+		}
+	}
 	log.Info("shutting down", "timeout", c.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 	defer cancel()
@@ -683,8 +785,8 @@ func RunDaemon(ctx context.Context, c DaemonConfig) error {
 			errs = append(errs, srv.Shutdown(sctx))
 		}
 		<-srvDone
-		if urlFile != "" {
-			_ = os.Remove(urlFile)
+		for _, f := range files {
+			_ = os.Remove(f)
 		}
 		errs = append(errs, n.Close())
 		done <- errors.Join(errs...)
@@ -699,6 +801,76 @@ func RunDaemon(ctx context.Context, c DaemonConfig) error {
 	case <-sctx.Done():
 		return fmt.Errorf("daemon: shutdown took longer than %v", c.ShutdownTimeout)
 	}
+}
+
+// writePrivate writes a file only its owner can read, replacing it whole.
+func writePrivate(path, content string) error {
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp) // a leftover might have another mode
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// reload applies what can change while the node runs (see
+// DaemonConfig.Reload) and logs what cannot.
+func (c DaemonConfig) reload(n *Node) {
+	log := c.Logger
+	log.Info("reloading")
+	next := c
+	if c.ReloadConfig != nil {
+		var err error
+		if next, err = c.ReloadConfig(); err == nil {
+			next.Logger = c.Logger // validate without building a logger
+			err = next.Validate()
+		}
+		if err != nil {
+			log.Error("reload: configuration refused, nothing changed", "err", err)
+			return
+		}
+		if c.LogLevel != nil {
+			level, _ := next.level()
+			if level != c.LogLevel.Level() {
+				c.LogLevel.Set(level)
+				log.Info("reload: log level set", "level", level)
+			}
+		}
+		if changed := changedSettings(c, next, "log.level"); len(changed) > 0 {
+			log.Warn("reload: changed settings need a restart", "settings", changed)
+		}
+	}
+	if next.SIP.UsersFile == "" || next.SIP.UsersFile != c.SIP.UsersFile {
+		return // no users file, or a changed path (logged above)
+	}
+	users, err := n.ReloadUsers()
+	if err != nil {
+		log.Error("reload: users file refused, the users stay as they were", "err", err)
+		return
+	}
+	log.Info("reload: users file read", "file", c.SIP.UsersFile, "users", users)
+}
+
+// changedSettings lists the keys whose values differ between a and b,
+// except those in skip.
+func changedSettings(a, b DaemonConfig, skip ...string) []string {
+	fields, _ := daemonFields()
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var out []string
+	for _, f := range fields {
+		if slices.Contains(skip, f.key) {
+			continue
+		}
+		if !reflect.DeepEqual(va.FieldByIndex(f.index).Interface(), vb.FieldByIndex(f.index).Interface()) {
+			out = append(out, f.key)
+		}
+	}
+	return out
 }
 
 // enrollmentConfig reads the enrollment files into cfg.Enrollment.

@@ -1,7 +1,11 @@
 package node
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/spf13/pflag"
 )
 
@@ -306,3 +311,150 @@ func TestDaemonConfigNAT(t *testing.T) {
 
 // testAuthorityPub is an Ed25519 public key in the config's text form.
 const testAuthorityPub = "CAESIG6rQoEP5CkITCbHFU7ELStQwmFrsNtA0hnC4EnPsaNQ"
+
+// TestDaemonReload runs the daemon in process and reloads it as SIGHUP does:
+// a user added to the users file can register, the log level follows the
+// file, a changed setting that needs a restart is logged, a broken file is
+// refused without stopping the node.
+func TestDaemonReload(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users")
+	if err := os.WriteFile(users, []byte("alice:d:"+sipbridge.HA1("alice", "d", "a-secret")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := func(level, extra string) string {
+		return fmt.Sprintf(`domain: d
+data_dir: %s
+listen_addrs: [/ip4/127.0.0.1/tcp/0]
+bootstrap: {mdns: false, cache: false}
+global: {mdns: false}
+sip: {udp: "127.0.0.1:0", tcp: "127.0.0.1:0", users_file: %s}
+admin: {listen: "127.0.0.1:0"}
+log: {level: %s, format: json}
+%s`, filepath.Join(dir, "data"), users, level, extra)
+	}
+	path := filepath.Join(dir, "hiersip.yaml")
+	if err := os.WriteFile(path, []byte(conf("info", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadDaemonConfig(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	if c.Logger, c.LogLevel, err = c.NewLoggerLevel(&logs); err != nil {
+		t.Fatal(err)
+	}
+	reload := make(chan struct{})
+	c.Reload = reload
+	c.ReloadConfig = func() (DaemonConfig, error) { return LoadDaemonConfig(path, nil) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- RunDaemon(ctx, c) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunDaemon: %v", err)
+		}
+	})
+	logLine := func(msg string) map[string]any {
+		t.Helper()
+		var rec map[string]any
+		eventually(t, 20*time.Second, "log "+msg, func() error {
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == msg {
+					return nil
+				}
+			}
+			return errors.New("not yet")
+		})
+		return rec
+	}
+	started := logLine("node started")
+	sipAddr, _ := started["sip_udp"].(string)
+	ua := func(user, pass string) error {
+		u, err := sipbridge.NewUA("sip:"+user+"@d", sipAddr, sipbridge.WithUACredentials(user, pass), sipbridge.WithUALogger(quiet))
+		if err != nil {
+			return err
+		}
+		defer u.Close()
+		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer rcancel()
+		_, err = u.Register(rctx, time.Hour)
+		return err
+	}
+	if err := ua("bob", "b-secret"); err == nil {
+		t.Fatal("bob registered before he was added")
+	}
+	if strings.Contains(logs.String(), `"level":"DEBUG"`) {
+		t.Fatal("debug records at level info")
+	}
+
+	// bob is added, the level set to debug, and the SIP address changed.
+	f, err := os.OpenFile(users, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "bob:d:%s\n", sipbridge.HA1("bob", "d", "b-secret"))
+	f.Close()
+	if err := os.WriteFile(path, []byte(strings.Replace(conf("debug", ""), `udp: "127.0.0.1:0"`, `udp: "127.0.0.1:1"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	rec := logLine("reload: users file read")
+	if rec["users"] != float64(2) {
+		t.Fatalf("reload: %v", rec)
+	}
+	if rec := logLine("reload: changed settings need a restart"); fmt.Sprint(rec["settings"]) != "[sip.udp]" {
+		t.Fatalf("restart warning: %v", rec)
+	}
+	if c.LogLevel.Level() != slog.LevelDebug {
+		t.Fatalf("log level %v after the reload", c.LogLevel.Level())
+	}
+	if err := ua("bob", "b-secret"); err != nil {
+		t.Fatalf("bob after the reload: %v", err)
+	}
+	if err := ua("alice", "a-secret"); err != nil {
+		t.Fatalf("alice after the reload: %v", err)
+	}
+
+	// A broken configuration changes nothing and stops nothing.
+	if err := os.WriteFile(path, []byte(conf("loud", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	logLine("reload: configuration refused, nothing changed")
+	if c.LogLevel.Level() != slog.LevelDebug {
+		t.Fatal("a refused reload changed the level")
+	}
+	if err := ua("bob", "b-secret"); err != nil {
+		t.Fatalf("bob after a refused reload: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the daemon stopped: %v", err)
+	default:
+	}
+}
+
+// TestDaemonWriteSettings: the settings hiersip node --check prints are a
+// file that loads back into the same configuration.
+func TestDaemonWriteSettings(t *testing.T) {
+	clearEnv(t)
+	c, err := LoadDaemonConfig(writeFile(t, "domain: d\nknown_domains: [a, b]\nsip: {max_expires: 2h, limits: {peer_rate: 5}}\nnat: {relays: [/ip4/1.2.0.1/tcp/1/p2p/12D3KooWBhSxMN1u9fRpjJyKLqnk3qm4hzKnnjMEWVaGn8VQRkBo]}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := c.WriteSettings(&out); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadDaemonConfig(writeFile(t, out.String()), nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !reflect.DeepEqual(c, back) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v\n%s", back, c, out.String())
+	}
+}

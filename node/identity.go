@@ -13,26 +13,34 @@ import (
 // IdentityFile is the name of the identity key file in the data directory.
 const IdentityFile = "identity.key"
 
+// LoadIdentity reads the node's identity key from dir/identity.key; when
+// there is none, the error wraps fs.ErrNotExist.
+func LoadIdentity(dir string) (crypto.PrivKey, error) {
+	path := filepath.Join(dir, IdentityFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: identity key: %w", err)
+	}
+	k, err := crypto.UnmarshalPrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("node: identity key %s: %w", path, err)
+	}
+	return k, nil
+}
+
 // LoadOrCreateIdentity reads the node's Ed25519 identity key from
 // dir/identity.key, creating it (mode 0600) on first start.
 func LoadOrCreateIdentity(dir string) (crypto.PrivKey, error) {
 	path := filepath.Join(dir, IdentityFile)
-	data, err := os.ReadFile(path)
-	if err == nil {
-		k, err := crypto.UnmarshalPrivateKey(data)
-		if err != nil {
-			return nil, fmt.Errorf("node: identity key %s: %w", path, err)
-		}
-		return k, nil
+	k, err := LoadIdentity(dir)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return k, err
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("node: identity key: %w", err)
-	}
-	k, _, err := crypto.GenerateEd25519Key(nil)
+	k, _, err = crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		return nil, err
 	}
-	data, err = crypto.MarshalPrivateKey(k)
+	data, err := crypto.MarshalPrivateKey(k)
 	if err != nil {
 		return nil, err
 	}

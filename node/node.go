@@ -52,6 +52,7 @@ type Node struct {
 
 	election *election.Runner
 	bridge   *sipbridge.Bridge
+	users    *sipbridge.Users // nil: no users file
 
 	ctx       context.Context
 	cancel    context.CancelFunc

@@ -129,6 +129,7 @@ func (n *Node) startServices() error {
 			if err != nil {
 				return &ConfigError{"sip.users_file", err}
 			}
+			n.users = u
 			opts = append(opts, sipbridge.WithUsers(u))
 		}
 		if s.MinExpires != 0 || s.DefaultExpires != 0 || s.MaxExpires != 0 {
@@ -142,8 +143,51 @@ func (n *Node) startServices() error {
 			return bridgeError(err)
 		}
 		n.bridge = b
+		if n.users == nil {
+			n.warnOpenSIP(b)
+		}
 	}
 	return nil
+}
+
+// warnOpenSIP warns when the bridge listens beyond loopback without a users
+// file: anyone who reaches the port can register any name of the domain and
+// call through the node.
+func (n *Node) warnOpenSIP(b *sipbridge.Bridge) {
+	var open []string
+	for _, a := range []string{b.UDPAddr(), b.TCPAddr()} {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			open = append(open, a)
+		}
+	}
+	if len(open) > 0 {
+		n.log.Warn("SIP listens beyond loopback without a users file: anyone who reaches it can register any user of the domain and call through this node; set sip.users_file (hiersip users add)",
+			"addrs", open)
+	}
+}
+
+// ErrNoUsersFile is returned by ReloadUsers on a node started without a
+// users file.
+var ErrNoUsersFile = errors.New("node: no users file (digest authentication is off; turning it on needs a restart)")
+
+// ReloadUsers reads the users file (SIPConfig.UsersFile) again and makes
+// its users the ones the SIP bridge authenticates, without a restart (the
+// daemon does it on SIGHUP). On a malformed or unreadable file the users stay
+// as they were. It returns the number of users.
+func (n *Node) ReloadUsers() (int, error) {
+	if n.users == nil {
+		return 0, ErrNoUsersFile
+	}
+	u, err := sipbridge.LoadUsers(n.cfg.SIP.UsersFile)
+	if err != nil {
+		return 0, &ConfigError{"sip.users_file", err}
+	}
+	n.users.Replace(u)
+	return u.Len(), nil
 }
 
 // bridgeError names the setting behind a failed sipbridge.New: a listen
