@@ -437,7 +437,7 @@ func disconnectAcross(t testing.TB, l lanNodes) {
 	t.Helper()
 	for _, side := range [][2][]*hsNode{{{l.a1, l.a2}, {l.b1, l.b2}}, {{l.b1, l.b2}, {l.a1, l.a2}}} {
 		for _, from := range side[0] {
-			args := []string{"disconnect", "--admin", nsAdmin}
+			args := []string{"disconnect", "--admin", nsAdmin, "--data-dir", from.dataDir}
 			for _, to := range side[1] {
 				args = append(args, to.id)
 			}

@@ -7,11 +7,12 @@ import (
 	"runtime"
 	"runtime/debug"
 
-	"github.com/hiersip/hiersip/integration/bench"
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
+// version is set at build time: -ldflags "-X main.version=v1.2.3" (make
+// build does, from git describe); else it comes from the module's build
+// information (go install …@v1.2.3, or the VCS revision of a checkout).
 var version = ""
 
 // exitError carries an exit code other than 1.
@@ -24,9 +25,6 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
-	// hiersip bench runs its nodes in a child process, a re-execution of
-	// this binary: that child never gets past this line.
-	bench.MaybeRunHelper()
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "hiersip:", err)
@@ -48,9 +46,11 @@ proxy of its local SIP user agents, and the domain's elected proxies connect
 the domains in a global overlay.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(),
 	}
-	root.AddCommand(newNodeCmd(), newVersionCmd(), newStatusCmd(),
-		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd(), newDisconnectCmd(), newAuthorityCmd(), newBenchCmd())
+	root.SetVersionTemplate("hiersip {{.Version}}\n")
+	root.AddCommand(newNodeCmd(), newVersionCmd(), newIDCmd(), newStatusCmd(), newUsersCmd(),
+		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd(), newDisconnectCmd(), newAuthorityCmd())
 	return root
 }
 
@@ -60,7 +60,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version of hiersip",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "hiersip %s %s %s/%s\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintf(cmd.OutOrStdout(), "hiersip %s (%s %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		},
 	}
 }
@@ -73,7 +73,13 @@ func versionString() string {
 	if !ok {
 		return "(unknown)"
 	}
+	// Go stamps the module version, or a pseudo-version from the checkout's
+	// VCS revision ("+dirty" when modified); without VCS information it is
+	// "(devel)".
 	v := bi.Main.Version
+	if v != "" && v != "(devel)" {
+		return v
+	}
 	for _, s := range bi.Settings {
 		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
 			v += " " + s.Value[:12]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,12 +19,15 @@ import (
 
 // uaFlags are the flags of the commands that act as a SIP user agent.
 type uaFlags struct {
-	node, as, user, password, logLevel string
-	timeout, expires                   time.Duration
+	nodeFlags
+	node, listen, as, user, password, logLevel string
+	expires                                    time.Duration
 }
 
 func (f *uaFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.node, "node", "127.0.0.1:5060", "UDP address of the node's SIP bridge (registrar and outbound proxy)")
+	f.nodeFlags.add(cmd)
+	cmd.Flags().StringVar(&f.node, "node", "", "UDP address (host:port) of the node's SIP bridge, its registrar and outbound proxy, on this host or another (default: the SIP address of the node found as for hiersip status)")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "local UDP address of this user agent (default: port 0 on the address this host reaches --node from)")
 	cmd.Flags().StringVar(&f.as, "as", "", "the AOR to register and act as, e.g. sip:bob@bupt.pastry (required)")
 	cmd.Flags().StringVar(&f.user, "user", "", "digest user name, when the node authenticates (default: the AOR's user)")
 	cmd.Flags().StringVar(&f.password, "password", "", "digest password, when the node authenticates")
@@ -33,18 +37,62 @@ func (f *uaFlags) add(cmd *cobra.Command) {
 	_ = cmd.MarkFlagRequired("as")
 }
 
+// nodeAddr is --node, else the SIP address of the node found as for
+// hiersip status.
+func (f *uaFlags) nodeAddr(ctx context.Context) (string, error) {
+	if f.node != "" {
+		return f.node, nil
+	}
+	r, err := f.locate()
+	if err != nil {
+		return "", err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return r.sipAddr(sctx)
+}
+
+// localAddrFor is the local UDP address to talk to the node at addr from: port 0 on
+// the address of the interface the route to the node leaves from (loopback for a
+// node on this host), as a kernel's source address selection picks it. It returns
+// the node's address resolved too.
+func localAddrFor(addr string) (local, remote string, err error) {
+	c, err := net.Dial("udp", addr) // connects nothing: picks the route and source
+	if err != nil {
+		return "", "", fmt.Errorf("node %s: %w", addr, err)
+	}
+	defer c.Close()
+	la, ra := c.LocalAddr().(*net.UDPAddr), c.RemoteAddr().(*net.UDPAddr)
+	ip := la.IP
+	if ip.IsLinkLocalUnicast() && la.Zone != "" {
+		return net.JoinHostPort(ip.String()+"%"+la.Zone, "0"), ra.String(), nil
+	}
+	return net.JoinHostPort(ip.String(), "0"), ra.String(), nil
+}
+
 // start creates the UA and registers it with the node.
 func (f *uaFlags) start(ctx context.Context, out io.Writer, opts ...sipbridge.UAOption) (*sipbridge.UA, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return nil, err
 	}
+	addr, err := f.nodeAddr(ctx)
+	if err != nil {
+		return nil, err
+	}
+	listen, addr, err := localAddrFor(addr)
+	if err != nil {
+		return nil, err
+	}
+	if f.listen != "" {
+		listen = f.listen
+	}
 	opts = append(opts, sipbridge.WithUALogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))),
-		sipbridge.WithUAExpires(f.expires))
+		sipbridge.WithUAExpires(f.expires), sipbridge.WithUAListen(listen))
 	if f.password != "" {
 		opts = append(opts, sipbridge.WithUACredentials(f.user, f.password))
 	}
-	ua, err := sipbridge.NewUA(f.as, f.node, opts...)
+	ua, err := sipbridge.NewUA(f.as, addr, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -52,9 +100,10 @@ func (f *uaFlags) start(ctx context.Context, out io.Writer, opts ...sipbridge.UA
 	defer cancel()
 	res, err := ua.Register(rctx, f.expires)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("register %s at %s: %w", f.as, f.node, err), ua.Close())
+		return nil, errors.Join(fmt.Errorf("register %s at %s: %w", f.as, addr, err), ua.Close())
 	}
-	fmt.Fprintf(out, "registered %s at %s: %d %s\n", f.as, f.node, res.StatusCode, res.Reason)
+	contact := ua.Contact()
+	fmt.Fprintf(out, "registered %s at %s from %s: %d %s\n", f.as, addr, contact.HostPort(), res.StatusCode, res.Reason)
 	return ua, nil
 }
 
@@ -89,9 +138,12 @@ func newCallCmd() *cobra.Command {
 TARGET through it, print the final response and the setup time (INVITE to
 2xx), keep the call up for --duration (or until the callee hangs up or a
 signal), send BYE, and print the ladder of the messages sent and received.
-Exits 1 if the call fails.`,
-		Example: `  hiersip call --node 127.0.0.1:5060 --as sip:bob@bupt.pastry sip:alice@pku.can`,
-		Args:    cobra.ExactArgs(1),
+Exits 1 if the call fails.
+
+` + uaNodeHelp,
+		Example: `  hiersip call --as sip:bob@bupt.pastry sip:alice@pku.can
+  hiersip call --node 192.0.2.10:5060 --as sip:bob@bupt.pastry --password secret sip:alice@pku.can`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
 			ctx, cancel := signalContext(cmd.Context())
@@ -162,9 +214,12 @@ func newAnswerCmd() *cobra.Command {
 		Short: "Register with a node and answer calls until interrupted",
 		Long: `Act as the SIP user agent --as: register with the node at --node, answer
 every incoming call (after ringing for --ring) and print the calls and the
-MESSAGEs received, until SIGINT or SIGTERM; then unregister.`,
-		Example: `  hiersip answer --node 127.0.0.1:5060 --as sip:alice@pku.can`,
-		Args:    cobra.NoArgs,
+MESSAGEs received, until SIGINT or SIGTERM; then unregister.
+
+` + uaNodeHelp,
+		Example: `  hiersip answer --as sip:alice@pku.can
+  hiersip answer --node 192.0.2.10:5060 --as sip:alice@pku.can`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			ctx, cancel := signalContext(cmd.Context())
@@ -216,11 +271,17 @@ MESSAGEs received, until SIGINT or SIGTERM; then unregister.`,
 func newMessageCmd() *cobra.Command {
 	var f uaFlags
 	cmd := &cobra.Command{
-		Use:     "message TARGET TEXT",
-		Short:   "Register with a node and send a SIP MESSAGE",
-		Long:    `Act as the SIP user agent --as: register with the node at --node, send TEXT to TARGET in a MESSAGE, print the final response and unregister. Exits 1 unless the answer is 2xx.`,
-		Example: `  hiersip message --node 127.0.0.1:5060 --as sip:bob@bupt.pastry sip:alice@pku.can "hello"`,
-		Args:    cobra.ExactArgs(2),
+		Use:   "message TARGET TEXT",
+		Short: "Register with a node and send a SIP MESSAGE",
+		Long: `Act as the SIP user agent --as: register with the node at --node, send TEXT
+to TARGET in a MESSAGE (answering the node's digest challenge with --password
+like REGISTER and INVITE), print the final response and unregister. Exits 1
+unless the answer is 2xx.
+
+` + uaNodeHelp,
+		Example: `  hiersip message --as sip:bob@bupt.pastry sip:alice@pku.can "hello"
+  hiersip message --node 192.0.2.10:5060 --as sip:bob@bupt.pastry --password secret sip:alice@pku.can "hello"`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
 			ctx, cancel := signalContext(cmd.Context())
@@ -246,5 +307,10 @@ func newMessageCmd() *cobra.Command {
 	f.add(cmd)
 	return cmd
 }
+
+var uaNodeHelp = `--node names the node's SIP UDP address, on this host or another; the user
+agent binds port 0 on the local address the route to the node leaves from
+(--listen to choose). Without --node the SIP address is that of the running
+node found as for hiersip status (--admin, --data-dir, --config, HIERSIP_*).`
 
 func statusLine(res *sip.Response) string { return fmt.Sprintf("%d %s", res.StatusCode, res.Reason) }

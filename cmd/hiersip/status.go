@@ -2,128 +2,100 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	neturl "net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/hiersip/hiersip/node"
 	"github.com/spf13/cobra"
 )
 
+var findNodeHelp = `The node is found as hiersip node configures it: --admin, else admin.url in
+--data-dir, else in the data_dir of the configuration (--config, else
+$HIERSIP_CONFIG, else ` + defaultConfigFile + ` if it exists, and HIERSIP_*
+variables such as HIERSIP_DATA_DIR), else its admin.listen. When no node runs
+there, the command says so and exits 1.`
+
 func newStatusCmd() *cobra.Command {
 	var (
-		admin, dataDir string
-		raw            bool
-		timeout        time.Duration
+		nf  nodeFlags
+		raw bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the status of a running node",
 		Long: `Show the status of a running node, read from its admin endpoint's /status:
-peer ID, addresses, role, proxies and candidates, routing tables,
-registrations, SIP addresses, connected peers with their path (direct,
-relayed or direct+relayed) and connections.
+peer ID, addresses, whether it is ready to call (its domain; other domains),
+role, proxies and candidates, routing tables, registrations, SIP addresses,
+connected peers with their path (direct, relayed or direct+relayed) and
+connections.
 
-The endpoint is --admin, else the URL in admin.url of --data-dir, else
-http://127.0.0.1:8080.`,
+` + findNodeHelp,
 		Example: `  hiersip status
+  hiersip status -c /etc/hiersip/hiersip.yaml
   hiersip status --admin http://127.0.0.1:8080 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			url := adminURL(admin, dataDir)
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			r, err := nf.locate()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
 			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/status", nil)
+			s, body, err := r.status(ctx)
 			if err != nil {
 				return err
-			}
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return err
-			}
-			defer res.Body.Close()
-			body, err := io.ReadAll(io.LimitReader(res.Body, 16<<20))
-			if err != nil {
-				return err
-			}
-			if res.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s/status: %s", url, res.Status)
 			}
 			if raw {
 				_, err := cmd.OutOrStdout().Write(body)
 				return err
 			}
-			var s node.Status
-			if err := json.Unmarshal(body, &s); err != nil {
-				return fmt.Errorf("%s/status: %w", url, err)
-			}
 			return s.WriteText(cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&admin, "admin", "", "admin endpoint URL of the node, e.g. http://127.0.0.1:8080")
-	cmd.Flags().StringVar(&dataDir, "data-dir", node.DefaultDataDir(), "data directory of the node, to find admin.url")
+	nf.add(cmd)
 	cmd.Flags().BoolVar(&raw, "json", false, "print the raw JSON")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "request timeout")
+	cmd.Flags().DurationVar(&nf.timeout, "timeout", 10*time.Second, "request timeout")
 	return cmd
 }
 
-func adminURL(admin, dataDir string) string {
-	if admin == "" && dataDir != "" {
-		if b, err := os.ReadFile(filepath.Join(dataDir, node.AdminURLFile)); err == nil {
-			admin = strings.TrimSpace(string(b))
-		}
-	}
-	if admin == "" {
-		admin = "http://127.0.0.1:8080"
-	}
-	if !strings.Contains(admin, "://") {
-		admin = "http://" + admin
-	}
-	return strings.TrimRight(admin, "/")
-}
-
 func newDisconnectCmd() *cobra.Command {
-	var (
-		admin, dataDir string
-		timeout        time.Duration
-	)
+	var nf nodeFlags
 	cmd := &cobra.Command{
 		Use:   "disconnect PEER-ID...",
 		Short: "Close a running node's connections to peers",
 		Long: `Close a running node's connections to the given peers, through its admin
-endpoint (POST /disconnect). The next exchange with such a peer opens a new
-connection: through a relay first when the peer is behind a NAT, then direct
-if hole punching succeeds.`,
-		Example: `  hiersip disconnect --admin http://127.0.0.1:8080 12D3KooW...`,
-		Args:    cobra.MinimumNArgs(1),
+endpoint (POST /disconnect, with the admin token of the node's data
+directory). The next exchange with such a peer opens a new connection:
+through a relay first when the peer is behind a NAT, then direct if hole
+punching succeeds.
+
+` + findNodeHelp,
+		Example: `  hiersip disconnect 12D3KooW...
+  hiersip disconnect --data-dir /var/lib/hiersip --admin http://127.0.0.1:8080 12D3KooW...`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			url := adminURL(admin, dataDir)
+			r, err := nf.locate()
+			if err != nil {
+				return err
+			}
+			if r.admin == "" {
+				return r.noAdmin()
+			}
+			token, err := r.token()
+			if err != nil {
+				return err
+			}
 			for _, p := range args {
-				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/disconnect?peer="+neturl.QueryEscape(p), nil)
-				if err != nil {
-					cancel()
-					return err
-				}
-				res, err := http.DefaultClient.Do(req)
-				if err != nil {
-					cancel()
-					return err
-				}
-				body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-				res.Body.Close()
+				ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
+				res, body, err := r.do(ctx, http.MethodPost, "/disconnect?peer="+neturl.QueryEscape(p), token)
 				cancel()
 				if err != nil {
 					return err
 				}
 				if res.StatusCode != http.StatusOK {
-					return fmt.Errorf("%s/disconnect: %s: %s", url, res.Status, strings.TrimSpace(string(body)))
+					return fmt.Errorf("%s/disconnect: %s: %s", r.admin, res.Status, strings.TrimSpace(string(body)))
 				}
 				if _, err := cmd.OutOrStdout().Write(body); err != nil {
 					return err
@@ -132,8 +104,7 @@ if hole punching succeeds.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&admin, "admin", "", "admin endpoint URL of the node, e.g. http://127.0.0.1:8080")
-	cmd.Flags().StringVar(&dataDir, "data-dir", node.DefaultDataDir(), "data directory of the node, to find admin.url")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "request timeout")
+	nf.add(cmd)
+	cmd.Flags().DurationVar(&nf.timeout, "timeout", 10*time.Second, "request timeout")
 	return cmd
 }

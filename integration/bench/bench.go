@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	r.dir = dir
 	r.sipp = lookTool(cfg.SippPath, "sipp")
 	r.kamailio = lookTool(cfg.KamailioPath, "kamailio")
-	fmt.Fprintf(out, "hiersip bench (%s); sipp: %s; kamailio: %s\n", modeName(cfg.Quick), orMissing(r.sipp, "sip-tester"), orMissing(r.kamailio, "kamailio"))
+	fmt.Fprintf(out, "hiersip-bench (%s); sipp: %s; kamailio: %s\n", modeName(cfg.Quick), orMissing(r.sipp, "sip-tester"), orMissing(r.kamailio, "kamailio"))
 	var errs []error
 	sections := map[string]func(context.Context) error{
 		SectionLatency: r.latency, SectionThroughput: r.throughput, SectionRegister: r.register,

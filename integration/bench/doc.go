@@ -1,4 +1,4 @@
-// Package bench is hiersip's benchmark (issue 9), run by `hiersip bench`:
+// Package bench is hiersip's benchmark (issue 9), run by `hiersip-bench` (cmd/hiersip-bench):
 // call setup latency and strict throughput through sipp alone, a central
 // Kamailio and hiersip (same domain, two domains warm and cold), CPU time per
 // call of each proxy process, registrations per second, lookup scaling with

@@ -21,7 +21,7 @@ func newBenchCmd() *cobra.Command {
 		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "bench",
+		Use:   "hiersip-bench",
 		Short: "Measure hiersip against sipp alone and a central Kamailio",
 		Long: `Run hiersip's benchmark on loopback and print one table (median and p95 of
 each figure, with how it was measured), also written as JSON to --out/bench.json:
@@ -70,5 +70,6 @@ takes about 7 minutes on 2 cores; --quick about one.`,
 	f.BoolVar(&cfg.Profile, "profile", false, "write CPU profiles of the hiersip nodes during the throughput section into --out")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log progress to stderr")
 	f.DurationVar(&timeout, "timeout", 15*time.Minute, "abort the run after this long")
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	return cmd
 }
