@@ -26,6 +26,8 @@ declare -A PKG=(
 	[iptables]=iptables
 	[svmap]=sipvicious
 	[kamailio]=kamailio
+	[make]=make
+	[systemd-analyze]=systemd
 )
 have() {
 	case "$1" in
