@@ -251,6 +251,8 @@ type Bootstrapper struct {
 	cache *PeerCache
 
 	joinedCh   chan struct{}
+	triedCh    chan struct{} // closed after the first round, or on joining
+	triedOnce  sync.Once
 	joinedOnce sync.Once
 	poke       chan struct{}
 	saveNow    chan struct{} // a cache save on joining
@@ -277,6 +279,7 @@ func NewBootstrapper(h host.Host, cfg BootstrapConfig) (*Bootstrapper, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "bootstrap", "overlay", cfg.Domain),
 		joinedCh: make(chan struct{}),
+		triedCh:  make(chan struct{}),
 		poke:     make(chan struct{}, 1),
 		saveNow:  make(chan struct{}, 1),
 	}
@@ -328,6 +331,14 @@ func (b *Bootstrapper) Start(ctx context.Context) error {
 
 // JoinedCh returns a channel that is closed once Joined first reports true.
 func (b *Bootstrapper) JoinedCh() <-chan struct{} { return b.joinedCh }
+
+// TriedCh is closed once the bootstrapper has tried every source it had at
+// start (the cache, the static peers, the web stations) once, or has joined:
+// a node that has not joined by then is alone for now (mDNS and later rounds
+// may still find peers).
+func (b *Bootstrapper) TriedCh() <-chan struct{} { return b.triedCh }
+
+func (b *Bootstrapper) tried() { b.triedOnce.Do(func() { close(b.triedCh) }) }
 
 // Source returns the source of the first successful connection made by the
 // bootstrapper, or BootstrapSourceNone.
@@ -411,12 +422,14 @@ func (b *Bootstrapper) run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if b.checkJoined() {
+			b.tried()
 			backoff, next = b.cfg.MinBackoff, time.Time{}
 		} else if !time.Now().Before(next) {
 			b.round(ctx)
 			if ctx.Err() != nil {
 				return
 			}
+			b.tried()
 			if b.checkJoined() {
 				continue
 			}

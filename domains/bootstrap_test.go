@@ -417,3 +417,35 @@ func TestBootstrapCacheSavedWhileRunning(t *testing.T) {
 		return err == nil && strings.Contains(string(data), seed.ID().String())
 	})
 }
+
+// TestBootstrapTried: TriedCh closes after the first round, also when it
+// failed (a node alone for now), and on joining.
+func TestBootstrapTried(t *testing.T) {
+	dead := bsTestHost(t)
+	deadAddrs := bsP2PAddrs(t, dead)
+	_ = dead.Close()
+	cfg := bsConfig(t)
+	cfg.Static = deadAddrs
+	cfg.DialTimeout = time.Second
+	b := bsStart(t, bsTestHost(t), cfg)
+	select {
+	case <-b.TriedCh():
+	case <-time.After(10 * time.Second):
+		t.Fatal("TriedCh not closed after a failed round")
+	}
+	select {
+	case <-b.JoinedCh():
+		t.Fatal("joined a dead peer")
+	default:
+	}
+	seed := bsTestHost(t)
+	cfg = bsConfig(t)
+	cfg.Static = bsP2PAddrs(t, seed)
+	b = bsStart(t, bsTestHost(t), cfg)
+	bsWaitJoined(t, b)
+	select {
+	case <-b.TriedCh():
+	case <-time.After(10 * time.Second):
+		t.Fatal("TriedCh not closed after joining")
+	}
+}

@@ -22,11 +22,16 @@ import (
 // Status is a snapshot of a node for people and monitoring: what the admin
 // endpoint serves at /status as JSON.
 type Status struct {
-	PeerID  string   `json:"peer_id"`
-	Domain  string   `json:"domain"`
-	Addrs   []string `json:"addrs"`
-	Joined  bool     `json:"joined"`
-	IsProxy bool     `json:"is_proxy"`
+	PeerID string   `json:"peer_id"`
+	Domain string   `json:"domain"`
+	Addrs  []string `json:"addrs"`
+	// Joined: the domain overlay has a peer. Ready: the node routes calls
+	// between users of its domain (a lone node is ready without having
+	// joined); ReadyGlobal: to other domains too (Node.WaitReady).
+	Joined      bool `json:"joined"`
+	Ready       bool `json:"ready"`
+	ReadyGlobal bool `json:"ready_global"`
+	IsProxy     bool `json:"is_proxy"`
 	// Role is "proxy", "candidate" or "peer" (election.Role).
 	Role       string         `json:"role"`
 	Epoch      uint64         `json:"epoch"`
@@ -99,6 +104,7 @@ func (n *Node) Status() Status {
 	s := Status{
 		PeerID: n.ID().String(), Domain: n.Domain(),
 		Joined: n.DomainOverlay().Joined(), IsProxy: n.IsProxy(),
+		Ready: isClosed(n.ready.domain), ReadyGlobal: isClosed(n.ready.global),
 		Proxies: []StatusMember{}, Candidates: []StatusMember{},
 		Registrations: []StatusRegistration{}, Peers: []StatusPeer{}, Connections: []StatusConn{},
 		Time: n.cfg.Now(),
@@ -164,7 +170,8 @@ func (s Status) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
 	p("peer\t%s", s.PeerID)
-	p("domain\t%s (joined: %v)", s.Domain, s.Joined)
+	p("domain\t%s", s.Domain)
+	p("ready\t%s", s.readyText())
 	p("role\t%s (epoch %d)", s.Role, s.Epoch)
 	for _, a := range s.Addrs {
 		p("address\t%s", a)
@@ -198,6 +205,21 @@ func (s Status) WriteText(w io.Writer) error {
 		p("connection\t%s %s %s %s", c.PeerID, kind, c.Direction, c.Addr)
 	}
 	return tw.Flush()
+}
+
+// readyText says which calls the node routes, and why not others.
+func (s Status) readyText() string {
+	alone := ""
+	if !s.Joined {
+		alone = " (alone: no peer in the domain yet)"
+	}
+	switch {
+	case s.ReadyGlobal:
+		return "calls in " + s.Domain + " and to other domains" + alone
+	case s.Ready:
+		return "calls in " + s.Domain + alone + "; other domains: not yet, no proxy known"
+	}
+	return "not yet: joining " + s.Domain
 }
 
 func orNone(s string) string {

@@ -9,7 +9,7 @@
 //	n, err := node.New(ctx, node.Config{Domain: "pastry", DataDir: dir})
 //	if err != nil { ... }
 //	defer n.Close()
-//	<-n.Joined()
+//	err = n.WaitReady(ctx, node.ReadyDomain) // node.ReadyGlobal for other domains
 //	bob, _ := n.ParseAOR("sip:bob@bupt.pastry")
 //	err = n.Register(ctx, bob, []domains.Contact{{URI: "sip:bob@127.0.0.1:5062", Expires: time.Now().Add(time.Hour)}})
 //	b, err := n.Lookup(ctx, bob) // from any node of the domain
@@ -17,7 +17,16 @@
 // The node finds its domain's peers by mDNS on the LAN, pre-configured
 // peers, a peer cache in its data directory and web stations (draft §4.1;
 // see Config.Bootstrap), and keeps trying them with backoff while it is
-// alone. Joined is closed once its routing table has a peer.
+// alone. Joined is closed once its routing table has a peer. Ready (and
+// WaitReady) say when the node routes calls: in its domain once it has
+// joined, or once it has tried every bootstrap source it was given (a lone
+// node); to other domains once it also knows a way out (a proxy of its
+// domain, or as a serving proxy, a peer in the global overlay).
+//
+// A node logs nowhere unless Config.Logger is set. New and NewWithHost lock
+// the data directory (LockFile, with the process ID) until Close, so that
+// two nodes never share an identity; a failed start returns an error naming
+// its cause (a busy SIP port is a *ConfigError of sip.udp or sip.tcp).
 //
 // # Enrolled domains and relaying
 //
@@ -35,10 +44,18 @@
 // election role changes and failovers, bootstrap events, routing tables and
 // connections). NewAdminHandler serves /status (Node.Status as JSON),
 // /metrics, /bootstrap (the domain's web-station list) and optionally
-// /debug/pprof/; an application mounts it on its own server.
+// /debug/pprof/; an application mounts it on its own server. Endpoints that
+// change state (POST /disconnect) need the bearer token of WithAdminToken;
+// the read-only ones are open to whoever reaches the listener, so it belongs
+// on loopback or a trusted network. A bearer token cannot be sent by a web
+// page on another origin without a CORS preflight, which the handler does not
+// answer: a browser on the machine cannot be made to POST for a page.
 //
 // The hiersip daemon (cmd/hiersip, "hiersip node") is RunDaemon: its
 // DaemonConfig comes from LoadDaemonConfig (defaults, a YAML file such as
 // hiersip.example.yaml, HIERSIP_ environment variables, flags added by
-// AddDaemonFlags) and maps onto Config with NodeConfig.
+// AddDaemonFlags) and maps onto Config with NodeConfig. While it runs it
+// writes admin.url and a fresh admin.token (mode 0600) to the data
+// directory; DaemonConfig.Reload (SIGHUP) re-reads the users file and the
+// log level.
 package node

@@ -21,13 +21,32 @@ import (
 )
 
 // An application that already runs a libp2p host, with protocols of its
-// own, adds hiersip to it: the host becomes a node of domain "example", its
+// own, adds hiersip to it: the host becomes a node of domain "pastry", its
 // SIP bridge the registrar of bob's softphone, and bob calls alice, whose
-// softphone is registered with a second node.
+// softphone is registered with a node of another domain, "can". The
+// application waits until its node is ready for calls to other domains
+// before bob calls.
 func Example_embedding() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	quiet := slog.New(slog.DiscardHandler)
+
+	// Elsewhere: a node of domain "can", a long-lived entry point of the
+	// global overlay (GlobalSeed), with alice's softphone.
+	can, err := node.New(ctx, node.Config{
+		Domain:      "can",
+		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+		GlobalSeed:  true,
+		SIP:         &node.SIPConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"},
+		Bootstrap:   node.BootstrapConfig{DisableMDNS: true, DisableCache: true},
+		Global:      node.BootstrapConfig{DisableMDNS: true, DisableCache: true},
+		Logger:      quiet,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer can.Close()
+	seed := can.Host().Addrs()[0].String() + "/p2p/" + can.ID().String()
 
 	// The application's host and its own protocol.
 	app, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
@@ -40,38 +59,34 @@ func Example_embedding() {
 		fmt.Fprintln(s, "hello from the application")
 	})
 
-	// hiersip joins the application's host (Close leaves the host running).
-	cfg := node.Config{
-		Domain:    "example",
+	// hiersip joins the application's host (Close leaves the host running)
+	// and waits until it can route calls to other domains: here it becomes
+	// its domain's proxy and meets can's node in the global overlay.
+	n, err := node.NewWithHost(ctx, app, node.Config{
+		Domain:    "pastry",
 		SIP:       &node.SIPConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"},
 		Bootstrap: node.BootstrapConfig{DisableMDNS: true, DisableCache: true},
+		Global:    node.BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: []string{seed}},
 		Logger:    quiet,
-	}
-	n, err := node.NewWithHost(ctx, app, cfg)
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer n.Close()
-
-	// A second node, with a host of its own, bootstraps from the first.
-	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.Bootstrap.Peers = []string{app.Addrs()[0].String() + "/p2p/" + app.ID().String()}
-	other, err := node.New(ctx, cfg)
-	if err != nil {
-		log.Fatal(err)
+	for _, nd := range []*node.Node{n, can} {
+		if err := nd.WaitReady(ctx, node.ReadyGlobal); err != nil {
+			log.Fatal(err)
+		}
 	}
-	defer other.Close()
-	<-n.Joined()
-	<-other.Joined()
 
-	// alice's softphone registers with the second node, bob's with the
+	// alice's softphone registers with can's node, bob's with the
 	// application's node.
-	alice, err := sipbridge.NewUA("sip:alice@example", other.Bridge().UDPAddr(), sipbridge.WithUALogger(quiet))
+	alice, err := sipbridge.NewUA("sip:alice@pku.can", can.Bridge().UDPAddr())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer alice.Close()
-	bob, err := sipbridge.NewUA("sip:bob@example", n.Bridge().UDPAddr(), sipbridge.WithUALogger(quiet))
+	bob, err := sipbridge.NewUA("sip:bob@bupt.pastry", n.Bridge().UDPAddr())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -84,17 +99,11 @@ func Example_embedding() {
 		fmt.Println("registered", ua.AOR(), res.StatusCode, res.Reason)
 	}
 
-	// bob calls alice: the application's node looks her up in the domain
-	// overlay and forwards the INVITE to the second node over libp2p.
-	var call *sipbridge.Call
-	for {
-		if call, err = bob.Call(ctx, "sip:alice@example"); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			log.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond) // alice's binding is not stored yet: poll
+	// bob calls alice: the application's node finds can's proxy in the
+	// global overlay and forwards the INVITE to it over libp2p.
+	call, err := bob.Call(ctx, "sip:alice@pku.can")
+	if err != nil {
+		log.Fatal(err)
 	}
 	final := call.Responses[len(call.Responses)-1]
 	fmt.Println("call answered:", final.StatusCode, final.Reason)
@@ -104,7 +113,7 @@ func Example_embedding() {
 	fmt.Println("hung up")
 
 	// The application's own protocol runs on as before.
-	s, err := other.Host().NewStream(ctx, app.ID(), "/myapp/hello/1.0.0")
+	s, err := can.Host().NewStream(ctx, app.ID(), "/myapp/hello/1.0.0")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -115,8 +124,8 @@ func Example_embedding() {
 	fmt.Print(line)
 
 	// Output:
-	// registered sip:alice@example 200 OK
-	// registered sip:bob@example 200 OK
+	// registered sip:alice@pku.can 200 OK
+	// registered sip:bob@bupt.pastry 200 OK
 	// call answered: 200 OK
 	// hung up
 	// hello from the application

@@ -59,6 +59,7 @@ type Node struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	joined    chan struct{}
+	ready     readiness
 }
 
 // registration is what the node keeps of an AOR it serves, to re-store it.
@@ -174,6 +175,7 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		cfg: cfg, h: h, ownHost: own, key: key, log: log, nodeLog: nodeLog, domain: ov, enroll: enr, lock: lock,
 		regs:   make(map[domains.AOR]*registration),
 		joined: make(chan struct{}),
+		ready:  newReadiness(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	cfg.Metrics.bind(n)
@@ -198,8 +200,9 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 	if err := n.startServices(); err != nil {
 		return nil, errors.Join(err, n.Close())
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.loop()
+	go n.watchReady()
 	return n, nil
 }
 

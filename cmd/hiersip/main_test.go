@@ -304,7 +304,7 @@ func TestDaemonProcesses(t *testing.T) {
 				return fmt.Errorf("%v: %s", err, out)
 			}
 			if !strings.Contains(out, "connection  "+c.other.status.PeerID) ||
-				!strings.Contains(out, "(joined: true)") || !strings.Contains(out, "domain: 1 peers in routing table") {
+				!strings.Contains(out, "calls in test") || strings.Contains(out, "alone") || !strings.Contains(out, "domain: 1 peers in routing table") {
 				return fmt.Errorf("status:\n%s", out)
 			}
 			return nil
