@@ -75,6 +75,10 @@ type Config struct {
 	// Logger receives the node's logs (default: discard; the daemon passes
 	// its own). The node adds the keys "node" (its peer ID) and "domain".
 	Logger *slog.Logger
+	// LookupTrace, when set, is called for every resolution the node makes
+	// to route calls (LookupEvent: draft Figure 3 F1/F2, F5/F6, F9/F10). It
+	// runs on the node's goroutines and must not block.
+	LookupTrace func(LookupEvent)
 	// Now is the clock (default time.Now). Tests inject their own.
 	Now func() time.Time
 }

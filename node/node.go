@@ -383,6 +383,13 @@ func (n *Node) Lookup(ctx context.Context, aor domains.AOR) (*domains.Binding, e
 	start := time.Now()
 	b, err := n.domain.GetBinding(ctx, aor)
 	n.cfg.Metrics.observeLookup(overlayDomain, "binding", time.Since(start), err)
+	if n.cfg.LookupTrace != nil {
+		var found []peer.ID
+		if b != nil {
+			found = []peer.ID{b.Peer}
+		}
+		n.traceLookup(start, overlayDomain, "binding", aor.String(), SourceOverlay, found, err)
+	}
 	return b, err
 }
 

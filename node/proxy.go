@@ -146,6 +146,7 @@ func (n *Node) LocalProxies(ctx context.Context) (*domains.ProxyRecord, error) {
 	start := time.Now()
 	rec, err := n.domain.GetProxyRecord(ctx, n.cfg.Domain)
 	n.cfg.Metrics.observeLookup(overlayDomain, "proxy", time.Since(start), err)
+	n.traceLookup(start, overlayDomain, "proxy", overlayURI(n.cfg.Domain), SourceOverlay, recordProxies(rec), err)
 	return rec, err
 }
 
@@ -162,6 +163,7 @@ func (n *Node) DomainProxies(ctx context.Context, domain string) (*domains.Proxy
 	start := time.Now()
 	rec, err := g.GetProxyRecord(ctx, domain)
 	n.cfg.Metrics.observeLookup(overlayGlobal, "proxy", time.Since(start), err)
+	n.traceLookup(start, overlayGlobal, "proxy", overlayURI(domain), SourceOverlay, recordProxies(rec), err)
 	return rec, err
 }
 

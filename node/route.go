@@ -83,9 +83,13 @@ func (n *Node) TargetDomain(host string) string {
 func (n *Node) RemoteProxies(ctx context.Context, host string) (string, []peer.AddrInfo, error) {
 	now := n.cfg.Now()
 	if e, ok := n.proxies.get(host, now); ok {
+		start := time.Now()
 		if e.rec == nil {
-			return "", nil, fmt.Errorf("%w: %s", ErrUnknownDomain, host)
+			err := fmt.Errorf("%w: %s", ErrUnknownDomain, host)
+			n.traceLookup(start, overlayGlobal, "proxy", overlayURI(n.TargetDomain(host)), SourceCache, nil, err)
+			return "", nil, err
 		}
+		n.traceLookup(start, overlayGlobal, "proxy", overlayURI(e.domain), SourceCache, recordProxies(e.rec), nil)
 		return e.domain, e.rec.Proxies, nil
 	}
 	candidates := domains.DomainCandidates(host)

@@ -269,10 +269,14 @@ func (n *Node) nextHop(ctx context.Context, target domains.AOR) (peer.AddrInfo, 
 	}
 	var proxies []peer.AddrInfo
 	if r := n.election; r != nil {
+		start := time.Now()
 		for _, m := range r.State().Proxies {
 			if m.ID != n.ID() {
 				proxies = append(proxies, n.h.Peerstore().PeerInfo(m.ID))
 			}
+		}
+		if len(proxies) > 0 {
+			n.traceLookup(start, overlayDomain, "proxy", overlayURI(n.cfg.Domain), SourceElection, proxyIDs(proxies), nil)
 		}
 	}
 	if len(proxies) == 0 {

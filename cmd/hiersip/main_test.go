@@ -449,6 +449,7 @@ func TestDemoCommand(t *testing.T) {
 		"sip:bob@bupt.pastry calls sip:alice@pku.can",
 		"(proxy)        INVITE sip:alice@pku.can",
 		"180 Ringing",
+		"-> global overlay          GET sip:overlay@can", // F5
 		"call setup INVITE → 200 OK:",
 	} {
 		if !strings.Contains(out, want) {

@@ -67,12 +67,15 @@ type demo struct {
 	out   io.Writer
 	start time.Time
 
-	nodes map[string][]*node.Node // by domain
-	names map[peer.ID]string      // node → "pastry-1"
-	uas   map[string]string       // UA address → "bob"
+	nodes  map[string][]*node.Node // by domain
+	names  map[peer.ID]string      // node → "pastry-1"
+	domain map[peer.ID]string      // node → its domain
+	uas    map[string]string       // UA address → "bob"
+	at     []*node.Node            // user i's node
 
-	mu    sync.Mutex
-	trace []sipbridge.TraceEvent
+	mu      sync.Mutex
+	trace   []sipbridge.TraceEvent
+	lookups []node.LookupEvent
 }
 
 // Run starts the domains on loopback, waits for their proxies, registers a
@@ -85,7 +88,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		return err
 	}
 	d := &demo{cfg: cfg, out: out, start: time.Now(), nodes: map[string][]*node.Node{},
-		names: map[peer.ID]string{}, uas: map[string]string{}}
+		names: map[peer.ID]string{}, domain: map[peer.ID]string{}, uas: map[string]string{}}
 	defer func() { err = errors.Join(err, d.close()) }()
 	return d.run(ctx)
 }
@@ -127,6 +130,7 @@ func (d *demo) run(ctx context.Context) error {
 			return fmt.Errorf("demo: register %s: %w", users[i], err)
 		}
 		d.printf("registered %s at %s\n", users[i], d.names[at.ID()])
+		d.at = append(d.at, at)
 	}
 	defer func() {
 		for _, ua := range uas {
@@ -206,6 +210,7 @@ func (d *demo) startNodes(ctx context.Context, doms []string) error {
 				Bootstrap:   node.BootstrapConfig{DisableMDNS: true, DisableCache: true},
 				Global:      node.BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: slices.Clone(seeds)},
 				GlobalSeed:  i == 0,
+				LookupTrace: d.recordLookup,
 			}
 			if i > 0 {
 				cfg.Bootstrap.Peers = []string{first}
@@ -216,6 +221,7 @@ func (d *demo) startNodes(ctx context.Context, doms []string) error {
 			}
 			d.nodes[dom] = append(d.nodes[dom], n)
 			d.names[n.ID()] = fmt.Sprintf("%s-%d", dom, i+1)
+			d.domain[n.ID()] = dom
 			if i == 0 {
 				first = fmt.Sprintf("%s/p2p/%s", n.Host().Addrs()[0], n.ID())
 				seeds = append(seeds, first)
@@ -328,10 +334,18 @@ func (d *demo) record(ev sipbridge.TraceEvent) {
 	}
 }
 
+func (d *demo) recordLookup(ev node.LookupEvent) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.lookups) < 10000 {
+		d.lookups = append(d.lookups, ev)
+	}
+}
+
 func (d *demo) resetTrace() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.trace = nil
+	d.trace, d.lookups = nil, nil
 }
 
 // name returns a printable name for a node or a UA address.
@@ -376,25 +390,150 @@ func (d *demo) setupTime(callID string) (time.Duration, bool) {
 	return 0, false
 }
 
+// ladderRow is one line of the ladder: a SIP message or half of a lookup.
+type ladderRow struct {
+	at                  time.Time
+	from, to, msg, step string
+}
+
+// role is a node's part in draft Figure 3: the caller's node (the figure's
+// "Bob's UA": hiersip's UAs use their node as outbound proxy), the caller's
+// proxy P1, the callee's proxy P2, the callee's node.
+func (d *demo) role(id peer.ID) string {
+	switch {
+	case id == "":
+		return ""
+	case len(d.at) > 1 && id == d.at[0].ID():
+		return "caller"
+	case len(d.at) > 1 && id == d.at[1].ID():
+		return "callee"
+	case d.isProxy(id) && d.domain[id] == DomainNames[0]:
+		return "P1"
+	case d.isProxy(id) && d.domain[id] == DomainNames[1]:
+		return "P2"
+	}
+	return ""
+}
+
+func (d *demo) isProxy(id peer.ID) bool {
+	for _, nodes := range d.nodes {
+		for _, nd := range nodes {
+			if nd.ID() == id && !nd.IsClosed() && nd.IsProxy() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// figureSteps numbers the messages between nodes as draft Figure 3 does.
+var figureSteps = map[string]string{
+	"INVITE caller>P1": "F3", "100 P1>caller": "F4",
+	"INVITE P1>P2": "F7", "100 P2>P1": "F8",
+	"INVITE P2>callee": "F11",
+	"180 callee>P2":    "F12", "180 P2>P1": "F13", "180 P1>caller": "F14",
+	"200 callee>P2": "F15", "200 P2>P1": "F16", "200 P1>caller": "F17",
+	"ACK caller>callee": "F18",
+}
+
+// lookupSteps numbers the lookups: the caller's node finds its proxy (F1/F2),
+// P1 finds the callee domain's proxy (F5/F6), P2 finds the callee (F9/F10).
+func lookupSteps(ev node.LookupEvent) (string, string) {
+	switch {
+	case ev.Record == "binding":
+		return "F9", "F10"
+	case ev.Overlay == "global":
+		return "F5", "F6"
+	}
+	return "F1", "F2"
+}
+
+// lookupRows are the two lines of a lookup: the query and its answer.
+func (d *demo) lookupRows(ev node.LookupEvent) []ladderRow {
+	asker := d.name(ev.Node, "")
+	var where string
+	switch ev.Source {
+	case node.SourceElection:
+		where = "election state"
+	case node.SourceCache:
+		where = "proxy cache"
+	default:
+		if ev.Overlay == "global" {
+			where = "global overlay"
+		} else {
+			where = d.domain[ev.Node] + " overlay"
+		}
+	}
+	var answer string
+	if ev.Err != nil {
+		answer = "not found"
+	} else {
+		var names []string
+		for _, id := range ev.Found {
+			names = append(names, d.name(id, ""))
+		}
+		answer = strings.Join(names, ", ")
+	}
+	q, a := lookupSteps(ev)
+	took := fmt.Sprintf("(%.3fms", float64(ev.Took.Microseconds())/1000)
+	switch ev.Source {
+	case node.SourceElection:
+		took += ", known from the election: no lookup"
+	case node.SourceCache:
+		took += ", cached from an earlier lookup"
+	}
+	return []ladderRow{
+		{at: ev.At, from: asker, to: where, msg: "GET " + ev.Key, step: q},
+		{at: ev.At.Add(ev.Took), from: where, to: asker, msg: answer + " " + took + ")", step: a},
+	}
+}
+
+// printLadder prints the call as the nodes saw it: the SIP messages the
+// nodes sent and those the UAs sent to their nodes, and the lookups the
+// nodes made while the call was set up, in time order, numbered as in draft
+// Figure 3.
 func (d *demo) printLadder(callID string, t0 time.Time) {
 	d.mu.Lock()
 	evs := slices.Clone(d.trace)
+	lookups := slices.Clone(d.lookups)
 	d.mu.Unlock()
 	evs = slices.DeleteFunc(evs, func(e sipbridge.TraceEvent) bool { return e.CallID != callID })
-	slices.SortStableFunc(evs, func(a, b sipbridge.TraceEvent) int { return cmp.Compare(a.At.UnixNano(), b.At.UnixNano()) })
-	d.printf("\nladder of Call-ID %s (as the nodes saw it; cf. draft Figure 3):\n", callID)
-	d.printf("  %10s  %-22s    %-22s  %s\n", "time", "from", "to", "message")
+	var rows []ladderRow
+	var answered time.Time // the 200 OK reaching the caller's UA ends the setup
 	for _, e := range evs {
-		var from, to string
+		var from, to, fromRole, toRole string
 		switch {
 		case e.Sent:
 			from, to = d.name(e.Node, ""), d.name(e.Peer, e.Addr)
+			fromRole, toRole = d.role(e.Node), d.role(e.Peer)
+			if e.Peer == "" && strings.HasPrefix(e.First, "200 ") && strings.Contains(e.First, "OK") &&
+				len(d.at) > 0 && e.Node == d.at[0].ID() && (answered.IsZero() || e.At.Before(answered)) {
+				answered = e.At
+			}
 		case e.Peer == "":
 			// Received from a UA: the UA sent it.
 			from, to = d.name("", e.Addr), d.name(e.Node, "")
 		default:
 			continue // received from a node: already shown as that node's send
 		}
-		d.printf("  %8.3fms  %-22s -> %-22s  %s\n", float64(e.At.Sub(t0).Microseconds())/1000, from, to, e.First)
+		method, _, _ := strings.Cut(e.First, " ")
+		step := ""
+		if fromRole != "" && toRole != "" {
+			step = figureSteps[method+" "+fromRole+">"+toRole]
+		}
+		rows = append(rows, ladderRow{at: e.At, from: from, to: to, msg: e.First, step: step})
+	}
+	for _, ev := range lookups {
+		if ev.At.Before(t0) || (!answered.IsZero() && ev.At.After(answered)) {
+			continue // not this call's setup (the MESSAGE that follows, say)
+		}
+		rows = append(rows, d.lookupRows(ev)...)
+	}
+	slices.SortStableFunc(rows, func(a, b ladderRow) int { return cmp.Compare(a.at.UnixNano(), b.at.UnixNano()) })
+	d.printf("\nladder of Call-ID %s (as the nodes saw it; F1–F18 as in draft Figure 3,\n", callID)
+	d.printf("where the figure's \"Bob's UA\" is bob's node, his softphone's outbound proxy):\n")
+	d.printf("  %10s  %-4s  %-22s    %-22s  %s\n", "time", "fig.", "from", "to", "message")
+	for _, r := range rows {
+		d.printf("  %8.3fms  %-4s  %-22s -> %-22s  %s\n", float64(r.at.Sub(t0).Microseconds())/1000, r.step, r.from, r.to, r.msg)
 	}
 }
