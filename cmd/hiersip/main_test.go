@@ -515,4 +515,17 @@ func TestSecondDaemonRefused(t *testing.T) {
 	if s := first.getStatus(t); s.PeerID != first.status.PeerID {
 		t.Fatalf("the first daemon answers as %s", s.PeerID)
 	}
+	// The lock goes with the process, also after SIGKILL: a new daemon starts
+	// on the directory, with the same identity.
+	if err := first.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-first.done
+	if err := os.Remove(filepath.Join(first.dir, node.AdminURLFile)); err != nil { // stale, left by the kill
+		t.Fatal(err)
+	}
+	again := startDaemonIn(t, bin, first.dir, "test")
+	if again.status.PeerID != first.status.PeerID {
+		t.Fatalf("after SIGKILL the node restarted as %s, was %s", again.status.PeerID, first.status.PeerID)
+	}
 }
