@@ -109,7 +109,7 @@ func newOwnHost(ctx context.Context, cfg Config, lock *dirLock) (*Node, error) {
 	hopts = append(hopts, resourceOption(cfg.Domain)) // node/resources.go
 	h, err := libp2p.New(append([]libp2p.Option{libp2p.Identity(key), libp2p.ListenAddrStrings(cfg.ListenAddrs...)}, hopts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("node: libp2p host: %w", err)
+		return nil, fmt.Errorf("node: libp2p host (listen_addrs): %w", err)
 	}
 	n, err := newNode(ctx, h, key, true, cfg, lock)
 	if err != nil {
