@@ -45,6 +45,10 @@ admin.token there.`,
   HIERSIP_DOMAIN=pastry hiersip node --bootstrap-mdns=false --bootstrap-peers /ip4/192.0.2.1/tcp/4001/p2p/12D3KooW...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// SIGHUP reloads; caught from the start, it never kills the node.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			path := resolveConfigPath(configPath, cmd.Flags().Changed("config"))
 			cfg, err := node.LoadDaemonConfig(path, cmd.Flags())
 			if err != nil {
@@ -83,10 +87,6 @@ admin.token there.`,
 					os.Exit(1)
 				}
 			}()
-			// SIGHUP reloads; caught from here on, it never kills the node.
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
 			reload := make(chan struct{}, 1)
 			go func() {
 				for {
