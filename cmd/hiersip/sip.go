@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -103,7 +105,8 @@ func (f *uaFlags) start(ctx context.Context, out io.Writer, opts ...sipbridge.UA
 		return nil, errors.Join(fmt.Errorf("register %s at %s: %w", f.as, addr, err), ua.Close())
 	}
 	contact := ua.Contact()
-	fmt.Fprintf(out, "registered %s at %s from %s: %d %s\n", f.as, addr, contact.HostPort(), res.StatusCode, res.Reason)
+	from := net.JoinHostPort(strings.Trim(contact.Host, "[]"), strconv.Itoa(contact.Port))
+	fmt.Fprintf(out, "registered %s at %s from %s: %d %s\n", f.as, addr, from, res.StatusCode, res.Reason)
 	return ua, nil
 }
 
