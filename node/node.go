@@ -153,7 +153,7 @@ func NewWithHost(ctx context.Context, h host.Host, cfg Config) (*Node, error) {
 // not h or lock: the caller releases those.
 func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg Config, lock *dirLock) (*Node, error) {
 	// Every component logs through this logger and adds only keys of its
-	// own ("component", "overlay"; "peer" is always another node): each key
+	// own ("component", "overlay"; "peer" is the peer a record is about): each key
 	// once. The election runner adds "domain" itself and gets the logger
 	// without it.
 	nodeLog := cfg.Logger.With("node", h.ID().String())
