@@ -223,7 +223,7 @@ type Bridge struct {
 // It registers the ProtocolID stream handler on h; Close removes it. h and loc stay the caller's.
 // A failure (a busy port, say) returns an error naming its cause, after closing what New had
 // opened; New never returns a Bridge with an error.
-func New(h host.Host, loc Locator, opts ...Option) (*Bridge, error) {
+func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	if h == nil {
 		return nil, ErrNoHost
 	}
@@ -250,8 +250,7 @@ func New(h host.Host, loc Locator, opts ...Option) (*Bridge, error) {
 		return nil, fmt.Errorf("%w: locator domain: %w", ErrBadOption, err)
 	}
 	b := &Bridge{h: h, loc: loc, cfg: cfg, self: h.ID(), selfStr: h.ID().String(), domain: loc.Domain()}
-	// The logger names the component only: the node's logger already carries the node
-	// and its domain (one key once).
+	// The component only: the node's logger carries the node and its domain (each key once).
 	b.log = cfg.log.With("component", "sipbridge")
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.txs = newTxTable()
@@ -260,21 +259,18 @@ func New(h host.Host, loc Locator, opts ...Option) (*Bridge, error) {
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
 	b.binds = newBindingCache(cfg.lookupTTL)
-	if err := b.listenAndServe(); err != nil {
-		// Close copes with a half-started bridge: it closes what start opened.
-		return nil, errors.Join(err, b.Close())
-	}
-	b.log.Info("sip bridge started", "udp", b.UDPAddr(), "tcp", b.TCPAddr())
-	return b, nil
-}
+	defer func() {
+		if err != nil {
+			// b is the half-built bridge (never the nil New returns): Close closes what New
+			// had opened, as kad-dht's New and tailscale's closeOnErrorPool do.
+			err = errors.Join(err, b.Close())
+		}
+	}()
 
-// listenAndServe binds the listeners and starts serving; on error, the caller closes b.
-func (b *Bridge) listenAndServe() error {
-	cfg := b.cfg
 	if cfg.udpAddr != "" {
 		pc, err := net.ListenPacket("udp", cfg.udpAddr)
 		if err != nil {
-			return fmt.Errorf("sipbridge: %w", err)
+			return nil, fmt.Errorf("sipbridge: listen udp: %w", err)
 		}
 		if uc, ok := pc.(*net.UDPConn); ok && cfg.udpBuf > 0 {
 			_ = uc.SetReadBuffer(cfg.udpBuf)
@@ -287,7 +283,7 @@ func (b *Bridge) listenAndServe() error {
 	if cfg.tcpAddr != "" {
 		l, err := net.Listen("tcp", cfg.tcpAddr)
 		if err != nil {
-			return fmt.Errorf("sipbridge: %w", err)
+			return nil, fmt.Errorf("sipbridge: listen tcp: %w", err)
 		}
 		b.tcp = l
 		a := l.Addr().(*net.TCPAddr)
@@ -297,7 +293,6 @@ func (b *Bridge) listenAndServe() error {
 	if host == "" {
 		host = b.tcpHost
 	}
-	var err error
 	sipgoLog := uniqueKeysLogger(b.log) // sipgo repeats keys of its own
 	b.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("hiersip"),
@@ -307,15 +302,15 @@ func (b *Bridge) listenAndServe() error {
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipgoLog.With("layer", "sip-transport"))),
 	)
 	if err != nil {
-		return fmt.Errorf("sipbridge: sip user agent: %w", err)
+		return nil, fmt.Errorf("sipbridge: sip user agent: %w", err)
 	}
 	b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(sipgoLog.With("layer", "sip-server")))
 	if err != nil {
-		return fmt.Errorf("sipbridge: sip server: %w", err)
+		return nil, fmt.Errorf("sipbridge: sip server: %w", err)
 	}
 	b.cli, err = sipgo.NewClient(b.ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(sipgoLog.With("layer", "sip-client")))
 	if err != nil {
-		return fmt.Errorf("sipbridge: sip client: %w", err)
+		return nil, fmt.Errorf("sipbridge: sip client: %w", err)
 	}
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS,
 		sip.MESSAGE, sip.INFO, sip.UPDATE, sip.PRACK, sip.REFER, sip.NOTIFY, sip.SUBSCRIBE, sip.PUBLISH} {
@@ -324,7 +319,7 @@ func (b *Bridge) listenAndServe() error {
 	b.srv.OnRegister(b.guardUA(b.reg.onRegister))
 	b.srv.OnNoRoute(b.guardUA(b.onUARequest))
 
-	b.h.SetStreamHandler(ProtocolID, b.links.handleStream)
+	h.SetStreamHandler(ProtocolID, b.links.handleStream)
 	b.handlerSet = true
 	if b.udp != nil {
 		b.order = newRespOrder()
@@ -336,11 +331,12 @@ func (b *Bridge) listenAndServe() error {
 	}
 	if b.udp != nil {
 		if err := waitUDPListener(b.ua.TransportLayer(), b.udp.LocalAddr().String()); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	b.spawn(func() { b.reg.run(b.ctx) })
-	return nil
+	b.log.Info("sip bridge started", "udp", b.UDPAddr(), "tcp", b.TCPAddr())
+	return b, nil
 }
 
 func (b *Bridge) goServe(f func() error) {
