@@ -30,10 +30,16 @@ type nodeFlags struct {
 }
 
 func (f *nodeFlags) add(cmd *cobra.Command) {
-	f.cmd = cmd
-	cmd.Flags().StringVarP(&f.config, "config", "c", "", "the node's configuration file, to find its data directory and admin address (default $HIERSIP_CONFIG, else "+defaultConfigFile+" if it exists)")
+	f.addConfig(cmd)
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "the node's data directory, where it writes admin.url and admin.token (default: data_dir of the configuration)")
 	cmd.Flags().StringVar(&f.admin, "admin", "", "admin endpoint URL of the node, e.g. http://127.0.0.1:8080 (default: admin.url of the data directory)")
+}
+
+// addConfig adds --config only, for commands that read the configuration
+// but do not talk to the node.
+func (f *nodeFlags) addConfig(cmd *cobra.Command) {
+	f.cmd = cmd
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", "the node's configuration file, to find its data directory and admin address (default $HIERSIP_CONFIG, else "+defaultConfigFile+" if it exists)")
 }
 
 // nodeRef is a node found by nodeFlags.

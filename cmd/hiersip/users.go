@@ -24,7 +24,7 @@ type usersFlags struct {
 }
 
 func (f *usersFlags) add(cmd *cobra.Command) {
-	f.nodeFlags.add(cmd)
+	f.nodeFlags.addConfig(cmd)
 	cmd.Flags().StringVar(&f.file, "file", "", "users file (default: sip.users_file of the node's configuration)")
 }
 
