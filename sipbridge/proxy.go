@@ -538,7 +538,7 @@ func (b *Bridge) forwardAck(req *sip.Request, from peer.ID) {
 	if h.peer != "" {
 		err = b.links.send(ctx, h.peer, h.addrs, fwd)
 	} else {
-		err = b.cli.WriteRequest(fwd, sipgo.ClientRequestAddVia)
+		err = b.cli.WriteRequest(fwd, b.addVia(req))
 	}
 	if err != nil {
 		if h.aor != "" {
@@ -566,7 +566,7 @@ func (b *Bridge) send(ctx context.Context, req, fwd *sip.Request, h hop, from pe
 		}
 		return &peerDownstream{b: b, tx: tx, req: fwd}, 0, ""
 	}
-	tx, err := b.cli.TransactionRequest(ctx, fwd, sipgo.ClientRequestAddVia)
+	tx, err := b.cli.TransactionRequest(ctx, fwd, b.addVia(req))
 	if err != nil {
 		b.log.Debug("user agent unreachable", "uri", h.uri.String(), "err", err)
 		return nil, 480, "Temporarily Unavailable: user agent unreachable"
@@ -583,16 +583,10 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 		m := sip.MaxForwardsHeader(69)
 		fwd.PrependHeader(&m)
 	}
-	uaTransport := "udp"
-	if from == "" {
-		uaTransport = strings.ToLower(req.Transport())
-	} else if h.uri != nil {
-		uaTransport = uriTransport(h.uri)
-	}
 	// Only the caller's and the callee's nodes record-route: an intermediate proxy (overlay in,
 	// overlay out) stays out of the dialog, so in-dialog requests go node to node (draft §7 step 11).
 	if recordRoutes(req, h, from) {
-		fwd.PrependHeader(&sip.RecordRouteHeader{Address: b.selfURI(uaTransport)})
+		b.recordRoute(req, fwd, h, from)
 	}
 	if h.peer != "" {
 		if fwd.GetHeader(headerNodeID) == nil {
@@ -608,19 +602,14 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 			b.nodeHeaders(fwd, true, true)
 		}
 		via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: overlayTransport, Host: b.selfStr}
-		via.Params.Add("branch", branchMagic+sip.GenerateTagN(16))
+		via.Params.Add("branch", b.branch(req))
 		fwd.PrependHeader(via)
 		return
 	}
 	b.nodeHeaders(fwd, false, false)
-	u := h.uri
-	port := u.Port
-	tp := uriTransport(u)
-	if port == 0 {
-		port = sip.DefaultPort(strings.ToUpper(tp))
-	}
+	dst, tp := hopDest(h)
 	fwd.SetTransport(strings.ToUpper(tp))
-	fwd.SetDestination(net.JoinHostPort(u.Host, strconv.Itoa(port)))
+	fwd.SetDestination(dst)
 	if tp == "udp" && b.udp != nil {
 		// send from the listening socket, so that the UA answers to (and NATs map) one port
 		fwd.Laddr = sip.Addr{IP: net.ParseIP(b.udpHost), Port: b.udpPort}
@@ -644,60 +633,8 @@ func hasTag(to *sip.ToHeader) bool {
 	return ok
 }
 
-// selfURI is this node's Record-Route URI: its UA-facing address for user agents, and its
-// peer ID in the hsn parameter for other nodes.
-func (b *Bridge) selfURI(transport string) sip.Uri {
-	host, port := b.udpHost, b.udpPort
-	if transport == "tcp" && b.tcp != nil || b.udp == nil {
-		host, port, transport = b.tcpHost, b.tcpPort, "tcp"
-	}
-	u := sip.Uri{Scheme: "sip", Host: host, Port: port}
-	u.UriParams = sip.NewParams()
-	u.UriParams.Add("transport", transport)
-	u.UriParams.Add("lr", "")
-	u.UriParams.Add(nodeParam, b.selfStr)
-	return u
-}
-
-// isMine reports whether u names this node: by its hsn parameter, or by its address.
-func (b *Bridge) isMine(u *sip.Uri) bool {
-	if id, ok := u.UriParams.Get(nodeParam); ok {
-		return id == b.selfStr
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-	}
-	host := strings.Trim(u.Host, "[]")
-	return (b.udp != nil && port == b.udpPort && sameHost(host, b.udpHost)) ||
-		(b.tcp != nil && port == b.tcpPort && sameHost(host, b.tcpHost))
-}
-
-func sameHost(a, listen string) bool {
-	if a == listen {
-		return true
-	}
-	ip, lip := net.ParseIP(a), net.ParseIP(listen)
-	if ip == nil || lip == nil {
-		return false
-	}
-	return ip.Equal(lip) || (lip.IsUnspecified() && (ip.IsLoopback()))
-}
-
 func (b *Bridge) addressedToMe(req *sip.Request) bool {
 	return req.Recipient.User == "" && b.isMine(&req.Recipient)
-}
-
-// looped reports whether req already passed this node (a Via of ours), RFC 3261 §16.3.
-func (b *Bridge) looped(req *sip.Request) bool {
-	for _, h := range req.GetHeaders("Via") {
-		if v, ok := h.(*sip.ViaHeader); ok {
-			if v.Transport == overlayTransport && v.Host == b.selfStr {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // route finds the next hop of req and returns the clone to forward, or a status to answer.
@@ -831,13 +768,6 @@ func upResponse(res *sip.Response) *sip.Response {
 	out.SetTransport("")
 	out.SetSource("")
 	return out
-}
-
-func (b *Bridge) isMyVia(v *sip.ViaHeader) bool {
-	if v.Transport == overlayTransport {
-		return v.Host == b.selfStr
-	}
-	return b.isMine(&sip.Uri{Host: v.Host, Port: v.Port})
 }
 
 // recordRoutes reports whether this node record-routes req: dialog-creating INVITEs, at the

@@ -32,6 +32,7 @@ type aorEntry struct {
 type contactEntry struct {
 	uri     sip.Uri
 	key     string
+	addr    string // uriAddrKey(&uri)
 	expires time.Time
 	callID  string
 	cseq    uint32
@@ -51,7 +52,7 @@ func (r *registrar) servesAddr(u *sip.Uri) bool {
 	now := time.Now()
 	for _, e := range r.aors {
 		for _, c := range e.contacts {
-			if c.expires.After(now) && uriAddrKey(&c.uri) == key {
+			if c.expires.After(now) && c.addr == key {
 				return true
 			}
 		}
@@ -139,6 +140,10 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			wildcard = true
 			continue
 		}
+		if b.isMine(&ch.Address) {
+			fail(400, "Bad Request: Contact names this node (it would loop)")
+			return
+		}
 		exp := defExp
 		if v, ok := ch.Params.Get("expires"); ok {
 			n, err := strconv.Atoi(v)
@@ -199,7 +204,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			e.contacts = append(e.contacts[:idx], e.contacts[idx+1:]...)
 		}
 		if c.expire > 0 {
-			e.contacts = append(e.contacts, &contactEntry{uri: c.uri, key: key, expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq})
+			e.contacts = append(e.contacts, &contactEntry{uri: c.uri, key: key, addr: uriAddrKey(&c.uri), expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq})
 		}
 	}
 	r.mu.Unlock()

@@ -3,7 +3,6 @@ package sipbridge
 import (
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -80,7 +79,7 @@ func uriAddrKey(u *sip.Uri) string {
 			port = 5061
 		}
 	}
-	return net.JoinHostPort(strings.ToLower(strings.Trim(u.Host, "[]")), strconv.Itoa(port))
+	return net.JoinHostPort(normHost(u.Host), strconv.Itoa(port))
 }
 
 // localUA reports whether u addresses one of this node's user agents.
