@@ -397,8 +397,12 @@ func (b *Bridge) selfURI(transport, dst string) sip.Uri {
 	return u
 }
 
-// hopDest is where a request for hop h (a UA) is sent, and over which transport.
+// hopDest is where a request for hop h (a UA) is sent: the address of its URI, or the
+// source its registration came from when it is behind a NAT; and over which transport.
 func hopDest(h hop) (dst, transport string) {
+	if h.dst != "" {
+		return h.dst, h.dstTransport
+	}
 	u := h.uri
 	tp := uriTransport(u)
 	port := u.Port

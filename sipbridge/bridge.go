@@ -94,6 +94,7 @@ type config struct {
 	limits           Limits
 	advHost          string // WithAdvertise
 	advPort          int
+	natKeepalive     time.Duration
 }
 
 // Option configures a Bridge.
@@ -235,8 +236,9 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		log: slog.Default(), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
 		minExp: DefaultMinExpires, defExp: DefaultExpires, maxExp: DefaultMaxExpires,
 		locTimeout: DefaultLocatorTimeout, dialTimeout: DefaultDialTimeout, udpBuf: 4 << 20,
-		limits:    DefaultLimits(),
-		lookupTTL: DefaultLookupCacheTTL,
+		limits:       DefaultLimits(),
+		lookupTTL:    DefaultLookupCacheTTL,
+		natKeepalive: DefaultNATKeepalive,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -337,6 +339,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		}
 	}
 	b.spawn(func() { b.reg.run(b.ctx) })
+	b.spawn(func() { b.runNATKeepalive(b.ctx) })
 	b.log.Info("sip bridge started", b.addrAttrs()...)
 	return b, nil
 }

@@ -40,6 +40,9 @@ type hop struct {
 	uri   *sip.Uri
 	self  bool   // the request is addressed to this node itself
 	aor   string // the AOR whose cached binding chose peer ("" when not from the cache)
+	// dst, when set, is where a request for uri goes instead of uri's address: the
+	// source of the UA's registration, behind NAT (nat.go), over dstTransport.
+	dst, dstTransport string
 }
 
 // ---- upstreams
@@ -203,7 +206,7 @@ func (b *Bridge) onArrival(req *sip.Request) {
 // sending run in the dialog's queue, in arrival order; the handler then waits for the
 // transaction to end, since sipgo terminates the server transaction when it returns.
 func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
-	b.uas.note(req)
+	b.noteUA(req)
 	callID, id, ok := arrivalKey(req)
 	if !ok {
 		if tx != nil {
@@ -451,13 +454,14 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 			if res.StatusCode < 200 && b.order != nil {
 				b.order.delivered(res)
 			}
-			if _, fromUA := down.(*uaDownstream); fromUA && res.StatusCode < 300 {
-				b.uas.note(res)
-			}
+			_, fromUA := down.(*uaDownstream)
 			if res.StatusCode == 100 {
 				continue // hop by hop
 			}
 			out := upResponse(res)
+			if fromUA && res.StatusCode < 300 {
+				b.natResponse(res, out)
+			}
 			b.nodeHeaders(out, rr, toPeer)
 			if err := up.respond(out); err != nil {
 				b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err, "msg", out.String())
@@ -475,6 +479,9 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 			case res := <-down.responses():
 				if res.StatusCode >= 200 {
 					out := upResponse(res)
+					if _, fromUA := down.(*uaDownstream); fromUA && res.StatusCode < 300 {
+						b.natResponse(res, out)
+					}
 					b.nodeHeaders(out, rr, toPeer)
 					_ = up.respond(out)
 					b.observeCall(req, res.StatusCode)
@@ -583,6 +590,9 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 		m := sip.MaxForwardsHeader(69)
 		fwd.PrependHeader(&m)
 	}
+	if from == "" {
+		natFromUA(req, fwd, uaNAT(req))
+	}
 	// Only the caller's and the callee's nodes record-route: an intermediate proxy (overlay in,
 	// overlay out) stays out of the dialog, so in-dialog requests go node to node (draft §7 step 11).
 	if recordRoutes(req, h, from) {
@@ -676,7 +686,9 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 		if from != "" && !b.localUA(&uc) {
 			return nil, hop{}, 403, notLocalUAReason
 		}
-		return fwd, hop{uri: &uc}, 0, ""
+		h := hop{uri: &uc}
+		h.dst, h.dstTransport = b.reg.natDest(&uc)
+		return fwd, h, 0, ""
 	}
 	aor, err := domains.AORFromURI(&u)
 	if err != nil {
@@ -705,10 +717,9 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 		}
 		return fwd, hop{peer: ai.ID, addrs: ai.Addrs}, 0, ""
 	}
-	if cs := b.reg.contacts(aor); len(cs) > 0 {
-		c := cs[0]
-		fwd.Recipient = *c.Clone()
-		return fwd, hop{uri: &c}, 0, ""
+	if t, ok := b.reg.target(aor); ok {
+		fwd.Recipient = *t.uri.Clone()
+		return fwd, hop{uri: &t.uri, dst: t.dst, dstTransport: t.tp}, 0, ""
 	}
 	key := aor.String()
 	if e, ok := b.binds.get(key, time.Now()); ok {

@@ -36,6 +36,9 @@ type contactEntry struct {
 	expires time.Time
 	callID  string
 	cseq    uint32
+	src     string // the address the REGISTER came from ("ip:port")
+	tp      string // and over which transport ("udp", "tcp")
+	nat     bool   // the UA is behind NAT: requests go to src (nat.go)
 }
 
 func newRegistrar(b *Bridge) *registrar { return &registrar{b: b, aors: map[string]*aorEntry{}} }
@@ -58,24 +61,6 @@ func (r *registrar) servesAddr(u *sip.Uri) bool {
 		}
 	}
 	return false
-}
-
-// contacts returns the live contacts of aor at this node, the latest registered first.
-func (r *registrar) contacts(aor domains.AOR) []sip.Uri {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.aors[aor.String()]
-	if e == nil {
-		return nil
-	}
-	now := time.Now()
-	out := make([]sip.Uri, 0, len(e.contacts))
-	for i := len(e.contacts) - 1; i >= 0; i-- {
-		if c := e.contacts[i]; c.expires.After(now) {
-			out = append(out, *c.uri.Clone())
-		}
-	}
-	return out
 }
 
 func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
@@ -174,6 +159,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
 	now := time.Now()
+	src, tp, viaNAT := req.Source(), strings.ToLower(req.Transport()), viaNATted(req)
 
 	r.mu.Lock()
 	e := r.aors[aor.String()]
@@ -204,7 +190,8 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			e.contacts = append(e.contacts[:idx], e.contacts[idx+1:]...)
 		}
 		if c.expire > 0 {
-			e.contacts = append(e.contacts, &contactEntry{uri: c.uri, key: key, addr: uriAddrKey(&c.uri), expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq})
+			e.contacts = append(e.contacts, &contactEntry{uri: c.uri, key: key, addr: uriAddrKey(&c.uri), expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq,
+				src: src, tp: tp, nat: viaNAT && !sameAddr(&c.uri, src, tp)})
 		}
 	}
 	r.mu.Unlock()

@@ -29,11 +29,13 @@ const (
 )
 
 func (a *uaAddrs) note(m interface{ Contact() *sip.ContactHeader }) {
-	c := m.Contact()
-	if c == nil {
-		return
+	if c := m.Contact(); c != nil {
+		a.noteAddr(uriAddrKey(&c.Address))
 	}
-	key := uriAddrKey(&c.Address)
+}
+
+// noteAddr remembers key ("host:port", as uriAddrKey makes it).
+func (a *uaAddrs) noteAddr(key string) {
 	if key == "" {
 		return
 	}
