@@ -95,6 +95,7 @@ type config struct {
 	advHost          string // WithAdvertise
 	advPort          int
 	natKeepalive     time.Duration
+	regStore         string // WithRegistrationStore
 }
 
 // Option configures a Bridge.
@@ -299,6 +300,11 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	}
 	b.addrs = newAddrBook(udpA, tcpA, cfg.advHost, cfg.advPort)
 	host, _ := b.addrs.advertised("udp", "")
+	var restored []*aorEntry
+	if cfg.regStore != "" {
+		b.reg.store = newRegStore(cfg.regStore)
+		restored = b.reg.load()
+	}
 	b.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("hiersip"),
 		sipgo.WithUserAgentHostname(host),
@@ -340,6 +346,12 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	}
 	b.spawn(func() { b.reg.run(b.ctx) })
 	b.spawn(func() { b.runNATKeepalive(b.ctx) })
+	if b.reg.store != nil {
+		b.spawn(func() { b.reg.runStore(b.ctx) })
+		if len(restored) > 0 {
+			b.spawn(func() { b.reg.republish(b.ctx, restored) })
+		}
+	}
 	b.log.Info("sip bridge started", b.addrAttrs()...)
 	return b, nil
 }
@@ -382,6 +394,9 @@ func (b *Bridge) Close() error {
 	b.links.closeAll()
 	b.txs.failAll(ErrClosed)
 	b.wg.Wait()
+	if b.reg != nil {
+		errs = append(errs, b.reg.flush())
+	}
 	return errors.Join(errs...)
 }
 

@@ -18,9 +18,10 @@ import (
 // Locator; a contact that is not refreshed lapses, and the node republishes without it
 // (a tombstone when none is left).
 type registrar struct {
-	b    *Bridge
-	mu   sync.Mutex
-	aors map[string]*aorEntry
+	b     *Bridge
+	mu    sync.Mutex
+	aors  map[string]*aorEntry
+	store *regStore // nil: registrations are not kept across restarts
 }
 
 type aorEntry struct {
@@ -197,6 +198,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	r.mu.Unlock()
 
 	if modified {
+		r.changed()
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.locTimeout)
 		err := r.publish(ctx, e)
 		cancel()
@@ -205,6 +207,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			r.mu.Lock()
 			delete(r.aors, aor.String())
 			r.mu.Unlock()
+			r.changed()
 			b.log.Info("registration refused", "aor", aor.String(), "err", err)
 			fail(403, forbiddenReason(err))
 			return
@@ -289,6 +292,9 @@ func (r *registrar) run(ctx context.Context) {
 			}
 		}
 		r.mu.Unlock()
+		if len(lapsed) > 0 {
+			r.changed()
+		}
 		for _, e := range lapsed {
 			pctx, cancel := context.WithTimeout(ctx, r.b.cfg.locTimeout)
 			if err := r.publish(pctx, e); err != nil {
