@@ -161,11 +161,26 @@ func (r *registrar) dest(c *contactEntry) (string, string) {
 		return "", ""
 	}
 	if c.tp == "tcp" {
-		if conn, _ := r.b.ua.TransportLayer().GetConnection("tcp", c.src); conn == nil {
+		if open, _ := r.b.withTCPConn(c.src, nil); !open {
 			return "", ""
 		}
 	}
 	return c.src, c.tp
+}
+
+// withTCPConn runs f (if not nil) with the open TCP connection from addr and reports
+// whether there is one. sipgo counts references to a connection to close it when idle: the
+// reference taken to look it up is given back.
+func (b *Bridge) withTCPConn(addr string, f func(sip.Connection) error) (bool, error) {
+	conn, _ := b.ua.TransportLayer().GetConnection("tcp", addr)
+	if conn == nil {
+		return false, nil
+	}
+	defer func() { _, _ = conn.TryClose() }()
+	if f == nil {
+		return true, nil
+	}
+	return true, f(conn)
 }
 
 // target returns the latest registered live contact of aor at this node.

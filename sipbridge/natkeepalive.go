@@ -99,11 +99,11 @@ func (b *Bridge) keepalive(p natPeer) error {
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.OPTIONS})
 	req.SetBody(nil)
 	if p.tp == "tcp" {
-		conn, _ := b.ua.TransportLayer().GetConnection("tcp", p.src)
-		if conn == nil {
+		open, err := b.withTCPConn(p.src, func(c sip.Connection) error { return c.WriteMsg(req) })
+		if !open {
 			return fmt.Errorf("%w: no connection from %s", ErrLinkDown, p.src)
 		}
-		return conn.WriteMsg(req)
+		return err
 	}
 	if b.udp == nil {
 		return nil
