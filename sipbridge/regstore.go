@@ -21,9 +21,9 @@ import (
 // WithRegistrationStore keeps the registrar's contacts in the file at path, so that a node
 // restarted — also after a crash — serves the user agents registered with it before
 // without waiting for them to register again, until their registrations expire. The file
-// is rewritten after changes (at most once per second; a write is a temporary file synced
-// and renamed over the old one, so a crash leaves the old or the new file, never a torn
-// one) and once more on Close. On New the live contacts in it are restored and published
+// is rewritten after changes — at most once a second, less often for a large file so that
+// the node writes at most 1 MiB/s — as a temporary file synced and renamed over the old one
+// (a crash leaves the old or the new file, never a torn one), and once more on Close. On New the live contacts in it are restored and published
 // again with the Locator. A file that cannot be read or parsed is set aside as
 // path+".corrupt" with a warning and the node starts with no registrations. "" (the
 // default) keeps nothing.
@@ -36,6 +36,7 @@ const (
 	maxStoreBytes     = 64 << 20
 	maxStoredContacts = 100_000
 	storeMinGap       = time.Second
+	storeWriteRate    = 1 << 20 // bytes per second a busy registrar writes at most
 )
 
 // storedFile is the registration store's file.
@@ -64,6 +65,7 @@ type regStore struct {
 	kick   chan struct{}
 	dirty  atomic.Bool
 	mu     sync.Mutex // one save at a time
+	size   atomic.Int64
 }
 
 func newRegStore(path string) *regStore {
@@ -131,7 +133,14 @@ func (s *regStore) save(f storedFile) (err error) {
 	if err = os.Rename(tmp.Name(), s.path); err != nil {
 		return fmt.Errorf("sipbridge: registration store: %w", err)
 	}
+	s.size.Store(int64(len(data)))
 	return nil
+}
+
+// gap is the time between two saves: minGap, longer for a large file, so that a registrar
+// with many phones refreshing writes at most storeWriteRate.
+func (s *regStore) gap() time.Duration {
+	return max(s.minGap, time.Duration(s.size.Load())*time.Second/storeWriteRate)
 }
 
 // flush saves the registrations if they changed since the last save.
@@ -146,7 +155,7 @@ func (r *registrar) flush() error {
 	return nil
 }
 
-// runStore saves the registrations after changes, at most once per minGap, until ctx ends.
+// runStore saves the registrations after changes, at most once per gap, until ctx ends.
 func (r *registrar) runStore(ctx context.Context) {
 	s := r.store
 	var last time.Time
@@ -156,7 +165,7 @@ func (r *registrar) runStore(ctx context.Context) {
 			return
 		case <-s.kick:
 		}
-		if wait := time.Until(last.Add(s.minGap)); wait > 0 {
+		if wait := time.Until(last.Add(s.gap())); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():

@@ -180,3 +180,15 @@ func TestRegistrationStoreLoad(t *testing.T) {
 		t.Fatalf("store file mode: %v %v", fi, err)
 	}
 }
+
+// TestRegistrationStoreGap: a large file is written less often, at most 1 MiB/s.
+func TestRegistrationStoreGap(t *testing.T) {
+	s := newRegStore(filepath.Join(t.TempDir(), "r.json"))
+	if s.gap() != storeMinGap {
+		t.Fatalf("empty store: gap %v", s.gap())
+	}
+	s.size.Store(5 << 20)
+	if s.gap() != 5*time.Second {
+		t.Fatalf("5 MiB store: gap %v", s.gap())
+	}
+}
