@@ -159,8 +159,8 @@
 //
 // With [WithRegistrationStore] the registrar's live contacts (URI, expiry, Call-ID and
 // CSeq, NAT source and transport) are kept in a file, rewritten at most once a second after
-// changes (a synced temporary file renamed over the old one, so that a crash leaves one
-// whole file) and on Close. New restores the live contacts of the node's domain — at most
+// changes, less often when it is large (at most 1 MiB/s), as a synced temporary file renamed
+// over the old one (a crash leaves one whole file), and on Close. New restores the live contacts of the node's domain — at most
 // 100,000, from a file of at most 64 MiB, each expiry cut to the maximum registration
 // interval, contacts naming the node dropped — and publishes them again; a file that cannot
 // be parsed is renamed to .corrupt with a warning. The file is as trusted as the data
