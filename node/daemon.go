@@ -54,7 +54,7 @@ const DefaultShutdownTimeout = 10 * time.Second
 type DaemonConfig struct {
 	Domain       string   `koanf:"domain" help:"the node's domain (its local overlay), e.g. pastry"`
 	KnownDomains []string `koanf:"known_domains" help:"further domain names, to decide the domain of an AOR"`
-	DataDir      string   `koanf:"data_dir" help:"directory of the identity key, the peer caches and admin.url"`
+	DataDir      string   `koanf:"data_dir" help:"directory of the identity key, the peer caches, admin.url and the SIP registrations"`
 	ListenAddrs  []string `koanf:"listen_addrs" help:"libp2p listen multiaddrs"`
 	Bootstrap    struct {
 		MDNS        bool     `koanf:"mdns" help:"find the domain's peers on the LAN by mDNS"`
@@ -76,6 +76,8 @@ type DaemonConfig struct {
 		MinExpires     time.Duration `koanf:"min_expires" help:"shortest registration accepted (0: the bridge's default)"`
 		DefaultExpires time.Duration `koanf:"default_expires" help:"registration interval when a REGISTER names none (0: default)"`
 		MaxExpires     time.Duration `koanf:"max_expires" help:"longest registration granted (0: default)"`
+		Advertise      string        `koanf:"advertise" help:"host[:port] to write into Via, Record-Route and Contact, e.g. the public address of a server behind NAT (empty: the interface address towards each destination)"`
+		NATKeepalive   time.Duration `koanf:"nat_keepalive" help:"interval of the OPTIONS keep-alives to registered phones behind NAT (0: none)"`
 		Limits         struct {
 			SourceRate      float64       `koanf:"source_rate" help:"initial requests per second from one UA source IP (0: no limit)"`
 			SourceBurst     int           `koanf:"source_burst" help:"burst of initial requests from one UA source IP"`
@@ -153,6 +155,7 @@ func DefaultDaemonConfig() DaemonConfig {
 	c.Global.MDNS, c.Global.Cache = true, true
 	c.NAT.AutoRelay, c.NAT.HolePunching = true, true
 	c.SIP.UDP, c.SIP.TCP = DefaultSIPListen, DefaultSIPListen
+	c.SIP.NATKeepalive = sipbridge.DefaultNATKeepalive
 	l := sipbridge.DefaultLimits()
 	c.SIP.Limits.SourceRate, c.SIP.Limits.SourceBurst = l.SourceRate, l.SourceBurst
 	c.SIP.Limits.PeerRate, c.SIP.Limits.PeerBurst = l.PeerRate, l.PeerBurst
@@ -576,6 +579,12 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 			return Config{}, &DaemonConfigError{d.field, fmt.Errorf("%v is negative", d.v)}
 		}
 	}
+	if c.SIP.NATKeepalive < 0 {
+		return Config{}, &DaemonConfigError{"sip.nat_keepalive", fmt.Errorf("%v is negative", c.SIP.NATKeepalive)}
+	}
+	if err := sipbridge.ValidateAdvertise(c.SIP.Advertise); err != nil {
+		return Config{}, &DaemonConfigError{"sip.advertise", err}
+	}
 	if mn, mx := c.SIP.MinExpires, c.SIP.MaxExpires; mn != 0 && mx != 0 && mn > mx {
 		return Config{}, &DaemonConfigError{"sip.max_expires", fmt.Errorf("%v is below sip.min_expires %v", mx, mn)}
 	}
@@ -663,8 +672,13 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 		cfg.SIP = &SIPConfig{
 			UDP: c.SIP.UDP, TCP: c.SIP.TCP, UsersFile: c.SIP.UsersFile,
 			MinExpires: c.SIP.MinExpires, DefaultExpires: c.SIP.DefaultExpires, MaxExpires: c.SIP.MaxExpires,
-			Limits:  &limits,
-			Options: []sipbridge.Option{sipbridge.WithMaxTransactionsPerPeer(dl.MaxPeerTx)},
+			Limits:    &limits,
+			Advertise: c.SIP.Advertise,
+			Options:   []sipbridge.Option{sipbridge.WithMaxTransactionsPerPeer(dl.MaxPeerTx)},
+		}
+		cfg.SIP.NATKeepalive = c.SIP.NATKeepalive
+		if cfg.SIP.NATKeepalive == 0 {
+			cfg.SIP.NATKeepalive = -1 // sip.nat_keepalive: 0 turns the keep-alives off
 		}
 	}
 	_, err := cfg.NAT.validate()

@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/spf13/pflag"
+
+	"github.com/hiersip/hiersip/sipbridge"
 )
 
 // clearEnv unsets every HIERSIP_ variable for the test.
@@ -221,6 +222,9 @@ func TestDaemonConfigErrorsNameTheField(t *testing.T) {
 		{"weight", "election: {weight: -1}", nil, `config: election.weight: -1 is negative`},
 		{"expires order", "sip: {min_expires: 1h, max_expires: 1m}", nil, `config: sip.max_expires: 1m0s is below sip.min_expires 1h0m0s`},
 		{"users file", "sip: {users_file: /nonexistent/users}", nil, `config: sip.users_file: `},
+		{"advertise", "sip: {advertise: \"0.0.0.0\"}", nil, `config: sip.advertise: sipbridge: invalid option: advertise "0.0.0.0"`},
+		{"advertise port", "", map[string]string{"HIERSIP_SIP_ADVERTISE": "sip.example.org:0"}, `config: sip.advertise: `},
+		{"nat keepalive", "sip: {nat_keepalive: -1s}", nil, `config: sip.nat_keepalive: -1s is negative`},
 		{"shutdown", "shutdown_timeout: 0s", nil, `config: shutdown_timeout: 0s: want a positive duration`},
 		{"authority", "enrollment: {authority: notakey}", nil, `config: enrollment.authority: enroll: invalid authority key`},
 		{"certificates without authority", "enrollment: {certificates: [x.pem]}", nil, `config: enrollment.certificates: set without enrollment.authority`},
@@ -456,5 +460,33 @@ func TestDaemonWriteSettings(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c, back) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v\n%s", back, c, out.String())
+	}
+}
+
+// TestDaemonConfigSIPNAT: sip.advertise and sip.nat_keepalive reach the node's SIPConfig;
+// nat_keepalive 0 turns the keep-alives off, the default is sipbridge's.
+func TestDaemonConfigSIPNAT(t *testing.T) {
+	clearEnv(t)
+	for _, tc := range []struct {
+		file      string
+		advertise string
+		keepalive time.Duration
+	}{
+		{"domain: d\n", "", sipbridge.DefaultNATKeepalive},
+		{"domain: d\nsip: {advertise: \"[2001:db8::7]:5080\", nat_keepalive: 0}\n", "[2001:db8::7]:5080", -1},
+		{"domain: d\nsip: {advertise: sip.example.org, nat_keepalive: 45s}\n", "sip.example.org", 45 * time.Second},
+	} {
+		c, err := LoadDaemonConfig(writeFile(t, tc.file), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Logger = quiet
+		nc, err := c.NodeConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nc.SIP.Advertise != tc.advertise || nc.SIP.NATKeepalive != tc.keepalive {
+			t.Errorf("%q: advertise %q keepalive %v", tc.file, nc.SIP.Advertise, nc.SIP.NATKeepalive)
+		}
 	}
 }

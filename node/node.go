@@ -197,6 +197,7 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		return nil, errors.Join(err, n.Close())
 	}
 	n.logConns()
+	n.watchStaleConns()
 	if err := n.startServices(); err != nil {
 		return nil, errors.Join(err, n.Close())
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/hiersip/hiersip/domains"
@@ -30,12 +31,25 @@ type SIPConfig struct {
 	// Limits are the bridge's rate limits and transaction bounds (nil:
 	// sipbridge.DefaultLimits()).
 	Limits *sipbridge.Limits
+	// Advertise is the address ("host" or "host:port") the node writes into
+	// Via, Record-Route and Contact instead of its interface addresses: the
+	// public address of a server behind NAT or of a cloud instance
+	// (sipbridge.WithAdvertise). Empty: the address of the interface each
+	// message leaves from.
+	Advertise string
+	// NATKeepalive is how often the node sends OPTIONS to its registered
+	// phones behind NAT (zero: sipbridge.DefaultNATKeepalive; negative: never).
+	NATKeepalive time.Duration
 	// Options are passed to sipbridge.New after the ones above.
 	Options []sipbridge.Option
 }
 
 // DefaultSIPListen is the UA-facing listen address of a node's SIP bridge.
 const DefaultSIPListen = "127.0.0.1:5060"
+
+// RegistrationsFile is the file in the data directory that keeps the SIP
+// registrar's contacts across restarts (sipbridge.WithRegistrationStore).
+const RegistrationsFile = "registrations.json"
 
 // ElectionConfig configures the node's part in its domain's proxy election
 // (draft §6).
@@ -137,6 +151,19 @@ func (n *Node) startServices() error {
 		}
 		if s.Limits != nil {
 			opts = append(opts, sipbridge.WithLimits(*s.Limits))
+		}
+		if s.Advertise != "" {
+			opts = append(opts, sipbridge.WithAdvertise(s.Advertise))
+		}
+		switch {
+		case s.NATKeepalive < 0:
+			opts = append(opts, sipbridge.WithNATKeepalive(0))
+		case s.NATKeepalive > 0:
+			opts = append(opts, sipbridge.WithNATKeepalive(s.NATKeepalive))
+		}
+		if cfg.DataDir != "" {
+			// The registrar's contacts survive a restart (also a crash).
+			opts = append(opts, sipbridge.WithRegistrationStore(filepath.Join(cfg.DataDir, RegistrationsFile)))
 		}
 		b, err := sipbridge.New(n.h, n, append(opts, s.Options...)...)
 		if err != nil {

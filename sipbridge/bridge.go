@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,6 +92,10 @@ type config struct {
 	callObserver     func(kind string, code int)
 	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
 	limits           Limits
+	advHost          string // WithAdvertise
+	advPort          int
+	natKeepalive     time.Duration
+	regStore         string // WithRegistrationStore
 }
 
 // Option configures a Bridge.
@@ -189,10 +192,13 @@ type Bridge struct {
 
 	udp     net.PacketConn
 	tcp     net.Listener
-	udpHost string
+	udpHost string // bound IP ("::" for a wildcard: Go binds one dual-stack socket)
 	udpPort int
 	tcpHost string
 	tcpPort int
+	udpShow string // the bound address as configured ("0.0.0.0:5060"), for UDPAddr and logs
+	tcpShow string
+	addrs   *addrBook
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -235,8 +241,9 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		log: slog.New(slog.DiscardHandler), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
 		minExp: DefaultMinExpires, defExp: DefaultExpires, maxExp: DefaultMaxExpires,
 		locTimeout: DefaultLocatorTimeout, dialTimeout: DefaultDialTimeout, udpBuf: 4 << 20,
-		limits:    DefaultLimits(),
-		lookupTTL: DefaultLookupCacheTTL,
+		limits:       DefaultLimits(),
+		lookupTTL:    DefaultLookupCacheTTL,
+		natKeepalive: DefaultNATKeepalive,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -279,6 +286,7 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		b.udp = pc
 		a := pc.LocalAddr().(*net.UDPAddr)
 		b.udpHost, b.udpPort = a.IP.String(), a.Port
+		b.udpShow = shownAddr(cfg.udpAddr, a.IP, a.Port)
 	}
 	if cfg.tcpAddr != "" {
 		l, err := net.Listen("tcp", cfg.tcpAddr)
@@ -288,10 +296,21 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		b.tcp = l
 		a := l.Addr().(*net.TCPAddr)
 		b.tcpHost, b.tcpPort = a.IP.String(), a.Port
+		b.tcpShow = shownAddr(cfg.tcpAddr, a.IP, a.Port)
 	}
-	host := b.udpHost
-	if host == "" {
-		host = b.tcpHost
+	var udpA, tcpA net.Addr
+	if b.udp != nil {
+		udpA = b.udp.LocalAddr()
+	}
+	if b.tcp != nil {
+		tcpA = b.tcp.Addr()
+	}
+	b.addrs = newAddrBook(udpA, tcpA, cfg.advHost, cfg.advPort)
+	host, _ := b.addrs.advertised("udp", "")
+	var restored []*aorEntry
+	if cfg.regStore != "" {
+		b.reg.store = newRegStore(cfg.regStore)
+		restored = b.reg.load()
 	}
 	sipgoLog := uniqueKeysLogger(b.log) // sipgo repeats keys of its own
 	b.ua, err = sipgo.NewUA(
@@ -335,7 +354,14 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		}
 	}
 	b.spawn(func() { b.reg.run(b.ctx) })
-	b.log.Info("sip bridge started", "udp", b.UDPAddr(), "tcp", b.TCPAddr())
+	b.spawn(func() { b.runNATKeepalive(b.ctx) })
+	if b.reg.store != nil {
+		b.spawn(func() { b.reg.runStore(b.ctx) })
+		if len(restored) > 0 {
+			b.spawn(func() { b.reg.republish(b.ctx, restored) })
+		}
+	}
+	b.log.Info("sip bridge started", b.addrAttrs()...)
 	return b, nil
 }
 
@@ -379,6 +405,9 @@ func (b *Bridge) Close() error {
 	b.links.closeAll()
 	b.txs.failAll(ErrClosed)
 	b.wg.Wait()
+	if b.reg != nil {
+		errs = append(errs, b.reg.flush())
+	}
 	return errors.Join(errs...)
 }
 
@@ -403,20 +432,21 @@ func (b *Bridge) spawn(f func()) bool {
 	return true
 }
 
-// UDPAddr is the bound UA-facing UDP address ("" when disabled).
+// UDPAddr is the bound UA-facing UDP address ("" when disabled): a wildcard address as
+// configured ("0.0.0.0:5060"), with the port bound.
 func (b *Bridge) UDPAddr() string {
 	if b.udp == nil {
 		return ""
 	}
-	return net.JoinHostPort(b.udpHost, strconv.Itoa(b.udpPort))
+	return b.udpShow
 }
 
-// TCPAddr is the bound UA-facing TCP address ("" when disabled).
+// TCPAddr is the bound UA-facing TCP address ("" when disabled), as UDPAddr.
 func (b *Bridge) TCPAddr() string {
 	if b.tcp == nil {
 		return ""
 	}
-	return net.JoinHostPort(b.tcpHost, strconv.Itoa(b.tcpPort))
+	return b.tcpShow
 }
 
 // Domain is the node's domain.

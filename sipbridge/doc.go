@@ -64,8 +64,8 @@
 // 100 ms). An ACK therefore always leaves the node before the BYE that followed it.
 //
 // Every node is a transaction-stateful proxy. A request from a local UA (or from a node) is
-// validated (400, 416, 505; 483 when Max-Forwards is 0; 482 when it carries this node's own
-// Via), INVITEs get 100 Trying, and the next hop is chosen:
+// validated (400, 416, 505; 483 when Max-Forwards is 0; 482 when it comes back to this node
+// unchanged, see Loops), INVITEs get 100 Trying, and the next hop is chosen:
 //
 //   - Route headers naming this node are removed; a next Route with an "hsn" (hiersip node)
 //     parameter is followed over libp2p to that peer, another Route over UDP/TCP.
@@ -93,9 +93,10 @@
 // # The direct in-dialog path (draft §7 step 11)
 //
 // The caller's node and the callee's node — not intermediate proxies — insert a
-// Record-Route "<sip:HOST:PORT;transport=udp;lr;hsn=PEERID>": HOST:PORT is the node's
-// UA-facing address (which its own UA uses) and hsn its libp2p peer ID (which the other node
-// uses). A later ACK, BYE or re-INVITE from the caller therefore reaches the caller's node,
+// Record-Route "<sip:HOST:PORT;transport=udp;lr;hsn=PEERID>": HOST:PORT is the address the
+// node's own UA reaches it at (see Addresses) and hsn its libp2p peer ID (which the other
+// node uses). When caller and callee are UAs of the same node and reach it at different
+// addresses or transports, the node adds two, the callee's on top (double record-routing). A later ACK, BYE or re-INVITE from the caller therefore reaches the caller's node,
 // which pops its own Route and opens a stream straight to the peer named by the callee node's
 // hsn — no overlay lookup, no proxies — and that node pops its Route and delivers to the
 // Request-URI (the callee's contact). So that this works across domains too, where the two
@@ -105,6 +106,66 @@
 // before anything reaches a UA. A UA that ignores Record-Route (sipp's built-in uac)
 // still works: its in-dialog requests name the AOR or the node itself and are routed as
 // initial requests.
+//
+// # Addresses
+//
+// A node bound to a wildcard address (0.0.0.0 or [::]: Go binds one dual-stack socket, so
+// both serve IPv4 and IPv6 UAs) has every address of its machine: a Route or Request-URI
+// naming any of them at the node's SIP port names the node (the interface list is re-read
+// on a miss, at most every 2 s). Into Via, Record-Route and the keep-alives' headers it
+// writes one concrete address: [WithAdvertise] (host[:port], as Kamailio's advertise, for
+// a server behind NAT or a cloud instance; a Route naming it names the node too), else the
+// address of the interface the message leaves from (a route lookup per destination, kept
+// 30 s), else the bound address. A UA on the node's own machine (a loopback destination)
+// is always given loopback. [Bridge.UDPAddr] and the start log show the bound address as
+// configured ("0.0.0.0:5060"), the machine's addresses and what is advertised. IPv6 hosts
+// are bracketed in URIs and Via ("[2001:db8::20]:5062").
+//
+// # Loops
+//
+// Every Via the node adds — the overlay Via and the Via of requests to UAs — has a branch
+// "z9hG4bKhs" + 16 hex digits + "." + random, the hex digits hashing the node's peer ID with
+// the routing fields of the request as received (Request-URI, From and To tags, Call-ID,
+// CSeq number, Route, Proxy-Require, Proxy-Authorization; not the top Via, RFC 3261
+// §16.6 step 8). A request carrying a Via of this node (by peer ID, or by one of its
+// addresses and port) whose hash matches the request as it arrives now has been here in the
+// same state: it loops, whichever way — overlay, UDP, TCP, through a UA — brought it back,
+// and is answered 482. A different hash is a spiral (the Request-URI or Route changed, as
+// when the node itself turned an AOR into a contact) and is served; Max-Forwards bounds
+// spirals. A REGISTER whose Contact names the node is refused with 400.
+//
+// # Phones behind NAT
+//
+// A request from a UA whose top Via does not name its source (UDP: address and port; TCP:
+// address) came through a NAT (RFC 3581). A REGISTER's contacts are then stored as sent
+// (the 200 OK lists them so), together with that source and transport, and requests for
+// them go to the source: over UDP from the node's SIP port, over TCP on the phone's own
+// connection while it is open (RFC 5626 flow reuse; else to the contact). Every
+// [WithNATKeepalive] (default [DefaultNATKeepalive]) the node sends an OPTIONS to each such
+// source so that the NAT keeps the mapping. In a dialog, the Contact of a request or a
+// 1xx/2xx response from a UA behind NAT is rewritten to its source address (as Kamailio's
+// fix_nated_contact does), so that in-dialog requests come back through the node's
+// Record-Route to an address it can reach. Forwarded requests carry received/rport in the
+// UA's Via.
+//
+// Against reflection: only addresses the node received a local UA's own messages from are
+// ever used this way. A forged Via or Contact can only make the node send to the forger's
+// own source. The private Contact of a UA behind NAT is never sent to: requests naming a
+// registered one go to its source, and a dialog's is not remembered as a UA address (a
+// peer's request to it gets 403, as to any address that is not a local UA's). The
+// keep-alives go only to sources of live registrations, one OPTIONS per source and interval.
+//
+// # Registrations across restarts
+//
+// With [WithRegistrationStore] the registrar's live contacts (URI, expiry, Call-ID and
+// CSeq, NAT source and transport) are kept in a file, rewritten at most once a second after
+// changes, less often when it is large (at most 1 MiB/s), as a synced temporary file renamed
+// over the old one (a crash leaves one whole file), and on Close. New restores the live contacts of the node's domain — at most
+// 100,000, from a file of at most 64 MiB, each expiry cut to the maximum registration
+// interval, contacts naming the node dropped — and publishes them again; a file that cannot
+// be parsed is renamed to .corrupt with a warning. The file is as trusted as the data
+// directory that holds the node's key (mode 0600): whoever can write it can redirect the
+// node's calls anyway.
 //
 // # User agent
 //

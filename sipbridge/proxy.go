@@ -40,6 +40,9 @@ type hop struct {
 	uri   *sip.Uri
 	self  bool   // the request is addressed to this node itself
 	aor   string // the AOR whose cached binding chose peer ("" when not from the cache)
+	// dst, when set, is where a request for uri goes instead of uri's address: the
+	// source of the UA's registration, behind NAT (nat.go), over dstTransport.
+	dst, dstTransport string
 }
 
 // ---- upstreams
@@ -203,7 +206,7 @@ func (b *Bridge) onArrival(req *sip.Request) {
 // sending run in the dialog's queue, in arrival order; the handler then waits for the
 // transaction to end, since sipgo terminates the server transaction when it returns.
 func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
-	b.uas.note(req)
+	b.noteUA(req)
 	callID, id, ok := arrivalKey(req)
 	if !ok {
 		if tx != nil {
@@ -451,13 +454,14 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 			if res.StatusCode < 200 && b.order != nil {
 				b.order.delivered(res)
 			}
-			if _, fromUA := down.(*uaDownstream); fromUA && res.StatusCode < 300 {
-				b.uas.note(res)
-			}
+			_, fromUA := down.(*uaDownstream)
 			if res.StatusCode == 100 {
 				continue // hop by hop
 			}
 			out := upResponse(res)
+			if fromUA && res.StatusCode < 300 {
+				b.natResponse(res, out)
+			}
 			b.nodeHeaders(out, rr, toPeer)
 			if err := up.respond(out); err != nil {
 				b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err, "msg", out.String())
@@ -475,6 +479,9 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 			case res := <-down.responses():
 				if res.StatusCode >= 200 {
 					out := upResponse(res)
+					if _, fromUA := down.(*uaDownstream); fromUA && res.StatusCode < 300 {
+						b.natResponse(res, out)
+					}
 					b.nodeHeaders(out, rr, toPeer)
 					_ = up.respond(out)
 					b.observeCall(req, res.StatusCode)
@@ -538,7 +545,7 @@ func (b *Bridge) forwardAck(req *sip.Request, from peer.ID) {
 	if h.peer != "" {
 		err = b.links.send(ctx, h.peer, h.addrs, fwd)
 	} else {
-		err = b.cli.WriteRequest(fwd, sipgo.ClientRequestAddVia)
+		err = b.cli.WriteRequest(fwd, b.addVia(req))
 	}
 	if err != nil {
 		if h.aor != "" {
@@ -566,7 +573,7 @@ func (b *Bridge) send(ctx context.Context, req, fwd *sip.Request, h hop, from pe
 		}
 		return &peerDownstream{b: b, tx: tx, req: fwd}, 0, ""
 	}
-	tx, err := b.cli.TransactionRequest(ctx, fwd, sipgo.ClientRequestAddVia)
+	tx, err := b.cli.TransactionRequest(ctx, fwd, b.addVia(req))
 	if err != nil {
 		b.log.Debug("user agent unreachable", "uri", h.uri.String(), "err", err)
 		return nil, 480, "Temporarily Unavailable: user agent unreachable"
@@ -583,16 +590,13 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 		m := sip.MaxForwardsHeader(69)
 		fwd.PrependHeader(&m)
 	}
-	uaTransport := "udp"
 	if from == "" {
-		uaTransport = strings.ToLower(req.Transport())
-	} else if h.uri != nil {
-		uaTransport = uriTransport(h.uri)
+		natFromUA(req, fwd, uaNAT(req))
 	}
 	// Only the caller's and the callee's nodes record-route: an intermediate proxy (overlay in,
 	// overlay out) stays out of the dialog, so in-dialog requests go node to node (draft §7 step 11).
 	if recordRoutes(req, h, from) {
-		fwd.PrependHeader(&sip.RecordRouteHeader{Address: b.selfURI(uaTransport)})
+		b.recordRoute(req, fwd, h, from)
 	}
 	if h.peer != "" {
 		if fwd.GetHeader(headerNodeID) == nil {
@@ -608,19 +612,14 @@ func (b *Bridge) prepare(req, fwd *sip.Request, h hop, from peer.ID) {
 			b.nodeHeaders(fwd, true, true)
 		}
 		via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: overlayTransport, Host: b.selfStr}
-		via.Params.Add("branch", branchMagic+sip.GenerateTagN(16))
+		via.Params.Add("branch", b.branch(req))
 		fwd.PrependHeader(via)
 		return
 	}
 	b.nodeHeaders(fwd, false, false)
-	u := h.uri
-	port := u.Port
-	tp := uriTransport(u)
-	if port == 0 {
-		port = sip.DefaultPort(strings.ToUpper(tp))
-	}
+	dst, tp := hopDest(h)
 	fwd.SetTransport(strings.ToUpper(tp))
-	fwd.SetDestination(net.JoinHostPort(u.Host, strconv.Itoa(port)))
+	fwd.SetDestination(dst)
 	if tp == "udp" && b.udp != nil {
 		// send from the listening socket, so that the UA answers to (and NATs map) one port
 		fwd.Laddr = sip.Addr{IP: net.ParseIP(b.udpHost), Port: b.udpPort}
@@ -644,60 +643,8 @@ func hasTag(to *sip.ToHeader) bool {
 	return ok
 }
 
-// selfURI is this node's Record-Route URI: its UA-facing address for user agents, and its
-// peer ID in the hsn parameter for other nodes.
-func (b *Bridge) selfURI(transport string) sip.Uri {
-	host, port := b.udpHost, b.udpPort
-	if transport == "tcp" && b.tcp != nil || b.udp == nil {
-		host, port, transport = b.tcpHost, b.tcpPort, "tcp"
-	}
-	u := sip.Uri{Scheme: "sip", Host: host, Port: port}
-	u.UriParams = sip.NewParams()
-	u.UriParams.Add("transport", transport)
-	u.UriParams.Add("lr", "")
-	u.UriParams.Add(nodeParam, b.selfStr)
-	return u
-}
-
-// isMine reports whether u names this node: by its hsn parameter, or by its address.
-func (b *Bridge) isMine(u *sip.Uri) bool {
-	if id, ok := u.UriParams.Get(nodeParam); ok {
-		return id == b.selfStr
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-	}
-	host := strings.Trim(u.Host, "[]")
-	return (b.udp != nil && port == b.udpPort && sameHost(host, b.udpHost)) ||
-		(b.tcp != nil && port == b.tcpPort && sameHost(host, b.tcpHost))
-}
-
-func sameHost(a, listen string) bool {
-	if a == listen {
-		return true
-	}
-	ip, lip := net.ParseIP(a), net.ParseIP(listen)
-	if ip == nil || lip == nil {
-		return false
-	}
-	return ip.Equal(lip) || (lip.IsUnspecified() && (ip.IsLoopback()))
-}
-
 func (b *Bridge) addressedToMe(req *sip.Request) bool {
 	return req.Recipient.User == "" && b.isMine(&req.Recipient)
-}
-
-// looped reports whether req already passed this node (a Via of ours), RFC 3261 §16.3.
-func (b *Bridge) looped(req *sip.Request) bool {
-	for _, h := range req.GetHeaders("Via") {
-		if v, ok := h.(*sip.ViaHeader); ok {
-			if v.Transport == overlayTransport && v.Host == b.selfStr {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // route finds the next hop of req and returns the clone to forward, or a status to answer.
@@ -739,7 +686,9 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 		if from != "" && !b.localUA(&uc) {
 			return nil, hop{}, 403, notLocalUAReason
 		}
-		return fwd, hop{uri: &uc}, 0, ""
+		h := hop{uri: &uc}
+		h.dst, h.dstTransport = b.reg.natDest(&uc)
+		return fwd, h, 0, ""
 	}
 	aor, err := domains.AORFromURI(&u)
 	if err != nil {
@@ -768,10 +717,9 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 		}
 		return fwd, hop{peer: ai.ID, addrs: ai.Addrs}, 0, ""
 	}
-	if cs := b.reg.contacts(aor); len(cs) > 0 {
-		c := cs[0]
-		fwd.Recipient = *c.Clone()
-		return fwd, hop{uri: &c}, 0, ""
+	if t, ok := b.reg.target(aor); ok {
+		fwd.Recipient = *t.uri.Clone()
+		return fwd, hop{uri: &t.uri, dst: t.dst, dstTransport: t.tp}, 0, ""
 	}
 	key := aor.String()
 	if e, ok := b.binds.get(key, time.Now()); ok {
@@ -831,13 +779,6 @@ func upResponse(res *sip.Response) *sip.Response {
 	out.SetTransport("")
 	out.SetSource("")
 	return out
-}
-
-func (b *Bridge) isMyVia(v *sip.ViaHeader) bool {
-	if v.Transport == overlayTransport {
-		return v.Host == b.selfStr
-	}
-	return b.isMine(&sip.Uri{Host: v.Host, Port: v.Port})
 }
 
 // recordRoutes reports whether this node record-routes req: dialog-creating INVITEs, at the

@@ -18,9 +18,10 @@ import (
 // Locator; a contact that is not refreshed lapses, and the node republishes without it
 // (a tombstone when none is left).
 type registrar struct {
-	b    *Bridge
-	mu   sync.Mutex
-	aors map[string]*aorEntry
+	b     *Bridge
+	mu    sync.Mutex
+	aors  map[string]*aorEntry
+	store *regStore // nil: registrations are not kept across restarts
 }
 
 type aorEntry struct {
@@ -32,9 +33,13 @@ type aorEntry struct {
 type contactEntry struct {
 	uri     sip.Uri
 	key     string
+	addr    string // uriAddrKey(&uri)
 	expires time.Time
 	callID  string
 	cseq    uint32
+	src     string // the address the REGISTER came from ("ip:port")
+	tp      string // and over which transport ("udp", "tcp")
+	nat     bool   // the UA is behind NAT: requests go to src (nat.go)
 }
 
 func newRegistrar(b *Bridge) *registrar { return &registrar{b: b, aors: map[string]*aorEntry{}} }
@@ -51,30 +56,12 @@ func (r *registrar) servesAddr(u *sip.Uri) bool {
 	now := time.Now()
 	for _, e := range r.aors {
 		for _, c := range e.contacts {
-			if c.expires.After(now) && uriAddrKey(&c.uri) == key {
+			if c.expires.After(now) && c.addr == key {
 				return true
 			}
 		}
 	}
 	return false
-}
-
-// contacts returns the live contacts of aor at this node, the latest registered first.
-func (r *registrar) contacts(aor domains.AOR) []sip.Uri {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.aors[aor.String()]
-	if e == nil {
-		return nil
-	}
-	now := time.Now()
-	out := make([]sip.Uri, 0, len(e.contacts))
-	for i := len(e.contacts) - 1; i >= 0; i-- {
-		if c := e.contacts[i]; c.expires.After(now) {
-			out = append(out, *c.uri.Clone())
-		}
-	}
-	return out
 }
 
 func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
@@ -139,6 +126,10 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			wildcard = true
 			continue
 		}
+		if b.isMine(&ch.Address) {
+			fail(400, "Bad Request: Contact names this node (it would loop)")
+			return
+		}
 		exp := defExp
 		if v, ok := ch.Params.Get("expires"); ok {
 			n, err := strconv.Atoi(v)
@@ -169,6 +160,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
 	now := time.Now()
+	src, tp, viaNAT := req.Source(), strings.ToLower(req.Transport()), viaNATted(req)
 
 	r.mu.Lock()
 	e := r.aors[aor.String()]
@@ -199,12 +191,14 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			e.contacts = append(e.contacts[:idx], e.contacts[idx+1:]...)
 		}
 		if c.expire > 0 {
-			e.contacts = append(e.contacts, &contactEntry{uri: c.uri, key: key, expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq})
+			e.contacts = append(e.contacts, &contactEntry{uri: c.uri, key: key, addr: uriAddrKey(&c.uri), expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq,
+				src: src, tp: tp, nat: viaNAT && !sameAddr(&c.uri, src, tp)})
 		}
 	}
 	r.mu.Unlock()
 
 	if modified {
+		r.changed()
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.locTimeout)
 		err := r.publish(ctx, e)
 		cancel()
@@ -213,6 +207,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			r.mu.Lock()
 			delete(r.aors, aor.String())
 			r.mu.Unlock()
+			r.changed()
 			b.log.Info("registration refused", "aor", aor.String(), "err", err)
 			fail(403, forbiddenReason(err))
 			return
@@ -297,6 +292,9 @@ func (r *registrar) run(ctx context.Context) {
 			}
 		}
 		r.mu.Unlock()
+		if len(lapsed) > 0 {
+			r.changed()
+		}
 		for _, e := range lapsed {
 			pctx, cancel := context.WithTimeout(ctx, r.b.cfg.locTimeout)
 			if err := r.publish(pctx, e); err != nil {

@@ -3,7 +3,6 @@ package sipbridge
 import (
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -30,11 +29,13 @@ const (
 )
 
 func (a *uaAddrs) note(m interface{ Contact() *sip.ContactHeader }) {
-	c := m.Contact()
-	if c == nil {
-		return
+	if c := m.Contact(); c != nil {
+		a.noteAddr(uriAddrKey(&c.Address))
 	}
-	key := uriAddrKey(&c.Address)
+}
+
+// noteAddr remembers key ("host:port", as uriAddrKey makes it).
+func (a *uaAddrs) noteAddr(key string) {
 	if key == "" {
 		return
 	}
@@ -80,7 +81,7 @@ func uriAddrKey(u *sip.Uri) string {
 			port = 5061
 		}
 	}
-	return net.JoinHostPort(strings.ToLower(strings.Trim(u.Host, "[]")), strconv.Itoa(port))
+	return net.JoinHostPort(normHost(u.Host), strconv.Itoa(port))
 }
 
 // localUA reports whether u addresses one of this node's user agents.

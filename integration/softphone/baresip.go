@@ -31,15 +31,54 @@ type Baresip struct {
 	cons net.Conn
 }
 
+// Options place a baresip instance elsewhere than on the test's loopback.
+type Options struct {
+	// Listen is baresip's sip_listen (default 127.0.0.1 and a free port).
+	Listen string
+	// RegInt is the registration interval in seconds (default 60).
+	RegInt int
+	// Transport is the SIP transport to the node, "udp" (default) or "tcp".
+	Transport string
+	// Config are further lines of baresip's config file.
+	Config []string
+	// Command makes the command that runs baresip, e.g. inside a network
+	// namespace (default exec.Command).
+	Command func(name string, args ...string) *exec.Cmd
+	// Dial opens the connection to baresip's console, which listens on its
+	// loopback (default net.Dial).
+	Dial func(network, addr string) (net.Conn, error)
+}
+
 // StartBaresip starts baresip with acct, listening on loopback. It stops
 // baresip at the end of the test and logs its output when the test failed.
 func StartBaresip(t testing.TB, acct Account) *Baresip {
 	t.Helper()
+	return Start(t, acct, Options{})
+}
+
+// Start starts baresip with acct as o says (see StartBaresip).
+func Start(t testing.TB, acct Account, o Options) *Baresip {
+	t.Helper()
 	bin := testenv.RequireBinary(t, "baresip")
-	sipPort, consPort := freeUDPPort(t), freeUDPPort(t)
+	if o.Listen == "" {
+		o.Listen = fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
+	}
+	if o.RegInt == 0 {
+		o.RegInt = 60
+	}
+	if o.Transport == "" {
+		o.Transport = "udp"
+	}
+	if o.Command == nil {
+		o.Command = exec.Command
+	}
+	if o.Dial == nil {
+		o.Dial = net.Dial
+	}
+	consPort := freeUDPPort(t)
 	dir := t.TempDir()
 	config := fmt.Sprintf(`poll_method epoll
-sip_listen 127.0.0.1:%d
+sip_listen %s
 module_path %s
 module cons.so
 module g711.so
@@ -55,15 +94,15 @@ ausrc_channels 2
 auplay_srate 48000
 audio_alert aubridge,nil
 rtp_ports 40000-40999
-`, sipPort, modulesDir(), consPort)
-	account := fmt.Sprintf("<%s;transport=udp>;auth_pass=%s;outbound=\"sip:%s;transport=udp\";regint=60;answermode=auto\n",
-		acct.AOR, acct.Password, acct.Node)
+`, o.Listen, modulesDir(), consPort) + strings.Join(o.Config, "\n") + "\n"
+	account := fmt.Sprintf("<%s;transport=%s>;auth_pass=%s;outbound=\"sip:%s;transport=%s\";regint=%d;answermode=auto\n",
+		acct.AOR, o.Transport, acct.Password, acct.Node, o.Transport, o.RegInt)
 	for name, data := range map[string]string{"config": config, "accounts": account} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	b := &Baresip{t: t, cmd: exec.Command(bin, "-f", dir)}
+	b := &Baresip{t: t, cmd: o.Command(bin, "-f", dir)}
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.out
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -79,7 +118,7 @@ rtp_ports 40000-40999
 		}
 	})
 	var err error
-	if b.cons, err = net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", consPort)); err != nil {
+	if b.cons, err = o.Dial("udp", fmt.Sprintf("127.0.0.1:%d", consPort)); err != nil {
 		t.Fatal(err)
 	}
 	return b
