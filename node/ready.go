@@ -86,13 +86,13 @@ func (n *Node) watchReady() {
 	defer n.wg.Done()
 	t := time.NewTicker(readyPoll)
 	defer t.Stop()
-	var nextLookup time.Time
+	lookups := lookupBackoff{every: time.Second}
 	for {
 		if !isClosed(n.ready.domain) && (n.domain.Joined() || isClosed(n.boot.TriedCh())) {
 			n.ready.domainOnce.Do(func() { close(n.ready.domain) })
 			n.log.Info("ready for calls in the domain", "joined", n.domain.Joined())
 		}
-		if isClosed(n.ready.domain) && n.routeOutKnown(&nextLookup) {
+		if isClosed(n.ready.domain) && n.routeOutKnown(&lookups) {
 			n.ready.globalOnce.Do(func() { close(n.ready.global) })
 			n.log.Info("ready for calls to other domains", "proxy", n.IsProxy())
 			return
@@ -105,11 +105,22 @@ func (n *Node) watchReady() {
 	}
 }
 
+// lookupBackoff spaces the proxy-record lookups of a node without an
+// election: one second at first, doubling up to maxReadyLookupEvery, so that
+// a domain that never elects a proxy (election disabled everywhere) does not
+// cost every node a DHT lookup a second forever.
+type lookupBackoff struct {
+	next  time.Time
+	every time.Duration
+}
+
+const maxReadyLookupEvery = 30 * time.Second
+
 // routeOutKnown reports whether the node can route a call out of its
 // domain: as a serving proxy in the global overlay, or through a known proxy
 // of its domain. Without an election it looks the domain's proxy record up,
-// at most every second.
-func (n *Node) routeOutKnown(nextLookup *time.Time) bool {
+// with backoff (lookupBackoff).
+func (n *Node) routeOutKnown(lb *lookupBackoff) bool {
 	if r := n.election; r != nil {
 		st := r.State()
 		if st.Role == election.RoleProxy {
@@ -123,10 +134,11 @@ func (n *Node) routeOutKnown(nextLookup *time.Time) bool {
 		}
 		return false
 	}
-	if time.Now().Before(*nextLookup) {
+	if time.Now().Before(lb.next) {
 		return false
 	}
-	*nextLookup = time.Now().Add(time.Second)
+	lb.next = time.Now().Add(lb.every)
+	lb.every = min(2*lb.every, maxReadyLookupEvery)
 	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()
 	ps, err := n.OwnProxies(ctx)
