@@ -160,9 +160,9 @@ func TestRelayForwardsBothWays(t *testing.T) {
 	}
 	// RTCP on the RTCP ports.
 	_, ac := p.sa.Ports()
-	p.pa.send(ac, rtcpSR())
 	rtcpB := newPhone(t, "127.0.0.1")
 	p.sb.SetPhone(p.pb.addr(), rtcpB.addr(), loopback)
+	p.pa.send(ac, rtcpSR())
 	if n, _ := rtcpB.recv(300 * time.Millisecond); n != 1 {
 		t.Fatalf("RTCP: phone B's RTCP port received %d of 1", n)
 	}
