@@ -101,6 +101,17 @@ func (s *Session) SetPhone(rtp, rtcp netip.AddrPort, allowed ...netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sdp = [2]netip.AddrPort{unmapAP(rtp), unmapAP(rtcp)}
+	s.allowLocked(allowed)
+}
+
+// Allow adds IPs the session may send to: those of the phone's SIP.
+func (s *Session) Allow(ips ...netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.allowLocked(ips)
+}
+
+func (s *Session) allowLocked(allowed []netip.Addr) {
 	for _, a := range allowed {
 		if a = a.Unmap(); a.IsValid() && !slices.Contains(s.allowed, a) {
 			if len(s.allowed) >= 8 {

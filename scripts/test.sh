@@ -86,6 +86,7 @@ FUZZ_TARGETS=(
 	"./domains FuzzCertificate 5000x"
 	"./domains FuzzParseSubject 20000x"
 	"./sipbridge FuzzStreamFraming 20000x"
+	"./sipbridge FuzzSDPRewrite 20000x"
 )
 if [[ ${FUZZTIME:-} != 0 ]]; then
 	for entry in "${FUZZ_TARGETS[@]}"; do

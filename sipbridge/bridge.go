@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/media"
 )
 
 // ProtocolID is the libp2p protocol that carries SIP between nodes.
@@ -93,6 +94,7 @@ type config struct {
 	callObserver     func(kind string, code int)
 	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
 	limits           Limits
+	media            *media.Relay // WithMedia (media.go)
 }
 
 // Option configures a Bridge.
@@ -215,6 +217,7 @@ type Bridge struct {
 
 	lim   *limiter
 	binds *bindingCache
+	med   mediaCalls // calls whose media the node anchors (media.go)
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.

@@ -177,7 +177,11 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		r.aors[aor.String()] = e
 	}
 	modified := wildcard || len(changes) > 0
+	var gone []sip.Uri // contacts removed: their calls' media ends (media.go)
 	if wildcard {
+		for _, c := range e.contacts {
+			gone = append(gone, c.uri)
+		}
 		e.contacts = nil
 	}
 	for _, c := range changes {
@@ -197,12 +201,16 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 				return
 			}
 			e.contacts = append(e.contacts[:idx], e.contacts[idx+1:]...)
+			if c.expire == 0 {
+				gone = append(gone, old.uri)
+			}
 		}
 		if c.expire > 0 {
 			e.contacts = append(e.contacts, &contactEntry{uri: c.uri, key: key, expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq})
 		}
 	}
 	r.mu.Unlock()
+	b.mediaContactsGone(gone)
 
 	if modified {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.locTimeout)
@@ -279,6 +287,7 @@ func (r *registrar) run(ctx context.Context) {
 		now := time.Now()
 		r.b.queue.purge(now)
 		var lapsed []*aorEntry
+		var gone []sip.Uri
 		r.mu.Lock()
 		for k, e := range r.aors {
 			n := 0
@@ -286,6 +295,8 @@ func (r *registrar) run(ctx context.Context) {
 				if c.expires.After(now) {
 					e.contacts[n] = c
 					n++
+				} else {
+					gone = append(gone, c.uri)
 				}
 			}
 			if n != len(e.contacts) {
@@ -297,6 +308,7 @@ func (r *registrar) run(ctx context.Context) {
 			}
 		}
 		r.mu.Unlock()
+		r.b.mediaContactsGone(gone)
 		for _, e := range lapsed {
 			pctx, cancel := context.WithTimeout(ctx, r.b.cfg.locTimeout)
 			if err := r.publish(pctx, e); err != nil {
