@@ -136,9 +136,13 @@ func (n *Node) startServices() error {
 		if s.Limits != nil {
 			opts = append(opts, sipbridge.WithLimits(*s.Limits))
 		}
-		b, err := sipbridge.New(n.h, n, append(opts, s.Options...)...)
+		mopts, err := n.startMedia(s, udp, tcp)
 		if err != nil {
-			return &ConfigError{"sip", err}
+			return err
+		}
+		b, err := sipbridge.New(n.h, n, append(append(opts, mopts...), s.Options...)...)
+		if err != nil {
+			return errors.Join(&ConfigError{"sip", err}, n.stopMedia())
 		}
 		n.bridge = b
 	}
@@ -156,6 +160,7 @@ func (n *Node) stopServices() error {
 	if n.bridge != nil {
 		errs = append(errs, n.bridge.Close())
 	}
+	errs = append(errs, n.stopMedia())
 	return errors.Join(errs...)
 }
 
