@@ -4,6 +4,7 @@ go 1.26.6
 
 require (
 	github.com/emiago/sipgo v1.7.2
+	github.com/google/gopacket v1.1.19
 	github.com/icholy/digest v1.2.0
 	github.com/ipfs/go-datastore v0.9.2
 	github.com/knadh/koanf/parsers/yaml v1.1.1
@@ -46,7 +47,6 @@ require (
 	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/gobwas/pool v0.2.1 // indirect
 	github.com/gobwas/ws v1.3.2 // indirect
-	github.com/google/gopacket v1.1.19 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/hashicorp/golang-lru v1.0.2 // indirect

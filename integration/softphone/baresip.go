@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,21 +26,53 @@ type Account struct {
 
 // Baresip is a running baresip softphone that answers calls automatically.
 type Baresip struct {
-	t    testing.TB
-	cmd  *exec.Cmd
-	out  lockedBuffer
-	cons net.Conn
+	t        testing.TB
+	cmd      *exec.Cmd
+	out      lockedBuffer
+	cons     net.Conn
+	consPort int
+	run      func(name string, args ...string) *exec.Cmd
+}
+
+// Options are the settings of StartBaresipWith beyond the account.
+type Options struct {
+	// Listen is the IP baresip's SIP and RTP use (default 127.0.0.1).
+	Listen string
+	// RTPPorts is baresip's RTP port range, e.g. "40000-40009" (default 40000-40999).
+	RTPPorts string
+	// Command makes the command that runs a program (default exec.Command). A test runs
+	// baresip in a network namespace with the namespace's Command; console commands are
+	// then sent from inside it too (bash's /dev/udp to the console on its loopback), and
+	// fixed ports are used (the namespace is the phone's own).
+	Command func(name string, args ...string) *exec.Cmd
 }
 
 // StartBaresip starts baresip with acct, listening on loopback. It stops
 // baresip at the end of the test and logs its output when the test failed.
 func StartBaresip(t testing.TB, acct Account) *Baresip {
 	t.Helper()
+	return StartBaresipWith(t, acct, Options{})
+}
+
+// StartBaresipWith starts baresip with acct and opts.
+func StartBaresipWith(t testing.TB, acct Account, opts Options) *Baresip {
+	t.Helper()
 	bin := testenv.RequireBinary(t, "baresip")
-	sipPort, consPort := freeUDPPort(t), freeUDPPort(t)
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1"
+	}
+	if opts.RTPPorts == "" {
+		opts.RTPPorts = "40000-40999"
+	}
+	var sipPort, consPort int
+	if opts.Command == nil {
+		sipPort, consPort = freeUDPPort(t), freeUDPPort(t)
+	} else {
+		sipPort, consPort = 5062, 5555
+	}
 	dir := t.TempDir()
 	config := fmt.Sprintf(`poll_method epoll
-sip_listen 127.0.0.1:%d
+sip_listen %s
 module_path %s
 module cons.so
 module g711.so
@@ -54,8 +87,8 @@ ausrc_srate 48000
 ausrc_channels 2
 auplay_srate 48000
 audio_alert aubridge,nil
-rtp_ports 40000-40999
-`, sipPort, modulesDir(), consPort)
+rtp_ports %s
+`, net.JoinHostPort(opts.Listen, strconv.Itoa(sipPort)), modulesDir(), consPort, opts.RTPPorts)
 	account := fmt.Sprintf("<%s;transport=udp>;auth_pass=%s;outbound=\"sip:%s;transport=udp\";regint=60;answermode=auto\n",
 		acct.AOR, acct.Password, acct.Node)
 	for name, data := range map[string]string{"config": config, "accounts": account} {
@@ -63,7 +96,12 @@ rtp_ports 40000-40999
 			t.Fatal(err)
 		}
 	}
-	b := &Baresip{t: t, cmd: exec.Command(bin, "-f", dir)}
+	b := &Baresip{t: t, consPort: consPort, run: opts.Command}
+	if b.run == nil {
+		b.cmd = exec.Command(bin, "-f", dir)
+	} else {
+		b.cmd = b.run(bin, "-f", dir)
+	}
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.out
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -78,11 +116,18 @@ rtp_ports 40000-40999
 			t.Logf("baresip output:\n%s", b.Output())
 		}
 	})
-	var err error
-	if b.cons, err = net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", consPort)); err != nil {
-		t.Fatal(err)
+	if b.run == nil {
+		var err error
+		if b.cons, err = net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", consPort)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return b
+}
+
+// Stop stops baresip (a BYE is not sent: hang up first).
+func (b *Baresip) Stop() {
+	_ = b.cmd.Process.Kill()
 }
 
 // Output returns what baresip printed so far.
@@ -107,6 +152,13 @@ func (b *Baresip) WaitFor(ctx context.Context, subs ...string) error {
 
 // Command sends a console command such as "/dial sip:alice@pku.can".
 func (b *Baresip) Command(cmd string) error {
+	if b.run != nil {
+		script := fmt.Sprintf(`printf '%%s\n' "$1" > /dev/udp/127.0.0.1/%d`, b.consPort)
+		if out, err := b.run("bash", "-c", script, "bash", cmd).CombinedOutput(); err != nil {
+			return fmt.Errorf("softphone: console command %q: %w: %s", cmd, err, out)
+		}
+		return nil
+	}
 	_, err := b.cons.Write([]byte(cmd + "\n"))
 	return err
 }
