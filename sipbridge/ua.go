@@ -71,6 +71,7 @@ type uaConfig struct {
 	expires  time.Duration
 	// media (uamedia.go)
 	video, lateOffer, earlyMedia bool
+	silent                       bool
 	sdpPortOffset                int // tests: the SDP names another port than the UA uses
 }
 
@@ -118,6 +119,10 @@ func WithUALateOffer() UAOption { return func(c *uaConfig) error { c.lateOffer =
 // WithUAEarlyMedia makes the UA answer incoming calls with 183 Session Progress and its
 // SDP, and send media, before it rings out and answers.
 func WithUAEarlyMedia() UAOption { return func(c *uaConfig) error { c.earlyMedia = true; return nil } }
+
+// WithUASilent makes the UA negotiate media as usual (its SDP names RTP ports of its
+// own) but send and read no RTP: for load generators that drive RTP themselves.
+func WithUASilent() UAOption { return func(c *uaConfig) error { c.silent = true; return nil } }
 
 // Message is a MESSAGE received by a UA.
 type Message struct {

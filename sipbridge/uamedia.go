@@ -287,7 +287,7 @@ func (m *callMedia) applyAnswer(ans []byte) error {
 // start starts sending and receiving (idempotent).
 func (m *callMedia) start() {
 	m.mu.Lock()
-	if m.started || m.stopped {
+	if m.started || m.stopped || m.u.cfg.silent {
 		m.mu.Unlock()
 		return
 	}
