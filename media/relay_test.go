@@ -454,3 +454,6 @@ func TestRelayCloseLeavesNothing(t *testing.T) {
 }
 
 var _ network.Stream // keep the import for helpers
+
+// netipLoopback is a loopback address nobody listens on (the discard port).
+func netipLoopback() netip.AddrPort { return netip.AddrPortFrom(loopback, 9) }

@@ -26,6 +26,7 @@ declare -A PKG=(
 	[iptables]=iptables
 	[svmap]=sipvicious
 	[kamailio]=kamailio
+	[tcpdump]=tcpdump
 )
 have() {
 	case "$1" in
@@ -87,6 +88,7 @@ FUZZ_TARGETS=(
 	"./domains FuzzParseSubject 20000x"
 	"./sipbridge FuzzStreamFraming 20000x"
 	"./sipbridge FuzzSDPRewrite 20000x"
+	"./media FuzzReadFrames 20000x"
 )
 if [[ ${FUZZTIME:-} != 0 ]]; then
 	for entry in "${FUZZ_TARGETS[@]}"; do
