@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/node"
 	"github.com/hiersip/hiersip/sipbridge"
 )
@@ -233,7 +234,7 @@ func (h *helper) nodeAt(dom, idx string) (*node.Node, error) {
 //	kill <domain>                 close the domain's proxy (no handoff); reply: its index
 //	proxy <domain>                wait for a serving proxy; reply: its index
 //	resolve <domain> <idx> <aor>  poll the node's Lookup until aor resolves
-//	media <domain> <idx>          reply: the node's media sessions, packets to peers and to phones, drops
+//	media <domain> <idx>          reply: the node's media sessions, packets to peers and to phones, drops by reason
 //	stats                         reply: goroutines and heap in use
 //	profstart <file> / profstop   CPU profile of this process
 func (h *helper) command(f []string) (string, error) {
@@ -278,11 +279,13 @@ func (h *helper) command(f []string) (string, error) {
 			return "", fmt.Errorf("no media relay at %s/%s", f[1], f[2])
 		}
 		st := n.Media().Stats()
-		var dropped uint64
-		for _, v := range st.Dropped {
-			dropped += v
+		var drops []string
+		for _, r := range media.DropReasons {
+			if v := st.Dropped[r]; v > 0 {
+				drops = append(drops, fmt.Sprintf("%s=%d", r, v))
+			}
 		}
-		return fmt.Sprintf("%d %d %d %d", st.Sessions, st.ToPeer, st.ToPhone, dropped), nil
+		return fmt.Sprintf("%d %d %d %s", st.Sessions, st.ToPeer, st.ToPhone, strings.Join(drops, ",")), nil
 	case f[0] == "stats":
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -369,10 +370,23 @@ func (r *runner) media(ctx context.Context) error {
 		if err := grow(n); err != nil {
 			return fmt.Errorf("setting up %d calls: %w", n, err)
 		}
+		if r.cfg.Profile {
+			for i, h := range []*nodes{a, b} {
+				_, _ = h.do(ctx, "profstart", filepath.Join(r.dir, fmt.Sprintf("media-%d-%c.pprof", n, 'a'+i)))
+			}
+		}
 		res := g.run(ctx, calls, d, false)
+		if r.cfg.Profile {
+			for _, h := range []*nodes{a, b} {
+				_, _ = h.do(ctx, "profstop")
+			}
+		}
 		steps = append(steps, fmt.Sprintf("%d:%.2f%%", n, 100*res.loss()))
+		sa, _ := a.do(ctx, "media", "pastry", "0")
+		sb, _ := b.do(ctx, "media", "pastry", "0")
 		r.log.Info("bench: media step", "calls", n, "loss", res.loss(), "pps", int(res.pps()),
-			"cpuA", res.cpuA, "cpuB", res.cpuB, "generator_late", res.generatorLate)
+			"cpuA", res.cpuA, "cpuB", res.cpuB, "generator_late", res.generatorLate,
+			"nodeA(sessions,to_peer,to_phone,drops)", sa, "nodeB", sb)
 		if res.loss() >= mediaMaxLoss {
 			break
 		}
