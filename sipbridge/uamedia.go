@@ -307,8 +307,11 @@ func (m *callMedia) spawnRecv(st *uaStream) {
 	m.u.spawn(func() { st.recvLoop(conn) })
 }
 
-// stop closes the call's sockets (idempotent).
+// stop closes the call's sockets (idempotent; nil-safe).
 func (m *callMedia) stop() {
+	if m == nil {
+		return
+	}
 	m.mu.Lock()
 	if m.stopped {
 		m.mu.Unlock()
