@@ -85,12 +85,22 @@ func (l *link) enqueue(id SessionID, flags byte, p []byte, now time.Time) {
 			}
 		}
 		old := l.q[victim]
-		copy(l.q[victim:], l.q[victim+1:])
-		l.q[len(l.q)-1] = nil
-		l.q = l.q[:len(l.q)-1]
+		if victim == l.head { // the usual case: the oldest frame is audio
+			l.q[l.head] = nil
+			l.head++
+		} else {
+			copy(l.q[victim:], l.q[victim+1:])
+			l.q[len(l.q)-1] = nil
+			l.q = l.q[:len(l.q)-1]
+		}
 		l.bytes -= len(old.b)
 		framePool.Put(old)
 		l.r.stats.drop(DropQueueFull)
+	}
+	if l.head >= 1024 && l.head >= len(l.q)/2 { // keep the dropped prefix from growing
+		n := copy(l.q, l.q[l.head:])
+		clear(l.q[n:])
+		l.q, l.head = l.q[:n], 0
 	}
 	l.q = append(l.q, f)
 	l.bytes += len(f.b)
