@@ -131,7 +131,7 @@ func ExampleWithMedia() {
 		panic(err)
 	}
 	<-bob.Incoming()
-	for call.Media()[0].Received < 10 { // half a second of bob's tone, through both nodes
+	for call.Media()[0].Received < 10 && ctx.Err() == nil { // bob's tone, through both nodes
 		time.Sleep(20 * time.Millisecond)
 	}
 	fmt.Println("alice hears bob; sessions at alice's node:", nodes[0].Media().Stats().Sessions)
