@@ -202,7 +202,7 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 // blocks every store and lookup that asks it, for up to 10 s. Seen in the
 // NAT test bed, where a node's REGISTERs timed out while a lone NATed member
 // was reachable only through its relay. With relayedOK the member answers
-// through the relay like any other. A hiersip relay allows 1 MiB per
+// through the relay like any other. A hiersip relay allows 128 MiB per
 // direction and connection by default; a store or lookup sends a few kad-dht
 // messages of a few hundred bytes.
 type relayedOK struct{ host.Host }

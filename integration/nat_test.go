@@ -59,6 +59,9 @@ type natBed struct {
 	relayAddrs []string
 	gen        int
 	known      []string
+	lans       map[string]*netns.Bridge // LAN bridges by router ("r1", "r2")
+	ips        map[string]string        // LAN address of each host ("a1": "10.1.0.2")
+	lanSIP     bool                     // LAN nodes listen for SIP on their LAN address, not loopback
 }
 
 // hsNode is one `hiersip node` process.
@@ -69,6 +72,7 @@ type hsNode struct {
 	proc    *netns.Proc
 	id      string
 	dataDir string
+	sip     string      // the node's SIP address, for `hiersip call|answer --node`
 	ua      *netns.Proc // a `hiersip answer` registered with the node
 	stopped bool
 }
@@ -77,7 +81,8 @@ func newNATBed(t testing.TB) *natBed {
 	t.Helper()
 	testenv.RequireRoot(t)
 	n := netns.New(t)
-	b := &natBed{t: t, n: n, ns: map[string]*netns.Namespace{}, known: []string{"alpha", "beta", "gamma", "delta", "pub"}}
+	b := &natBed{t: t, n: n, ns: map[string]*netns.Namespace{}, known: []string{"alpha", "beta", "gamma", "delta", "pub"},
+		lans: map[string]*netns.Bridge{}, ips: map[string]string{}}
 	b.bin = buildHelper(t, "github.com/hiersip/hiersip/cmd/hiersip")
 	t.Logf("NAT test bed %s: binary %s, logs and configurations in %s (kept on failure)", n.Prefix(), b.bin, n.LogDir())
 
@@ -99,10 +104,12 @@ func newNATBed(t testing.TB) *natBed {
 		if len(l.hosts) > 1 {
 			lan = n.Bridge("lan-" + l.router)
 			lan.Attach(r, "lan0", l.lan+".1/24")
+			b.lans[l.router] = lan
 		}
 		for i, h := range l.hosts {
 			ns := n.Namespace(h)
 			addr := fmt.Sprintf("%s.%d/24", l.lan, i+2)
+			b.ips[h] = strings.TrimSuffix(addr, "/24")
 			if lan != nil {
 				lan.Attach(ns, "eth0", addr)
 			} else {
@@ -129,6 +136,7 @@ type nodeConfig struct {
 	sip          bool
 	data         string        // label of the data directory (default: the node's)
 	relayLimit   time.Duration // nat.relay_duration of a public node (0: default)
+	sipAddr      string        // with sip: the SIP listen address (default nsSIP)
 }
 
 func yamlList(xs []string) string {
@@ -163,7 +171,11 @@ func (b *natBed) startNode(ns *netns.Namespace, label string, c nodeConfig) *hsN
 	sipAddr := ""
 	if c.sip {
 		sipAddr = nsSIP
+		if c.sipAddr != "" {
+			sipAddr = c.sipAddr
+		}
 	}
+	nd.sip = sipAddr
 	reach := "private"
 	if c.public {
 		reach = "" // public with nat.public
@@ -304,7 +316,7 @@ func (nd *hsNode) startUA(aor string) {
 	t := nd.b.t
 	t.Helper()
 	for try := 0; ; try++ {
-		p := nd.ns.Start(fmt.Sprintf("%s-ua%d", nd.label, try), nd.b.bin, "answer", "--node", nsSIP, "--as", aor, "--timeout", "10s")
+		p := nd.ns.Start(fmt.Sprintf("%s-ua%d", nd.label, try), nd.b.bin, "answer", "--node", nd.sip, "--as", aor, "--timeout", "10s")
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_, err := p.WaitFor(ctx, func(l string) bool { return strings.HasPrefix(l, "registered ") })
 		cancel()
@@ -366,8 +378,11 @@ func (b *natBed) startLANs(da, db string, holePunching bool) lanNodes {
 	b.t.Helper()
 	b.gen++
 	lan := func(host, domain string) *hsNode {
-		return b.startNode(b.ns[host], fmt.Sprintf("%s-g%d", host, b.gen),
-			nodeConfig{domain: domain, mdns: true, holePunching: holePunching, sip: true})
+		cfg := nodeConfig{domain: domain, mdns: true, holePunching: holePunching, sip: true}
+		if b.lanSIP {
+			cfg.sipAddr = b.ips[host] + ":5060"
+		}
+		return b.startNode(b.ns[host], fmt.Sprintf("%s-g%d", host, b.gen), cfg)
 	}
 	l := lanNodes{a1: lan("a1", da), a2: lan("a2", da), b1: lan("b1", db), b2: lan("b2", db), da: da, db: db}
 	b.t.Logf("generation %d: P=%s %s: a1=%s a2=%s; %s: b1=%s b2=%s", b.gen, b.p.id, da, l.a1.id, l.a2.id, db, l.b1.id, l.b2.id)
@@ -416,7 +431,7 @@ var (
 // call` (registers, INVITE, BYE at once) and returns the setup (INVITE to
 // 200) and BYE times. The ACK and BYE go node to node (draft §7 step 11).
 func placeCall(nd *hsNode, aor, target string) (callResult, error) {
-	out, err := nd.cli(40*time.Second, "call", "--node", nsSIP, "--as", aor, "--duration", "0", "--timeout", "15s", target)
+	out, err := nd.cli(40*time.Second, "call", "--node", nd.sip, "--as", aor, "--duration", "0", "--timeout", "15s", target)
 	if err != nil {
 		return callResult{}, err
 	}
@@ -728,7 +743,7 @@ func TestNAT(t *testing.T) {
 		disconnectAcross(t, lan)
 		mark := len(lan.a1.proc.Lines())
 		hold := 3 * relayLimit
-		out, err := lan.a1.cli(hold+40*time.Second, "call", "--node", nsSIP, "--as", lan.alice(), "--duration", hold.String(), "--timeout", "15s", lan.bob())
+		out, err := lan.a1.cli(hold+40*time.Second, "call", "--node", lan.a1.sip, "--as", lan.alice(), "--duration", hold.String(), "--timeout", "15s", lan.bob())
 		if err != nil {
 			t.Fatal(err)
 		}

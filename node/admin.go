@@ -48,7 +48,9 @@ type Status struct {
 	// connections one by one.
 	Peers       []StatusPeer `json:"peers"`
 	Connections []StatusConn `json:"connections"`
-	Time        time.Time    `json:"time"`
+	// Media lists the media streams the node anchors (media.go).
+	Media []StatusMedia `json:"media"`
+	Time  time.Time     `json:"time"`
 }
 
 // StatusPeer is a connected peer and how the node is connected to it.
@@ -154,6 +156,7 @@ func (n *Node) Status() Status {
 		s.Peers = append(s.Peers, StatusPeer{PeerID: p.String(), Path: pp.String(), Direct: pp.Direct, Relayed: pp.Relayed})
 	}
 	slices.SortFunc(s.Peers, func(a, b StatusPeer) int { return strings.Compare(a.PeerID, b.PeerID) })
+	s.Media = n.mediaStatus()
 	return s
 }
 
@@ -203,6 +206,14 @@ func (s Status) WriteText(w io.Writer) error {
 			kind = "relayed"
 		}
 		p("connection\t%s %s %s %s", c.PeerID, kind, c.Direction, c.Addr)
+	}
+	for _, m := range s.Media {
+		phone := m.Phone
+		if phone == "" {
+			phone = "not known yet"
+		}
+		p("media\t%s m=%d ports %d/%d, %s to %s, phone %s: %d packets to the peer, %d to the phone", m.CallID, m.Index,
+			m.RTPPort, m.RTCPPort, m.Path, m.Remote, phone, m.ToPeer, m.ToPhone)
 	}
 	return tw.Flush()
 }

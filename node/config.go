@@ -63,6 +63,8 @@ type Config struct {
 	Enrollment *EnrollmentConfig
 	// SIP configures the SIP bridge; nil runs none (an overlay-only node).
 	SIP *SIPConfig
+	// Media configures the media relay that runs with the SIP bridge (on by default).
+	Media MediaConfig
 	// Election configures the node's part in the proxy election.
 	Election ElectionConfig
 	// PubSub is the gossipsub the election announces on. Nil: the node

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains/enroll"
 	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env"
@@ -114,9 +115,20 @@ type DaemonConfig struct {
 		HolePunching  bool          `koanf:"hole_punching" help:"upgrade relayed connections to direct ones (DCUtR)"`
 		PortMap       bool          `koanf:"port_map" help:"ask the NAT gateway for a port mapping (UPnP, NAT-PMP)"`
 		Reachability  string        `koanf:"reachability" help:"force public or private reachability, for the host and the election (empty: AutoNAT, public with nat.public)"`
-		RelayDuration time.Duration `koanf:"relay_duration" help:"time limit of each relayed connection through this node with nat.public (0: 30m)"`
-		RelayData     int           `koanf:"relay_data" help:"bytes per direction of each relayed connection through this node with nat.public (0: 1 MiB)"`
+		RelayDuration time.Duration `koanf:"relay_duration" help:"time limit of each relayed connection through this node with nat.public (0: 1h)"`
+		RelayData     int           `koanf:"relay_data" help:"bytes per direction of each relayed connection through this node with nat.public (0: 128 MiB)"`
 	} `koanf:"nat"`
+	// Media maps onto MediaConfig (media.go).
+	Media struct {
+		Enabled            bool          `koanf:"enabled" help:"anchor the media of calls with other nodes' phones here and carry it over libp2p"`
+		Ports              string        `koanf:"ports" help:"UDP port range MIN-MAX of the phone-facing media sockets (two per stream)"`
+		Address            string        `koanf:"address" help:"IP the media sockets bind to and phones are given (empty: the IP of sip.udp)"`
+		MaxSessions        int           `koanf:"max_sessions" help:"media streams the node anchors at most (calls beyond get 503)"`
+		MaxSessionsPerPeer int           `koanf:"max_sessions_per_peer" help:"media streams the calls of one other node may open here"`
+		IdleTimeout        time.Duration `koanf:"idle_timeout" help:"close a media stream that carried no packet for this long"`
+		HoldTimeout        time.Duration `koanf:"hold_timeout" help:"the same for a stream on hold"`
+		MaxDelay           time.Duration `koanf:"max_delay" help:"drop RTP that waited longer than this for the other node"`
+	} `koanf:"media"`
 	Admin struct {
 		Listen string `koanf:"listen" help:"admin HTTP address: /status, /metrics, /bootstrap (empty: none)"`
 		Pprof  bool   `koanf:"pprof" help:"serve /debug/pprof/ on the admin address"`
@@ -163,6 +175,10 @@ func DefaultDaemonConfig() DaemonConfig {
 	c.SIP.Limits.AuthFailures, c.SIP.Limits.AuthWindow = l.AuthFailures, l.AuthWindow
 	c.SIP.Limits.MaxSourceTx, c.SIP.Limits.MaxTransactions = l.MaxSourceTx, l.MaxUATx
 	c.SIP.Limits.MaxPeerTx = sipbridge.DefaultMaxTxPerPeer
+	c.Media.Enabled, c.Media.Ports = true, fmt.Sprintf("%d-%d", media.DefaultPortMin, media.DefaultPortMax)
+	c.Media.MaxSessions, c.Media.MaxSessionsPerPeer = media.DefaultMaxSessions, media.DefaultMaxSessionsPerPeer
+	c.Media.IdleTimeout, c.Media.HoldTimeout = media.DefaultIdleTimeout, media.DefaultHoldTimeout
+	c.Media.MaxDelay = media.DefaultMaxDelay
 	c.Admin.Listen = "127.0.0.1:8080"
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.ShutdownTimeout = DefaultShutdownTimeout
@@ -667,6 +683,9 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 	}
 	if len(cfg.ListenAddrs) == 0 {
 		return Config{}, &DaemonConfigError{"listen_addrs", errors.New("empty")}
+	}
+	if err := c.mediaConfig(&cfg); err != nil {
+		return Config{}, err
 	}
 	if c.SIP.UDP != "" || c.SIP.TCP != "" {
 		cfg.SIP = &SIPConfig{

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/sipbridge"
 )
 
@@ -47,7 +48,7 @@ func TestDaemonConfigLimits(t *testing.T) {
 // says: a peer cannot hold more than 8 inbound SIP streams at once.
 func TestResourceLimits(t *testing.T) {
 	l := ResourceLimits("pastry")
-	for _, p := range []protocol.ID{sipbridge.ProtocolID, election.HelloProtocol, "/hiersip/pastry/kad/1.0.0", "/hiersip/global/kad/1.0.0"} {
+	for _, p := range []protocol.ID{sipbridge.ProtocolID, media.ProtocolID, election.HelloProtocol, "/hiersip/pastry/kad/1.0.0", "/hiersip/global/kad/1.0.0"} {
 		if _, ok := l.Protocol[p]; !ok {
 			t.Errorf("no protocol limit for %s", p)
 		}

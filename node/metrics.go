@@ -224,6 +224,9 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRoutingTable, descLocalRegs, descConns, descRole, descEpoch, descInFlight, descSIPRejected} {
 		ch <- d
 	}
+	for _, d := range mediaDescs { // media.go
+		ch <- d
+	}
 }
 
 func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -265,6 +268,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descSIPRejected, prometheus.CounterValue, float64(r.v), r.reason)
 		}
 	}
+	n.collectMedia(ch)
 }
 
 // role returns the node's election role and epoch; without an election

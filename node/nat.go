@@ -22,11 +22,19 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 )
 
-// Defaults of NATConfig: relayed connections sized for SIP signalling (a
-// call's dialog lives minutes and exchanges a few KiB), not for bulk data.
+// Defaults of NATConfig: relayed connections sized for media, since two NATed
+// end nodes that hole punching cannot join carry their calls' RTP through the
+// relay (package media). A G.711 call takes about 11.5 KB/s per direction on
+// the wire with hiersip's framing and libp2p's encryption (41 MB an hour), and
+// all the calls between two nodes share their connection: 128 MiB per
+// direction holds three such calls for an hour. When a connection reaches a
+// limit the relay closes it and the media goes on over a new one (a gap of a
+// few packets, see README "Media"). go-libp2p's other relay resources stay:
+// at most 16 circuits per peer (so 16 × 128 MiB per peer and hour) and 128
+// reservations.
 const (
-	DefaultRelayDuration = 30 * time.Minute
-	DefaultRelayData     = 1 << 20 // bytes per direction
+	DefaultRelayDuration = time.Hour
+	DefaultRelayData     = 128 << 20 // bytes per direction
 )
 
 // RelayHopProtocol is the protocol a circuit relay v2 server speaks; peers

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -53,6 +54,7 @@ type Node struct {
 	election *election.Runner
 	bridge   *sipbridge.Bridge
 	users    *sipbridge.Users // nil: no users file
+	media    *media.Relay // media.go
 
 	ctx       context.Context
 	cancel    context.CancelFunc

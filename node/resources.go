@@ -10,12 +10,14 @@ import (
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/sipbridge"
 )
 
 // ResourceLimits returns the libp2p resource-manager limits of hiersip's protocols on a
 // node of domain: SIP between nodes (sipbridge.ProtocolID: one long-lived stream per peer
-// and direction, a few more while one is reopened), the election's HELLO (one short stream
+// and direction, a few more while one is reopened), media between the end nodes of calls
+// (media.ProtocolID, the same shape), the election's HELLO (one short stream
 // per message) and the DHTs of the domain and the global overlay. Every other scope keeps
 // the limits it is built on.
 //
@@ -38,17 +40,23 @@ func ResourceLimits(domain string) rcmgr.PartialLimitConfig {
 	hello := rcmgr.ResourceLimits{StreamsInbound: 256, StreamsOutbound: 64, Streams: 320, Memory: 16 << 20}
 	helloPeer := rcmgr.ResourceLimits{StreamsInbound: 4, StreamsOutbound: 4, Streams: 8, Memory: 1 << 20}
 	kad := rcmgr.ResourceLimits{StreamsInbound: 1024, StreamsOutbound: 1024, Streams: 2048, Memory: 64 << 20}
+	// Media (media.ProtocolID): one stream per peer and direction, one more while it moves
+	// to a new connection; the relay itself accepts 8 inbound streams of a peer.
+	med := rcmgr.ResourceLimits{StreamsInbound: 1024, StreamsOutbound: 1024, Streams: 2048, Memory: 256 << 20}
+	medPeer := rcmgr.ResourceLimits{StreamsInbound: 8, StreamsOutbound: 4, Streams: 12, Memory: 16 << 20}
 	kadPeer := rcmgr.ResourceLimits{StreamsInbound: 32, StreamsOutbound: 32, Streams: 64, Memory: 8 << 20}
 
 	cfg := rcmgr.PartialLimitConfig{
 		Protocol: map[protocol.ID]rcmgr.ResourceLimits{
 			sipbridge.ProtocolID:            sip,
+			media.ProtocolID:                med,
 			election.HelloProtocol:          hello,
 			kadProtocol(domain):             kad,
 			kadProtocol(domains.GlobalName): kad,
 		},
 		ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{
 			sipbridge.ProtocolID:            sipPeer,
+			media.ProtocolID:                medPeer,
 			election.HelloProtocol:          helloPeer,
 			kadProtocol(domain):             kadPeer,
 			kadProtocol(domains.GlobalName): kadPeer,

@@ -165,9 +165,13 @@ func (n *Node) startServices() error {
 			// The registrar's contacts survive a restart (also a crash).
 			opts = append(opts, sipbridge.WithRegistrationStore(filepath.Join(cfg.DataDir, RegistrationsFile)))
 		}
-		b, err := sipbridge.New(n.h, n, append(opts, s.Options...)...)
+		mopts, err := n.startMedia(s, udp, tcp)
 		if err != nil {
-			return bridgeError(err)
+			return err
+		}
+		b, err := sipbridge.New(n.h, n, append(append(opts, mopts...), s.Options...)...)
+		if err != nil {
+			return errors.Join(bridgeError(err), n.stopMedia())
 		}
 		n.bridge = b
 		if n.users == nil {
@@ -243,6 +247,7 @@ func (n *Node) stopServices() error {
 	if n.bridge != nil {
 		errs = append(errs, n.bridge.Close())
 	}
+	errs = append(errs, n.stopMedia())
 	return errors.Join(errs...)
 }
 

@@ -28,6 +28,7 @@ declare -A PKG=(
 	[kamailio]=kamailio
 	[make]=make
 	[systemd-analyze]=systemd
+	[tcpdump]=tcpdump
 )
 have() {
 	case "$1" in
@@ -88,6 +89,8 @@ FUZZ_TARGETS=(
 	"./domains FuzzCertificate 5000x"
 	"./domains FuzzParseSubject 20000x"
 	"./sipbridge FuzzStreamFraming 20000x"
+	"./sipbridge FuzzSDPRewrite 20000x"
+	"./media FuzzReadFrames 20000x"
 )
 if [[ ${FUZZTIME:-} != 0 ]]; then
 	for entry in "${FUZZ_TARGETS[@]}"; do

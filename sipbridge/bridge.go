@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/media"
 )
 
 // ProtocolID is the libp2p protocol that carries SIP between nodes.
@@ -95,7 +96,8 @@ type config struct {
 	advHost          string // WithAdvertise
 	advPort          int
 	natKeepalive     time.Duration
-	regStore         string // WithRegistrationStore
+	regStore         string       // WithRegistrationStore
+	media            *media.Relay // WithMedia (media.go)
 }
 
 // Option configures a Bridge.
@@ -223,6 +225,7 @@ type Bridge struct {
 
 	lim   *limiter
 	binds *bindingCache
+	med   mediaCalls // calls whose media the node anchors (media.go)
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.

@@ -167,11 +167,32 @@
 // directory that holds the node's key (mode 0600): whoever can write it can redirect the
 // node's calls anyway.
 //
+// # Media
+//
+// With [WithMedia] the node anchors the media of calls between its UAs and UAs of other
+// nodes at a media.Relay (package media; README "Media"). Only at the end nodes: a
+// message from a local UA into the overlay, or from the overlay to a local UA — never at a
+// proxy (overlay in, overlay out), nor for a call between two UAs of the node. Into the
+// overlay, the phone's SDP (parsed with pion/sdp) opens a session per active m-line, tells
+// the relay where the phone receives and gets the attribute "a=x-hiersip-anchor:<peer-id>";
+// towards the phone, an SDP with the other node's attribute is rewritten to the node's
+// ports (c=, o=, m=, a=rtcp; ICE and the attribute removed; port 0, hold, rtcp-mux and
+// a=crypto kept). An SDP without the attribute means the other end does not anchor: the
+// call's sessions close and its SDPs pass untouched. Every place SIP carries offers and
+// answers is handled: INVITE, 18x, 2xx (also retransmitted), ACK, UPDATE, PRACK,
+// re-INVITE. Media may go only to the IPs the phone's SIP came from or went to. A call's
+// sessions end with its BYE, a final non-2xx answer to its INVITE, or the phone's
+// registration ending; an INVITE the relay has no room for gets 503.
+//
 // # User agent
 //
 // [UA] is hiersip's own user agent for scripts, tests and demos: Register, Call (INVITE,
 // ACK), Hangup (BYE), Message, auto-answer or ring-only, built on sipgo's dialog API. Its
-// Ladder records each datagram it sent or received with a timestamp.
+// Ladder records each datagram it sent or received with a timestamp. It offers and
+// answers real SDP and sends and receives RTP (a 440 Hz PCMU tone; [Call.Media] counts
+// packets): late offers ([WithUALateOffer]), early media ([WithUAEarlyMedia]), a video
+// stream ([WithUAVideo]), hold and resume ([Call.Hold], [Call.Resume]) and new offers in
+// re-INVITE or UPDATE ([Call.Reoffer]).
 //
 // # Limits
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/sipbridge"
 )
 
@@ -86,5 +88,55 @@ func Example() {
 	fmt.Println("hangup:", call.Hangup(ctx))
 	// Output:
 	// answered: 200
+	// hangup: <nil>
+}
+
+// The same call with its media anchored at both nodes (WithMedia): each phone's SDP names
+// its own node's port, and the nodes carry the RTP between them over libp2p.
+func ExampleWithMedia() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir := &directory{m: map[string]*domains.Binding{}}
+	var nodes []*sipbridge.Bridge
+	for i := 0; i < 2; i++ {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			panic(err)
+		}
+		defer h.Close()
+		r, err := media.New(h, media.WithAddress(netip.MustParseAddr("127.0.0.1")), media.WithPorts(43000, 43999))
+		if err != nil {
+			panic(err)
+		}
+		defer r.Close() // after the bridge: the relay is the caller's
+		b, err := sipbridge.New(h, locator{dir, h}, sipbridge.WithListen("127.0.0.1:0"), sipbridge.WithLogger(quiet),
+			sipbridge.WithMedia(r))
+		if err != nil {
+			panic(err)
+		}
+		defer b.Close()
+		nodes = append(nodes, b)
+	}
+	alice, _ := sipbridge.NewUA("sip:alice@pastry", nodes[0].UDPAddr(), sipbridge.WithUALogger(quiet))
+	defer alice.Close()
+	bob, _ := sipbridge.NewUA("sip:bob@pastry", nodes[1].UDPAddr(), sipbridge.WithUALogger(quiet),
+		sipbridge.WithUAAnswer(sipbridge.AnswerAuto, 10*time.Millisecond))
+	defer bob.Close()
+	if _, err := bob.Register(ctx, time.Hour); err != nil {
+		panic(err)
+	}
+	call, err := alice.Call(ctx, "sip:bob@pastry")
+	if err != nil {
+		panic(err)
+	}
+	<-bob.Incoming()
+	for call.Media()[0].Received < 10 && ctx.Err() == nil { // bob's tone, through both nodes
+		time.Sleep(20 * time.Millisecond)
+	}
+	fmt.Println("alice hears bob; sessions at alice's node:", nodes[0].Media().Stats().Sessions)
+	fmt.Println("hangup:", call.Hangup(ctx))
+	// Output:
+	// alice hears bob; sessions at alice's node: 1
 	// hangup: <nil>
 }

@@ -329,6 +329,7 @@ func (b *Bridge) forwardStray(res *sip.Response) {
 		return
 	}
 	out := upResponse(res)
+	b.mediaStray(res, out, next.Transport == overlayTransport)
 	if next.Transport == overlayTransport {
 		p, err := peer.Decode(next.Host)
 		if err != nil {
@@ -463,6 +464,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 				b.natResponse(res, out)
 			}
 			b.nodeHeaders(out, rr, toPeer)
+			b.mediaResponse(req, res, out, up, down, toPeer)
 			if err := up.respond(out); err != nil {
 				b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err, "msg", out.String())
 			}
@@ -483,6 +485,7 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 						b.natResponse(res, out)
 					}
 					b.nodeHeaders(out, rr, toPeer)
+					b.mediaResponse(req, res, out, up, down, toPeer)
 					_ = up.respond(out)
 					b.observeCall(req, res.StatusCode)
 					return
@@ -541,6 +544,7 @@ func (b *Bridge) forwardAck(req *sip.Request, from peer.ID) {
 		return
 	}
 	b.prepare(req, fwd, h, from)
+	b.mediaRequest(req, fwd, h, from)
 	var err error
 	if h.peer != "" {
 		err = b.links.send(ctx, h.peer, h.addrs, fwd)
@@ -560,6 +564,9 @@ func (b *Bridge) forwardAck(req *sip.Request, from peer.ID) {
 // send prepares fwd for hop h and starts the client transaction.
 func (b *Bridge) send(ctx context.Context, req, fwd *sip.Request, h hop, from peer.ID) (downstream, int, string) {
 	b.prepare(req, fwd, h, from)
+	if code, reason := b.mediaRequest(req, fwd, h, from); code != 0 {
+		return nil, code, reason
+	}
 	if h.peer != "" {
 		branch, _ := fwd.Via().Params.Get("branch")
 		tx, err := b.txs.addClient(clientKey(branch, fwd.Method), h.peer)

@@ -169,7 +169,11 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		r.aors[aor.String()] = e
 	}
 	modified := wildcard || len(changes) > 0
+	var gone []sip.Uri // contacts removed: their calls' media ends (media.go)
 	if wildcard {
+		for _, c := range e.contacts {
+			gone = append(gone, c.uri)
+		}
 		e.contacts = nil
 	}
 	for _, c := range changes {
@@ -189,6 +193,9 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 				return
 			}
 			e.contacts = append(e.contacts[:idx], e.contacts[idx+1:]...)
+			if c.expire == 0 {
+				gone = append(gone, old.uri)
+			}
 		}
 		if c.expire > 0 {
 			e.contacts = append(e.contacts, &contactEntry{uri: c.uri, key: key, addr: uriAddrKey(&c.uri), expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq,
@@ -196,6 +203,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 	r.mu.Unlock()
+	b.mediaContactsGone(gone)
 
 	if modified {
 		r.changed()
@@ -274,6 +282,7 @@ func (r *registrar) run(ctx context.Context) {
 		now := time.Now()
 		r.b.queue.purge(now)
 		var lapsed []*aorEntry
+		var gone []sip.Uri
 		r.mu.Lock()
 		for k, e := range r.aors {
 			n := 0
@@ -281,6 +290,8 @@ func (r *registrar) run(ctx context.Context) {
 				if c.expires.After(now) {
 					e.contacts[n] = c
 					n++
+				} else {
+					gone = append(gone, c.uri)
 				}
 			}
 			if n != len(e.contacts) {
@@ -295,6 +306,7 @@ func (r *registrar) run(ctx context.Context) {
 		if len(lapsed) > 0 {
 			r.changed()
 		}
+		r.b.mediaContactsGone(gone)
 		for _, e := range lapsed {
 			pctx, cancel := context.WithTimeout(ctx, r.b.cfg.locTimeout)
 			if err := r.publish(pctx, e); err != nil {

@@ -46,6 +46,7 @@ type UA struct {
 	closed   bool
 	regCSeq  uint32
 	regCall  string
+	calls    map[string]*Call // calls with media, by Call-ID (uamedia.go)
 }
 
 // AnswerMode says what a UA does with an incoming INVITE.
@@ -68,6 +69,10 @@ type uaConfig struct {
 	mode     AnswerMode
 	ring     time.Duration
 	expires  time.Duration
+	// media (uamedia.go)
+	video, lateOffer, earlyMedia bool
+	silent                       bool
+	sdpPortOffset                int // tests: the SDP names another port than the UA uses
 }
 
 // UAOption configures a UA.
@@ -103,6 +108,21 @@ func WithUAAnswer(mode AnswerMode, ring time.Duration) UAOption {
 func WithUAExpires(d time.Duration) UAOption {
 	return func(c *uaConfig) error { c.expires = d; return nil }
 }
+
+// WithUAVideo makes the UA's calls offer a video stream besides audio.
+func WithUAVideo() UAOption { return func(c *uaConfig) error { c.video = true; return nil } }
+
+// WithUALateOffer makes the UA's INVITEs carry no SDP: the callee offers in its 2xx and
+// the UA answers in the ACK.
+func WithUALateOffer() UAOption { return func(c *uaConfig) error { c.lateOffer = true; return nil } }
+
+// WithUAEarlyMedia makes the UA answer incoming calls with 183 Session Progress and its
+// SDP, and send media, before it rings out and answers.
+func WithUAEarlyMedia() UAOption { return func(c *uaConfig) error { c.earlyMedia = true; return nil } }
+
+// WithUASilent makes the UA negotiate media as usual (its SDP names RTP ports of its
+// own) but send and read no RTP: for load generators that drive RTP themselves.
+func WithUASilent() UAOption { return func(c *uaConfig) error { c.silent = true; return nil } }
 
 // Message is a MESSAGE received by a UA.
 type Message struct {
@@ -149,7 +169,8 @@ func NewUA(aor, proxy string, opts ...UAOption) (*UA, error) {
 		cfg.user = a.User
 	}
 	u := &UA{aor: a, proxy: proxy, cfg: cfg, log: cfg.log.With("component", "ua", "aor", a.String()),
-		incoming: make(chan *Call, 64), messages: make(chan Message, 64), regCall: sip.GenerateTagN(20)}
+		incoming: make(chan *Call, 64), messages: make(chan Message, 64), regCall: sip.GenerateTagN(20),
+		calls: map[string]*Call{}}
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	pc, err := net.ListenPacket("udp", cfg.listen)
 	if err != nil {
@@ -179,14 +200,16 @@ func NewUA(aor, proxy string, opts ...UAOption) (*UA, error) {
 	u.dcc = sipgo.NewDialogClientCache(u.cli, u.contact)
 	u.dsc = sipgo.NewDialogServerCache(u.cli, u.contact)
 	u.srv.OnInvite(u.onInvite)
-	u.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = u.dsc.ReadAck(req, tx) })
+	u.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = u.dsc.ReadAck(req, tx)
+		u.onAckSDP(req)
+	})
 	u.srv.OnBye(u.onBye)
 	u.srv.OnMessage(u.onMessage)
-	for _, m := range []sip.RequestMethod{sip.INFO, sip.UPDATE} {
-		u.srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
-		})
-	}
+	u.srv.OnRequest(sip.INFO, func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	u.srv.OnRequest(sip.UPDATE, u.onUpdate)
 	u.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
@@ -217,6 +240,7 @@ func (u *UA) Close() error {
 	u.cancel()
 	err := u.ua.Close()
 	_ = u.conn.Close()
+	u.stopMedia()
 	u.wg.Wait()
 	return err
 }
@@ -324,6 +348,8 @@ type Call struct {
 	Responses []*sip.Response
 	// Invite is the INVITE this UA received (answered calls only).
 	Invite *sip.Request
+	media  *callMedia
+	watch  sync.Once
 }
 
 // Done is closed when the dialog ends (BYE sent or received).
@@ -336,6 +362,7 @@ func (c *Call) Done() <-chan struct{} {
 
 // Hangup sends BYE.
 func (c *Call) Hangup(ctx context.Context) error {
+	c.media.stop()
 	if c.cs != nil {
 		defer c.cs.Close()
 		return c.cs.Bye(ctx)
@@ -361,21 +388,10 @@ func (c *Call) Request(ctx context.Context, method sip.RequestMethod, contentTyp
 	return c.ss.Do(ctx, req)
 }
 
-// Reinvite sends a re-INVITE with a fresh SDP offer in an established call placed by this UA,
-// and ACKs the 2xx.
+// Reinvite sends a re-INVITE with a fresh SDP offer (sendrecv) in an established call placed
+// by this UA, applies the answer and ACKs the 2xx.
 func (c *Call) Reinvite(ctx context.Context) (*sip.Response, error) {
-	if c.cs == nil {
-		return nil, fmt.Errorf("%w: re-INVITE from the answering side is not supported", ErrBadOption)
-	}
-	req := sip.NewRequest(sip.INVITE, c.remoteTarget())
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(c.ua.sdp())
-	res, err := c.cs.Do(ctx, req)
-	if err != nil || !res.IsSuccess() {
-		return res, err
-	}
-	ack := sip.NewRequest(sip.ACK, c.remoteTarget())
-	return res, c.cs.WriteRequest(ack)
+	return c.Reoffer(ctx, sip.INVITE, "sendrecv", false)
 }
 
 func (c *Call) remoteTarget() sip.Uri {
@@ -415,29 +431,55 @@ func (u *UA) Call(ctx context.Context, target string) (*Call, error) {
 	from := &sip.FromHeader{Address: u.aor.URI(), Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(16))
 	req.AppendHeader(from)
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(u.sdp())
-	u.outbound(req)
-	sess, err := u.dcc.WriteInvite(ctx, req)
+	cm, err := u.newCallMedia(u.kinds()...)
 	if err != nil {
 		return nil, err
 	}
-	c := &Call{ua: u, Outgoing: true, Remote: target, CallID: req.CallID().Value(), cs: sess}
+	if !u.cfg.lateOffer {
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		req.SetBody(cm.offer("sendrecv"))
+	}
+	u.outbound(req)
+	sess, err := u.dcc.WriteInvite(ctx, req)
+	if err != nil {
+		cm.stop()
+		return nil, err
+	}
+	c := &Call{ua: u, Outgoing: true, Remote: target, CallID: req.CallID().Value(), cs: sess, media: cm}
 	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{
 		Username: u.cfg.user, Password: u.cfg.password,
-		OnResponse: func(res *sip.Response) error { c.Responses = append(c.Responses, res); return nil },
+		OnResponse: func(res *sip.Response) error {
+			c.Responses = append(c.Responses, res)
+			if res.StatusCode > 100 && res.StatusCode < 200 && !u.cfg.lateOffer && hasSDP(res) && cm.applyAnswer(res.Body()) == nil {
+				u.track(c) // early media
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		_ = sess.Close()
+		c.end()
 		var de *sipgo.ErrDialogResponse
 		if errors.As(err, &de) {
 			return c, &ErrCallFailed{Response: de.Res}
 		}
 		return c, err
 	}
-	if err := sess.Ack(ctx); err != nil {
+	res := sess.InviteResponse
+	var ackBody []byte
+	switch {
+	case u.cfg.lateOffer && hasSDP(res):
+		if ackBody, err = cm.answer(res.Body()); err != nil {
+			ackBody = nil
+		}
+	case hasSDP(res):
+		_ = cm.applyAnswer(res.Body())
+	}
+	if err := sess.WriteAck(ctx, ackFor(sess.InviteRequest, res, ackBody)); err != nil {
+		c.end()
 		return c, err
 	}
+	u.track(c)
 	return c, nil
 }
 
@@ -465,22 +507,15 @@ func (u *UA) Message(ctx context.Context, target, text string) (*sip.Response, e
 	return res, err
 }
 
-func (u *UA) sdp() []byte {
-	ip := u.laddr.IP.String()
-	return []byte("v=0\r\no=hiersip 1 1 IN IP4 " + ip + "\r\ns=hiersip\r\nc=IN IP4 " + ip +
-		"\r\nt=0 0\r\nm=audio " + strconv.Itoa(u.laddr.Port+2) + " RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
-}
-
 func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil && hasTag(to) { // re-INVITE
 		if _, err := u.dsc.MatchDialogRequest(req); err != nil {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-			return
+			if _, err := u.dcc.MatchRequestDialog(req); err != nil {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+				return
+			}
 		}
-		res := sip.NewResponseFromRequest(req, 200, "OK", u.sdp())
-		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-		res.AppendHeader(&u.contact)
-		_ = tx.Respond(res)
+		u.answerInDialog(req, tx)
 		return
 	}
 	sess, err := u.dsc.ReadInvite(req, tx)
@@ -497,7 +532,23 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		_ = sess.Respond(486, "Busy Here", nil)
 		return
 	}
-	if err := sess.Respond(180, "Ringing", nil); err != nil {
+	cm, body, code := u.answerMedia(req)
+	if code != 0 {
+		_ = sess.Respond(code, "Not Acceptable Here", nil)
+		return
+	}
+	c := &Call{ua: u, Remote: req.From().Address.String(), CallID: req.CallID().Value(), ss: sess, Invite: req, media: cm}
+	defer func() {
+		if sess.LoadState() < sip.DialogStateEstablished {
+			c.end()
+		}
+	}()
+	if u.cfg.earlyMedia && hasSDP(req) {
+		if err := sess.Respond(183, "Session Progress", body, sip.NewHeader("Content-Type", "application/sdp")); err != nil {
+			return
+		}
+		u.track(c)
+	} else if err := sess.Respond(180, "Ringing", nil); err != nil {
 		return
 	}
 	var ring <-chan time.Time
@@ -515,10 +566,11 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	case <-u.ctx.Done():
 		return
 	}
-	if err := sess.RespondSDP(u.sdp()); err != nil {
+	u.addCall(c) // before the 2xx: a late offer's answer comes in the ACK
+	if err := sess.RespondSDP(body); err != nil {
 		return
 	}
-	c := &Call{ua: u, Remote: req.From().Address.String(), CallID: req.CallID().Value(), ss: sess, Invite: req}
+	u.track(c)
 	select {
 	case u.incoming <- c:
 	default:

@@ -63,7 +63,7 @@ takes about 7 minutes on 2 cores; --quick about one.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&cfg.Quick, "quick", false, "short run (fewer calls, runs and seconds), as the CI smoke test")
-	f.StringSliceVar(&sections, "sections", nil, "subset of sections to run: latency,throughput,register,lookup,failover,footprint")
+	f.StringSliceVar(&sections, "sections", nil, "subset of sections to run: latency,throughput,register,lookup,failover,footprint,media")
 	f.DurationVar(&cfg.StepDuration, "step", 0, "duration of each throughput step (default 20s; quick 3s)")
 	f.IntSliceVar(&cfg.Rates, "rates", nil, "call rates the throughput search steps through (default 250,500,1000,2000,4000,8000)")
 	f.StringVar(&cfg.OutDir, "out", "bench-results", "directory for bench.json, sipp and Kamailio files and profiles")

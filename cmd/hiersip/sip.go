@@ -122,6 +122,15 @@ func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
+// printMedia prints the RTP the call's UA sent and received, per m-line, e.g.
+// "media audio: sent 250, received 249 RTP packets (longest gap 21ms) to 127.0.0.1:10000".
+func printMedia(out io.Writer, c *sipbridge.Call) {
+	for _, m := range c.Media() {
+		fmt.Fprintf(out, "media %s: sent %d, received %d RTP packets (longest gap %s) to %s, %s\n",
+			m.Kind, m.Sent, m.Received, m.MaxGap.Round(time.Millisecond), m.Remote, m.Direction)
+	}
+}
+
 func printLadder(out io.Writer, ua *sipbridge.UA) {
 	fmt.Fprintln(out, "ladder:")
 	for _, e := range ua.Ladder() {
@@ -198,6 +207,7 @@ Exits 1 if the call fails.
 				}
 				fmt.Fprintf(out, "hung up (BYE answered in %s)\n", time.Since(t0).Round(time.Microsecond))
 			}
+			printMedia(out, call)
 			printLadder(out, ua)
 			return nil
 		},
@@ -254,6 +264,7 @@ MESSAGEs received, until SIGINT or SIGTERM; then unregister.
 					}()
 				case c := <-ended:
 					fmt.Fprintf(out, "call from %s ended (Call-ID %s)\n", c.Remote, c.CallID)
+					printMedia(out, c)
 				case m := <-ua.Messages():
 					fmt.Fprintf(out, "message from %s: %s\n", m.From, m.Body)
 				case <-refresh.C:

@@ -24,10 +24,11 @@ const (
 	SectionLookup     = "lookup"
 	SectionFailover   = "failover"
 	SectionFootprint  = "footprint"
+	SectionMedia      = "media"
 )
 
 // AllSections lists every section.
-var AllSections = []string{SectionLatency, SectionThroughput, SectionRegister, SectionLookup, SectionFailover, SectionFootprint}
+var AllSections = []string{SectionLatency, SectionThroughput, SectionRegister, SectionLookup, SectionFailover, SectionFootprint, SectionMedia}
 
 // Config configures a run. The zero value runs the full benchmark.
 type Config struct {
@@ -71,6 +72,12 @@ type Config struct {
 	Logger *slog.Logger
 	// SippPath and KamailioPath override the tools' paths (default: $PATH).
 	SippPath, KamailioPath string
+	// MediaCalls are the numbers of concurrent calls the media section steps through, in
+	// increasing order; it stops at the first with 1 % loss or more (default 10, 100,
+	// 250, 500, 750, 1000, 1500, 2000; quick 10, 50).
+	MediaCalls []int
+	// MediaDuration is how long each media step sends (default 10 s; quick 3 s).
+	MediaDuration time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -111,6 +118,18 @@ func (c Config) withDefaults() Config {
 	if len(c.Sections) == 0 {
 		c.Sections = AllSections
 	}
+	if len(c.MediaCalls) == 0 {
+		c.MediaCalls = []int{10, 100, 250, 500, 750, 1000, 1500, 2000}
+		if c.Quick {
+			c.MediaCalls = []int{10, 50}
+		}
+	}
+	if c.MediaDuration == 0 {
+		c.MediaDuration = 10 * time.Second
+		if c.Quick {
+			c.MediaDuration = 3 * time.Second
+		}
+	}
 	if c.OutDir == "" {
 		c.OutDir = "bench-results"
 	}
@@ -128,6 +147,7 @@ type Figure struct {
 	Unit    string  `json:"unit"`
 	Median  float64 `json:"median"`
 	P95     float64 `json:"p95"`
+	P99     float64 `json:"p99,omitempty"`
 	N       int     `json:"n"`
 	Method  string  `json:"method"`
 	Skipped string  `json:"skipped,omitempty"`
@@ -184,6 +204,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	sections := map[string]func(context.Context) error{
 		SectionLatency: r.latency, SectionThroughput: r.throughput, SectionRegister: r.register,
 		SectionLookup: r.lookup, SectionFailover: r.failover, SectionFootprint: r.footprint,
+		SectionMedia: r.media,
 	}
 	for _, s := range AllSections {
 		if !slices.Contains(cfg.Sections, s) {
@@ -254,6 +275,7 @@ func (r *runner) add(section, name, unit, method string, samples []float64) Figu
 		slices.Sort(s)
 		f.Median = quantile(s, 0.5)
 		f.P95 = quantile(s, 0.95)
+		f.P99 = quantile(s, 0.99)
 	}
 	r.rep.Figures = append(r.rep.Figures, f)
 	return f

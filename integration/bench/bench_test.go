@@ -31,7 +31,7 @@ func TestBenchSmoke(t *testing.T) {
 	var logs bytes.Buffer
 	cfg := Config{
 		Quick: true, Runs: 1, Calls: 5, StepDuration: 2 * time.Second, Rates: []int{20}, CPURate: 20,
-		LookupSizes: []int{5, 10}, Lookups: 8, Registrations: 20,
+		LookupSizes: []int{5, 10}, Lookups: 8, Registrations: 20, MediaCalls: []int{5}, MediaDuration: time.Second,
 		OutDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
@@ -42,7 +42,7 @@ func TestBenchSmoke(t *testing.T) {
 		t.Logf("log:\n%s", logs.String())
 		t.Fatalf("Run: %v", err)
 	}
-	for _, name := range []string{nameLatA, nameLatB, nameLatC, nameLatD, nameLatE, nameCPUB, nameFailover, nameRSSIdle, nameLookupGrowth} {
+	for _, name := range []string{nameLatA, nameLatB, nameLatC, nameLatD, nameLatE, nameCPUB, nameFailover, nameRSSIdle, nameLookupGrowth, nameMediaMax, nameMediaAddLo} {
 		if _, ok := rep.Get(name); !ok {
 			t.Errorf("figure %q missing", name)
 		}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/node"
 	"github.com/hiersip/hiersip/sipbridge"
 )
@@ -64,6 +65,7 @@ type helper struct {
 	names []string
 	mu    sync.Mutex
 	prof  *os.File
+	media node.MediaConfig
 }
 
 // helperMain starts -domains domains of -nodes nodes on loopback (the last
@@ -77,14 +79,19 @@ func helperMain(args []string, in io.Reader, out io.Writer) error {
 	members := fs.Int("members", 2, "nodes per domain that opt out of the election")
 	udpBuf := fs.Int("udpbuf", 8<<20, "UDP socket buffer of each bridge")
 	join := fs.String("join", "", "bootstrap multiaddr of an existing domain; no proxy is awaited")
+	var mc node.MediaConfig
+	fs.IntVar(&mc.MaxSessions, "media-sessions", 0, "media sessions per node and per peer (0: the default)")
+	fs.IntVar(&mc.PortMin, "media-port-min", 0, "media port range (0: the default)")
+	fs.IntVar(&mc.PortMax, "media-port-max", 0, "media port range (0: the default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	mc.MaxSessionsPerPeer = mc.MaxSessions
 	if *ndom < 1 || *ndom > len(domainNames) || *nnodes < 1 || *members > *nnodes || (*members == *nnodes && *join == "") {
 		return fmt.Errorf("bad helper flags %v", args)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	h := &helper{log: log, nodes: map[string][]*node.Node{}, names: domainNames[:*ndom]}
+	h := &helper{log: log, nodes: map[string][]*node.Node{}, names: domainNames[:*ndom], media: mc}
 	defer h.close()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -151,6 +158,7 @@ func (h *helper) start(ctx context.Context, n, members, udpBuf int, join string)
 				Global:     node.BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: slices.Clone(seeds)},
 				GlobalSeed: i == 0 && join == "",
 				Election:   node.ElectionConfig{OptOut: i >= n-members},
+				Media:      h.media,
 			}
 			if i > 0 {
 				cfg.Bootstrap.Peers = []string{first}
@@ -226,6 +234,7 @@ func (h *helper) nodeAt(dom, idx string) (*node.Node, error) {
 //	kill <domain>                 close the domain's proxy (no handoff); reply: its index
 //	proxy <domain>                wait for a serving proxy; reply: its index
 //	resolve <domain> <idx> <aor>  poll the node's Lookup until aor resolves
+//	media <domain> <idx>          reply: the node's media sessions, packets to peers and to phones, drops by reason
 //	stats                         reply: goroutines and heap in use
 //	profstart <file> / profstop   CPU profile of this process
 func (h *helper) command(f []string) (string, error) {
@@ -264,6 +273,19 @@ func (h *helper) command(f []string) (string, error) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+	case f[0] == "media" && len(f) == 3:
+		n, err := h.nodeAt(f[1], f[2])
+		if err != nil || n.Media() == nil {
+			return "", fmt.Errorf("no media relay at %s/%s", f[1], f[2])
+		}
+		st := n.Media().Stats()
+		var drops []string
+		for _, r := range media.DropReasons {
+			if v := st.Dropped[r]; v > 0 {
+				drops = append(drops, fmt.Sprintf("%s=%d", r, v))
+			}
+		}
+		return fmt.Sprintf("%d %d %d %s", st.Sessions, st.ToPeer, st.ToPhone, strings.Join(drops, ",")), nil
 	case f[0] == "stats":
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)

@@ -39,6 +39,9 @@ type Options struct {
 	RegInt int
 	// Transport is the SIP transport to the node, "udp" (default) or "tcp".
 	Transport string
+	// RTPPorts is baresip's RTP port range, e.g. "40000-40009" (default
+	// 40000-40999); a test that counts RTP pins it.
+	RTPPorts string
 	// Config are further lines of baresip's config file.
 	Config []string
 	// Command makes the command that runs baresip, e.g. inside a network
@@ -62,6 +65,9 @@ func Start(t testing.TB, acct Account, o Options) *Baresip {
 	bin := testenv.RequireBinary(t, "baresip")
 	if o.Listen == "" {
 		o.Listen = fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
+	}
+	if o.RTPPorts == "" {
+		o.RTPPorts = "40000-40999"
 	}
 	if o.RegInt == 0 {
 		o.RegInt = 60
@@ -93,8 +99,8 @@ ausrc_srate 48000
 ausrc_channels 2
 auplay_srate 48000
 audio_alert aubridge,nil
-rtp_ports 40000-40999
-`, o.Listen, modulesDir(), consPort) + strings.Join(o.Config, "\n") + "\n"
+rtp_ports %s
+`, o.Listen, modulesDir(), consPort, o.RTPPorts) + strings.Join(o.Config, "\n") + "\n"
 	account := fmt.Sprintf("<%s;transport=%s>;auth_pass=%s;outbound=\"sip:%s;transport=%s\";regint=%d;answermode=auto\n",
 		acct.AOR, o.Transport, acct.Password, acct.Node, o.Transport, o.RegInt)
 	for name, data := range map[string]string{"config": config, "accounts": account} {
@@ -122,6 +128,11 @@ rtp_ports 40000-40999
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Stop stops baresip (a BYE is not sent: hang up first).
+func (b *Baresip) Stop() {
+	_ = b.cmd.Process.Kill()
 }
 
 // Output returns what baresip printed so far.

@@ -183,8 +183,26 @@ func (d *demo) run(ctx context.Context) error {
 	case <-cctx.Done():
 		return errors.New("demo: MESSAGE not delivered")
 	}
+	// Half a second of audio each way: the two end nodes anchor it and carry it over
+	// libp2p (package media), the proxies never see it.
+	var answered *sipbridge.Call
+	select {
+	case answered = <-callee.Incoming():
+	case <-cctx.Done():
+	}
+	audioDeadline := time.Now().Add(3 * time.Second)
+	for answered != nil && time.Now().Before(audioDeadline) {
+		if m, n := call.Media(), answered.Media(); len(m) > 0 && len(n) > 0 && m[0].Received >= 25 && n[0].Received >= 25 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := call.Hangup(cctx); err != nil {
 		return fmt.Errorf("demo: BYE: %w", err)
+	}
+	if m := call.Media(); len(m) > 0 && answered != nil && len(answered.Media()) > 0 {
+		d.printf("audio: %s sent %d RTP packets, %s received %d; %s sent %d, %s received %d (through their two nodes only)\n",
+			caller.AOR(), m[0].Sent, callee.AOR(), answered.Media()[0].Received, callee.AOR(), answered.Media()[0].Sent, caller.AOR(), m[0].Received)
 	}
 	d.printLadder(call.CallID, invited)
 	if s, ok := d.setupTime(call.CallID); ok {
