@@ -191,7 +191,7 @@ func New(h host.Host, opts ...Option) (r *Relay, err error) {
 	}
 	r = &Relay{
 		h: h, cfg: cfg, self: h.ID(),
-		log:      cfg.log.With("component", "media", "node", h.ID().ShortString()),
+		log:      cfg.log.With("component", "media"),
 		sessions: map[SessionID]*Session{}, byKey: map[Key]*Session{}, perPeer: map[peer.ID]int{},
 		links: map[peer.ID]*link{}, inbound: map[network.Stream]peer.ID{}, inPeer: map[peer.ID]int{},
 		ports: newPortPool(cfg.portMin, cfg.portMax),
