@@ -215,6 +215,7 @@ type Bridge struct {
 
 	lim   *limiter
 	binds *bindingCache
+	guard *logGuard // the log guard under b.log (logguard.go)
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -246,7 +247,9 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		return nil, fmt.Errorf("%w: locator domain: %w", ErrBadOption, err)
 	}
 	b = &Bridge{h: h, loc: loc, cfg: cfg, self: h.ID(), selfStr: h.ID().String(), domain: loc.Domain()}
-	b.log = cfg.log.With("component", "sipbridge", "node", b.self.ShortString(), "domain", b.domain)
+	b.guard = newLogGuard(cfg.log.Handler().WithAttrs([]slog.Attr{slog.String("component", "sipbridge"),
+		slog.String("node", b.self.ShortString()), slog.String("domain", b.domain)}))
+	b.log = slog.New(b.guard)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.txs = newTxTable()
 	b.lim = newLimiter(cfg.limits)
@@ -289,18 +292,18 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("hiersip"),
 		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(b.log.With("layer", "sip-tx")),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(b.sipgoLog("sip-tx")),
 			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) { b.forwardStray(res) })),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(b.log.With("layer", "sip-transport"))),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(b.sipgoLog("sip-transport"))),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sipbridge: sip user agent: %w", err)
 	}
-	b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(b.log.With("layer", "sip-server")))
+	b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(b.sipgoLog("sip-server")))
 	if err != nil {
 		return nil, fmt.Errorf("sipbridge: sip server: %w", err)
 	}
-	b.cli, err = sipgo.NewClient(b.ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(b.log.With("layer", "sip-client")))
+	b.cli, err = sipgo.NewClient(b.ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(b.sipgoLog("sip-client")))
 	if err != nil {
 		return nil, fmt.Errorf("sipbridge: sip client: %w", err)
 	}
@@ -326,6 +329,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		}
 	}
 	b.spawn(func() { b.reg.run(b.ctx) })
+	b.spawn(b.flushLogs)
 	b.log.Info("sip bridge started", "udp", b.UDPAddr(), "tcp", b.TCPAddr())
 	return b, nil
 }

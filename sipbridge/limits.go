@@ -114,6 +114,8 @@ type Stats struct {
 	// AuthThrottled: requests with credentials refused unchecked (503), the source being
 	// over its failure budget.
 	AuthThrottled uint64
+	// Abuse counts the other refusals and the connections and streams (see AbuseStats).
+	AbuseStats
 }
 
 // Stats returns the counters of the bridge's limits.
@@ -122,6 +124,7 @@ func (b *Bridge) Stats() Stats {
 	return Stats{
 		RateLimited: s.rateLimited.Load(), Overloaded: s.overloaded.Load(), Dropped: s.dropped.Load(),
 		AuthChecked: s.authChecked.Load(), AuthFailed: s.authFailed.Load(), AuthThrottled: s.authThrottled.Load(),
+		AbuseStats: b.abuseStats(),
 	}
 }
 
@@ -321,6 +324,7 @@ type limiter struct {
 	stats struct {
 		rateLimited, overloaded, dropped       atomic.Uint64
 		authChecked, authFailed, authThrottled atomic.Uint64
+		abuseCounters
 	}
 }
 

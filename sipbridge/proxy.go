@@ -378,6 +378,9 @@ func (b *Bridge) start(ctx context.Context, req *sip.Request, up upstream, from 
 	if code, reason := validateRequest(req); code != 0 {
 		return reply(code, reason)
 	}
+	if tags := proxyRequireTags(req); tags != "" {
+		return reply(420, "Bad Extension", sip.NewHeader("Unsupported", tags))
+	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		if req.Method == sip.OPTIONS && b.addressedToMe(req) {
 			return reply(200, "OK")
