@@ -93,6 +93,7 @@ type config struct {
 	callObserver     func(kind string, code int)
 	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
 	limits           Limits
+	conns            ConnLimits
 }
 
 // Option configures a Bridge.
@@ -213,9 +214,10 @@ type Bridge struct {
 	inflight atomic.Int64 // requests being proxied (relay running)
 	uas      uaAddrs      // contact addresses of local UAs
 
-	lim   *limiter
-	binds *bindingCache
-	guard *logGuard // the log guard under b.log (logguard.go)
+	lim     *limiter
+	binds   *bindingCache
+	guard   *logGuard // the log guard under b.log (logguard.go)
+	streams *counter  // inbound streams per peer (conncap.go)
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -232,7 +234,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		log: slog.Default(), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
 		minExp: DefaultMinExpires, defExp: DefaultExpires, maxExp: DefaultMaxExpires,
 		locTimeout: DefaultLocatorTimeout, dialTimeout: DefaultDialTimeout, udpBuf: 4 << 20,
-		limits:    DefaultLimits(),
+		limits: DefaultLimits(), conns: DefaultConnLimits(),
 		lookupTTL: DefaultLookupCacheTTL,
 	}
 	for _, o := range opts {
@@ -257,6 +259,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
 	b.binds = newBindingCache(cfg.lookupTTL)
+	b.streams = newCounter(cfg.conns.MaxStreamsPerPeer, cfg.conns.MaxStreams)
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, b.Close())
@@ -321,7 +324,8 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 		b.goServe(func() error { return b.srv.ServeUDP(fc) })
 	}
 	if b.tcp != nil {
-		b.goServe(func() error { return b.srv.ServeTCP(b.tcp) })
+		g := b.guardTCP(b.tcp)
+		b.goServe(func() error { return b.srv.ServeTCP(g) })
 	}
 	if b.udp != nil {
 		if err := waitUDPListener(b.ua.TransportLayer(), b.udp.LocalAddr().String()); err != nil {
