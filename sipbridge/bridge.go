@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,7 @@ type config struct {
 	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
 	limits           Limits
 	conns            ConnLimits
+	trusted          []netip.Prefix // UA networks served without users (relaypolicy.go)
 }
 
 // Option configures a Bridge.
@@ -335,6 +337,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.spawn(func() { b.reg.run(b.ctx) })
 	b.spawn(b.flushLogs)
 	b.log.Info("sip bridge started", "udp", b.UDPAddr(), "tcp", b.TCPAddr())
+	b.logPolicy()
 	return b, nil
 }
 

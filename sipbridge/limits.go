@@ -485,6 +485,10 @@ func (b *Bridge) guardUA(next func(*sip.Request, sip.ServerTransaction)) func(*s
 				return
 			}
 		}
+		if res := b.refuseUntrusted(req); res != nil { // relaypolicy.go
+			refuse(res)
+			return
+		}
 		if req.IsAck() || tx == nil {
 			next(req, tx)
 			return

@@ -203,7 +203,7 @@ func (b *Bridge) onArrival(req *sip.Request) {
 // sending run in the dialog's queue, in arrival order; the handler then waits for the
 // transaction to end, since sipgo terminates the server transaction when it returns.
 func (b *Bridge) onUARequest(req *sip.Request, tx sip.ServerTransaction) {
-	b.uas.note(req)
+	b.noteUA(req)
 	callID, id, ok := arrivalKey(req)
 	if !ok {
 		if tx != nil {
@@ -722,7 +722,7 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 			return fwd, hop{peer: p}, 0, ""
 		}
 		u := *r.Address.Clone()
-		if from != "" && !b.localUA(&u) {
+		if !b.mayRelayTo(&u, from) {
 			return nil, hop{}, 403, notLocalUAReason
 		}
 		return fwd, hop{uri: &u}, 0, ""
@@ -739,7 +739,7 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 	if u.User == "" || u.Port != 0 || net.ParseIP(strings.Trim(u.Host, "[]")) != nil {
 		// A contact address (the last hop of an in-dialog request, or a UA's explicit target).
 		uc := *u.Clone()
-		if from != "" && !b.localUA(&uc) {
+		if !b.mayRelayTo(&uc, from) {
 			return nil, hop{}, 403, notLocalUAReason
 		}
 		return fwd, hop{uri: &uc}, 0, ""
