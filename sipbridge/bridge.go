@@ -220,6 +220,7 @@ type Bridge struct {
 	binds   *bindingCache
 	guard   *logGuard // the log guard under b.log (logguard.go)
 	streams *counter  // inbound streams per peer (conncap.go)
+	unwatch func()    // stops watching the host's connections (orphans.go)
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -320,6 +321,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.srv.OnNoRoute(b.guardUA(b.onUARequest))
 
 	h.SetStreamHandler(ProtocolID, b.links.handleStream)
+	b.unwatch = b.watchPeers()
 	if b.udp != nil {
 		b.order = newRespOrder()
 		fc := &filterConn{PacketConn: b.udp, log: b.log, arrived: b.onArrival, order: b.order, b: b}
@@ -363,6 +365,9 @@ func (b *Bridge) Close() error {
 
 	b.cancel()
 	b.h.RemoveStreamHandler(ProtocolID)
+	if b.unwatch != nil {
+		b.unwatch()
+	}
 	var errs []error
 	if b.srv != nil {
 		_ = b.srv.Close()

@@ -63,10 +63,11 @@ func (b *Bridge) peerLost(p peer.ID, err error) {
 	b.txs.failPeer(p, err)
 	n := 0
 	for _, st := range b.txs.serversOf(p) {
-		if strings.HasSuffix(st.key, "|"+string(sip.INVITE)) {
+		fired := false
+		st.cOnce.Do(func() { close(st.cancel); fired = true }) // st.signalCancel, counted once
+		if fired && strings.HasSuffix(st.key, "|"+string(sip.INVITE)) {
 			n++
 		}
-		st.signalCancel()
 	}
 	if n > 0 {
 		b.lim.stats.calleeLegsEnded.Add(uint64(n))

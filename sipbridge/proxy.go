@@ -464,6 +464,9 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 			b.nodeHeaders(out, rr, toPeer)
 			if err := up.respond(out); err != nil {
 				b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err, "msg", out.String())
+				if req.IsInvite() && res.StatusCode >= 200 && res.StatusCode < 300 {
+					b.endCalleeLeg(req, down, res) // orphans.go
+				}
 			}
 			if res.StatusCode >= 200 {
 				b.observeCall(req, res.StatusCode)
@@ -479,7 +482,9 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 				if res.StatusCode >= 200 {
 					out := upResponse(res)
 					b.nodeHeaders(out, rr, toPeer)
-					_ = up.respond(out)
+					if err := up.respond(out); err != nil && req.IsInvite() && res.StatusCode < 300 {
+						b.endCalleeLeg(req, down, res)
+					}
 					b.observeCall(req, res.StatusCode)
 					return
 				}
