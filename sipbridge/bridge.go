@@ -96,6 +96,7 @@ type config struct {
 	limits           Limits
 	conns            ConnLimits
 	trusted          []netip.Prefix // UA networks served without users (relaypolicy.go)
+	digestAlgs       []string       // nil: SHA-256, MD5 as the users allow (digest.go)
 }
 
 // Option configures a Bridge.
@@ -221,6 +222,7 @@ type Bridge struct {
 	guard   *logGuard // the log guard under b.log (logguard.go)
 	streams *counter  // inbound streams per peer (conncap.go)
 	unwatch func()    // stops watching the host's connections (orphans.go)
+	auth    *authGuard
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -258,6 +260,7 @@ func New(h host.Host, loc Locator, opts ...Option) (b *Bridge, err error) {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.txs = newTxTable()
 	b.lim = newLimiter(cfg.limits)
+	b.auth = newAuthGuard(cfg.limits) // digest.go
 	b.queue = newSerializer(b.spawn)
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)

@@ -533,32 +533,11 @@ func (b *Bridge) authorizeUA(req *sip.Request, key string) *sip.Response {
 		return nil
 	}
 	res := b.newResponse(req, code, reason)
-	if chal != "" {
-		res.AppendHeader(sip.NewHeader("WWW-Authenticate", chal))
+	for _, h := range challengeHeaders(chal) { // digest.go
+		res.AppendHeader(h)
 	}
 	if code == 503 {
 		res.AppendHeader(sip.NewHeader("Retry-After", retryAfter))
 	}
 	return res
-}
-
-// authorize runs the digest check of req for aor from source key, throttling sources that
-// keep sending wrong credentials. It returns 0 when accepted, else the status, reason and
-// challenge (for 401) to answer.
-func (b *Bridge) authorize(req *sip.Request, aor domains.AOR, key string) (int, string, string) {
-	l, now := b.lim, time.Now()
-	hasCreds := req.GetHeader("Authorization") != nil
-	if hasCreds && !l.ua.authAllowed(key, now) {
-		l.stats.authThrottled.Add(1)
-		return 503, "Service Unavailable: too many authentication failures", ""
-	}
-	code, reason, chal := b.cfg.users.check(req, aor, b.domain)
-	if hasCreds && code != 401 {
-		l.stats.authChecked.Add(1)
-	}
-	if code == 403 {
-		l.stats.authFailed.Add(1)
-		l.ua.authFailed(key, now)
-	}
-	return code, reason, chal
 }

@@ -109,7 +109,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		if code, reason, chal := b.authorize(req, aor, sourceKey(req.Source())); code != 0 {
 			switch {
 			case chal != "":
-				fail(code, reason, sip.NewHeader("WWW-Authenticate", chal))
+				fail(code, reason, challengeHeaders(chal)...)
 			case code == 503:
 				fail(code, reason, sip.NewHeader("Retry-After", retryAfter))
 			default:

@@ -132,7 +132,7 @@ func (b *Bridge) noteUA(req *sip.Request) {
 // logPolicy says at start whom the node serves.
 func (b *Bridge) logPolicy() {
 	if b.cfg.users != nil {
-		b.log.Info("digest authentication of user agents on", "algorithms", strings.Join(b.cfg.users.algorithms(), ", "))
+		b.log.Info("digest authentication of user agents on", "algorithms", strings.Join(b.cfg.users.algorithms(b.cfg.digestAlgs), ", "))
 		return
 	}
 	nets := make([]string, 0, len(b.cfg.trusted))
