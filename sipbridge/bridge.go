@@ -97,6 +97,7 @@ type config struct {
 	conns            ConnLimits
 	trusted          []netip.Prefix // UA networks served without users (relaypolicy.go)
 	digestAlgs       []string       // nil: SHA-256, MD5 as the users allow (digest.go)
+	maxContacts      int            // 0: DefaultMaxContacts (contactcap.go)
 }
 
 // Option configures a Bridge.
