@@ -68,7 +68,11 @@ type DaemonConfig struct {
 		MinExpires     time.Duration `koanf:"min_expires" help:"shortest registration accepted (0: the bridge's default)"`
 		DefaultExpires time.Duration `koanf:"default_expires" help:"registration interval when a REGISTER names none (0: default)"`
 		MaxExpires     time.Duration `koanf:"max_expires" help:"longest registration granted (0: default)"`
-		Limits         struct {
+		// Abuse resistance (issue 16).
+		TrustedNetworks  []string `koanf:"trusted_networks" help:"without users_file: CIDR prefixes whose UAs the node serves besides loopback"`
+		DigestAlgorithms []string `koanf:"digest_algorithms" help:"digest challenges, preferred first: SHA-256, MD5 (empty: both, as the users file allows)"`
+		MaxContacts      int      `koanf:"max_contacts" help:"contacts of one AOR, and of one REGISTER (1 to 16)"`
+		Limits           struct {
 			SourceRate      float64       `koanf:"source_rate" help:"initial requests per second from one UA source IP (0: no limit)"`
 			SourceBurst     int           `koanf:"source_burst" help:"burst of initial requests from one UA source IP"`
 			PeerRate        float64       `koanf:"peer_rate" help:"initial requests per second from one node over /hiersip/sip/1.0.0 (0: no limit)"`
@@ -79,6 +83,13 @@ type DaemonConfig struct {
 			MaxSourceTx     int           `koanf:"max_source_transactions" help:"concurrent transactions of one UA source IP"`
 			MaxTransactions int           `koanf:"max_transactions" help:"concurrent transactions of all UAs together"`
 			MaxPeerTx       int           `koanf:"max_peer_transactions" help:"concurrent transactions of one node"`
+			MessageTimeout  time.Duration `koanf:"message_timeout" help:"a message must arrive whole this long after its first byte (TCP, streams)"`
+			TCPIdleTimeout  time.Duration `koanf:"tcp_idle_timeout" help:"UA-facing TCP connections without message or keep-alive are closed after this"`
+			StreamIdle      time.Duration `koanf:"stream_idle_timeout" help:"inbound /hiersip/sip/1.0.0 streams without a message are closed after this (same on every node)"`
+			MaxTCPPerSource int           `koanf:"max_tcp_per_source" help:"UA-facing TCP connections of one source IP"`
+			MaxTCP          int           `koanf:"max_tcp_connections" help:"UA-facing TCP connections in all (at most a quarter of RLIMIT_NOFILE)"`
+			MaxStreamsPeer  int           `koanf:"max_streams_per_peer" help:"inbound /hiersip/sip/1.0.0 streams of one node"`
+			MaxStreams      int           `koanf:"max_streams" help:"inbound /hiersip/sip/1.0.0 streams in all"`
 		} `koanf:"limits"`
 	} `koanf:"sip"`
 	Election struct {
@@ -139,6 +150,11 @@ func DefaultDaemonConfig() DaemonConfig {
 	c.SIP.Limits.AuthFailures, c.SIP.Limits.AuthWindow = l.AuthFailures, l.AuthWindow
 	c.SIP.Limits.MaxSourceTx, c.SIP.Limits.MaxTransactions = l.MaxSourceTx, l.MaxUATx
 	c.SIP.Limits.MaxPeerTx = sipbridge.DefaultMaxTxPerPeer
+	cl := sipbridge.DefaultConnLimits()
+	c.SIP.Limits.MessageTimeout, c.SIP.Limits.TCPIdleTimeout, c.SIP.Limits.StreamIdle = cl.MessageTimeout, cl.TCPIdleTimeout, cl.StreamIdleTimeout
+	c.SIP.Limits.MaxTCPPerSource, c.SIP.Limits.MaxTCP = cl.MaxTCPPerSource, cl.MaxTCP
+	c.SIP.Limits.MaxStreamsPeer, c.SIP.Limits.MaxStreams = cl.MaxStreamsPerPeer, cl.MaxStreams
+	c.SIP.MaxContacts = sipbridge.DefaultMaxContacts
 	c.Admin.Listen = "127.0.0.1:8080"
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.ShutdownTimeout = DefaultShutdownTimeout
@@ -520,6 +536,10 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 	if dl.MaxPeerTx < 1 {
 		return Config{}, &DaemonConfigError{"sip.limits.max_peer_transactions", fmt.Errorf("%d: want at least 1", dl.MaxPeerTx)}
 	}
+	abuseOpts, aerr := c.sipAbuseOptions() // sipabuse.go
+	if aerr != nil {
+		return Config{}, aerr
+	}
 	if c.SIP.UsersFile != "" {
 		if _, err := sipbridge.LoadUsers(c.SIP.UsersFile); err != nil {
 			return Config{}, &DaemonConfigError{"sip.users_file", err}
@@ -590,7 +610,7 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 			UDP: c.SIP.UDP, TCP: c.SIP.TCP, UsersFile: c.SIP.UsersFile,
 			MinExpires: c.SIP.MinExpires, DefaultExpires: c.SIP.DefaultExpires, MaxExpires: c.SIP.MaxExpires,
 			Limits:  &limits,
-			Options: []sipbridge.Option{sipbridge.WithMaxTransactionsPerPeer(dl.MaxPeerTx)},
+			Options: append([]sipbridge.Option{sipbridge.WithMaxTransactionsPerPeer(dl.MaxPeerTx)}, abuseOpts...),
 		}
 	}
 	_, err := cfg.NAT.validate()

@@ -98,6 +98,13 @@ func WithConnLimits(l ConnLimits) Option {
 	}
 }
 
+// CheckOption reports the error o would make New return, without a host: for configuration
+// loaders that want to name the setting at fault before starting anything.
+func CheckOption(o Option) error {
+	var c config
+	return o(&c)
+}
+
 // fdShare is the part of RLIMIT_NOFILE that UA-facing TCP connections may take.
 const fdShare = 4
 
