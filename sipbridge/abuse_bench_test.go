@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,6 +114,8 @@ func abuseOnce(b *testing.B, attack string, sources int) abuseRun {
 			return st.Unparsable+uint64(st.TCPConns)+uint64(st.Streams)+st.TCPTimedOut+st.StreamsTimedOut > 0
 		})
 	}
+	runtime.GC()
+	debug.FreeOSMemory() // what earlier runs left behind is not this run's
 	log0 := w.n.Load()
 	cpu0 := cpuTime()
 	var peakRSS atomic.Int64
@@ -159,6 +163,14 @@ func abuseOnce(b *testing.B, attack string, sources int) abuseRun {
 	r := abuseRun{calls: int(ok.Load()), cores: (cpuTime() - cpu0).Seconds() / elapsed.Seconds(),
 		rssMiB: float64(peakRSS.Load()) / (1 << 20), logBytes: w.n.Load() - log0, elapsed: elapsed}
 	st := n1.b.Stats()
+	// close this run's nodes and UAs now, not when the benchmark ends
+	for _, u := range []*UA{alice, bob} {
+		_ = u.Close()
+	}
+	for _, n := range []*testNode{n1, n2} {
+		_ = n.b.Close()
+		_ = n.h.Close()
+	}
 	b.Logf("%s, %d sources: %d/50 calls in %v, %.2f cores, peak RSS %.0f MiB, %d log bytes; node: %d unparsable, %d TCP open (%d refused, %d timed out), %d streams open (%d refused, %d timed out)",
 		attack, sources, r.calls, elapsed.Round(time.Millisecond), r.cores, r.rssMiB, r.logBytes,
 		st.Unparsable, st.TCPConns, st.TCPRefused, st.TCPTimedOut, st.Streams, st.StreamsRefused, st.StreamsTimedOut)
