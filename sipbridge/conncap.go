@@ -255,22 +255,20 @@ func (b *Bridge) streamDeadlines(s network.Stream, inbound bool) (before func(),
 // streamEnded decides what the end of a stream of p by err means for p's transactions. A
 // stream the peer closed (it retires idle streams), one this node closed by deadline, or
 // the node's own outgoing stream (responses come on the peer's stream) tell nothing about
-// the peer. A reset or broken inbound stream fails this node's requests to the peer (their
-// responses were to come on it); a peer this node has no connection to any more is lost
-// (peerLost, see also watchPeers).
+// the peer. A reset or broken inbound stream, or any stream of a peer this node has no
+// connection to any more, fails this node's requests to the peer (their responses were to
+// come on it). The peer's requests here are given up only when it cannot be reached again
+// (watchPeers, checkPeer).
 func (b *Bridge) streamEnded(p peer.ID, inbound bool, err error) {
 	if b.ctx.Err() != nil {
 		return
 	}
-	linkErr := fmt.Errorf("%w: %s: stream ended: %v", ErrLinkDown, p, err)
 	connected := b.h.Network().Connectedness(p) == network.Connected
 	switch {
 	case timedOut(err):
 		b.lim.stats.streamsTimedOut.Add(1)
-	case !connected:
-		b.peerLost(p, linkErr)
-	case inbound && !isEOF(err):
-		b.txs.failPeer(p, linkErr)
+	case !connected || (inbound && !isEOF(err)):
+		b.txs.failPeer(p, fmt.Errorf("%w: %s: stream ended: %v", ErrLinkDown, p, err))
 	}
 }
 
