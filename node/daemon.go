@@ -79,7 +79,11 @@ type DaemonConfig struct {
 		MaxExpires     time.Duration `koanf:"max_expires" help:"longest registration granted (0: default)"`
 		Advertise      string        `koanf:"advertise" help:"host[:port] to write into Via, Record-Route and Contact, e.g. the public address of a server behind NAT (empty: the interface address towards each destination)"`
 		NATKeepalive   time.Duration `koanf:"nat_keepalive" help:"interval of the OPTIONS keep-alives to registered phones behind NAT (0: none)"`
-		Limits         struct {
+		// Abuse resistance (README "Limits and overload").
+		TrustedNetworks  []string `koanf:"trusted_networks" help:"without users_file: CIDR prefixes whose UAs the node serves besides loopback"`
+		DigestAlgorithms []string `koanf:"digest_algorithms" help:"digest challenges, preferred first: SHA-256, MD5 (empty: both, as the users file allows)"`
+		MaxContacts      int      `koanf:"max_contacts" help:"contacts of one AOR, and of one REGISTER (1 to 16)"`
+		Limits           struct {
 			SourceRate      float64       `koanf:"source_rate" help:"initial requests per second from one UA source IP (0: no limit)"`
 			SourceBurst     int           `koanf:"source_burst" help:"burst of initial requests from one UA source IP"`
 			PeerRate        float64       `koanf:"peer_rate" help:"initial requests per second from one node over /hiersip/sip/1.0.0 (0: no limit)"`
@@ -90,6 +94,13 @@ type DaemonConfig struct {
 			MaxSourceTx     int           `koanf:"max_source_transactions" help:"concurrent transactions of one UA source IP"`
 			MaxTransactions int           `koanf:"max_transactions" help:"concurrent transactions of all UAs together"`
 			MaxPeerTx       int           `koanf:"max_peer_transactions" help:"concurrent transactions of one node"`
+			MessageTimeout  time.Duration `koanf:"message_timeout" help:"a message must arrive whole this long after its first byte (TCP, streams)"`
+			TCPIdleTimeout  time.Duration `koanf:"tcp_idle_timeout" help:"UA-facing TCP connections without message or keep-alive are closed after this"`
+			StreamIdle      time.Duration `koanf:"stream_idle_timeout" help:"inbound /hiersip/sip/1.0.0 streams without a message are closed after this (same on every node)"`
+			MaxTCPPerSource int           `koanf:"max_tcp_per_source" help:"UA-facing TCP connections of one source IP"`
+			MaxTCP          int           `koanf:"max_tcp_connections" help:"UA-facing TCP connections in all (at most a quarter of RLIMIT_NOFILE)"`
+			MaxStreamsPeer  int           `koanf:"max_streams_per_peer" help:"inbound /hiersip/sip/1.0.0 streams of one node"`
+			MaxStreams      int           `koanf:"max_streams" help:"inbound /hiersip/sip/1.0.0 streams in all"`
 		} `koanf:"limits"`
 	} `koanf:"sip"`
 	Election struct {
@@ -179,6 +190,11 @@ func DefaultDaemonConfig() DaemonConfig {
 	c.Media.MaxSessions, c.Media.MaxSessionsPerPeer = media.DefaultMaxSessions, media.DefaultMaxSessionsPerPeer
 	c.Media.IdleTimeout, c.Media.HoldTimeout = media.DefaultIdleTimeout, media.DefaultHoldTimeout
 	c.Media.MaxDelay = media.DefaultMaxDelay
+	cl := sipbridge.DefaultConnLimits()
+	c.SIP.Limits.MessageTimeout, c.SIP.Limits.TCPIdleTimeout, c.SIP.Limits.StreamIdle = cl.MessageTimeout, cl.TCPIdleTimeout, cl.StreamIdleTimeout
+	c.SIP.Limits.MaxTCPPerSource, c.SIP.Limits.MaxTCP = cl.MaxTCPPerSource, cl.MaxTCP
+	c.SIP.Limits.MaxStreamsPeer, c.SIP.Limits.MaxStreams = cl.MaxStreamsPerPeer, cl.MaxStreams
+	c.SIP.MaxContacts = sipbridge.DefaultMaxContacts
 	c.Admin.Listen = "127.0.0.1:8080"
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.ShutdownTimeout = DefaultShutdownTimeout
@@ -619,6 +635,10 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 	if dl.MaxPeerTx < 1 {
 		return Config{}, &DaemonConfigError{"sip.limits.max_peer_transactions", fmt.Errorf("%d: want at least 1", dl.MaxPeerTx)}
 	}
+	abuseOpts, aerr := c.sipAbuseOptions() // sipabuse.go
+	if aerr != nil {
+		return Config{}, aerr
+	}
 	if c.SIP.UsersFile != "" {
 		if _, err := sipbridge.LoadUsers(c.SIP.UsersFile); err != nil {
 			return Config{}, &DaemonConfigError{"sip.users_file", err}
@@ -693,7 +713,7 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 			MinExpires: c.SIP.MinExpires, DefaultExpires: c.SIP.DefaultExpires, MaxExpires: c.SIP.MaxExpires,
 			Limits:    &limits,
 			Advertise: c.SIP.Advertise,
-			Options:   []sipbridge.Option{sipbridge.WithMaxTransactionsPerPeer(dl.MaxPeerTx)},
+			Options:   append([]sipbridge.Option{sipbridge.WithMaxTransactionsPerPeer(dl.MaxPeerTx)}, abuseOpts...),
 		}
 		cfg.SIP.NATKeepalive = c.SIP.NATKeepalive
 		if cfg.SIP.NATKeepalive == 0 {

@@ -45,7 +45,8 @@ func TestDaemonConfigLimits(t *testing.T) {
 }
 
 // TestResourceLimits checks that a node's host limits hiersip's protocols as ResourceLimits
-// says: a peer cannot hold more than 8 inbound SIP streams at once.
+// says, and its bridge tighter still: a peer cannot hold more than 4 inbound SIP streams at
+// once.
 func TestResourceLimits(t *testing.T) {
 	l := ResourceLimits("pastry")
 	for _, p := range []protocol.ID{sipbridge.ProtocolID, media.ProtocolID, election.HelloProtocol, "/hiersip/pastry/kad/1.0.0", "/hiersip/global/kad/1.0.0"} {
@@ -96,9 +97,44 @@ func TestResourceLimits(t *testing.T) {
 		}
 		refused = err
 	}
-	want := int(ResourceLimits("pastry").ProtocolPeer[sipbridge.ProtocolID].StreamsInbound)
+	// the bridge's own cap (sipbridge.ConnLimits.MaxStreamsPerPeer) is the tighter one
+	want := min(int(ResourceLimits("pastry").ProtocolPeer[sipbridge.ProtocolID].StreamsInbound), sipbridge.DefaultConnLimits().MaxStreamsPerPeer)
 	t.Logf("inbound SIP streams of one peer: %d accepted, the next refused (%v)", accepted, refused)
 	if accepted != want || refused == nil {
 		t.Fatalf("accepted %d inbound SIP streams of one peer, want %d and then a refusal (got %v)", accepted, want, refused)
+	}
+}
+
+func TestDaemonConfigAbuse(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("HIERSIP_SIP_TRUSTED_NETWORKS", "192.168.1.0/24, 10.0.0.7")
+	t.Setenv("HIERSIP_SIP_LIMITS_STREAM_IDLE_TIMEOUT", "90s")
+	c, err := LoadDaemonConfig("", daemonFlags(t, "--domain", "pastry", "--sip-max-contacts", "4", "--sip-digest-algorithms", "MD5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Logger = quiet
+	if _, err := c.NodeConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if c.SIP.Limits.StreamIdle != 90*time.Second || c.SIP.MaxContacts != 4 || len(c.SIP.TrustedNetworks) != 2 {
+		t.Fatalf("settings: %+v", c.SIP)
+	}
+	for _, bad := range []struct{ env, value, field string }{
+		{"HIERSIP_SIP_TRUSTED_NETWORKS", "192.168.1.0/33", "sip.trusted_networks"},
+		{"HIERSIP_SIP_DIGEST_ALGORITHMS", "SHA-1", "sip.digest_algorithms"},
+		{"HIERSIP_SIP_MAX_CONTACTS", "17", "sip.max_contacts"},
+		{"HIERSIP_SIP_LIMITS_MAX_STREAMS", "-1", "sip.limits.max_streams"},
+	} {
+		clearEnv(t)
+		t.Setenv(bad.env, bad.value)
+		c, err := LoadDaemonConfig("", daemonFlags(t, "--domain", "pastry"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Logger = quiet
+		if _, err := c.NodeConfig(); err == nil || !strings.Contains(err.Error(), "config: "+bad.field+": ") {
+			t.Errorf("%s=%s: %v, want an error naming %s", bad.env, bad.value, err, bad.field)
+		}
 	}
 }

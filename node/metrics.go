@@ -160,6 +160,7 @@ func (m *Metrics) bind(n *Node) {
 	if err := m.reg.Register(nodeCollector{n}); err != nil {
 		n.log.Warn("metrics: a Metrics serves one node only", "err", err)
 	}
+	_ = m.reg.Register(abuseCollector{n}) // sipmetrics.go
 }
 
 // Metrics returns the node's metrics.
@@ -216,7 +217,7 @@ var (
 	descEpoch = prometheus.NewDesc("hiersip_election_epoch",
 		"The domain's current election epoch as this node knows it.", nil, nil)
 	descSIPRejected = prometheus.NewDesc("hiersip_sip_rejected_total",
-		"SIP messages the bridge's limits refused, by reason (rate_limited and overloaded: answered 503; dropped: no answer; auth_failed: wrong credentials; auth_throttled: credentials not checked, 503).",
+		"SIP messages the bridge's limits refused, by reason (rate_limited and overloaded: answered 503; dropped: no answer; auth_failed: wrong credentials; auth_throttled: credentials not checked, 503, of which auth_account_throttled for their account; auth_stale: unknown, expired or replayed nonce, 401; unparsable: 400 where possible; relay_refused and contacts_refused: 403).",
 		[]string{"reason"}, nil)
 )
 

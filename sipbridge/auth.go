@@ -2,35 +2,29 @@ package sipbridge
 
 import (
 	"bufio"
-	"crypto/hmac"
 	"crypto/md5"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"maps"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/emiago/sipgo/sip"
-	"github.com/icholy/digest"
-
-	"github.com/hiersip/hiersip/domains"
 )
 
 const nonceLifetime = 5 * time.Minute
 
-// Users is a digest-authentication user database: per user, a realm and the MD5 hash
-// HA1 = MD5(user:realm:password). The file form is htdigest's: one "user:realm:ha1" a line.
+// Users is a digest-authentication user database: per user, a realm and the hashes
+// HA1 = MD5(user:realm:password) and SHA-256(user:realm:password) (one of them, or both).
+// The file form is htdigest's, one "user:realm:ha1" a line, where ha1 may also be
+// "md5-ha1,sha256-ha1" (see digest.go, UsersLine).
 type Users struct {
 	mu     sync.RWMutex
 	users  map[string]userEntry
 	secret [32]byte
+	dg     digestState // SHA-256 HA1s and nonces in use (digest.go)
 }
 
 type userEntry struct{ realm, ha1 string }
@@ -48,14 +42,19 @@ func HA1(user, realm, password string) string {
 	return hex.EncodeToString(s[:])
 }
 
-// Add adds or replaces a user with a clear-text password.
-func (u *Users) Add(user, realm, password string) { u.AddHA1(user, realm, HA1(user, realm, password)) }
+// Add adds or replaces a user with a clear-text password (both HA1s are kept, not the password).
+func (u *Users) Add(user, realm, password string) {
+	_ = u.AddHA1s(user, realm, HA1(user, realm, password), HA1SHA256(user, realm, password))
+}
 
-// AddHA1 adds or replaces a user with a precomputed HA1.
+// AddHA1 adds or replaces a user with a precomputed MD5 HA1.
 func (u *Users) AddHA1(user, realm, ha1 string) {
 	u.mu.Lock()
 	u.users[user] = userEntry{realm: realm, ha1: strings.ToLower(ha1)}
 	u.mu.Unlock()
+	u.dg.mu.Lock()
+	delete(u.dg.sha, user)
+	u.dg.mu.Unlock()
 }
 
 // Replace swaps u's users for those of src, as a reload of the users file does: requests
@@ -64,9 +63,15 @@ func (u *Users) Replace(src *Users) {
 	src.mu.RLock()
 	m := maps.Clone(src.users)
 	src.mu.RUnlock()
+	src.dg.mu.Lock()
+	sha := maps.Clone(src.dg.sha)
+	src.dg.mu.Unlock()
 	u.mu.Lock()
 	u.users = m
 	u.mu.Unlock()
+	u.dg.mu.Lock()
+	u.dg.sha = sha
+	u.dg.mu.Unlock()
 }
 
 // Len is the number of users.
@@ -76,7 +81,8 @@ func (u *Users) Len() int {
 	return len(u.users)
 }
 
-// ReadUsers parses htdigest lines ("user:realm:ha1"); blank lines and '#' comments are skipped.
+// ReadUsers parses htdigest lines ("user:realm:ha1", ha1 an MD5 HA1, a SHA-256 HA1 or both
+// separated by a comma); blank lines and '#' comments are skipped.
 func ReadUsers(r io.Reader) (*Users, error) {
 	u := NewUsers()
 	sc := bufio.NewScanner(r)
@@ -86,13 +92,12 @@ func ReadUsers(r io.Reader) (*Users, error) {
 			continue
 		}
 		f := strings.Split(line, ":")
-		if len(f) != 3 || f[0] == "" || len(f[2]) != 32 {
-			return nil, fmt.Errorf("%w: users line %d: want user:realm:md5-ha1", ErrBadOption, n)
+		if len(f) != 3 {
+			return nil, fmt.Errorf("%w: users line %d: want user:realm:ha1", ErrBadOption, n)
 		}
-		if _, err := hex.DecodeString(f[2]); err != nil {
-			return nil, fmt.Errorf("%w: users line %d: ha1 is not hex", ErrBadOption, n)
+		if err := u.addLine(f[0], f[1], f[2]); err != nil {
+			return nil, fmt.Errorf("users line %d: %w", n, err)
 		}
-		u.AddHA1(f[0], f[1], f[2])
 	}
 	return u, sc.Err()
 }
@@ -105,72 +110,4 @@ func LoadUsers(path string) (*Users, error) {
 	}
 	defer f.Close()
 	return ReadUsers(f)
-}
-
-func (u *Users) nonce(now time.Time) string {
-	ts := strconv.FormatInt(now.Unix(), 16)
-	m := hmac.New(sha256.New, u.secret[:])
-	m.Write([]byte(ts))
-	return ts + "." + hex.EncodeToString(m.Sum(nil))[:32]
-}
-
-func (u *Users) nonceValid(n string, now time.Time) bool {
-	ts, _, ok := strings.Cut(n, ".")
-	if !ok {
-		return false
-	}
-	sec, err := strconv.ParseInt(ts, 16, 64)
-	if err != nil {
-		return false
-	}
-	t := time.Unix(sec, 0)
-	if now.Sub(t) > nonceLifetime || t.After(now.Add(time.Minute)) {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(u.nonce(t)), []byte(n)) == 1
-}
-
-// check verifies the Authorization of req for aor. It returns 0 when accepted, else the
-// status, reason and (for 401) the WWW-Authenticate challenge to send.
-func (u *Users) check(req *sip.Request, aor domains.AOR, domain string) (int, string, string) {
-	u.mu.RLock()
-	ent, known := u.users[aor.User]
-	u.mu.RUnlock()
-	realm := domain
-	if known {
-		realm = ent.realm
-	}
-	now := time.Now()
-	challenge := func(stale bool) (int, string, string) {
-		c := &digest.Challenge{Realm: realm, Nonce: u.nonce(now), Algorithm: "MD5", QOP: []string{"auth"}, Stale: stale}
-		return 401, "Unauthorized", c.String()
-	}
-	h := req.GetHeader("Authorization")
-	if h == nil {
-		return challenge(false)
-	}
-	cred, err := digest.ParseCredentials(h.Value())
-	if err != nil {
-		return 400, "Bad Request: malformed Authorization", ""
-	}
-	// Known and unknown users must get the same answers: a stale nonce is challenged anew
-	// before the user is looked at, and every refusal is the same 403.
-	if !u.nonceValid(cred.Nonce, now) {
-		return challenge(true)
-	}
-	if !known || cred.Username != aor.User || cred.Realm != realm {
-		return 403, "Forbidden", ""
-	}
-	chal := &digest.Challenge{Realm: realm, Nonce: cred.Nonce, Algorithm: cred.Algorithm, Opaque: cred.Opaque}
-	if cred.QOP != "" {
-		chal.QOP = []string{cred.QOP}
-	}
-	want, err := digest.Digest(chal, digest.Options{
-		Method: string(req.Method), URI: cred.URI, Username: cred.Username,
-		A1: ent.ha1, Cnonce: cred.Cnonce, Count: cred.Nc,
-	})
-	if err != nil || subtle.ConstantTimeCompare([]byte(want.Response), []byte(cred.Response)) != 1 {
-		return 403, "Forbidden", ""
-	}
-	return 0, "", ""
 }

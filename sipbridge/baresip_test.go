@@ -16,7 +16,8 @@ func TestBaresip(t *testing.T) {
 	users.Add("carol", "pastry", "pw")
 	dir := newMemDir()
 	n1 := newTestNode(t, dir, "pastry")
-	n2 := newTestNode(t, dir, "pastry", WithUsers(users))
+	// baresip 1.0 (libre 1.x) gives up when a challenge names SHA-256
+	n2 := newTestNode(t, dir, "pastry", WithUsers(users), WithDigestAlgorithms("MD5"))
 	connect(t, n1, n2)
 	ctx := ctxT(t, 30*time.Second)
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,10 @@ type config struct {
 	natKeepalive     time.Duration
 	regStore         string       // WithRegistrationStore
 	media            *media.Relay // WithMedia (media.go)
+	conns            ConnLimits
+	trusted          []netip.Prefix // UA networks served without users (relaypolicy.go)
+	digestAlgs       []string       // nil: SHA-256, MD5 as the users allow (digest.go)
+	maxContacts      int            // 0: DefaultMaxContacts (contactcap.go)
 }
 
 // Option configures a Bridge.
@@ -223,9 +228,13 @@ type Bridge struct {
 	inflight atomic.Int64 // requests being proxied (relay running)
 	uas      uaAddrs      // contact addresses of local UAs
 
-	lim   *limiter
-	binds *bindingCache
-	med   mediaCalls // calls whose media the node anchors (media.go)
+	lim     *limiter
+	binds   *bindingCache
+	med     mediaCalls // calls whose media the node anchors (media.go)
+	guard   *logGuard  // the log guard under b.log (logguard.go)
+	streams *counter   // inbound streams per peer (conncap.go)
+	unwatch func()     // stops watching the host's connections (orphans.go)
+	auth    *authGuard
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -244,7 +253,7 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		log: slog.New(slog.DiscardHandler), maxMsg: DefaultMaxMessageSize, maxTxPerPeer: DefaultMaxTxPerPeer,
 		minExp: DefaultMinExpires, defExp: DefaultExpires, maxExp: DefaultMaxExpires,
 		locTimeout: DefaultLocatorTimeout, dialTimeout: DefaultDialTimeout, udpBuf: 4 << 20,
-		limits:       DefaultLimits(),
+		limits: DefaultLimits(), conns: DefaultConnLimits(),
 		lookupTTL:    DefaultLookupCacheTTL,
 		natKeepalive: DefaultNATKeepalive,
 	}
@@ -261,14 +270,18 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	}
 	b := &Bridge{h: h, loc: loc, cfg: cfg, self: h.ID(), selfStr: h.ID().String(), domain: loc.Domain()}
 	// The component only: the node's logger carries the node and its domain (each key once).
-	b.log = cfg.log.With("component", "sipbridge")
+	// Everything goes through the log guard (logguard.go): rate-limited, summarised.
+	b.guard = newLogGuard(cfg.log.Handler().WithAttrs([]slog.Attr{slog.String("component", "sipbridge")}))
+	b.log = slog.New(b.guard)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.txs = newTxTable()
 	b.lim = newLimiter(cfg.limits)
+	b.auth = newAuthGuard(cfg.limits) // digest.go
 	b.queue = newSerializer(b.spawn)
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
 	b.binds = newBindingCache(cfg.lookupTTL)
+	b.streams = newCounter(cfg.conns.MaxStreamsPerPeer, cfg.conns.MaxStreams)
 	defer func() {
 		if err != nil {
 			// b is the half-built bridge (never the nil New returns): Close closes what New
@@ -315,22 +328,21 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		b.reg.store = newRegStore(cfg.regStore)
 		restored = b.reg.load()
 	}
-	sipgoLog := uniqueKeysLogger(b.log) // sipgo repeats keys of its own
 	b.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("hiersip"),
 		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog.With("layer", "sip-tx")),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(b.sipgoLog("sip-tx")),
 			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) { b.forwardStray(res) })),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipgoLog.With("layer", "sip-transport"))),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(b.sipgoLog("sip-transport"))),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sipbridge: sip user agent: %w", err)
 	}
-	b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(sipgoLog.With("layer", "sip-server")))
+	b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(b.sipgoLog("sip-server")))
 	if err != nil {
 		return nil, fmt.Errorf("sipbridge: sip server: %w", err)
 	}
-	b.cli, err = sipgo.NewClient(b.ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(sipgoLog.With("layer", "sip-client")))
+	b.cli, err = sipgo.NewClient(b.ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(b.sipgoLog("sip-client")))
 	if err != nil {
 		return nil, fmt.Errorf("sipbridge: sip client: %w", err)
 	}
@@ -343,13 +355,15 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 
 	h.SetStreamHandler(ProtocolID, b.links.handleStream)
 	b.handlerSet = true
+	b.unwatch = b.watchPeers()
 	if b.udp != nil {
 		b.order = newRespOrder()
 		fc := &filterConn{PacketConn: b.udp, log: b.log, arrived: b.onArrival, order: b.order, b: b}
 		b.goServe(func() error { return b.srv.ServeUDP(fc) })
 	}
 	if b.tcp != nil {
-		b.goServe(func() error { return b.srv.ServeTCP(b.tcp) })
+		g := b.guardTCP(b.tcp)
+		b.goServe(func() error { return b.srv.ServeTCP(g) })
 	}
 	if b.udp != nil {
 		if err := waitUDPListener(b.ua.TransportLayer(), b.udp.LocalAddr().String()); err != nil {
@@ -364,7 +378,9 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 			b.spawn(func() { b.reg.republish(b.ctx, restored) })
 		}
 	}
+	b.spawn(b.flushLogs)
 	b.log.Info("sip bridge started", b.addrAttrs()...)
+	b.logPolicy()
 	return b, nil
 }
 
@@ -391,6 +407,9 @@ func (b *Bridge) Close() error {
 	b.cancel()
 	if b.handlerSet {
 		b.h.RemoveStreamHandler(ProtocolID)
+	}
+	if b.unwatch != nil {
+		b.unwatch()
 	}
 	var errs []error
 	if b.srv != nil {

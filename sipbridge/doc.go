@@ -28,8 +28,11 @@
 // without Contact is a query. The 200 OK lists the current contacts with their remaining
 // expires. After each change the node publishes the AOR's live contacts with
 // Locator.Register; a contact that is not refreshed lapses and the node republishes without
-// it (a tombstone when none is left). With [WithUsers] REGISTER needs HTTP digest (MD5, qop=auth)
-// credentials from an htdigest-style users file ("user:realm:HA1" lines, [LoadUsers]).
+// it (a tombstone when none is left). With [WithUsers] REGISTER needs HTTP digest (qop=auth;
+// SHA-256 and MD5, RFC 7616/8760) credentials from an htdigest-style users file
+// ("user:realm:HA1" lines, HA1 an MD5 hash, a SHA-256 one or both separated by a comma,
+// [LoadUsers], [UsersLine]). An AOR holds at most [DefaultMaxContacts] contacts
+// ([WithMaxContacts]); a REGISTER that names more, or would leave it with more, gets 403.
 // When Locator.Register fails with an error matching [ErrForbidden] (a node of an enrolled
 // domain without a certificate for the AOR), the registrar keeps nothing and answers 403 with
 // the reason of the [ForbiddenError] in the chain.
@@ -48,7 +51,9 @@
 // bytes; Content-Length is mandatory. Empty lines between messages are keep-alives. Each
 // message is parsed with sipgo's parser. A message larger than [WithMaxMessageSize] ends the
 // stream; a message that cannot be framed or parsed gets 400 when a response can be built and
-// the stream is reset. Each node keeps one long-lived outgoing stream per peer (opened with
+// the stream is reset. Deadlines ([ConnLimits]) reset a stream whose message does not arrive
+// whole in time, and an inbound stream that carries no message for a while; a node retires
+// its own idle outgoing stream before the peer would. Each node keeps one long-lived outgoing stream per peer (opened with
 // network.WithAllowLimitedConn, so relayed connections work; reopened on failure) and writes
 // everything it sends to that peer — requests and responses — on it, in order, under one
 // lock. Incoming streams are read by one goroutine each, and requests are handed to a queue
@@ -77,7 +82,8 @@
 //     [DefaultLookupCacheTTL] ([WithLookupCache]); when its node cannot be reached the entry
 //     is dropped and the request routed again after a fresh lookup. An AOR of another domain goes to the
 //     [ProxyResolver] of [WithInterDomain] (404 naming the domain when there is none). Any
-//     other URI (a contact address) is sent to directly.
+//     other URI (a contact address) is sent to directly when it is one of this node's user
+//     agents, else answered 403 (see Abuse and faults).
 //
 // A request sent into the overlay gets a Via "SIP/2.0/P2P <peer-id>;branch=…", Max-Forwards
 // decremented, and the draft's §4.3 headers "Node-ID: <sip:user@domain>" (the originating
@@ -216,4 +222,38 @@
 // peer (503). Wrong digest credentials are checked at most Limits.AuthFailures times per
 // source and window; further attempts get 503 unchecked. Known and unknown users get the
 // same answers (401 with a fresh nonce, or 403). [Bridge.Stats] counts what was refused.
+//
+// # Abuse and faults
+//
+// Who may send what, and what a forged, replayed or oversized message does:
+//
+//   - Anyone who reaches the UA-facing listeners. A node without users serves only user
+//     agents on loopback and on [WithTrustedNetworks] (403 to others, logged at start);
+//     with users, out-of-dialog requests need digest credentials. Whatever the source, the
+//     node sends over UDP/TCP only to its own user agents (registered contacts, or the
+//     Contact a local UA used from its own address): never to an address a request names,
+//     so it is no open relay and no reflector (relaypolicy.go).
+//   - A captured Authorization is good for nothing: a nonce is used once per nonce count
+//     (401 stale=true otherwise); wrong passwords are checked at most Limits.AuthFailures
+//     times per window per source and per account (digest.go).
+//   - Bytes that are no SIP message: answered 400 where a response can be built, dropped
+//     otherwise, never handed to sipgo (which would log them at ERROR, payload and all).
+//     RFC 4475's messages get the answers the RFC names, over UDP and TCP (malformed.go,
+//     tcpscreen.go).
+//   - Logs: every line goes through a guard that lets a few lines per cause and source
+//     through per window and summarises the rest; payloads only at debug level, strings cut
+//     to 256 bytes (logguard.go). sipgo's own lines that peers trigger are demoted to debug.
+//   - Connections and streams: deadlines for idle connections and half messages, caps per
+//     source IP, per peer and in total, the TCP total within a quarter of RLIMIT_NOFILE
+//     ([ConnLimits], conncap.go).
+//   - Registrations: contacts per AOR and per REGISTER bounded; over UDP a REGISTER's answer
+//     stays within twice its size, so that it cannot amplify a spoofed source
+//     (contactcap.go).
+//   - Faults: a node that loses the node a call came from (no connection left, none to be
+//     made within 2 s) cancels the call towards the callee; a 2xx it cannot send back it
+//     acknowledges and hangs up (ACK, BYE), so that no phone is left off-hook (orphans.go).
+//
+// The package sets sipgo's package logger (sip.SetDefaultLogger) once, at init, to a guard
+// around slog.Default(), and raises sip.UDPMTUSize (see Limits above): sipgo package state,
+// for the whole process.
 package sipbridge

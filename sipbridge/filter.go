@@ -29,7 +29,14 @@ func (c *filterConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if err == nil && c.b != nil && !c.b.admitDatagram(b[:n], addr, c.PacketConn) {
 			continue // answered 503 or dropped: over the source's rate
 		}
-		if err != nil || n == 0 || !c.reject(b[:n], addr) {
+		var drop bool
+		if err == nil && n > 0 {
+			var repl []byte
+			if drop, repl = c.reject(b[:n], addr); repl != nil && len(repl) <= len(b) {
+				n = copy(b, repl) // see normalizeParams
+			}
+		}
+		if !drop {
 			if err == nil && c.b != nil {
 				c.b.traceRaw(false, addr, b[:n])
 			}
@@ -62,35 +69,52 @@ var filterParser = func() *sip.Parser {
 	return sip.NewParser(sip.WithHeadersParsers(some))
 }()
 
-// reject answers and returns true when data is an invalid request.
-func (c *filterConn) reject(data []byte, addr net.Addr) bool {
+// reject answers and returns true when data is an invalid request, or no SIP message at all
+// (answered 400 when a response can be built, see malformedAnswer). A valid request that
+// sipgo would misread comes back rewritten (repl, see normalizeParams).
+func (c *filterConn) reject(data []byte, addr net.Addr) (drop bool, repl []byte) {
 	if len(bytes.TrimSpace(data)) == 0 || bytes.HasPrefix(data, []byte("SIP/")) {
-		return false
+		return false, nil
 	}
 	msg, err := filterParser.ParseSIP(data)
 	if err != nil {
-		return false // sipgo drops what it cannot parse
+		c.unparsable(data, addr, err)
+		return true, nil
 	}
 	req, ok := msg.(*sip.Request)
 	if !ok {
-		return false
+		return false, nil
 	}
 	code, reason := validateRequest(req)
 	if code == 0 {
+		if normalizeParams(req) {
+			repl = []byte(req.String())
+		}
 		if c.arrived != nil {
 			c.arrived(req)
 		}
-		return false
+		return false, repl
 	}
 	if !req.IsAck() {
-		res := sip.NewResponseFromRequest(req, code, reason, nil)
-		if to := res.To(); to != nil && !hasTag(to) {
-			to.Params.Add("tag", sip.GenerateTagN(16))
-		}
-		if _, err := c.PacketConn.WriteTo([]byte(res.String()), addr); err != nil {
+		if _, err := c.PacketConn.WriteTo(answerInvalid(req, code, reason), addr); err != nil {
 			c.log.Debug("rejecting malformed request failed", "err", err)
 		}
 	}
 	c.log.Debug("rejected malformed request", "from", addr, "status", code, "reason", reason)
-	return true
+	return true, nil
+}
+
+// unparsable answers (when it can) and drops a datagram sipgo's parser refuses: sipgo would
+// drop it too, after logging it at ERROR with the whole payload.
+func (c *filterConn) unparsable(data []byte, addr net.Addr, err error) {
+	res := malformedAnswer(data)
+	if res != nil {
+		if _, werr := c.PacketConn.WriteTo(res, addr); werr != nil {
+			c.log.Debug("answering unparsable request failed", "from", addr, "err", werr)
+		}
+	}
+	if c.b != nil {
+		c.b.lim.stats.unparsable.Add(1)
+	}
+	c.log.Debug("unparsable datagram", "from", addr, "bytes", len(data), "answered", res != nil, "err", err, "data", string(data))
 }

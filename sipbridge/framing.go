@@ -17,6 +17,9 @@ import (
 type frameReader struct {
 	r   *bufio.Reader
 	max int
+	// started, when set, is called when the first byte of a message (after keep-alives) is
+	// there: the reader's owner moves from the idle deadline to the message deadline.
+	started func()
 }
 
 func newFrameReader(r io.Reader, max int) *frameReader {
@@ -47,6 +50,9 @@ func (f *frameReader) next() ([]byte, error) {
 			break
 		}
 	}
+	if f.started != nil {
+		f.started()
+	}
 	clen := -1
 	for {
 		line, err := f.r.ReadSlice('\n')
@@ -56,6 +62,9 @@ func (f *frameReader) next() ([]byte, error) {
 		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
+			}
+			if buf.Len() > 0 { // part of a header block: a 400 may still be built from it
+				return nil, &frameError{fmt.Errorf("%w: header block incomplete: %w", ErrFraming, err), bytes.Clone(buf.Bytes())}
 			}
 			return nil, err
 		}
@@ -101,7 +110,8 @@ func (f *frameReader) next() ([]byte, error) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, err
+		// the header block is whole: a 400 can still be built
+		return nil, &frameError{fmt.Errorf("%w: body incomplete (Content-Length %d): %w", ErrFraming, clen, err), head}
 	}
 	return msg, nil
 }

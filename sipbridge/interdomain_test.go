@@ -2,6 +2,7 @@ package sipbridge
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,19 +17,25 @@ import (
 // (the can node serving bob). The proxy is not record-routed: BYE goes node 1 → node 3.
 func TestInterDomainHook(t *testing.T) {
 	pastry, can := newMemDir(), newMemDir()
-	var n2, n3 *testNode
+	// the resolvers run on the nodes' goroutines, which see the nodes through sockets only:
+	// the race detector wants them published with synchronisation
+	var n2p, n3p atomic.Pointer[testNode]
 	toProxy := func(ctx context.Context, a domains.AOR) (peer.AddrInfo, error) {
+		n2 := n2p.Load()
 		return peer.AddrInfo{ID: n2.h.ID(), Addrs: n2.h.Addrs()}, nil
 	}
 	toCan := func(ctx context.Context, a domains.AOR) (peer.AddrInfo, error) {
 		if !a.InDomain("can") {
 			return peer.AddrInfo{}, domains.ErrNotFound
 		}
+		n3 := n3p.Load()
 		return peer.AddrInfo{ID: n3.h.ID(), Addrs: n3.h.Addrs()}, nil
 	}
 	n1 := newTestNode(t, pastry, "pastry", WithInterDomain(toProxy))
-	n2 = newTestNode(t, pastry, "pastry", WithInterDomain(toCan))
-	n3 = newTestNode(t, can, "can")
+	n2 := newTestNode(t, pastry, "pastry", WithInterDomain(toCan))
+	n3 := newTestNode(t, can, "can")
+	n2p.Store(n2)
+	n3p.Store(n3)
 	connect(t, n1, n2)
 	connect(t, n2, n3)
 	// no n1–n3 connection: node 1 learns node 3's addresses from its Hiersip-Node header

@@ -114,6 +114,8 @@ type Stats struct {
 	// AuthThrottled: requests with credentials refused unchecked (503), the source being
 	// over its failure budget.
 	AuthThrottled uint64
+	// Abuse counts the other refusals and the connections and streams (see AbuseStats).
+	AbuseStats
 }
 
 // Stats returns the counters of the bridge's limits.
@@ -122,6 +124,7 @@ func (b *Bridge) Stats() Stats {
 	return Stats{
 		RateLimited: s.rateLimited.Load(), Overloaded: s.overloaded.Load(), Dropped: s.dropped.Load(),
 		AuthChecked: s.authChecked.Load(), AuthFailed: s.authFailed.Load(), AuthThrottled: s.authThrottled.Load(),
+		AbuseStats: b.abuseStats(),
 	}
 }
 
@@ -321,6 +324,7 @@ type limiter struct {
 	stats struct {
 		rateLimited, overloaded, dropped       atomic.Uint64
 		authChecked, authFailed, authThrottled atomic.Uint64
+		abuseCounters
 	}
 }
 
@@ -481,6 +485,10 @@ func (b *Bridge) guardUA(next func(*sip.Request, sip.ServerTransaction)) func(*s
 				return
 			}
 		}
+		if res := b.refuseUntrusted(req); res != nil { // relaypolicy.go
+			refuse(res)
+			return
+		}
 		if req.IsAck() || tx == nil {
 			next(req, tx)
 			return
@@ -525,32 +533,11 @@ func (b *Bridge) authorizeUA(req *sip.Request, key string) *sip.Response {
 		return nil
 	}
 	res := b.newResponse(req, code, reason)
-	if chal != "" {
-		res.AppendHeader(sip.NewHeader("WWW-Authenticate", chal))
+	for _, h := range challengeHeaders(chal) { // digest.go
+		res.AppendHeader(h)
 	}
 	if code == 503 {
 		res.AppendHeader(sip.NewHeader("Retry-After", retryAfter))
 	}
 	return res
-}
-
-// authorize runs the digest check of req for aor from source key, throttling sources that
-// keep sending wrong credentials. It returns 0 when accepted, else the status, reason and
-// challenge (for 401) to answer.
-func (b *Bridge) authorize(req *sip.Request, aor domains.AOR, key string) (int, string, string) {
-	l, now := b.lim, time.Now()
-	hasCreds := req.GetHeader("Authorization") != nil
-	if hasCreds && !l.ua.authAllowed(key, now) {
-		l.stats.authThrottled.Add(1)
-		return 503, "Service Unavailable: too many authentication failures", ""
-	}
-	code, reason, chal := b.cfg.users.check(req, aor, b.domain)
-	if hasCreds && code != 401 {
-		l.stats.authChecked.Add(1)
-	}
-	if code == 403 {
-		l.stats.authFailed.Add(1)
-		l.ua.authFailed(key, now)
-	}
-	return code, reason, chal
 }

@@ -29,9 +29,10 @@ type links struct {
 }
 
 type link struct {
-	p  peer.ID
-	mu sync.Mutex
-	s  network.Stream
+	p    peer.ID
+	mu   sync.Mutex
+	s    network.Stream
+	last time.Time // last write on s
 }
 
 func newLinks(b *Bridge) *links {
@@ -98,6 +99,11 @@ func (ls *links) send(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, msg 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for attempt := 0; attempt < 2; attempt++ {
+		if l.s != nil && time.Since(l.last) > ls.b.cfg.conns.StreamIdleTimeout/2 {
+			// idle: the peer may be closing it (ConnLimits.StreamIdleTimeout); retire it
+			_ = l.s.Close()
+			l.s = nil
+		}
 		if l.s == nil {
 			s, err := ls.open(ctx, p)
 			if err != nil {
@@ -109,6 +115,7 @@ func (ls *links) send(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, msg 
 		_ = l.s.SetWriteDeadline(at.Add(writeTimeout))
 		_, err = l.s.Write(data)
 		if err == nil {
+			l.last = at
 			ls.b.traceMsg(at, true, p, msg)
 			return nil
 		}
@@ -132,7 +139,7 @@ func (ls *links) open(ctx context.Context, p peer.ID) (network.Stream, error) {
 		return nil, ErrClosed
 	}
 	if !ls.b.spawn(func() {
-		ls.readLoop(s, p)
+		ls.readLoop(s, p, false)
 		l, err := ls.get(p)
 		if err == nil {
 			l.mu.Lock()
@@ -150,6 +157,12 @@ func (ls *links) open(ctx context.Context, p peer.ID) (network.Stream, error) {
 
 // handleStream serves a stream opened by another node.
 func (ls *links) handleStream(s network.Stream) {
+	p := s.Conn().RemotePeer()
+	if !ls.b.admitStream(p) {
+		_ = s.Reset()
+		return
+	}
+	defer ls.b.releaseStream(p)
 	if !ls.track(s) {
 		_ = s.Reset()
 		return
@@ -159,16 +172,21 @@ func (ls *links) handleStream(s network.Stream) {
 		return
 	}
 	defer ls.b.wg.Done()
-	ls.readLoop(s, s.Conn().RemotePeer())
+	ls.readLoop(s, p, true)
 }
 
 // readLoop reads framed messages until the stream ends. A message that cannot be framed or
-// parsed ends the stream (Reset) after a 400 when a response could be built.
-func (ls *links) readLoop(s network.Stream, p peer.ID) {
+// parsed ends the stream (Reset) after a 400 when a response could be built. Deadlines
+// (ConnLimits) end an inbound stream that stays idle and any stream whose message does not
+// arrive whole in time.
+func (ls *links) readLoop(s network.Stream, p peer.ID, inbound bool) {
 	defer ls.untrack(s)
 	b := ls.b
 	fr := newFrameReader(s, b.cfg.maxMsg)
+	before, started := b.streamDeadlines(s, inbound)
+	fr.started = started
 	for {
+		before()
 		data, err := fr.next()
 		if err != nil {
 			var fe *frameError
@@ -183,9 +201,7 @@ func (ls *links) readLoop(s network.Stream, p peer.ID) {
 				b.log.Debug("stream ended", "peer", p, "err", err)
 			}
 			_ = s.Reset()
-			if b.ctx.Err() == nil {
-				b.txs.failPeer(p, fmt.Errorf("%w: %s: stream ended: %v", ErrLinkDown, p, err))
-			}
+			b.streamEnded(p, inbound, err)
 			return
 		}
 		if !b.admitPeerFrame(p) {

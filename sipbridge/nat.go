@@ -108,10 +108,20 @@ func uaNAT(req *sip.Request) bool {
 }
 
 // noteUA remembers the address of a local UA that sent req: its source when it is behind
-// NAT, else its Contact.
+// NAT, else its Contact, but only when the Contact names the host the request came from
+// (a Contact naming another host would let a UA make the node a reflector to it).
 func (b *Bridge) noteUA(req *sip.Request) {
 	if uaNAT(req) {
 		b.uas.noteAddr(uriAddrKey(srcURI(req.Source())))
+		return
+	}
+	c := req.Contact()
+	if c == nil {
+		return
+	}
+	src, ok1 := addrIP(req.Source())
+	host, ok2 := addrIP(c.Address.Host)
+	if !ok1 || !ok2 || src != host {
 		return
 	}
 	b.uas.note(req)

@@ -382,6 +382,9 @@ func (b *Bridge) start(ctx context.Context, req *sip.Request, up upstream, from 
 	if code, reason := validateRequest(req); code != 0 {
 		return reply(code, reason)
 	}
+	if tags := proxyRequireTags(req); tags != "" {
+		return reply(420, "Bad Extension", sip.NewHeader("Unsupported", tags))
+	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		if req.Method == sip.OPTIONS && b.addressedToMe(req) {
 			return reply(200, "OK")
@@ -467,6 +470,9 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 			b.mediaResponse(req, res, out, up, down, toPeer)
 			if err := up.respond(out); err != nil {
 				b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err, "msg", out.String())
+				if req.IsInvite() && res.StatusCode >= 200 && res.StatusCode < 300 {
+					b.endCalleeLeg(req, down, res) // orphans.go
+				}
 			}
 			if res.StatusCode >= 200 {
 				b.observeCall(req, res.StatusCode)
@@ -486,7 +492,9 @@ func (b *Bridge) relay(req *sip.Request, up upstream, down downstream, rr, toPee
 					}
 					b.nodeHeaders(out, rr, toPeer)
 					b.mediaResponse(req, res, out, up, down, toPeer)
-					_ = up.respond(out)
+					if err := up.respond(out); err != nil && req.IsInvite() && res.StatusCode < 300 {
+						b.endCalleeLeg(req, down, res)
+					}
 					b.observeCall(req, res.StatusCode)
 					return
 				}
@@ -673,7 +681,7 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 			return fwd, hop{peer: p}, 0, ""
 		}
 		u := *r.Address.Clone()
-		if from != "" && !b.localUA(&u) {
+		if !b.mayRelayTo(&u, from) {
 			return nil, hop{}, 403, notLocalUAReason
 		}
 		return fwd, hop{uri: &u}, 0, ""
@@ -690,7 +698,7 @@ func (b *Bridge) route(ctx context.Context, req *sip.Request, from peer.ID) (*si
 	if u.User == "" || u.Port != 0 || net.ParseIP(strings.Trim(u.Host, "[]")) != nil {
 		// A contact address (the last hop of an in-dialog request, or a UA's explicit target).
 		uc := *u.Clone()
-		if from != "" && !b.localUA(&uc) {
+		if !b.mayRelayTo(&uc, from) {
 			return nil, hop{}, 403, notLocalUAReason
 		}
 		h := hop{uri: &uc}

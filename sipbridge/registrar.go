@@ -96,7 +96,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		if code, reason, chal := b.authorize(req, aor, sourceKey(req.Source())); code != 0 {
 			switch {
 			case chal != "":
-				fail(code, reason, sip.NewHeader("WWW-Authenticate", chal))
+				fail(code, reason, challengeHeaders(chal)...)
 			case code == 503:
 				fail(code, reason, sip.NewHeader("Retry-After", retryAfter))
 			default:
@@ -148,6 +148,18 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		fail(400, "Bad Request: Contact * needs Expires: 0 and no other contact")
 		return
 	}
+	if len(changes) > b.maxContacts() { // contactcap.go
+		fail(403, b.tooManyContacts())
+		return
+	}
+	adds, removes := map[string]bool{}, map[string]bool{}
+	for _, c := range changes {
+		if k := contactKey(&c.uri); c.expire > 0 {
+			adds[k] = true
+		} else {
+			removes[k] = true
+		}
+	}
 	minS, maxS := int(b.cfg.minExp/time.Second), int(b.cfg.maxExp/time.Second)
 	for i, c := range changes {
 		if c.expire > 0 && c.expire < minS {
@@ -167,6 +179,11 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if e == nil {
 		e = &aorEntry{aor: aor}
 		r.aors[aor.String()] = e
+	}
+	if !wildcard && contactsAfter(e, adds, removes, now) > b.maxContacts() {
+		r.mu.Unlock()
+		fail(403, b.tooManyContacts())
+		return
 	}
 	modified := wildcard || len(changes) > 0
 	var gone []sip.Uri // contacts removed: their calls' media ends (media.go)
@@ -231,15 +248,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		to.Params.Add("tag", sip.GenerateTagN(16))
 	}
 	r.mu.Lock()
-	for _, c := range e.contacts {
-		left := int(time.Until(c.expires).Round(time.Second) / time.Second)
-		if left <= 0 {
-			continue
-		}
-		ch := &sip.ContactHeader{Address: *c.uri.Clone(), Params: sip.NewParams()}
-		ch.Params.Add("expires", strconv.Itoa(left))
-		res.AppendHeader(ch)
-	}
+	b.listContacts(req, res, e, adds, time.Now()) // contactcap.go
 	r.mu.Unlock()
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
 	reply(res)

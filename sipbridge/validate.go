@@ -154,7 +154,7 @@ func validateRequest(req *sip.Request) (int, string) {
 			return 400, "Bad Request: malformed URI in To or From"
 		}
 	}
-	if strings.Count(req.To().Value(), "\"")%2 != 0 || strings.Count(req.From().Value(), "\"")%2 != 0 {
+	if !quotesBalanced(req.To().Value()) || !quotesBalanced(req.From().Value()) {
 		return 400, "Bad Request: unbalanced quotes"
 	}
 	// CSeq: "number METHOD", number < 2**31, method equal to the request's.
@@ -165,7 +165,7 @@ func validateRequest(req *sip.Request) (int, string) {
 	if n, err := strconv.ParseUint(cs[0], 10, 32); err != nil || n > 1<<31-1 {
 		return 400, "Bad Request: CSeq number out of range"
 	}
-	if cs[1] != string(req.Method) {
+	if !strings.EqualFold(cs[1], string(req.Method)) { // sipgo upper-cases the Request-Line's method
 		return 400, "Bad Request: CSeq method does not match the request method"
 	}
 	if v := idx.values("max-forwards"); len(v) == 1 {
@@ -193,7 +193,7 @@ func validateRequest(req *sip.Request) (int, string) {
 		}
 	}
 	for _, v := range idx.values("contact") {
-		if strings.Count(v, "\"")%2 != 0 || strings.Count(v, "<") != strings.Count(v, ">") {
+		if !quotesBalanced(v) || strings.Count(v, "<") != strings.Count(v, ">") {
 			return 400, "Bad Request: malformed Contact"
 		}
 	}
@@ -213,4 +213,33 @@ func validToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// quotesBalanced reports whether every quoted string in s is closed; inside one, a backslash
+// escapes the next character (RFC 3261 quoted-pair), so "a \\\"" holds one quoted string.
+func quotesBalanced(s string) bool {
+	in := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			in = !in
+		case c == '\\' && in:
+			i++
+		}
+	}
+	return !in
+}
+
+// proxyRequireTags returns the option tags of req's Proxy-Require headers, which this proxy
+// supports none of (RFC 3261 §16.3 step 6: 420 Bad Extension, listing them in Unsupported).
+func proxyRequireTags(req *sip.Request) string {
+	var tags []string
+	for _, h := range req.GetHeaders("Proxy-Require") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tags = append(tags, t)
+			}
+		}
+	}
+	return strings.Join(tags, ", ")
 }

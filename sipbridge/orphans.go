@@ -1,0 +1,189 @@
+package sipbridge
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Ending the callee's leg when the hop towards the caller is lost.
+//
+// A node relaying an INVITE from another node (the caller's node, or a domain's proxy) to
+// its next hop holds the callee's leg. When the node loses the node it got the INVITE from
+// (every connection to it gone, and a new one cannot be made within peerRecheck), nobody is
+// left to answer the callee: the node cancels the INVITE downstream as if the caller had,
+// so the phone stops ringing. When the callee's 2xx cannot be sent back at all, the node
+// acknowledges it and hangs the call up (ACK, then BYE), so that no phone is left off-hook
+// with nobody on the line, retransmitting its 2xx.
+
+// peerRecheck bounds the attempt to reconnect to a peer whose last connection closed
+// before its transactions are given up.
+const peerRecheck = 2 * time.Second
+
+// watchPeers watches the host's connections: losing the last one to a peer with
+// transactions in progress makes the bridge check the peer (checkPeer). It returns the
+// function that stops watching.
+func (b *Bridge) watchPeers() func() {
+	nb := &network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) {
+		p := c.RemotePeer()
+		if b.ctx.Err() != nil || !b.txs.hasPeer(p) {
+			return
+		}
+		b.spawn(func() { b.checkPeer(p) })
+	}}
+	b.h.Network().Notify(nb)
+	return func() { b.h.Network().StopNotify(nb) }
+}
+
+// checkPeer gives p's transactions up unless the host is, or can get, connected to p again.
+func (b *Bridge) checkPeer(p peer.ID) {
+	if b.h.Network().Connectedness(p) == network.Connected {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, peerRecheck)
+	defer cancel()
+	ctx = network.WithAllowLimitedConn(ctx, "hiersip-sip")
+	err := b.h.Connect(ctx, peer.AddrInfo{ID: p})
+	if err == nil || b.ctx.Err() != nil {
+		return
+	}
+	b.peerLost(p, fmt.Errorf("%w: %s: disconnected: %v", ErrLinkDown, p, err))
+}
+
+// peerLost fails this node's requests to p and treats p's requests in progress here as
+// cancelled by p: their relays cancel downstream (CANCEL to the callee).
+func (b *Bridge) peerLost(p peer.ID, err error) {
+	b.txs.failPeer(p, err)
+	n := 0
+	for _, st := range b.txs.serversOf(p) {
+		fired := false
+		st.cOnce.Do(func() { close(st.cancel); fired = true }) // st.signalCancel, counted once
+		if fired && strings.HasSuffix(st.key, "|"+string(sip.INVITE)) {
+			n++
+		}
+	}
+	if n > 0 {
+		b.lim.stats.calleeLegsEnded.Add(uint64(n))
+		b.log.Info("lost the node calls came from: cancelling their callee legs", "peer", p, "calls", n, "err", err)
+	}
+}
+
+// hasPeer reports whether any transaction, client or server, is with p.
+func (t *txTable) hasPeer(p peer.ID) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.perPeer[p] > 0 {
+		return true
+	}
+	for _, tx := range t.client {
+		if tx.peer == p {
+			return true
+		}
+	}
+	return false
+}
+
+// serversOf returns the server transactions of requests from p in progress.
+func (t *txTable) serversOf(p peer.ID) []*p2pServerTx {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*p2pServerTx
+	for _, st := range t.server {
+		if st.peer == p {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// endCalleeLeg acknowledges and hangs up the dialog of res, a 2xx to inv that could not be
+// sent towards the caller: ACK and BYE go to the callee as the caller's side would send
+// them — to a local UA's contact directly, or to the callee's node (the topmost
+// Record-Route, which the callee's node added) over libp2p.
+func (b *Bridge) endCalleeLeg(inv *sip.Request, down downstream, res *sip.Response) {
+	target := inv.Recipient
+	if c := res.Contact(); c != nil {
+		target = c.Address
+	}
+	var h hop
+	switch d := down.(type) {
+	case *uaDownstream:
+		u := *target.Clone()
+		h = hop{uri: &u}
+	case *peerDownstream:
+		h = hop{peer: d.tx.peer}
+		if rr := res.RecordRoute(); rr != nil {
+			if id, ok := rr.Address.UriParams.Get(nodeParam); ok {
+				if pid, err := peer.Decode(id); err == nil && pid != b.self {
+					h.peer = pid
+				}
+			}
+		}
+	default:
+		return
+	}
+	build := func(m sip.RequestMethod, seq uint32) *sip.Request {
+		r := sip.NewRequest(m, *target.Clone())
+		r.AppendHeader(sip.HeaderClone(inv.From()))
+		r.AppendHeader(sip.HeaderClone(res.To()))
+		r.AppendHeader(sip.HeaderClone(inv.CallID()))
+		r.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: m})
+		mf := sip.MaxForwardsHeader(70)
+		r.AppendHeader(&mf)
+		if h.peer != "" {
+			if rr := res.RecordRoute(); rr != nil {
+				r.AppendHeader(&sip.RouteHeader{Address: *rr.Address.Clone()})
+			}
+		}
+		r.SetBody(nil)
+		b.prepare(r, r, h, "")
+		return r
+	}
+	seq := inv.CSeq().SeqNo
+	ack, bye := build(sip.ACK, seq), build(sip.BYE, seq+1)
+	b.lim.stats.calleeLegsEnded.Add(1)
+	b.log.Info("hanging up a call answered after its caller's side was lost", "call", inv.CallID().Value(),
+		"status", res.StatusCode, "to-peer", h.peer)
+	b.spawn(func() {
+		ctx, cancel := context.WithTimeout(b.ctx, nonInviteTimeout)
+		defer cancel()
+		if h.peer != "" {
+			for _, r := range []*sip.Request{ack, bye} {
+				if err := b.links.send(ctx, h.peer, nil, r); err != nil {
+					b.log.Debug("ending the callee's leg failed", "method", r.Method, "peer", h.peer, "err", err)
+					return
+				}
+			}
+			return
+		}
+		if err := b.cli.WriteRequest(ack, sipgo.ClientRequestAddVia); err != nil {
+			b.log.Debug("ACK to the callee failed", "err", err)
+		}
+		tx, err := b.cli.TransactionRequest(ctx, bye, sipgo.ClientRequestAddVia)
+		if err != nil {
+			b.log.Debug("BYE to the callee failed", "err", err)
+			return
+		}
+		defer tx.Terminate()
+		for {
+			select {
+			case r := <-tx.Responses():
+				if r.StatusCode >= 200 {
+					b.log.Debug("callee hung up", "call", inv.CallID().Value(), "status", strconv.Itoa(r.StatusCode))
+					return
+				}
+			case <-tx.Done():
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+}
