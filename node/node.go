@@ -54,7 +54,7 @@ type Node struct {
 	election *election.Runner
 	bridge   *sipbridge.Bridge
 	users    *sipbridge.Users // nil: no users file
-	media    *media.Relay // media.go
+	media    *media.Relay     // media.go
 
 	ctx       context.Context
 	cancel    context.CancelFunc
