@@ -213,7 +213,7 @@ func TestWildcardRouteToSelf(t *testing.T) {
 // Record-Route for each side, the callee's on top.
 func TestRecordRouteTowardsEachUA(t *testing.T) {
 	lan := someLocalIP(t)
-	n := newTestNode(t, newMemDir(), "pastry", WithListen("0.0.0.0:0"))
+	n := newTestNode(t, newMemDir(), "pastry", WithListen("0.0.0.0:0"), trustLAN(lan))
 	port := portOf(n.b.UDPAddr())
 	ctx := ctxT(t, 20*time.Second)
 	// bob reaches the node on the LAN address; alice on loopback.
@@ -262,7 +262,7 @@ func TestRecordRouteTowardsEachUA(t *testing.T) {
 // as itself.
 func TestAdvertiseOption(t *testing.T) {
 	lan := someLocalIP(t)
-	n := newTestNode(t, newMemDir(), "pastry", WithListen("0.0.0.0:0"), WithAdvertise("sip.example.org:5999"))
+	n := newTestNode(t, newMemDir(), "pastry", WithListen("0.0.0.0:0"), WithAdvertise("sip.example.org:5999"), trustLAN(lan))
 	port := portOf(n.b.UDPAddr())
 	ctx := ctxT(t, 20*time.Second)
 	bob, err := NewUA("sip:bob@pastry", net.JoinHostPort(lan, fmt.Sprint(port)), WithUALogger(testLogger(t)),
@@ -292,4 +292,9 @@ func TestAdvertiseOption(t *testing.T) {
 	if rr := in.Invite.GetHeader("Record-Route"); rr == nil || !strings.Contains(rr.Value(), "sip.example.org:5999") {
 		t.Fatalf("Record-Route %v, want the advertised address", rr)
 	}
+}
+
+// trustLAN lets UAs at ip use a node without a users file (WithTrustedNetworks).
+func trustLAN(ip string) Option {
+	return WithTrustedNetworks(netip.PrefixFrom(netip.MustParseAddr(ip), 32))
 }

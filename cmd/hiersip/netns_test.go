@@ -25,7 +25,7 @@ func TestCallNodeOnAnotherHost(t *testing.T) {
 
 	nd := nodeNS.Start("node", bin, "node", "--domain", "test", "--data-dir", t.TempDir(),
 		"--listen-addrs", "/ip4/10.77.0.1/tcp/0", "--bootstrap-mdns=false", "--global-mdns=false",
-		"--sip-udp", sip, "--sip-tcp", "", "--admin-listen", "127.0.0.1:8080")
+		"--sip-udp", sip, "--sip-tcp", "", "--sip-trusted-networks", "10.77.0.0/24", "--admin-listen", "127.0.0.1:8080")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := nd.WaitFor(ctx, func(l string) bool { return strings.Contains(l, `msg="node started"`) }); err != nil {
