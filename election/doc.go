@@ -120,12 +120,54 @@
 //	states, cancel := r.Subscribe()
 //	for s := range states { ... s.Role, s.Epoch, s.Proxies, s.Candidates ... }
 //
+// # Security
+//
+// Who may send what (see also the README, "Security"):
+//
+//   - Members only. The runner admits a message only from a peer that is a
+//     member of the domain (WithMembership: the node passes "in the domain
+//     overlay") and has been connected for at least MinMemberAge (default the
+//     election timeout), and, in an enrolled domain (WithCertificates), that
+//     carries a valid, unrevoked certificate of the domain's authority issued
+//     to it. Gossip messages must be signed by their author (gossipsub's
+//     StrictSign; the topic validator checks that the author is the From);
+//     Hello-protocol streams must come from the From.
+//   - Not replayable. Every message carries its sender's sequence number
+//     (Message.Seq, microseconds of its clock, increasing); the runner drops
+//     a message whose number is not above the last one it took from that
+//     sender, and one more than MaxClockSkew ahead of its own clock.
+//   - Bounded epochs. Validate refuses epochs above MaxEpoch (2^53); the core
+//     saturates there instead of wrapping, and refuses a jump of more than
+//     MaxEpochStep over its own epoch from anyone but its own leader.
+//   - Observed utility. The runner replaces every utility a message claims
+//     (the sender's, an announced leader's) by Credible: the claimed tier cut
+//     to the reachability it observes (a peer reachable only through a relay
+//     is private; "public" only for a peer it has dialed directly) and the
+//     score cut to s(online) for the online time it has observed. The core
+//     caps its own utility the same way with its own online time.
+//   - Who leads. The core follows a different leader only if (a) its leader
+//     hands over (Handoff) or redirects it, (b) its leader has been silent
+//     for MissedHellos-1 Hello intervals and the new leader is in its roster
+//     (failover), (c) it has no leader, or (d) the new leader is clearly
+//     better (Margin) than its own. A Handoff naming this node is taken only
+//     from its own leader. A leader that hears a leader it is clearly better
+//     than takes a higher epoch; within Margin the higher epoch wins. A node
+//     without a leader that is itself clearly better than an announced
+//     leader elects itself: that is how a public node that joins replaces a
+//     NATed proxy.
+//   - Endorsements. A roster member signs, in every Hello, the (domain,
+//     epoch, leader) it follows, and a leaving leader signs its successor in
+//     the Handoff; the leader's runner keeps those of its epoch
+//     (Runner.Endorsements) for the proxy record's chain of custody
+//     (package domains).
+//
+// What remains: in an open domain any peer can become a member, and a member
+// that the others observe as clearly better than the current leader, or one
+// that is there when a domain has no leader, becomes leader. An enrolled
+// domain admits only certified nodes.
+//
 // # Limitations
 //
-//   - Membership claims are not authenticated beyond the sender: any member
-//     of the domain can announce itself leader with a higher epoch. The
-//     transport authenticates who sent a message, not whether the sender
-//     was entitled to it.
 //   - Gossipsub does not open streams over relayed (limited) connections. A
 //     NATed node whose only connections are relayed hears no Announce and
 //     holds an election on its own; it needs a direct connection (hole
