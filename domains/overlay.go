@@ -431,6 +431,15 @@ func (o *Overlay) PutBinding(ctx context.Context, key crypto.PrivKey, b *Binding
 	return o.put(ctx, BindingKey(aor), val)
 }
 
+// PutSealedBinding stores a binding sealed before (Binding.Seal), unchanged:
+// a re-store of the same record.
+func (o *Overlay) PutSealedBinding(ctx context.Context, aor AOR, sealed []byte) error {
+	if o.global {
+		return errors.New("domains: bindings belong in a domain overlay, not the global overlay")
+	}
+	return o.put(ctx, BindingKey(aor), sealed)
+}
+
 // GetBinding looks up the binding of aor. A missing, expired or removed
 // binding returns an error wrapping ErrNotFound.
 func (o *Overlay) GetBinding(ctx context.Context, aor AOR) (*Binding, error) {

@@ -164,3 +164,42 @@ func Better(a, b Member) bool {
 	}
 	return a.ID < b.ID
 }
+
+// Margin is how much higher a leader's utility must be for it to count as
+// clearly better than another (it displaces a leader that still answers);
+// between leaders within Margin of each other the higher epoch wins.
+const Margin = 0.05
+
+func tierOf(r Reachability) float64 {
+	switch r {
+	case ReachabilityPublic:
+		return tierPublic
+	case ReachabilityPrivate:
+		return tierPrivate
+	default:
+		return tierUnknown
+	}
+}
+
+// Credible returns utility u as far as an observer can believe it: its tier
+// cut to the reachability reach the observer sees, and its score (the part
+// above the tier) cut to s(online, OnlineHalf), the online term's saturation
+// for the online time the observer has seen. A peer observed for no time
+// thus scores nothing above its tier; after OnlineHalf at most ½. A node
+// caps its own utility with its own online time and reachability, so its
+// claims stay within what others can observe. Negative utilities (opted out)
+// are returned unchanged.
+func Credible(u float64, online time.Duration, reach Reachability, w Weights) float64 {
+	if !(u >= 0) {
+		return u
+	}
+	w = w.withDefaults()
+	tier := math.Min(math.Floor(u), tierPublic)
+	score := math.Min(u-tier, math.Nextafter(1, 0))
+	tier = math.Min(tier, tierOf(reach))
+	ceiling := 0.0
+	if x := online.Seconds(); x > 0 {
+		ceiling = x / (x + w.OnlineHalf.Seconds())
+	}
+	return tier + math.Min(score, ceiling)
+}

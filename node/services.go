@@ -60,7 +60,15 @@ type ElectionConfig struct {
 }
 
 func (c ElectionConfig) options(n *Node) ([]election.Option, error) {
-	opts := []election.Option{election.WithConfig(c.Config), election.WithLogger(n.log)}
+	opts := []election.Option{election.WithConfig(c.Config), election.WithLogger(n.log),
+		// Members only: peers of the domain overlay (README, "The proxy election").
+		election.WithMembership(n.IsMember),
+		election.WithRefusalHook(func(reason string) { n.cfg.Metrics.Refused("election", reason) })}
+	if n.enroll != nil {
+		// Certified nodes only; a node without a valid certificate of its
+		// own never becomes proxy or candidate.
+		opts = append(opts, election.WithCertificates(n.memberCert(), n.verifyMember))
+	}
 	if c.OptOut {
 		opts = append(opts, election.WithOptOut())
 	}

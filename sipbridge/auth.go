@@ -57,7 +57,8 @@ func (u *Users) AddHA1(user, realm, ha1 string) {
 	u.mu.Unlock()
 }
 
-// ReadUsers parses htdigest lines ("user:realm:ha1"); blank lines and '#' comments are skipped.
+// ReadUsers parses htdigest lines ("user:realm:ha1", optionally ":user-key", see
+// domains.ParseUserKey); blank lines and '#' comments are skipped.
 func ReadUsers(r io.Reader) (*Users, error) {
 	u := NewUsers()
 	sc := bufio.NewScanner(r)
@@ -67,8 +68,13 @@ func ReadUsers(r io.Reader) (*Users, error) {
 			continue
 		}
 		f := strings.Split(line, ":")
-		if len(f) != 3 || f[0] == "" || len(f[2]) != 32 {
-			return nil, fmt.Errorf("%w: users line %d: want user:realm:md5-ha1", ErrBadOption, n)
+		if (len(f) != 3 && len(f) != 4) || f[0] == "" || len(f[2]) != 32 {
+			return nil, fmt.Errorf("%w: users line %d: want user:realm:md5-ha1[:user-key]", ErrBadOption, n)
+		}
+		if len(f) == 4 { // the user key (domains.ParseUserKey) is the node's; check it here
+			if _, err := domains.ParseUserKey(f[3]); err != nil {
+				return nil, fmt.Errorf("%w: users line %d: %v", ErrBadOption, n, err)
+			}
 		}
 		if _, err := hex.DecodeString(f[2]); err != nil {
 			return nil, fmt.Errorf("%w: users line %d: ha1 is not hex", ErrBadOption, n)
