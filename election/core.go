@@ -92,6 +92,7 @@ type Election struct {
 	lastBid       time.Time
 	seenEpoch     uint64    // highest epoch announced to this node (within MaxEpochStep)
 	lastBump      time.Time // last time this leader raised its epoch over a rival
+	refusal       string    // why the last message's claim was ignored (TakeRefusal)
 
 	out []Outgoing
 }
@@ -151,6 +152,13 @@ func (e *Election) Utility() float64 { return e.util }
 // MaxEpochStep bounds how far a message from anyone but the node's own
 // leader may move the node's epoch forward at once.
 const MaxEpochStep = 1 << 20
+
+// maxRivalLead bounds how far ahead of its own epoch a leader follows a
+// rival it is clearly better than: it raises its epoch over a rival at most
+// that far ahead (a healed partition's other side has had fewer failovers
+// than that), so a member that announces a huge epoch cannot drive the
+// domain's epoch up.
+const maxRivalLead = 64
 
 // nextEpoch returns the epoch after ep, saturating at MaxEpoch.
 func nextEpoch(ep uint64) uint64 {
@@ -216,6 +224,16 @@ func (e *Election) Step(m Message) error {
 		e.onBid(m)
 	}
 	return nil
+}
+
+// TakeRefusal returns why the core ignored the leadership claim of the
+// last message stepped ("not_leader": a Handoff not from the node's leader;
+// "not_followed": an announced leader the node does not follow; "epoch": an
+// epoch too far ahead), or "", and clears it.
+func (e *Election) TakeRefusal() string {
+	r := e.refusal
+	e.refusal = ""
+	return r
 }
 
 // Ready returns the messages to send and clears the queue.
@@ -623,7 +641,9 @@ func clearlyBetter(a, b Member) bool { return a.Utility > b.Utility+Margin }
 
 // prefer reports whether leader a at epoch ea is to be followed rather than
 // leader b at epoch eb: the clearly better one; within Margin the higher
-// epoch; at equal epochs the better (Better).
+// epoch, then the lower peer ID. Within Margin the utilities themselves are
+// not compared: two nodes observe each other differently, and only a rule
+// both apply the same way settles a split.
 func prefer(a Member, ea uint64, b Member, eb uint64) bool {
 	switch {
 	case clearlyBetter(a, b):
@@ -633,7 +653,7 @@ func prefer(a Member, ea uint64, b Member, eb uint64) bool {
 	case ea != eb:
 		return ea > eb
 	}
-	return Better(a, b)
+	return a.ID < b.ID
 }
 
 // current returns the leader the node follows, with the utility it knows.
@@ -678,7 +698,13 @@ func (e *Election) onAnnounce(m Message) {
 	if l.ID == e.self {
 		// Named leader: a handoff (or its broadcast copy) to this node,
 		// taken only from its own leader.
-		if e.leader != e.self && e.leader != "" && m.From == e.leader && e.newer(m.Epoch) && e.util >= 0 {
+		switch {
+		case e.leader == e.self:
+		case e.leader == "" || m.From != e.leader:
+			e.refusal = "not_leader"
+		case !e.newer(m.Epoch):
+			e.refusal = "epoch"
+		case e.util >= 0:
 			delete(e.bids, m.From) // the leaver
 			e.becomeLeader(m.Epoch, m.Roster, m.Spares)
 		}
@@ -699,11 +725,16 @@ func (e *Election) onAnnounce(m Message) {
 		e.epoch = m.Epoch
 		e.resetMember()
 	default:
+		if m.Epoch > e.epoch && m.Epoch-e.epoch > MaxEpochStep {
+			e.refusal = "epoch"
+		} else if m.Epoch > e.epoch || l.ID != e.leader {
+			e.refusal = "not_followed"
+		}
 		if e.leader == e.self {
 			// A rival leader this one is preferred to: make sure it wins
 			// on epochs too, and let the rival's nodes hear it soon.
 			self := e.current()
-			if m.Epoch >= e.epoch && clearlyBetter(self, l) && m.Epoch < MaxEpoch &&
+			if m.Epoch >= e.epoch && m.Epoch-e.epoch <= maxRivalLead && clearlyBetter(self, l) && m.Epoch < MaxEpoch &&
 				(e.lastBump.IsZero() || e.now.Sub(e.lastBump) >= e.cfg.HelloInterval) {
 				e.epoch = nextEpoch(m.Epoch)
 				e.lastBump = e.now

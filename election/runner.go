@@ -142,7 +142,9 @@ func WithMembership(member func(peer.ID) bool) Option {
 }
 
 // WithMinMemberAge sets how long a peer must have been connected before its
-// messages count (default: the election timeout).
+// messages count (default: two Hello intervals, 1 s; less than the election
+// timeout, so that the nodes a domain starts with take part in its first
+// election).
 func WithMinMemberAge(d time.Duration) Option {
 	return func(o *options) error {
 		if d < 0 {
@@ -270,7 +272,7 @@ func NewRunner(h host.Host, ps *pubsub.PubSub, domain string, duties Duties, opt
 	}
 	o.cfg = e.Config()
 	if o.minAge == 0 {
-		o.minAge = o.cfg.ElectionTimeout
+		o.minAge = 2 * o.cfg.HelloInterval
 	}
 	key := h.Peerstore().PrivKey(h.ID())
 	if key == nil {
@@ -549,6 +551,9 @@ func (r *Runner) loop() {
 			r.annotate(&m)
 			if err := r.e.Step(m); err != nil {
 				r.log.Debug("election: bad message", "from", m.From, "err", err)
+			}
+			if why := r.e.TakeRefusal(); why != "" {
+				r.refused(why)
 			}
 			r.collectEndorsement(m)
 			r.dialRival(m)

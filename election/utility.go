@@ -181,25 +181,33 @@ func tierOf(r Reachability) float64 {
 	}
 }
 
-// Credible returns utility u as far as an observer can believe it: its tier
-// cut to the reachability reach the observer sees, and its score (the part
-// above the tier) cut to s(online, OnlineHalf), the online term's saturation
-// for the online time the observer has seen. A peer observed for no time
-// thus scores nothing above its tier; after OnlineHalf at most ½. A node
-// caps its own utility with its own online time and reachability, so its
-// claims stay within what others can observe. Negative utilities (opted out)
-// are returned unchanged.
+// claimShare is the share of a utility's score that comes from what the
+// node claims (bandwidth, CPU, operator weight); the rest comes from the
+// online time an observer has seen.
+const claimShare = 0.1
+
+// Credible returns the utility an observer assigns to a peer that claims u,
+// has been seen online for online and is observed with reachability reach:
+//
+//	tier  = min(tier of u, tier of reach)
+//	score = (1−c)·s(online, OnlineHalf) + c·(u's score),   c = 0.1
+//
+// so the score is what the observer saw (a peer connected for no time
+// scores at most c; after OnlineHalf about ½) and the claim (bandwidth, CPU,
+// operator weight) only shifts it by at most c. A node rates itself the same
+// way with its own online time and reachability, so its claims match what
+// others can observe. Negative utilities (opted out) are returned unchanged.
 func Credible(u float64, online time.Duration, reach Reachability, w Weights) float64 {
 	if !(u >= 0) {
 		return u
 	}
 	w = w.withDefaults()
 	tier := math.Min(math.Floor(u), tierPublic)
-	score := math.Min(u-tier, math.Nextafter(1, 0))
+	claimed := math.Min(u-tier, math.Nextafter(1, 0))
 	tier = math.Min(tier, tierOf(reach))
-	ceiling := 0.0
-	if x := online.Seconds(); x > 0 {
-		ceiling = x / (x + w.OnlineHalf.Seconds())
+	seen := 0.0
+	if x := online.Seconds(); x > 0 && !math.IsInf(x, 0) {
+		seen = x / (x + w.OnlineHalf.Seconds())
 	}
-	return tier + math.Min(score, ceiling)
+	return tier + math.Min((1-claimShare)*seen+claimShare*claimed, math.Nextafter(1, 0))
 }
