@@ -162,8 +162,8 @@ func sumRefused(nodes []*Node, what, reason string) float64 {
 type domainSpec struct {
 	name  string
 	n     int
-	auth  *testAuthority // nil: open domain
-	users string         // users file contents (digest auth and user keys); "" none
+	auth  *testAuthority               // nil: open domain
+	users string                       // users file contents (digest auth and user keys); "" none
 	cfg   func(h host.Host, c *Config) // per-node changes
 }
 

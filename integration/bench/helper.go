@@ -151,6 +151,7 @@ func (h *helper) start(ctx context.Context, n, members, udpBuf int, join string)
 				Global:     node.BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: slices.Clone(seeds)},
 				GlobalSeed: i == 0 && join == "",
 				Election:   node.ElectionConfig{OptOut: i >= n-members},
+				LookupRate: -1, // a load generator looks names up from one node: no per-peer bound
 			}
 			if i > 0 {
 				cfg.Bootstrap.Peers = []string{first}
