@@ -85,6 +85,10 @@ FUZZ_TARGETS=(
 	"./domains FuzzBindingValidator 5000x"
 	"./domains FuzzCertificate 5000x"
 	"./domains FuzzParseSubject 20000x"
+	"./domains FuzzProxyRecord 5000x"
+	"./domains FuzzUsersLine 20000x"
+	"./domains FuzzKadType 20000x"
+	"./election FuzzDecode 20000x"
 	"./sipbridge FuzzStreamFraming 20000x"
 )
 if [[ ${FUZZTIME:-} != 0 ]]; then
