@@ -64,12 +64,13 @@
 //     HelloInterval unless Proxies+Candidates+Spares better bids are live;
 //     after two intervals the best bidder becomes leader with epoch+1.
 //
-// Epochs settle split brain: a node follows the Announce of the higher
-// epoch; at equal epochs the leader with the better utility (then the lower
-// peer ID) wins. A leader that hears a better one steps down, so after a
-// partition heals exactly one roster, with exactly Config.Proxies proxies,
-// remains. Serving proxies are never preempted by better nodes (stability);
-// better nodes displace candidates.
+// Utility and epochs settle split brain (see Security, "Who leads"): the
+// clearly better leader wins, and between leaders within Margin of each
+// other the higher epoch, then the lower peer ID. A leader that hears a
+// preferred one steps down and redirects its nodes, so after a partition
+// heals exactly one roster, with exactly Config.Proxies proxies, remains.
+// Serving proxies are not preempted by nodes that are better only within
+// Margin (stability); better nodes displace candidates.
 //
 // # Timing
 //
@@ -126,8 +127,9 @@
 //
 //   - Members only. The runner admits a message only from a peer that is a
 //     member of the domain (WithMembership: the node passes "in the domain
-//     overlay") and has been connected for at least MinMemberAge (default the
-//     election timeout), and, in an enrolled domain (WithCertificates), that
+//     overlay") and has been connected for at least the minimum member age
+//     (WithMinMemberAge, default two Hello intervals), and, in an enrolled
+//     domain (WithCertificates), that
 //     carries a valid, unrevoked certificate of the domain's authority issued
 //     to it. Gossip messages must be signed by their author (gossipsub's
 //     StrictSign; the topic validator checks that the author is the From);
@@ -140,21 +142,27 @@
 //     saturates there instead of wrapping, and refuses a jump of more than
 //     MaxEpochStep over its own epoch from anyone but its own leader.
 //   - Observed utility. The runner replaces every utility a message claims
-//     (the sender's, an announced leader's) by Credible: the claimed tier cut
-//     to the reachability it observes (a peer reachable only through a relay
-//     is private; "public" only for a peer it has dialed directly) and the
-//     score cut to s(online) for the online time it has observed. The core
-//     caps its own utility the same way with its own online time.
+//     by the sender (and the announced leader's, when it is a direct
+//     neighbour: Message.Observed) by Credible: the claimed tier cut to the
+//     reachability it observes (a peer reachable only through a relay is
+//     private; "public" only for a peer it has dialed directly) and a score
+//     that is 0.9·s(online) for the online time it has observed plus 0.1 of
+//     the claimed score. The core rates itself the same way with its own
+//     online time. On gossip the first hop refuses a Bid that claims more
+//     than it observes.
 //   - Who leads. The core follows a different leader only if (a) its leader
-//     hands over (Handoff) or redirects it, (b) its leader has been silent
-//     for MissedHellos-1 Hello intervals and the new leader is in its roster
-//     (failover), (c) it has no leader, or (d) the new leader is clearly
-//     better (Margin) than its own. A Handoff naming this node is taken only
-//     from its own leader. A leader that hears a leader it is clearly better
-//     than takes a higher epoch; within Margin the higher epoch wins. A node
-//     without a leader that is itself clearly better than an announced
-//     leader elects itself: that is how a public node that joins replaces a
-//     NATed proxy.
+//     hands over (Handoff) or redirects it, (b) it has no leader and is not
+//     itself clearly better than the announced one, (c) its leader has been
+//     silent for a Hello interval and a Hello timeout and the new leader is
+//     in its roster (failover), or (d) the new leader is observed and
+//     preferred: clearly better (by more than Margin), or within Margin at a
+//     higher epoch, then the lower peer ID. A Handoff naming this node is
+//     taken only from its own leader. A leader that hears a rival it is
+//     clearly better than takes a higher epoch (if the rival is at most 64
+//     ahead); a leader that follows another redirects its nodes. A node
+//     without a leader that is clearly better than an announced leader
+//     elects itself: that is how a node of a better tier that joins replaces
+//     a NATed proxy.
 //   - Endorsements. A roster member signs, in every Hello, the (domain,
 //     epoch, leader) it follows, and a leaving leader signs its successor in
 //     the Handoff; the leader's runner keeps those of its epoch
@@ -162,9 +170,9 @@
 //     (package domains).
 //
 // What remains: in an open domain any peer can become a member, and a member
-// that the others observe as clearly better than the current leader, or one
-// that is there when a domain has no leader, becomes leader. An enrolled
-// domain admits only certified nodes.
+// that the others observe as better than the current leader (or within
+// Margin of it, at a higher epoch), or one that is there when a domain has
+// no leader, becomes leader. An enrolled domain admits only certified nodes.
 //
 // # Limitations
 //
