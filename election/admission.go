@@ -98,19 +98,22 @@ func isRelayed(c network.Conn) bool {
 	return false
 }
 
-// annotate replaces the utilities m claims by what this node observes of
-// their owners, when it observes them (a direct neighbour): the sender's,
-// and the announced leader's (then m.Observed).
+// annotate cuts the utilities m claims to what this node observes of their
+// owners, when it observes them (a direct neighbour): the sender's, and the
+// announced leader's (then m.Observed). Observation only ever lowers a
+// claim: a node's claim is already its own Credible utility, so between
+// nodes that have seen each other as long as they have been up, claims
+// stand, and every node ranks them alike.
 func (r *Runner) annotate(m *Message) {
 	w := r.o.cfg.Weights
 	if online, reach, ok := r.o.observe(m.From); ok {
-		m.Utility = Credible(m.Utility, online, reach, w)
+		m.Utility = min(m.Utility, Credible(m.Utility, online, reach, w))
 	}
 	m.Observed = false
 	if len(m.Roster) > 0 && (m.Type == MsgAnnounce || m.Type == MsgHelloAck || m.Type == MsgHandoff) {
 		m.Roster = slices.Clone(m.Roster)
 		if online, reach, ok := r.o.observe(m.Roster[0].ID); ok {
-			m.Roster[0].Utility = Credible(m.Roster[0].Utility, online, reach, w)
+			m.Roster[0].Utility = min(m.Roster[0].Utility, Credible(m.Roster[0].Utility, online, reach, w))
 			m.Observed = true
 		}
 	}
