@@ -141,14 +141,15 @@
 //   - Bounded epochs. Validate refuses epochs above MaxEpoch (2^53); the core
 //     saturates there instead of wrapping, and refuses a jump of more than
 //     MaxEpochStep over its own epoch from anyone but its own leader.
-//   - Observed utility. The runner replaces every utility a message claims
-//     by the sender (and the announced leader's, when it is a direct
-//     neighbour: Message.Observed) by Credible: the claimed tier cut to the
-//     reachability it observes (a peer reachable only through a relay is
-//     private; "public" only for a peer it has dialed directly) and a score
-//     that is 0.9·s(online) for the online time it has observed plus 0.1 of
-//     the claimed score. The core rates itself the same way with its own
-//     online time. On gossip the first hop refuses a Bid that claims more
+//   - Observed utility. The core rates itself with Credible: its tier plus
+//     0.9·s(online) for its own online time plus 0.1 of the draft's score, so
+//     claims (bandwidth, CPU, weight) move it by at most 0.1. The runner
+//     cuts every utility a message claims for the sender (and for the
+//     announced leader, when it is a direct neighbour: Message.Observed) to
+//     Credible of what it observes: the tier to the reachability it sees (a
+//     peer reachable only through a relay is private; "public" only for a
+//     peer it has dialed directly), the online time to how long the peer has
+//     been connected. On gossip the first hop refuses a Bid that claims more
 //     than it observes.
 //   - Who leads. The core follows a different leader only if (a) its leader
 //     hands over (Handoff) or redirects it, (b) it has no leader and is not
