@@ -175,12 +175,12 @@ func (r *Runner) collectEndorsement(m Message) {
 	if m.Type != MsgHello && m.Type != MsgHandoff {
 		return
 	}
-	if m.Type == MsgHello && r.e.rank(m.From) < 1 {
-		return // only roster members are electors
-	}
 	r.resetEndorsements()
 	if old, ok := r.ends[m.From]; ok && string(old) == string(m.Endorse) {
 		return
+	}
+	if _, ok := r.ends[m.From]; !ok && len(r.ends) >= maxEndorsements {
+		return // bounded; only the previous record's electors count anyway
 	}
 	en := domains.Endorsement{Peer: m.From, Sig: m.Endorse}
 	if !en.Verify(r.domain, m.Epoch, r.h.ID()) {
@@ -190,6 +190,10 @@ func (r *Runner) collectEndorsement(m Message) {
 	r.ends[m.From] = slices.Clone(m.Endorse)
 	r.syncEndorsed()
 }
+
+// maxEndorsements bounds the endorsements a leader keeps per epoch (a
+// proxy record carries at most domains.MaxElectors).
+const maxEndorsements = 64
 
 // resetEndorsements drops the endorsements held when the node no longer
 // leads at their epoch.

@@ -721,9 +721,16 @@ func (e *Election) onAnnounce(m Message) {
 			e.send("", Message{Type: MsgAnnounce, Epoch: m.Epoch, Utility: max(e.util, 0),
 				Roster: slices.Clone(m.Roster), Spares: slices.Clone(m.Spares), Floor: m.Floor})
 		}
+		elector := e.rank(e.self) >= 0
 		e.leader = l.ID
 		e.epoch = m.Epoch
 		e.resetMember()
+		if elector && e.util >= 0 {
+			// A member of the roster it leaves (an elector of the domain's
+			// proxy record) tells its new leader at once that it follows it:
+			// the runner attaches its endorsement to the Hello.
+			e.send(l.ID, Message{Type: MsgHello, Epoch: m.Epoch, Utility: max(e.util, 0)})
+		}
 	default:
 		if m.Epoch > e.epoch && m.Epoch-e.epoch > MaxEpochStep {
 			e.refusal = "epoch"

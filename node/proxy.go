@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hiersip/hiersip/domains"
@@ -29,6 +30,7 @@ type proxyRole struct {
 	proxies  []peer.ID
 	electors []peer.ID // the roster: who may endorse the next proxy
 	extra    []domains.Endorsement
+	endorsed atomic.Int64 // endorsements the last published record carried
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
@@ -80,18 +82,17 @@ func (n *Node) BecomeProxy(ctx context.Context, epoch uint64, proxies []peer.ID,
 	n.mu.Lock()
 	n.proxy = role
 	n.mu.Unlock()
-	err = n.publishProxy(ctx, g, role)
 	var states <-chan election.State
 	stop := func() {}
 	if r := n.election; r != nil {
-		states, stop = r.Subscribe()
+		states, stop = r.Subscribe() // before the first publish: no endorsement slips between
 	}
+	err = n.publishProxy(ctx, g, role)
 	go func() {
 		defer close(role.done)
 		defer stop()
 		t := time.NewTicker(ProxyRepublish)
 		defer t.Stop()
-		endorsed := -1
 		publish := func() {
 			pctx, c := context.WithTimeout(rctx, ProxyRepublish)
 			if err := n.publishProxy(pctx, g, role); err != nil && rctx.Err() == nil {
@@ -112,11 +113,8 @@ func (n *Node) BecomeProxy(ctx context.Context, epoch uint64, proxies []peer.ID,
 				}
 				// New endorsements of this epoch: publish at once, so that
 				// the record replaces the predecessor's.
-				if st.Epoch == role.epoch && len(st.Endorsed) > endorsed {
-					if endorsed >= 0 {
-						publish()
-					}
-					endorsed = len(st.Endorsed)
+				if st.Epoch == role.epoch && len(st.Endorsed) > int(role.endorsed.Load()) {
+					publish()
 				}
 			}
 		}
@@ -171,17 +169,12 @@ func (n *Node) publishProxy(ctx context.Context, g *domains.Overlay, role *proxy
 		Domain: n.cfg.Domain, Signer: n.ID(), Epoch: role.epoch, Electors: role.electors,
 		Issued: now, Expires: now.Add(ProxyRecordTTL),
 	}
-	seen := map[peer.ID]bool{}
 	var ends []domains.Endorsement
 	if r := n.election; r != nil {
 		ends = r.Endorsements(role.epoch)
 	}
-	for _, en := range append(ends, role.extra...) {
-		if !seen[en.Peer] && len(rec.Endorsements) < domains.MaxElectors {
-			seen[en.Peer] = true
-			rec.Endorsements = append(rec.Endorsements, en)
-		}
-	}
+	rec.Endorsements = n.pickEndorsements(ctx, g, append(role.extra, ends...))
+	role.endorsed.Store(int64(len(ends)))
 	if n.enroll != nil {
 		rec.Authority = n.enroll.state.Authority()
 		if rec.Cert = n.memberCert(); rec.Cert == nil {
@@ -205,6 +198,42 @@ func (n *Node) publishProxy(ctx context.Context, g *domains.Overlay, role *proxy
 		g.PutProxyRecord(ctx, n.key, rec),
 		n.domain.PutProxyRecord(ctx, n.key, rec),
 	)
+}
+
+// pickEndorsements chooses the endorsements a proxy record carries (at most
+// domains.MaxElectors): those of the electors of the domain's current
+// record first, as only they count towards replacing it.
+func (n *Node) pickEndorsements(ctx context.Context, g *domains.Overlay, all []domains.Endorsement) []domains.Endorsement {
+	uniq := all[:0:0]
+	for _, en := range all {
+		if !slices.ContainsFunc(uniq, func(u domains.Endorsement) bool { return u.Peer == en.Peer }) {
+			uniq = append(uniq, en)
+		}
+	}
+	if len(uniq) <= domains.MaxElectors {
+		return uniq
+	}
+	all = uniq
+	var prev []peer.ID
+	for _, ov := range []*domains.Overlay{n.domain, g} {
+		if cur, err := ov.StoredProxyRecord(ctx, n.cfg.Domain); err == nil {
+			prev = append(prev, cur.Electors...)
+		} else if cur, err := ov.GetProxyRecord(ctx, n.cfg.Domain); err == nil {
+			prev = append(prev, cur.Electors...)
+		}
+	}
+	seen := map[peer.ID]bool{}
+	var out []domains.Endorsement
+	for _, first := range []bool{true, false} {
+		for _, en := range all {
+			if seen[en.Peer] || containsPeer(prev, en.Peer) != first || len(out) >= domains.MaxElectors {
+				continue
+			}
+			seen[en.Peer] = true
+			out = append(out, en)
+		}
+	}
+	return out
 }
 
 // Endorse signs, with the node's key, that signer is the domain's proxy at
