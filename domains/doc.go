@@ -72,7 +72,7 @@
 // stored record (ProxySupersedes). A higher epoch alone counts for nothing.
 // In an enrolled domain the record carries the authority's public key and
 // the signer's certificate; a different key is a different claimant, and a
-// validator that knows the domain's authority (WithAuthority) refuses any
+// validator that knows the domain's authority (WithAuthorities) refuses any
 // other. A record no one continues lapses within MaxProxyLifetime, and the
 // next claim starts a new chain (first come, first served): there is no
 // other root of trust for an open domain's name.
