@@ -15,7 +15,9 @@ import (
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	swarm "github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // acceptAll is the validator of an attacker's own kad-dht: it stores
@@ -97,9 +99,7 @@ func testOverlays(t *testing.T, name string, n int, extra []host.Host, opts ...O
 	all := append(append([]host.Host(nil), hs...), extra...)
 	for i, a := range all {
 		for _, b := range all[i+1:] {
-			if err := a.Connect(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
-				t.Fatal(err)
-			}
+			connect(t, a, b)
 		}
 	}
 	waitFor(t, 20*time.Second, "routing tables", func() bool {
@@ -111,6 +111,26 @@ func testOverlays(t *testing.T, name string, n int, extra []host.Host, opts ...O
 		return true
 	})
 	return hs, ovs
+}
+
+// connect connects a to b. The DHTs dial each other as soon as they learn
+// of a peer; a dial that crossed the other side's left a backoff, which is
+// cleared before trying again.
+func connect(t *testing.T, a, b host.Host) {
+	t.Helper()
+	var err error
+	for range 5 {
+		if a.Network().Connectedness(b.ID()) == network.Connected {
+			return
+		}
+		if err = a.Connect(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err == nil {
+			return
+		}
+		if sw, ok := a.Network().(*swarm.Swarm); ok {
+			sw.Backoff().Clear(b.ID())
+		}
+	}
+	t.Fatal(err)
 }
 
 // TestAttackNameHijackOpenDomain is the attack of issue 15 on a live name:
