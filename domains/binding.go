@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	pb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 	ma "github.com/multiformats/go-multiaddr"
@@ -38,28 +39,40 @@ var (
 	ErrWrongKey     = errors.New("domains: record stored under the wrong key")
 	ErrWrongSigner  = errors.New("domains: record not signed by its peer")
 	ErrRecordTooBig = errors.New("domains: record too large")
+	ErrBadOwner     = errors.New("domains: record not signed by its owner")
+	ErrAhead        = errors.New("domains: record dated ahead of the clock")
 )
 
 // Contact is one UA contact of a binding, as the serving node saw it.
 type Contact struct {
-	URI     string    // the UA's Contact URI, e.g. "sip:bob@127.0.0.1:5062"
+	// URI is the UA's Contact URI, e.g. "sip:bob@127.0.0.1:5062". The serving
+	// node keeps it; bindings in the overlay carry it empty (Redacted).
+	URI     string
 	Expires time.Time // when this contact lapses
 }
 
 // Binding maps a user's AOR to the node that serves its user agents. It is
 // stored at the AOR's User-Resource-ID in the domain overlay, sealed in a
-// libp2p signed envelope by the serving node's key (see Seal), so only that
-// node can change it.
+// libp2p signed envelope by the serving node's key (see Seal) and, when the
+// user has a user key, signed with it too (SignOwner). Its owner (OwnerID)
+// is the user key, or the node without one: only the owner can replace a
+// live binding (BindingValidator).
 type Binding struct {
 	AOR      string         // canonical AOR
 	Peer     peer.ID        // node that serves the UA; must be the signer
 	Addrs    []ma.Multiaddr // the node's addresses, relay addresses included
-	Contacts []Contact      // the UA contacts registered at that node
-	Created  time.Time      // first registration by this node; kept across refreshes
+	Contacts []Contact      // the UA contacts registered at that node (URIs redacted in the overlay)
+	Created  time.Time      // first registration by this node; informational, decides nothing
 	Expires  time.Time      // the record lapses then; a tombstone keeps this too
-	Seq      uint64         // increases with every store by the same node
+	Seq      uint64         // the owner's version: microseconds of the signer's clock, increasing
 	Removed  bool           // tombstone: the AOR was unregistered
 	Cert     []byte         // optional enrollment certificate (enrolled domains)
+	// Owner is the user's public key (Ed25519) when the user has a user key;
+	// OwnerSig is its signature over the rest of the binding (SignOwner).
+	Owner    crypto.PubKey
+	OwnerSig []byte
+
+	ownerMsg []byte // what OwnerSig signs, as received
 }
 
 type bindingJSON struct {
@@ -72,7 +85,15 @@ type bindingJSON struct {
 	Seq      uint64        `json:"seq"`
 	Removed  bool          `json:"removed,omitempty"`
 	Cert     []byte        `json:"cert,omitempty"`
+	Owner    []byte        `json:"owner,omitempty"`
+	OwnerSig []byte        `json:"osig,omitempty"`
 }
+
+// ownerSigPrefix separates owner signatures from every other use of a user key.
+const ownerSigPrefix = "hiersip-binding-owner/1\n"
+
+// MaxOwnerSig bounds an owner signature (Ed25519's are 64 bytes).
+const MaxOwnerSig = 64
 
 type contactJSON struct {
 	URI     string `json:"uri"`
@@ -87,6 +108,15 @@ func (b *Binding) Codec() []byte { return bindingCodec }
 
 // MarshalRecord implements record.Record.
 func (b *Binding) MarshalRecord() ([]byte, error) {
+	j, err := b.toJSON()
+	if err != nil {
+		return nil, err
+	}
+	j.OwnerSig = b.OwnerSig
+	return json.Marshal(j)
+}
+
+func (b *Binding) toJSON() (bindingJSON, error) {
 	j := bindingJSON{
 		AOR: b.AOR, Peer: b.Peer.String(), Created: b.Created.UnixMilli(),
 		Expires: b.Expires.UnixMilli(), Seq: b.Seq, Removed: b.Removed, Cert: b.Cert,
@@ -97,7 +127,71 @@ func (b *Binding) MarshalRecord() ([]byte, error) {
 	for _, c := range b.Contacts {
 		j.Contacts = append(j.Contacts, contactJSON{URI: c.URI, Expires: c.Expires.UnixMilli()})
 	}
-	return json.Marshal(j)
+	if b.Owner != nil {
+		raw, err := crypto.MarshalPublicKey(b.Owner)
+		if err != nil {
+			return j, fmt.Errorf("%w: owner key: %v", ErrBadRecord, err)
+		}
+		j.Owner = raw
+	}
+	return j, nil
+}
+
+// ownerMessage returns what an owner signature covers: the binding's JSON
+// form without the signature, after a domain-separation prefix.
+func ownerMessage(j bindingJSON) ([]byte, error) {
+	j.OwnerSig = nil
+	data, err := json.Marshal(j)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(ownerSigPrefix), data...), nil
+}
+
+// SignOwner makes the binding the user's: it sets Owner to the user key's
+// public half and signs the binding with it. Sign again after any change;
+// Seal then seals the signed binding with the node's key.
+func (b *Binding) SignOwner(userKey crypto.PrivKey) error {
+	if userKey == nil || userKey.Type() != pb.KeyType_Ed25519 {
+		return fmt.Errorf("%w: not an Ed25519 key", ErrBadUserKey)
+	}
+	b.Owner, b.OwnerSig = userKey.GetPublic(), nil
+	j, err := b.toJSON()
+	if err != nil {
+		return err
+	}
+	msg, err := ownerMessage(j)
+	if err != nil {
+		return err
+	}
+	if b.OwnerSig, err = userKey.Sign(msg); err != nil {
+		return err
+	}
+	b.ownerMsg = msg
+	return nil
+}
+
+// OwnerID identifies the binding's owner: its user key when it has one,
+// else its serving node. Two bindings of the same owner replace each other
+// by sequence number.
+func (b *Binding) OwnerID() string {
+	if b.Owner != nil {
+		if raw, err := b.Owner.Raw(); err == nil {
+			return "user:" + string(raw)
+		}
+	}
+	return "node:" + string(b.Peer)
+}
+
+// Redacted returns a copy of b without its contacts' URIs, as bindings are
+// published: the phones' addresses stay with the serving node.
+func (b Binding) Redacted() Binding {
+	cs := make([]Contact, len(b.Contacts))
+	for i, c := range b.Contacts {
+		cs[i] = Contact{Expires: c.Expires}
+	}
+	b.Contacts = cs
+	return b
 }
 
 // UnmarshalRecord implements record.Record.
@@ -119,6 +213,19 @@ func (b *Binding) UnmarshalRecord(data []byte) error {
 	*b = Binding{
 		AOR: j.AOR, Peer: p, Created: time.UnixMilli(j.Created), Expires: time.UnixMilli(j.Expires),
 		Seq: j.Seq, Removed: j.Removed, Cert: j.Cert,
+	}
+	if j.Owner != nil || j.OwnerSig != nil {
+		if len(j.OwnerSig) == 0 || len(j.OwnerSig) > MaxOwnerSig {
+			return fmt.Errorf("%w: owner signature of %d bytes", ErrBadOwner, len(j.OwnerSig))
+		}
+		k, err := crypto.UnmarshalPublicKey(j.Owner)
+		if err != nil || k.Type() != pb.KeyType_Ed25519 {
+			return fmt.Errorf("%w: owner key is not an Ed25519 key", ErrBadOwner)
+		}
+		if b.ownerMsg, err = ownerMessage(j); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadRecord, err)
+		}
+		b.Owner, b.OwnerSig = k, j.OwnerSig
 	}
 	for _, s := range j.Addrs {
 		a, err := ma.NewMultiaddr(s)
@@ -145,9 +252,9 @@ func (b *Binding) Seal(key crypto.PrivKey) ([]byte, error) {
 	return sealRecord(b, key, MaxRecordSize)
 }
 
-// OpenBinding verifies a sealed binding's signature and that its signer is
-// the peer it names, and returns it. It does not check expiry, key or domain:
-// the Validator does.
+// OpenBinding verifies a sealed binding's signature, that its signer is the
+// peer it names and, if it has an owner, the owner's signature, and returns
+// it. It does not check expiry, key or domain: the Validator does.
 func OpenBinding(data []byte) (*Binding, error) {
 	if len(data) > MaxRecordSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), MaxRecordSize)
@@ -155,10 +262,15 @@ func OpenBinding(data []byte) (*Binding, error) {
 	var b Binding
 	env, err := record.ConsumeTypedEnvelope(data, &b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRecord, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	if !b.Peer.MatchesPublicKey(env.PublicKey) {
 		return nil, ErrWrongSigner
+	}
+	if b.Owner != nil {
+		if ok, err := b.Owner.Verify(b.ownerMsg, b.OwnerSig); err != nil || !ok {
+			return nil, ErrBadOwner
+		}
 	}
 	return &b, nil
 }

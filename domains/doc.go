@@ -24,24 +24,61 @@
 // punching cannot reach is asked through its relay, so it neither stalls
 // stores and lookups nor drops out of the routing tables.
 //
-// # Records
+// # Records and who may publish them
 //
 // A Binding maps User-Resource-ID → the node that serves the user's agents
-// (peer ID, addresses, UA contacts, expiry, sequence number). It travels in a
-// libp2p signed envelope sealed by that node's key. BindingValidator rejects
-// a bad signature, a signer other than the record's peer, a key that is not
-// Hash(AOR), an expired record, a record expiring more than
-// MaxBindingLifetime ahead, an AOR outside the domain and oversized values.
-// Select prefers the highest sequence number of the same signer, so a
-// tombstone (Removed) stored by the owner wins over its older bindings.
+// (peer ID, addresses, how many contacts until when, expiry, sequence
+// number). It travels in a libp2p signed envelope sealed by that node's key
+// and, when the user has a user key (GenerateUserKey; kept beside the HA1 in
+// the users file), is also signed with that key (Binding.Owner,
+// SignOwner). BindingValidator rejects a bad signature, a signer other than
+// the record's peer, a bad owner signature, a key that is not Hash(AOR), an
+// expired record, a record expiring more than MaxBindingLifetime ahead, a
+// sequence number more than MaxClockSkew ahead of the clock (Seq follows the
+// clock in microseconds), an AOR outside the domain and oversized values.
+// Contact URIs are not published (Binding.Redacted): routing needs only the
+// serving node.
 //
-// Between different signers a live binding is kept against a newcomer:
-// first come, first served until it expires or is unregistered. This is the
-// security limit of an open domain: whoever registers a free name first owns
-// it for up to MaxBindingLifetime, and a record's Created time is the
-// signer's own claim, so a node that back-dates it can win a race for a name
-// that has no live binding at the peers it reaches. Domains that need names
-// bound to identities use enrollment certificates (Binding.Cert).
+// The owner of a binding is its user key if it has one, else its node; in an
+// enrolled domain every certified claimant is the same owner (the authority
+// decides). Select implements the rule every storing node applies to
+// [incoming, stored] (kad-dht's order, DESIGN §5): a binding of the same
+// owner replaces the stored one by a higher sequence number; a binding of a
+// different owner replaces it only when the stored one is a tombstone (or
+// has expired); otherwise the stored binding is kept, whatever the
+// newcomer's Created, Seq or Expires. So a phone whose node died registers at
+// another node holding its user key and is callable at once, while nobody
+// without the key (or the node's key, for keyless users) can displace a live
+// binding. An open domain protects a name only while it is registered: a
+// free name goes to its first claimant.
+//
+// During a lookup kad-dht hands Select [best so far, next answer] in arrival
+// order, which an attacker near the key can win by answering first. Select
+// therefore reports every pair of live claims of different owners to the
+// overlay (a conflict), and a lookup that saw one asks the key's closest
+// storers directly and takes the claim most of them hold, a record counting
+// also for the records of its owner it supersedes (Overlay.GetBinding). The
+// owner stored first and honest storers keep its record, so an attacker wins
+// only with most of the key's closest storers: a Sybil near the key.
+//
+// A ProxyRecord names a domain's elected proxies and its electors (the
+// roster), and carries Endorsements: signatures of electors over (domain,
+// epoch, proxy). It is stored in the global overlay under the domain's
+// Overlay-Resource-ID and in the domain overlay under LocalProxyResourceID,
+// short-lived (MaxProxyLifetime), signed by one of the listed proxies. Its
+// chain of custody: a record of the same signer replaces the stored one by
+// epoch (then issue time); a record of another signer needs an epoch at
+// least as high and endorsements of a majority of the electors named in the
+// stored record (ProxySupersedes). A higher epoch alone counts for nothing.
+// In an enrolled domain the record carries the authority's public key and
+// the signer's certificate; a different key is a different claimant, and a
+// validator that knows the domain's authority (WithAuthorities) refuses any
+// other. A record no one continues lapses within MaxProxyLifetime, and the
+// next claim starts a new chain (first come, first served): there is no
+// other root of trust for an open domain's name.
+//
+// Every overlay answers at most a bounded number of GET_VALUE requests per
+// second and peer (WithLookupLimit), so that guessing names is slow.
 //
 // # Enrolled domains
 //
@@ -65,9 +102,4 @@
 // and re-stores it. Once a node holds a list, its validator refuses the
 // revoked certificates' bindings, locally stored ones and those received in
 // lookups alike.
-//
-// A ProxyRecord names a domain's elected proxies; it is stored in the global
-// overlay under the domain's Overlay-Resource-ID and in the domain overlay
-// under LocalProxyResourceID, short-lived, signed by one of the listed
-// proxies. The highest election epoch wins.
 package domains

@@ -31,6 +31,10 @@ func FuzzBindingValidator(f *testing.F) {
 	f.Add(seal(f, b, node.key))
 	b.Removed, b.Contacts = true, nil
 	f.Add(seal(f, b, node.key))
+	owned := binding(node, "sip:bob@bupt.pastry", 2)
+	if uk, err := GenerateUserKey(); err == nil && owned.SignOwner(uk) == nil {
+		f.Add(seal(f, owned, node.key))
+	}
 	f.Add([]byte{})
 	f.Add([]byte("\x0a\x00"))
 	bob, _ := ParseAOR("sip:bob@bupt.pastry")

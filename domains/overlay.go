@@ -7,13 +7,17 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p-kad-dht/amino"
+	"github.com/libp2p/go-libp2p-kad-dht/records"
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	pb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -39,6 +43,10 @@ type overlayConfig struct {
 	quorum    int
 	dhtOpts   []dht.Option
 	enroll    *Enrollment
+	auths     map[string]crypto.PubKey
+	onRefuse  func(record, reason string)
+	lookupLim rateLimitT
+	lookupBur int
 }
 
 // DefaultQuorum is how many peers' answers a lookup waits for before it
@@ -111,6 +119,54 @@ func WithEnrollment(e *Enrollment) OverlayOption {
 	}
 }
 
+// WithAuthorities gives the overlay the authorities of enrolled domains it
+// knows: their proxy records must name that authority and carry a valid
+// certificate of it. A domain overlay of an enrolled domain knows its own
+// authority from WithEnrollment.
+func WithAuthorities(a map[string]crypto.PubKey) OverlayOption {
+	return func(c *overlayConfig) error {
+		for d, k := range a {
+			if err := ValidateDomain(d); err != nil {
+				return fmt.Errorf("domains: WithAuthorities: %w", err)
+			}
+			if k == nil || k.Type() != pb.KeyType_Ed25519 {
+				return fmt.Errorf("domains: WithAuthorities: %s: not an Ed25519 key", d)
+			}
+		}
+		c.auths = a
+		return nil
+	}
+}
+
+// WithRefusalHook sets a function called for every record the overlay's
+// validators refuse, with the record kind ("binding", "proxy",
+// "revocations", "lookup") and a reason (the Reason constants). It must be
+// quick and safe for concurrent use (a metrics counter).
+func WithRefusalHook(f func(record, reason string)) OverlayOption {
+	return func(c *overlayConfig) error { c.onRefuse = f; return nil }
+}
+
+// Default bound of the GET_VALUE requests an overlay answers per peer.
+const (
+	DefaultLookupRate  = 20 // per second
+	DefaultLookupBurst = 40
+)
+
+// WithLookupLimit bounds the GET_VALUE requests the overlay answers per
+// remote peer: rate per second, burst at once (defaults DefaultLookupRate,
+// DefaultLookupBurst). Requests beyond it wait their turn, so guessing names
+// is slow; a peer that would wait more than 10 s has its stream reset.
+// rate 0 turns the limit off.
+func WithLookupLimit(rate float64, burst int) OverlayOption {
+	return func(c *overlayConfig) error {
+		if rate < 0 || burst < 0 || (rate > 0 && burst < 1) {
+			return fmt.Errorf("domains: WithLookupLimit: rate %v, burst %d", rate, burst)
+		}
+		c.lookupLim, c.lookupBur = rateLimit(rate), burst
+		return nil
+	}
+}
+
 // WithDHTOptions passes further options to kad-dht, after hiersip's own.
 func WithDHTOptions(opts ...dht.Option) OverlayOption {
 	return func(c *overlayConfig) error { c.dhtOpts = append(c.dhtOpts, opts...); return nil }
@@ -121,14 +177,19 @@ func WithDHTOptions(opts ...dht.Option) OverlayOption {
 // and any DHT of the application, can run on one host without their records
 // or routing tables mixing.
 type Overlay struct {
-	name   string // domain name, or GlobalName
-	global bool
-	h      host.Host
-	dht    *dht.IpfsDHT
-	now    func() time.Time
-	log    *slog.Logger
-	quorum int
-	enroll *Enrollment
+	name     string // domain name, or GlobalName
+	global   bool
+	h        host.Host
+	dht      *dht.IpfsDHT
+	now      func() time.Time
+	log      *slog.Logger
+	quorum   int
+	enroll   *Enrollment
+	vals     record.NamespacedValidator
+	confl    conflictLog
+	lim      *peerLimiter
+	nSettled atomic.Int64        // lookups that settled a conflict (tests)
+	store    *records.ValueStore // a view of the DHT's value store, to read this node's copy
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -154,7 +215,8 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 	if h == nil {
 		return nil, errors.New("domains: nil host")
 	}
-	cfg := overlayConfig{mode: dht.ModeServer, now: time.Now, logger: slog.New(slog.DiscardHandler), quorum: DefaultQuorum}
+	cfg := overlayConfig{mode: dht.ModeServer, now: time.Now, logger: slog.New(slog.DiscardHandler), quorum: DefaultQuorum,
+		lookupLim: DefaultLookupRate, lookupBur: DefaultLookupBurst}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -166,15 +228,34 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 	if cfg.enroll != nil && (global || cfg.enroll.Domain() != name) {
 		return nil, fmt.Errorf("domains: enrollment of %s given to overlay %s", cfg.enroll.Domain(), name)
 	}
+	o := &Overlay{
+		name: name, global: global, h: h, now: cfg.now, quorum: cfg.quorum, enroll: cfg.enroll,
+		log:    cfg.logger.With("overlay", name),
+		closed: make(chan struct{}),
+	}
+	refuse := func(kind string) func(string) {
+		if cfg.onRefuse == nil {
+			return nil
+		}
+		return func(reason string) { cfg.onRefuse(kind, reason) }
+	}
 	val := record.NamespacedValidator{}
 	if global {
-		val[NSOverlay] = ProxyValidator{Global: true, Now: cfg.now}
+		val[NSOverlay] = ProxyValidator{Global: true, Now: cfg.now, Authorities: cfg.auths,
+			OnConflict: o.confl.note, OnRefuse: refuse("proxy")}
 	} else {
-		val[NSBinding] = BindingValidator{Domain: name, Now: cfg.now, Enrollment: cfg.enroll}
-		val[NSLocalProxy] = ProxyValidator{Domain: name, Now: cfg.now}
+		val[NSBinding] = BindingValidator{Domain: name, Now: cfg.now, Enrollment: cfg.enroll,
+			OnConflict: o.confl.note, OnRefuse: refuse("binding")}
+		val[NSLocalProxy] = ProxyValidator{Domain: name, Now: cfg.now, Enrollment: cfg.enroll, Authorities: cfg.auths,
+			OnConflict: o.confl.note, OnRefuse: refuse("proxy")}
 		if cfg.enroll != nil {
 			val[NSRevocation] = RevocationValidator{Enrollment: cfg.enroll}
 		}
+	}
+	o.vals = val
+	o.store = records.NewValueStore(cfg.datastore, val, amino.DefaultMaxRecordAge)
+	if cfg.lookupLim > 0 {
+		o.lim = newPeerLimiter(cfg.lookupLim, cfg.lookupBur, refuse("lookup"))
 	}
 	dopts := append([]dht.Option{
 		dht.ProtocolPrefix(ProtocolPrefix(name)),
@@ -183,15 +264,12 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 		dht.Validator(val),
 		dht.DisableProviders(),
 	}, cfg.dhtOpts...)
-	d, err := dht.New(relayedOK{h}, dopts...)
+	d, err := dht.New(relayedOK{Host: h, lim: o.lim}, dopts...)
 	if err != nil {
 		return nil, fmt.Errorf("domains: overlay %s: %w", name, err)
 	}
-	return &Overlay{
-		name: name, global: global, h: h, dht: d, now: cfg.now, quorum: cfg.quorum, enroll: cfg.enroll,
-		log:    cfg.logger.With("overlay", name),
-		closed: make(chan struct{}),
-	}, nil
+	o.dht = d
+	return o, nil
 }
 
 // relayedOK is the host an overlay's kad-dht works on: h, whose relayed
@@ -205,7 +283,21 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 // through the relay like any other. A hiersip relay allows 128 MiB per
 // direction and connection by default; a store or lookup sends a few kad-dht
 // messages of a few hundred bytes.
-type relayedOK struct{ host.Host }
+//
+// It also hands kad-dht's inbound streams through the overlay's lookup
+// limit (peerLimiter), when there is one.
+type relayedOK struct {
+	host.Host
+	lim *peerLimiter
+}
+
+func (h relayedOK) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	if h.lim == nil {
+		h.Host.SetStreamHandler(pid, handler)
+		return
+	}
+	h.Host.SetStreamHandler(pid, func(s network.Stream) { handler(h.lim.wrap(s)) })
+}
 
 func (h relayedOK) Connect(ctx context.Context, pi peer.AddrInfo) error {
 	return h.Host.Connect(network.WithAllowLimitedConn(ctx, "hiersip-overlay"), pi)
@@ -265,8 +357,38 @@ func (o *Overlay) put(ctx context.Context, key string, value []byte) error {
 }
 
 func (o *Overlay) localHas(ctx context.Context, key string, value []byte) bool {
-	rec, err := o.dht.GetValue(ctx, key, dht.Quorum(1), routing.Offline)
-	return err == nil && string(rec) == string(value)
+	v, ok := o.localValue(ctx, key)
+	return ok && string(v) == string(value)
+}
+
+// localValue returns this node's own valid copy of key, if it holds one.
+// (kad-dht's routing.Offline still asks the network.)
+func (o *Overlay) localValue(ctx context.Context, key string) ([]byte, bool) {
+	rec, err := o.store.Get(ctx, key)
+	if err != nil || rec == nil || o.vals.Validate(key, rec.GetValue()) != nil {
+		return nil, false
+	}
+	return rec.GetValue(), true
+}
+
+// StoredBinding returns the binding of aor this node holds as a storer (not
+// a lookup), or ErrNotFound.
+func (o *Overlay) StoredBinding(ctx context.Context, aor AOR) (*Binding, error) {
+	v, ok := o.localValue(ctx, BindingKey(aor))
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return OpenBinding(v)
+}
+
+// StoredProxyRecord returns the proxy record of domain this node holds as a
+// storer, or ErrNotFound.
+func (o *Overlay) StoredProxyRecord(ctx context.Context, domain string) (*ProxyRecord, error) {
+	v, ok := o.localValue(ctx, ProxyKey(domain, o.global))
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return OpenProxyRecord(v)
 }
 
 // get returns the best value of key, or ErrNotFound.
@@ -274,7 +396,13 @@ func (o *Overlay) get(ctx context.Context, key string) ([]byte, error) {
 	if o.isClosed() {
 		return nil, ErrOverlayClosed
 	}
+	start := time.Now()
 	v, err := o.dht.GetValue(ctx, key, dht.Quorum(o.quorum))
+	if o.confl.since(key, start) {
+		// Claims that do not continue each other were seen: the arrival order
+		// decided, which a peer near the key can win. Ask the closest storers.
+		return o.settle(ctx, key)
+	}
 	switch {
 	case errors.Is(err, routing.ErrNotFound):
 		return nil, ErrNotFound
@@ -303,9 +431,32 @@ func (o *Overlay) PutBinding(ctx context.Context, key crypto.PrivKey, b *Binding
 	return o.put(ctx, BindingKey(aor), val)
 }
 
+// PutSealedBinding stores a binding sealed before (Binding.Seal), unchanged:
+// a re-store of the same record.
+func (o *Overlay) PutSealedBinding(ctx context.Context, aor AOR, sealed []byte) error {
+	if o.global {
+		return errors.New("domains: bindings belong in a domain overlay, not the global overlay")
+	}
+	return o.put(ctx, BindingKey(aor), sealed)
+}
+
 // GetBinding looks up the binding of aor. A missing, expired or removed
 // binding returns an error wrapping ErrNotFound.
 func (o *Overlay) GetBinding(ctx context.Context, aor AOR) (*Binding, error) {
+	b, err := o.LookupBinding(ctx, aor)
+	if err != nil {
+		return nil, err
+	}
+	if !b.Live(o.now()) {
+		return nil, fmt.Errorf("lookup %s: %w (unregistered)", aor, ErrNotFound)
+	}
+	return b, nil
+}
+
+// LookupBinding looks up the binding record of aor, tombstones included: the
+// record every lookup settles on (see the package doc on conflicts). A
+// missing or expired binding returns an error wrapping ErrNotFound.
+func (o *Overlay) LookupBinding(ctx context.Context, aor AOR) (*Binding, error) {
 	if o.global {
 		return nil, errors.New("domains: bindings belong in a domain overlay, not the global overlay")
 	}
@@ -316,9 +467,6 @@ func (o *Overlay) GetBinding(ctx context.Context, aor AOR) (*Binding, error) {
 	b, err := BindingValidator{Domain: o.name, Now: o.now, Enrollment: o.enroll}.open(BindingKey(aor), val)
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: %w", aor, err)
-	}
-	if !b.Live(o.now()) {
-		return nil, fmt.Errorf("lookup %s: %w (unregistered)", aor, ErrNotFound)
 	}
 	return b, nil
 }
@@ -388,18 +536,14 @@ func (o *Overlay) GetProxyRecord(ctx context.Context, domain string) (*ProxyReco
 	if err != nil {
 		return nil, fmt.Errorf("proxies of %s: %w", domain, err)
 	}
-	r, err := ProxyValidator{Domain: o.nameIfLocal(), Global: o.global, Now: o.now}.open(key, val)
+	ns, _, _ := splitKey(key)
+	pv, _ := o.vals[ns].(ProxyValidator)
+	pv.OnConflict, pv.OnRefuse = nil, nil
+	r, err := pv.open(key, val)
 	if err != nil {
 		return nil, fmt.Errorf("proxies of %s: %w", domain, err)
 	}
 	return r, nil
-}
-
-func (o *Overlay) nameIfLocal() string {
-	if o.global {
-		return ""
-	}
-	return o.name
 }
 
 // Close stops the overlay's DHT and removes its protocol handlers from the

@@ -11,6 +11,7 @@ var (
 	ErrBadConfig       = errors.New("election: invalid configuration")
 	ErrBadMessage      = errors.New("election: malformed message")
 	ErrMessageTooLarge = errors.New("election: message too large")
+	ErrBadEpoch        = errors.New("election: epoch out of bounds")
 )
 
 // Default timings and sizes (see the package documentation).
@@ -108,6 +109,11 @@ func (c Config) validate() error {
 func (c Config) deadAfter() time.Duration {
 	return time.Duration(c.MissedHellos)*c.HelloInterval + c.HelloTimeout
 }
+
+// quietAfter is how long a node's leader must have been silent before the
+// node follows a member of its roster that took over (a live leader
+// announces every HelloInterval).
+func (c Config) quietAfter() time.Duration { return c.HelloInterval + c.HelloTimeout }
 
 // electionWindow is how long an election collects bids before the best
 // bidder declares itself.

@@ -90,6 +90,9 @@ type Election struct {
 	bids          map[peer.ID]bid
 	electingSince time.Time
 	lastBid       time.Time
+	seenEpoch     uint64    // highest epoch announced to this node (within MaxEpochStep)
+	lastBump      time.Time // last time this leader raised its epoch over a rival
+	refusal       string    // why the last message's claim was ignored (TakeRefusal)
 
 	out []Outgoing
 }
@@ -111,7 +114,7 @@ func New(self peer.ID, cfg Config) (*Election, error) {
 		lastHeard: make(map[peer.ID]time.Time),
 		floor:     NotEligible,
 	}
-	e.util = Utility(e.metrics, cfg.Weights)
+	e.util = e.ownUtility()
 	return e, nil
 }
 
@@ -123,7 +126,7 @@ func (e *Election) Config() Config { return e.cfg }
 // domain as a peer.
 func (e *Election) SetMetrics(m Metrics) {
 	e.metrics = m
-	e.util = Utility(m, e.cfg.Weights)
+	e.util = e.ownUtility()
 	if e.left {
 		return
 	}
@@ -135,8 +138,44 @@ func (e *Election) SetMetrics(m Metrics) {
 	}
 }
 
-// Utility returns the node's current utility.
+// ownUtility is the node's utility as others can observe it (Credible with
+// its own online time and reachability).
+func (e *Election) ownUtility() float64 {
+	m := e.metrics
+	return Credible(Utility(m, e.cfg.Weights), m.Online, m.Reachability, e.cfg.Weights)
+}
+
+// Utility returns the node's current utility: Utility of its metrics, capped
+// as others can observe it (Credible).
 func (e *Election) Utility() float64 { return e.util }
+
+// MaxEpochStep bounds how far a message from anyone but the node's own
+// leader may move the node's epoch forward at once.
+const MaxEpochStep = 1 << 20
+
+// maxRivalLead bounds how far ahead of its own epoch a leader follows a
+// rival it is clearly better than: it raises its epoch over a rival at most
+// that far ahead (a healed partition's other side has had fewer failovers
+// than that), so a member that announces a huge epoch cannot drive the
+// domain's epoch up.
+const maxRivalLead = 64
+
+// nextEpoch returns the epoch after ep, saturating at MaxEpoch.
+func nextEpoch(ep uint64) uint64 {
+	if ep >= MaxEpoch {
+		return MaxEpoch
+	}
+	return ep + 1
+}
+
+// newer reports whether epoch ep may follow the node's epoch: higher, by at
+// most MaxEpochStep (at the saturated MaxEpoch, equal counts).
+func (e *Election) newer(ep uint64) bool {
+	if ep == MaxEpoch && e.epoch == MaxEpoch {
+		return true
+	}
+	return ep > e.epoch && ep-e.epoch <= MaxEpochStep
+}
 
 // Tick tells the machine that the time is now. The runner calls it often
 // (every HelloInterval/10 or so) and before each Step; time never goes back.
@@ -185,6 +224,16 @@ func (e *Election) Step(m Message) error {
 		e.onBid(m)
 	}
 	return nil
+}
+
+// TakeRefusal returns why the core ignored the leadership claim of the
+// last message stepped ("not_leader": a Handoff not from the node's leader;
+// "not_followed": an announced leader the node does not follow; "epoch": an
+// epoch too far ahead), or "", and clears it.
+func (e *Election) TakeRefusal() string {
+	r := e.refusal
+	e.refusal = ""
+	return r
 }
 
 // Ready returns the messages to send and clears the queue.
@@ -512,12 +561,12 @@ func (e *Election) resign() {
 			e.lastContact = e.now
 			return
 		}
-		msg := Message{Type: MsgHandoff, Epoch: e.epoch + 1, Utility: max(e.util, 0),
+		msg := Message{Type: MsgHandoff, Epoch: nextEpoch(e.epoch), Utility: max(e.util, 0),
 			Roster: rest, Spares: slices.Clone(e.spares), Floor: e.floor}
 		e.send(rest[0].ID, msg)
 		msg.Type = MsgAnnounce
 		e.send("", msg)
-		e.epoch++
+		e.epoch = msg.Epoch
 		e.leader = rest[0].ID
 		e.roster = rest
 		e.lastHeard = make(map[peer.ID]time.Time)
@@ -582,50 +631,122 @@ func (e *Election) takeover(r int) {
 		delete(e.bids, m.ID) // presumed dead: do not bring them back as spares
 	}
 	roster := slices.Clone(e.roster[r:])
-	e.becomeLeader(e.epoch+1, roster, e.spares)
+	e.becomeLeader(nextEpoch(e.epoch), roster, e.spares)
 }
 
 // ---- everybody ----
 
-// outranks reports whether the announced leader (epoch, leader) outranks
-// the one this node follows.
-func (e *Election) outranks(epoch uint64, leader Member) bool {
-	if e.leader == "" {
+// clearlyBetter reports whether a's utility exceeds b's by more than Margin.
+func clearlyBetter(a, b Member) bool { return a.Utility > b.Utility+Margin }
+
+// prefer reports whether leader a at epoch ea is to be followed rather than
+// leader b at epoch eb: the clearly better one; within Margin the higher
+// epoch, then the lower peer ID. Within Margin the utilities themselves are
+// not compared: two nodes observe each other differently, and only a rule
+// both apply the same way settles a split.
+func prefer(a Member, ea uint64, b Member, eb uint64) bool {
+	switch {
+	case clearlyBetter(a, b):
+		return true
+	case clearlyBetter(b, a):
+		return false
+	case ea != eb:
+		return ea > eb
+	}
+	return a.ID < b.ID
+}
+
+// current returns the leader the node follows, with the utility it knows.
+func (e *Election) current() Member {
+	if e.leader == e.self {
+		return Member{ID: e.self, Utility: max(e.util, 0)}
+	}
+	if len(e.roster) > 0 && e.roster[0].ID == e.leader {
+		return e.roster[0]
+	}
+	return Member{ID: e.leader}
+}
+
+// follows decides whether the node switches to the leader l announced in m
+// (l is neither the node nor its current leader at its epoch):
+//
+//	(a) its own leader hands over or redirects it;
+//	(b) it has no leader, and is not itself clearly better than l;
+//	(c) its leader has been silent for quietAfter and l is in its roster
+//	    (failover), at a newer epoch;
+//	(d) l is observed (a direct neighbour) and preferred to its leader
+//	    (prefer), at a newer epoch or an equal one.
+func (e *Election) follows(m Message, l Member) bool {
+	switch {
+	case e.leader != "" && m.From == e.leader && e.leader != e.self:
+		return m.Epoch >= e.epoch
+	case e.leader == "":
+		return e.util < 0 || !clearlyBetter(Member{ID: e.self, Utility: e.util}, l)
+	case e.rank(l.ID) > 0 && e.now.Sub(e.lastContact) >= e.cfg.quietAfter() && e.newer(m.Epoch):
+		return true
+	case m.Observed && (e.newer(m.Epoch) || m.Epoch == e.epoch) && prefer(l, m.Epoch, e.current(), e.epoch):
 		return true
 	}
-	if epoch != e.epoch {
-		return epoch > e.epoch
-	}
-	cur := Member{ID: e.leader}
-	if len(e.roster) > 0 {
-		cur = e.roster[0]
-	}
-	return Better(leader, cur)
+	return false
 }
 
 func (e *Election) onAnnounce(m Message) {
 	l := m.Roster[0]
+	if m.Epoch > e.seenEpoch && (m.Epoch <= e.epoch || m.Epoch-e.epoch <= MaxEpochStep) {
+		e.seenEpoch = m.Epoch
+	}
 	if l.ID == e.self {
-		// Named leader: a handoff (or its broadcast copy) to this node.
-		if e.leader != e.self && (m.Epoch > e.epoch || e.leader == "") && e.util >= 0 {
+		// Named leader: a handoff (or its broadcast copy) to this node,
+		// taken only from its own leader.
+		switch {
+		case e.leader == e.self:
+		case e.leader == "" || m.From != e.leader:
+			e.refusal = "not_leader"
+		case !e.newer(m.Epoch):
+			e.refusal = "epoch"
+		case e.util >= 0:
 			delete(e.bids, m.From) // the leaver
 			e.becomeLeader(m.Epoch, m.Roster, m.Spares)
 		}
 		return
 	}
 	switch {
-	case l.ID == e.leader && m.Epoch == e.epoch:
-		// The current leader: refresh.
-	case e.outranks(m.Epoch, l):
+	case l.ID == e.leader && e.leader != e.self && m.From == l.ID && m.Epoch >= e.epoch:
+		// The current leader: refresh (its epoch may have risen over a rival's).
+		e.epoch = m.Epoch
+	case e.follows(m, l):
 		if e.leader == e.self {
 			e.lastHeard = make(map[peer.ID]time.Time)
+			// Redirect the nodes that follow this one.
+			e.send("", Message{Type: MsgAnnounce, Epoch: m.Epoch, Utility: max(e.util, 0),
+				Roster: slices.Clone(m.Roster), Spares: slices.Clone(m.Spares), Floor: m.Floor})
 		}
+		elector := e.rank(e.self) >= 0
 		e.leader = l.ID
 		e.epoch = m.Epoch
 		e.resetMember()
+		if elector && e.util >= 0 {
+			// A member of the roster it leaves (an elector of the domain's
+			// proxy record) tells its new leader at once that it follows it:
+			// the runner attaches its endorsement to the Hello.
+			e.send(l.ID, Message{Type: MsgHello, Epoch: m.Epoch, Utility: max(e.util, 0)})
+		}
 	default:
+		if m.Epoch > e.epoch && m.Epoch-e.epoch > MaxEpochStep {
+			e.refusal = "epoch"
+		} else if m.Epoch > e.epoch || l.ID != e.leader {
+			e.refusal = "not_followed"
+		}
 		if e.leader == e.self {
-			e.nextAnnounce = e.now // let the loser hear us soon
+			// A rival leader this one is preferred to: make sure it wins
+			// on epochs too, and let the rival's nodes hear it soon.
+			self := e.current()
+			if m.Epoch >= e.epoch && m.Epoch-e.epoch <= maxRivalLead && clearlyBetter(self, l) && m.Epoch < MaxEpoch &&
+				(e.lastBump.IsZero() || e.now.Sub(e.lastBump) >= e.cfg.HelloInterval) {
+				e.epoch = nextEpoch(m.Epoch)
+				e.lastBump = e.now
+			}
+			e.nextAnnounce = e.now
 		}
 		return
 	}
@@ -700,6 +821,6 @@ func (e *Election) elect() {
 		e.lastBid = e.now
 	}
 	if best.ID == e.self && e.now.Sub(e.electingSince) >= e.cfg.electionWindow() {
-		e.becomeLeader(e.epoch+1, []Member{self}, nil)
+		e.becomeLeader(nextEpoch(max(e.epoch, e.seenEpoch)), []Member{self}, nil)
 	}
 }

@@ -64,12 +64,13 @@
 //     HelloInterval unless Proxies+Candidates+Spares better bids are live;
 //     after two intervals the best bidder becomes leader with epoch+1.
 //
-// Epochs settle split brain: a node follows the Announce of the higher
-// epoch; at equal epochs the leader with the better utility (then the lower
-// peer ID) wins. A leader that hears a better one steps down, so after a
-// partition heals exactly one roster, with exactly Config.Proxies proxies,
-// remains. Serving proxies are never preempted by better nodes (stability);
-// better nodes displace candidates.
+// Utility and epochs settle split brain (see Security, "Who leads"): the
+// clearly better leader wins, and between leaders within Margin of each
+// other the higher epoch, then the lower peer ID. A leader that hears a
+// preferred one steps down and redirects its nodes, so after a partition
+// heals exactly one roster, with exactly Config.Proxies proxies, remains.
+// Serving proxies are not preempted by nodes that are better only within
+// Margin (stability); better nodes displace candidates.
 //
 // # Timing
 //
@@ -120,12 +121,62 @@
 //	states, cancel := r.Subscribe()
 //	for s := range states { ... s.Role, s.Epoch, s.Proxies, s.Candidates ... }
 //
+// # Security
+//
+// Who may send what (see also the README, "Security"):
+//
+//   - Members only. The runner admits a message only from a peer that is a
+//     member of the domain (WithMembership: the node passes "in the domain
+//     overlay") and has been connected for at least the minimum member age
+//     (WithMinMemberAge, default two Hello intervals), and, in an enrolled
+//     domain (WithCertificates), that
+//     carries a valid, unrevoked certificate of the domain's authority issued
+//     to it. Gossip messages must be signed by their author (gossipsub's
+//     StrictSign; the topic validator checks that the author is the From);
+//     Hello-protocol streams must come from the From.
+//   - Not replayable. Every message carries its sender's sequence number
+//     (Message.Seq, microseconds of its clock, increasing); the runner drops
+//     a message whose number is not above the last one it took from that
+//     sender, and one more than MaxClockSkew ahead of its own clock.
+//   - Bounded epochs. Validate refuses epochs above MaxEpoch (2^53); the core
+//     saturates there instead of wrapping, and refuses a jump of more than
+//     MaxEpochStep over its own epoch from anyone but its own leader.
+//   - Observed utility. The core rates itself with Credible: its tier plus
+//     0.9·s(online) for its own online time plus 0.1 of the draft's score, so
+//     claims (bandwidth, CPU, weight) move it by at most 0.1. The runner
+//     cuts every utility a message claims for the sender (and for the
+//     announced leader, when it is a direct neighbour: Message.Observed) to
+//     Credible of what it observes: the tier to the reachability it sees (a
+//     peer reachable only through a relay is private; "public" only for a
+//     peer it has dialed directly), the online time to how long the peer has
+//     been connected. On gossip the first hop refuses a Bid that claims more
+//     than it observes.
+//   - Who leads. The core follows a different leader only if (a) its leader
+//     hands over (Handoff) or redirects it, (b) it has no leader and is not
+//     itself clearly better than the announced one, (c) its leader has been
+//     silent for a Hello interval and a Hello timeout and the new leader is
+//     in its roster (failover), or (d) the new leader is observed and
+//     preferred: clearly better (by more than Margin), or within Margin at a
+//     higher epoch, then the lower peer ID. A Handoff naming this node is
+//     taken only from its own leader. A leader that hears a rival it is
+//     clearly better than takes a higher epoch (if the rival is at most 64
+//     ahead); a leader that follows another redirects its nodes. A node
+//     without a leader that is clearly better than an announced leader
+//     elects itself: that is how a node of a better tier that joins replaces
+//     a NATed proxy.
+//   - Endorsements. A roster member signs, in every Hello, the (domain,
+//     epoch, leader) it follows, and a leaving leader signs its successor in
+//     the Handoff; the leader's runner keeps those of its epoch
+//     (Runner.Endorsements) for the proxy record's chain of custody
+//     (package domains).
+//
+// What remains: in an open domain any peer can become a member, and a member
+// that the others observe as better than the current leader (or within
+// Margin of it, at a higher epoch), or one that is there when a domain has
+// no leader, becomes leader. An enrolled domain admits only certified nodes.
+//
 // # Limitations
 //
-//   - Membership claims are not authenticated beyond the sender: any member
-//     of the domain can announce itself leader with a higher epoch. The
-//     transport authenticates who sent a message, not whether the sender
-//     was entitled to it.
 //   - Gossipsub does not open streams over relayed (limited) connections. A
 //     NATed node whose only connections are relayed hears no Announce and
 //     holds an election on its own; it needs a direct connection (hole

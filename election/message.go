@@ -7,12 +7,19 @@ import (
 	"math"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hiersip/hiersip/domains"
 )
 
 // Wire limits. Decode rejects anything outside them.
 const (
 	MaxMessageSize = 8 << 10 // bytes of one encoded message
 	MaxListed      = 64      // members in Roster plus Spares
+	// MaxEpoch bounds epochs: a message with a higher one is refused, and
+	// the election saturates there instead of wrapping (domains.MaxEpoch).
+	MaxEpoch = domains.MaxEpoch
+	// MaxEndorseSize bounds an endorsement signature.
+	MaxEndorseSize = 128
 )
 
 // MsgType is the kind of an election message.
@@ -70,6 +77,19 @@ type Message struct {
 	Floor float64
 	// Leaving marks a Hello from a member that leaves the roster.
 	Leaving bool
+	// Seq is the sender's message number: microseconds of its clock,
+	// increasing. Receivers drop a message whose Seq is not above the last
+	// they took from the sender (replays).
+	Seq uint64
+	// Cert is the sender's certificate in an enrolled domain.
+	Cert []byte
+	// Endorse is the sender's endorsement (domains.Endorse) of the leader it
+	// follows at Epoch (Hello), or of its successor at Epoch (Handoff).
+	Endorse []byte
+
+	// Observed is set by the runner, never sent: Roster[0]'s utility is what
+	// this node observed of it (a direct neighbour), not its claim.
+	Observed bool
 }
 
 // Outgoing is a message the core wants sent. To is empty for a broadcast to
@@ -94,6 +114,9 @@ type wireMessage struct {
 	S  []wireMember `json:"s,omitempty"`
 	Fl float64      `json:"fl,omitempty"`
 	L  bool         `json:"l,omitempty"`
+	Q  uint64       `json:"q,omitempty"`
+	C  []byte       `json:"c,omitempty"`
+	N  []byte       `json:"n,omitempty"`
 }
 
 const wireVersion = 1
@@ -104,7 +127,7 @@ func Encode(m Message) ([]byte, error) {
 		return nil, err
 	}
 	w := wireMessage{V: wireVersion, T: m.Type, F: m.From.String(), E: m.Epoch,
-		U: m.Utility, Fl: m.Floor, L: m.Leaving}
+		U: m.Utility, Fl: m.Floor, L: m.Leaving, Q: m.Seq, C: m.Cert, N: m.Endorse}
 	for _, x := range m.Roster {
 		w.R = append(w.R, wireMember{ID: x.ID.String(), U: x.Utility})
 	}
@@ -146,7 +169,8 @@ func Decode(b []byte) (Message, error) {
 	if err != nil {
 		return Message{}, fmt.Errorf("%w: from: %v", ErrBadMessage, err)
 	}
-	m := Message{Type: w.T, From: from, Epoch: w.E, Utility: w.U, Floor: w.Fl, Leaving: w.L}
+	m := Message{Type: w.T, From: from, Epoch: w.E, Utility: w.U, Floor: w.Fl, Leaving: w.L,
+		Seq: w.Q, Cert: w.C, Endorse: w.N}
 	conv := func(in []wireMember) ([]Member, error) {
 		if len(in) == 0 {
 			return nil, nil
@@ -190,6 +214,15 @@ func (m Message) Validate() error {
 	}
 	if len(m.Roster)+len(m.Spares) > MaxListed {
 		return bad("%d listed members, limit %d", len(m.Roster)+len(m.Spares), MaxListed)
+	}
+	if m.Epoch > MaxEpoch {
+		return fmt.Errorf("%w: %s: %w: %d above %d", ErrBadMessage, m.Type, ErrBadEpoch, m.Epoch, uint64(MaxEpoch))
+	}
+	if len(m.Cert) > domains.MaxCertSize {
+		return bad("certificate of %d bytes", len(m.Cert))
+	}
+	if len(m.Endorse) > MaxEndorseSize || (len(m.Endorse) > 0 && m.Type != MsgHello && m.Type != MsgHandoff) {
+		return bad("endorsement of %d bytes", len(m.Endorse))
 	}
 	seen := make(map[peer.ID]struct{}, len(m.Roster)+len(m.Spares))
 	for _, list := range [][]Member{m.Roster, m.Spares} {

@@ -17,7 +17,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{Type: MsgHello, From: ids[1], Epoch: 7, Utility: 1.5, Leaving: true},
 		{Type: MsgHelloAck, From: ids[0], Epoch: 1, Roster: []Member{{ids[0], 0}}, Floor: NotEligible},
 		{Type: MsgBid, From: ids[3], Utility: 0.123456789},
-		{Type: MsgHandoff, From: ids[0], Epoch: 8, Roster: []Member{{ids[1], 1.5}}},
+		{Type: MsgHandoff, From: ids[0], Epoch: 8, Roster: []Member{{ids[1], 1.5}}, Endorse: bytes.Repeat([]byte{7}, 64), Seq: 1 << 50},
+		{Type: MsgHello, From: ids[1], Epoch: MaxEpoch, Utility: 1.5, Seq: 12, Cert: []byte("cert"), Endorse: []byte{1, 2}},
 	}
 	for _, m := range msgs {
 		b, err := Encode(m)
@@ -34,7 +35,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		}
 	}
 	// A full roster of MaxListed members fits in MaxMessageSize.
-	big := Message{Type: MsgAnnounce, From: ids[0], Epoch: math.MaxUint64, Utility: math.Nextafter(MaxUtility, 0)}
+	big := Message{Type: MsgAnnounce, From: ids[0], Epoch: MaxEpoch, Utility: math.Nextafter(MaxUtility, 0),
+		Seq: math.MaxUint64, Cert: bytes.Repeat([]byte{1}, 1024)}
 	for _, id := range testIDs(t, MaxListed, 4) {
 		big.Roster = append(big.Roster, Member{id, math.Nextafter(MaxUtility, 0)})
 	}
@@ -70,6 +72,9 @@ func TestDecodeRejects(t *testing.T) {
 		"neg member":    `{"v":1,"t":1,"f":"` + from + `","e":1,"r":[{"i":"` + from + `","u":-1}]}`,
 		"bad member":    `{"v":1,"t":1,"f":"` + from + `","e":1,"r":[{"i":"x","u":1}]}`,
 		"epoch too big": `{"v":1,"t":2,"f":"` + from + `","e":18446744073709551616}`,
+		"epoch 2^64-1":  `{"v":1,"t":1,"f":"` + from + `","e":18446744073709551615,"r":[{"i":"` + from + `","u":1}]}`,
+		"epoch 2^53+1":  `{"v":1,"t":1,"f":"` + from + `","e":9007199254740993,"r":[{"i":"` + from + `","u":1}]}`,
+		"bid endorses":  `{"v":1,"t":4,"f":"` + from + `","n":"AAAA"}`,
 	}
 	for name, in := range cases {
 		if _, err := Decode([]byte(in)); !errors.Is(err, ErrBadMessage) {
@@ -102,6 +107,8 @@ func FuzzDecode(f *testing.F) {
 	for _, m := range []Message{
 		{Type: MsgAnnounce, From: ids[0], Epoch: 3, Roster: []Member{{ids[0], 2}, {ids[1], 1}}},
 		{Type: MsgBid, From: ids[1], Utility: 1.5},
+		{Type: MsgHandoff, From: ids[0], Epoch: MaxEpoch, Roster: []Member{{ids[1], 1}}, Seq: 5, Endorse: []byte{1}},
+		{Type: MsgHello, From: ids[0], Epoch: 2, Cert: []byte("c"), Seq: 9},
 	} {
 		b, _ := Encode(m)
 		f.Add(b)

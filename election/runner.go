@@ -10,9 +10,11 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -47,6 +49,9 @@ type State struct {
 	Reachability Reachability
 	// Serving reports whether Duties.Promote succeeded for the current epoch.
 	Serving bool
+	// Endorsed lists the roster members whose endorsement of this node as
+	// leader at Epoch it holds (Runner.Endorsements), sorted.
+	Endorsed []peer.ID
 }
 
 type options struct {
@@ -61,6 +66,13 @@ type options struct {
 	leaveTimeout time.Duration
 	dutyTimeout  time.Duration
 	tick         time.Duration
+
+	member     func(peer.ID) bool
+	minAge     time.Duration
+	cert       []byte
+	verifyCert func(peer.ID, []byte) error
+	refuse     func(reason string)
+	observe    func(peer.ID) (time.Duration, Reachability, bool)
 }
 
 // Option configures a Runner.
@@ -121,6 +133,63 @@ func WithDutyTimeout(d time.Duration) Option {
 	return func(o *options) error { o.dutyTimeout = d; return nil }
 }
 
+// WithMembership sets who is a member of the domain (default: every peer).
+// The runner takes messages only from members, and from peers connected for
+// at least the minimum member age; on gossip, from the neighbour that
+// forwarded the message (every hop checks its own neighbour).
+func WithMembership(member func(peer.ID) bool) Option {
+	return func(o *options) error { o.member = member; return nil }
+}
+
+// WithMinMemberAge sets how long a peer must have been connected before its
+// messages count (default: two Hello intervals, 1 s; less than the election
+// timeout, so that the nodes a domain starts with take part in its first
+// election).
+func WithMinMemberAge(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("%w: negative minimum member age", ErrBadConfig)
+		}
+		o.minAge = d
+		return nil
+	}
+}
+
+// WithCertificates makes the election enrolled: every message must carry a
+// certificate that verify accepts for its sender (package domains: the
+// authority's, issued to the sender, valid, unrevoked), and the node sends
+// own with its messages. A node without a certificate (own nil) never
+// becomes proxy or candidate.
+func WithCertificates(own []byte, verify func(sender peer.ID, cert []byte) error) Option {
+	return func(o *options) error {
+		if verify == nil {
+			return fmt.Errorf("%w: nil certificate check", ErrBadConfig)
+		}
+		o.cert, o.verifyCert = own, verify
+		if own == nil {
+			o.optOut = true
+		}
+		return nil
+	}
+}
+
+// WithRefusalHook sets a function called with a reason for every message
+// the runner refuses: "malformed", "wrong_sender", "not_member", "too_new",
+// "uncertified", "replay", "epoch", "inflated", "unexpected". It must be
+// quick and safe for concurrent use.
+func WithRefusalHook(f func(reason string)) Option {
+	return func(o *options) error { o.refuse = f; return nil }
+}
+
+// WithObserver replaces how the runner observes a peer: how long it has
+// been connected and the reachability it is believed to have (default:
+// from the host's connections to it: since the oldest open one; private if
+// all are relayed, public only if this host dialed one directly, unknown
+// otherwise). ok is false for a peer not connected.
+func WithObserver(f func(peer.ID) (online time.Duration, reach Reachability, ok bool)) Option {
+	return func(o *options) error { o.observe = f; return nil }
+}
+
 // Runner runs a node's election: it owns an Election, feeds it ticks from
 // the clock and messages from the network, sends what it produces, and calls
 // the Duties when the node's proxy role changes.
@@ -152,7 +221,16 @@ type Runner struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	key      crypto.PrivKey
+	seqs     seqTable
+	lastSeq  atomic.Uint64 // own message numbers
+	myEnd    endorseCache
+	endEpoch uint64                // loop: epoch of the endorsements held
+	ends     map[peer.ID][]byte    // loop: endorsements of this leader at endEpoch
+	lastDial map[peer.ID]time.Time // loop: rival leaders dialed
+
 	mu        sync.Mutex
+	endorsed  []domains.Endorsement
 	state     State
 	subs      map[chan State]struct{}
 	started   bool
@@ -193,6 +271,13 @@ func NewRunner(h host.Host, ps *pubsub.PubSub, domain string, duties Duties, opt
 		return nil, err
 	}
 	o.cfg = e.Config()
+	if o.minAge == 0 {
+		o.minAge = 2 * o.cfg.HelloInterval
+	}
+	key := h.Peerstore().PrivKey(h.ID())
+	if key == nil {
+		return nil, fmt.Errorf("%w: the host's peerstore has no private key", ErrBadConfig)
+	}
 	o.tick = max(o.cfg.HelloInterval/10, time.Millisecond)
 	if o.leaveTimeout <= 0 || o.dutyTimeout <= 0 {
 		return nil, fmt.Errorf("%w: non-positive timeout", ErrBadConfig)
@@ -202,16 +287,22 @@ func NewRunner(h host.Host, ps *pubsub.PubSub, domain string, duties Duties, opt
 	}
 	r := &Runner{
 		h: h, ps: ps, domain: domain, duties: duties, o: o,
-		log:     o.log.With("domain", domain),
-		e:       e,
-		inbox:   make(chan Message, 256),
-		leaveCh: make(chan chan struct{}),
-		reachCh: make(chan Reachability, 4),
-		failCh:  make(chan peer.ID, 16),
-		dutyCh:  make(chan dutyReq, 1),
-		bcast:   make(chan []byte, 64),
-		sendSem: make(chan struct{}, 64),
-		subs:    make(map[chan State]struct{}),
+		log:      o.log.With("domain", domain),
+		e:        e,
+		inbox:    make(chan Message, 256),
+		leaveCh:  make(chan chan struct{}),
+		reachCh:  make(chan Reachability, 4),
+		failCh:   make(chan peer.ID, 16),
+		dutyCh:   make(chan dutyReq, 1),
+		bcast:    make(chan []byte, 64),
+		sendSem:  make(chan struct{}, 64),
+		subs:     make(map[chan State]struct{}),
+		key:      key,
+		ends:     make(map[peer.ID][]byte),
+		lastDial: make(map[peer.ID]time.Time),
+	}
+	if r.o.observe == nil {
+		r.o.observe = r.observeConns
 	}
 	if o.forcedReach != nil {
 		r.reach = *o.forcedReach
@@ -245,7 +336,24 @@ func (r *Runner) Start() (err error) {
 			return true
 		}
 		m, err := Decode(msg.Data)
-		return err == nil && m.From == msg.GetFrom() && (m.Type == MsgAnnounce || m.Type == MsgBid)
+		switch {
+		case err != nil:
+			return r.refused(decodeReason(err))
+		case m.From != msg.GetFrom():
+			return r.refused("wrong_sender")
+		case m.Type != MsgAnnounce && m.Type != MsgBid:
+			return r.refused("unexpected")
+		}
+		if why := r.admit(from, m); why != "" {
+			return r.refused(why)
+		}
+		if m.Type == MsgBid && from == m.From {
+			// The first hop polices a bidder's claim: no more than it observes.
+			if online, reach, ok := r.o.observe(m.From); ok && m.Utility > Credible(m.Utility, online, reach, r.o.cfg.Weights)+Margin {
+				return r.refused("inflated")
+			}
+		}
+		return true
 	}); err != nil {
 		return fmt.Errorf("election: validator: %w", err)
 	}
@@ -300,7 +408,21 @@ func (r *Runner) State() State {
 	s.Proxies = slices.Clone(s.Proxies)
 	s.Candidates = slices.Clone(s.Candidates)
 	s.Spares = slices.Clone(s.Spares)
+	s.Endorsed = slices.Clone(s.Endorsed)
 	return s
+}
+
+// Endorsements returns the endorsements of this node as the domain's leader
+// at epoch that it holds: its roster members' (from their Hellos) and its
+// predecessor's (from the Handoff), for the proxy record's chain of custody.
+// It returns none for another epoch or when the node does not lead.
+func (r *Runner) Endorsements(epoch uint64) []domains.Endorsement {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state.Epoch != epoch || r.state.Leader != r.h.ID() {
+		return nil
+	}
+	return slices.Clone(r.endorsed)
 }
 
 // Subscribe returns a channel that holds the latest State after every
@@ -422,9 +544,19 @@ func (r *Runner) loop() {
 			r.e.Tick(clk.Now())
 		case m := <-r.inbox:
 			r.e.Tick(clk.Now())
+			if !r.seqs.take(m.From, m.Seq) {
+				r.refused("replay")
+				break
+			}
+			r.annotate(&m)
 			if err := r.e.Step(m); err != nil {
 				r.log.Debug("election: bad message", "from", m.From, "err", err)
 			}
+			if why := r.e.TakeRefusal(); why != "" {
+				r.refused(why)
+			}
+			r.collectEndorsement(m)
+			r.dialRival(m)
 		case id := <-r.failCh:
 			r.e.Tick(clk.Now())
 			r.e.Unreachable(id)
@@ -448,7 +580,9 @@ func (r *Runner) loop() {
 
 // afterEvent sends what the core produced and publishes the new state.
 func (r *Runner) afterEvent() {
+	r.resetEndorsements()
 	for _, o := range r.e.Ready() {
+		r.prepare(&o.Message)
 		b, err := Encode(o.Message)
 		if err != nil {
 			r.log.Error("election: encode", "err", err)
@@ -498,6 +632,7 @@ func (r *Runner) sendNow(out []Outgoing) {
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, o := range out {
+		r.prepare(&o.Message)
 		b, err := Encode(o.Message)
 		if err != nil {
 			continue
@@ -525,9 +660,13 @@ func (r *Runner) publishState() {
 	defer r.mu.Unlock()
 	old := r.state
 	next := State{Status: st, Domain: r.domain, Reachability: r.reach, Serving: old.Serving && st.Role == RoleProxy && st.Epoch == old.Epoch}
+	for _, en := range r.endorsed {
+		next.Endorsed = append(next.Endorsed, en.Peer)
+	}
+	slices.Sort(next.Endorsed)
 	changed := old.Role != st.Role || old.Epoch != st.Epoch || old.Leader != st.Leader ||
 		!slices.Equal(ids(old.Proxies), ids(st.Proxies)) || !slices.Equal(ids(old.Candidates), ids(st.Candidates)) ||
-		old.Reachability != r.reach || old.Serving != next.Serving
+		old.Reachability != r.reach || old.Serving != next.Serving || !slices.Equal(old.Endorsed, next.Endorsed)
 	r.state = next
 	if old.Leader != st.Leader || old.Epoch != st.Epoch {
 		r.log.Debug("election: leader", "leader", st.Leader, "epoch", st.Epoch, "role", st.Role)
@@ -726,7 +865,19 @@ func (r *Runner) handleStream(s network.Stream) {
 		return
 	}
 	m, err := Decode(b)
-	if err != nil || m.From != s.Conn().RemotePeer() || m.Type == MsgAnnounce {
+	why := ""
+	switch {
+	case err != nil:
+		why = decodeReason(err)
+	case m.From != s.Conn().RemotePeer():
+		why = "wrong_sender"
+	case m.Type == MsgAnnounce:
+		why = "unexpected"
+	default:
+		why = r.admit(m.From, m)
+	}
+	if why != "" {
+		r.refused(why)
 		_ = s.Reset()
 		return
 	}

@@ -164,3 +164,50 @@ func Better(a, b Member) bool {
 	}
 	return a.ID < b.ID
 }
+
+// Margin is how much higher a leader's utility must be for it to count as
+// clearly better than another (it displaces a leader that still answers);
+// between leaders within Margin of each other the higher epoch wins.
+const Margin = 0.05
+
+func tierOf(r Reachability) float64 {
+	switch r {
+	case ReachabilityPublic:
+		return tierPublic
+	case ReachabilityPrivate:
+		return tierPrivate
+	default:
+		return tierUnknown
+	}
+}
+
+// claimShare is the share of a utility's score that comes from what the
+// node claims (bandwidth, CPU, operator weight); the rest comes from the
+// online time an observer has seen.
+const claimShare = 0.1
+
+// Credible returns the utility an observer assigns to a peer that claims u,
+// has been seen online for online and is observed with reachability reach:
+//
+//	tier  = min(tier of u, tier of reach)
+//	score = (1−c)·s(online, OnlineHalf) + c·(u's score),   c = 0.1
+//
+// so the score is what the observer saw (a peer connected for no time
+// scores at most c; after OnlineHalf about ½) and the claim (bandwidth, CPU,
+// operator weight) only shifts it by at most c. A node rates itself the same
+// way with its own online time and reachability, so its claims match what
+// others can observe. Negative utilities (opted out) are returned unchanged.
+func Credible(u float64, online time.Duration, reach Reachability, w Weights) float64 {
+	if !(u >= 0) {
+		return u
+	}
+	w = w.withDefaults()
+	tier := math.Min(math.Floor(u), tierPublic)
+	claimed := math.Min(u-tier, math.Nextafter(1, 0))
+	tier = math.Min(tier, tierOf(reach))
+	seen := 0.0
+	if x := online.Seconds(); x > 0 && !math.IsInf(x, 0) {
+		seen = x / (x + w.OnlineHalf.Seconds())
+	}
+	return tier + math.Min((1-claimShare)*seen+claimShare*claimed, math.Nextafter(1, 0))
+}

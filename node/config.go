@@ -57,6 +57,12 @@ type Config struct {
 	// LookupTimeout bounds a lookup whose context has no deadline
 	// (default DefaultLookupTimeout).
 	LookupTimeout time.Duration
+	// LookupRate and LookupBurst bound the lookups (GET_VALUE requests) the
+	// node's overlays answer per remote peer and second (defaults
+	// domains.DefaultLookupRate and DefaultLookupBurst; excess requests
+	// wait). A negative LookupRate turns the bound off (load generators).
+	LookupRate  float64
+	LookupBurst int
 	// Enrollment makes the node's domain an enrolled domain: bindings need a
 	// certificate of the domain's authority. Nil: an open domain, where
 	// names are first come, first served.
@@ -95,6 +101,24 @@ type BootstrapConfig struct {
 	WebStations []string
 	// DisableCache turns off the peer cache in DataDir.
 	DisableCache bool
+}
+
+// lookupLimit returns the overlays' lookup bound option, if configured.
+func (c Config) lookupLimit() []domains.OverlayOption {
+	switch {
+	case c.LookupRate < 0:
+		return []domains.OverlayOption{domains.WithLookupLimit(0, 0)}
+	case c.LookupRate == 0 && c.LookupBurst == 0:
+		return nil
+	}
+	rate, burst := c.LookupRate, c.LookupBurst
+	if rate == 0 {
+		rate = domains.DefaultLookupRate
+	}
+	if burst == 0 {
+		burst = max(int(rate*2), 1)
+	}
+	return []domains.OverlayOption{domains.WithLookupLimit(rate, burst)}
 }
 
 // ConfigError reports an invalid configuration value, naming its field.
@@ -146,6 +170,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.RepublishInterval = DefaultRepublishInterval
 	case c.RepublishInterval < time.Second:
 		return c, &ConfigError{"republish_interval", fmt.Errorf("%v is below the minimum of 1s", c.RepublishInterval)}
+	}
+	if c.LookupBurst < 0 {
+		return c, &ConfigError{"lookup_burst", fmt.Errorf("%d is negative", c.LookupBurst)}
 	}
 	switch {
 	case c.LookupTimeout == 0:

@@ -144,6 +144,42 @@ func (n *Node) certFor(aor domains.AOR) ([]byte, error) {
 	return nil, fmt.Errorf("%w: %w", ErrNoCertificate, &sipbridge.ForbiddenError{Reason: why})
 }
 
+// memberCert returns a certificate of this node that is valid now and not
+// revoked, whatever its subject: what makes it a certified member (election
+// messages, proxy records). Nil in an open domain or without one.
+func (n *Node) memberCert() []byte {
+	e := n.enroll
+	if e == nil {
+		return nil
+	}
+	for _, data := range e.certs {
+		if n.verifyMember(n.h.ID(), data) == nil {
+			return data
+		}
+	}
+	return nil
+}
+
+// verifyMember checks that cert is a certificate of the domain's authority
+// issued to p for this domain, valid now and not revoked.
+func (n *Node) verifyMember(p peer.ID, cert []byte) error {
+	e := n.enroll
+	c, err := domains.OpenCertificate(cert, e.state.Authority())
+	if err != nil {
+		return err
+	}
+	now := n.cfg.Now()
+	switch {
+	case c.Domain != n.cfg.Domain || c.Peer != p:
+		return fmt.Errorf("%w: certificate %d is for %s in %s", domains.ErrCertMismatch, c.Serial, c.Peer, c.Domain)
+	case now.Before(c.NotBefore.Add(-domains.MaxClockSkew)) || !now.Before(c.NotAfter):
+		return fmt.Errorf("%w: certificate %d", domains.ErrCertExpired, c.Serial)
+	case e.state.Revoked(c.Serial):
+		return fmt.Errorf("%w: certificate %d", domains.ErrCertRevoked, c.Serial)
+	}
+	return nil
+}
+
 // PublishRevocationList verifies a sealed revocation list of the domain's
 // authority (PEM or raw), keeps it if it is newer than the one the node
 // holds, and stores the newest list in the domain overlay, where the other

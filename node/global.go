@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
 // globalMember is the node's membership of the global overlay.
@@ -28,7 +29,14 @@ func (n *Node) JoinGlobal(ctx context.Context) (*domains.Overlay, error) {
 	if n.global != nil {
 		return n.global.ov, nil
 	}
-	ov, err := domains.NewGlobalOverlay(n.h, domains.WithClock(n.cfg.Now), domains.WithLogger(n.log))
+	opts := append([]domains.OverlayOption{domains.WithClock(n.cfg.Now), domains.WithLogger(n.log),
+		domains.WithRefusalHook(n.cfg.Metrics.Refused)}, n.cfg.lookupLimit()...)
+	if n.enroll != nil {
+		// Global storers that are members of this enrolled domain refuse its
+		// records without a certificate of its authority.
+		opts = append(opts, domains.WithAuthorities(map[string]crypto.PubKey{n.cfg.Domain: n.enroll.state.Authority()}))
+	}
+	ov, err := domains.NewGlobalOverlay(n.h, opts...)
 	if err != nil {
 		return nil, err
 	}

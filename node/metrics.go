@@ -10,6 +10,7 @@ import (
 	"github.com/hiersip/hiersip/election"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Overlay labels of the metrics.
@@ -35,6 +36,7 @@ type Metrics struct {
 	roleChanges     *prometheus.CounterVec
 	failovers       prometheus.Counter
 	bootstrap       *prometheus.CounterVec
+	refused         *prometheus.CounterVec
 }
 
 // NewMetrics returns a node's metrics in a new registry.
@@ -76,10 +78,37 @@ func NewMetrics() *Metrics {
 			Name: "hiersip_bootstrap_events_total",
 			Help: "Bootstrap events by overlay (domain, global), source (mdns, static, cache, web) and event (found, connected, failed, joined).",
 		}, []string{"overlay", "source", "event"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hiersip_refused_total",
+			Help: "Records and messages the node refused, by what (binding, proxy, lookup, election) and reason (see README, Security).",
+		}, []string{"what", "reason"}),
 	}
 	m.reg.MustRegister(m.registrations, m.registerSeconds, m.lookups, m.lookupSeconds,
-		m.calls, m.roleChanges, m.failovers, m.bootstrap)
+		m.calls, m.roleChanges, m.failovers, m.bootstrap, m.refused)
 	return m
+}
+
+// Refused counts a record or message the node refused: what is "binding",
+// "proxy", "lookup" (a GET_VALUE that had to wait) or "election"; reason as
+// domains.RefusalReason and election.WithRefusalHook give it.
+func (m *Metrics) Refused(what, reason string) {
+	if m == nil {
+		return
+	}
+	m.refused.WithLabelValues(what, reason).Inc()
+}
+
+// RefusedCount returns how many records or messages of what were refused for
+// reason (tests and status).
+func (m *Metrics) RefusedCount(what, reason string) float64 {
+	if m == nil {
+		return 0
+	}
+	var out dto.Metric
+	if err := m.refused.WithLabelValues(what, reason).Write(&out); err != nil {
+		return 0
+	}
+	return out.GetCounter().GetValue()
 }
 
 // Registry returns the registry that holds the metrics, to serve or to add

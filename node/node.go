@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hiersip/hiersip/domains"
@@ -39,9 +40,10 @@ type Node struct {
 	log     *slog.Logger // with "node" (its peer ID) and "domain"
 	nodeLog *slog.Logger // with "node" only, for the election runner
 
-	domain *domains.Overlay
-	boot   *domains.Bootstrapper
-	enroll *enrollment // nil: open domain
+	domain   *domains.Overlay
+	boot     *domains.Bootstrapper
+	enroll   *enrollment                               // nil: open domain
+	userKeys atomic.Pointer[map[string]crypto.PrivKey] // users' keys from the users file, by user (userkeys.go)
 
 	mu     sync.Mutex
 	regs   map[domains.AOR]*registration
@@ -64,9 +66,12 @@ type Node struct {
 	ready     readiness
 }
 
-// registration is what the node keeps of an AOR it serves, to re-store it.
+// registration is what the node keeps of an AOR it serves, to re-store it:
+// the binding with its contacts, and the sealed record published (contacts
+// redacted), which a periodic re-store repeats unchanged.
 type registration struct {
 	binding domains.Binding
+	sealed  []byte
 }
 
 // New creates a libp2p host (TCP and QUIC; the identity key is kept in
@@ -160,7 +165,15 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 	// without it.
 	nodeLog := cfg.Logger.With("node", h.ID().String())
 	log := nodeLog.With("domain", cfg.Domain)
-	ovOpts := []domains.OverlayOption{domains.WithClock(cfg.Now), domains.WithLogger(log)}
+	ovOpts := append([]domains.OverlayOption{domains.WithClock(cfg.Now), domains.WithLogger(log),
+		domains.WithRefusalHook(cfg.Metrics.Refused)}, cfg.lookupLimit()...)
+	var userKeys map[string]crypto.PrivKey
+	if cfg.SIP != nil && cfg.SIP.UsersFile != "" {
+		var err error
+		if userKeys, err = loadUserKeys(cfg.SIP.UsersFile); err != nil {
+			return nil, &ConfigError{"sip.users_file", err}
+		}
+	}
 	var enr *enrollment
 	if cfg.Enrollment != nil {
 		var err error
@@ -179,6 +192,7 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		joined: make(chan struct{}),
 		ready:  newReadiness(),
 	}
+	n.userKeys.Store(&userKeys)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	cfg.Metrics.bind(n)
 	n.boot, err = n.newBootstrapper(ov, cfg.Bootstrap)
@@ -254,20 +268,51 @@ func (n *Node) closed() bool { return n.ctx.Err() != nil }
 // IsClosed reports whether Close has been called.
 func (n *Node) IsClosed() bool { return n.closed() }
 
-// nextSeq returns a sequence number above every earlier one, also across
-// restarts (it follows the clock in microseconds).
-func (n *Node) nextSeq() uint64 {
-	s := uint64(n.cfg.Now().UnixMicro())
-	if s <= n.seq {
-		s = n.seq + 1
-	}
+// nextSeq returns a sequence number above every earlier one and above
+// floor, also across restarts: it follows the clock in microseconds
+// (domains.SeqAt), which validators bound to MaxClockSkew ahead of theirs.
+func (n *Node) nextSeq(floor uint64) uint64 {
+	s := domains.SeqAt(n.cfg.Now())
+	s = max(s, n.seq+1, floor)
 	n.seq = s
 	return s
 }
 
+// ErrTaken: the AOR's live binding belongs to another owner (open domain:
+// another user key, or another node for a user without key). It matches
+// sipbridge.ErrForbidden, so the bridge answers 403.
+var ErrTaken = errors.New("node: name registered by another owner")
+
+// owner returns the owner a binding of aor by this node would have.
+func (n *Node) owner(aor domains.AOR) string {
+	b := domains.Binding{Peer: n.h.ID()}
+	if k := n.userKey(aor); k != nil {
+		b.Owner = k.GetPublic()
+	}
+	return n.ownerOf(&b)
+}
+
+// ownerOf is the owner of b as this node's validator sees it: in an enrolled
+// domain every certified binding has the same owner.
+func (n *Node) ownerOf(b *domains.Binding) string {
+	if n.enroll != nil {
+		return "certified"
+	}
+	return b.OwnerID()
+}
+
 // Register stores or refreshes the binding of aor to this node with the
-// given UA contacts, signed with the node's key. An empty contact list
-// unregisters. The node re-stores the binding until its contacts expire.
+// given UA contacts. The binding is sealed with the node's key and, when
+// the users file holds a key for the user, signed with it as the owner; the
+// contacts' URIs stay at the node. An empty contact list unregisters. The
+// node re-stores the binding until its contacts expire.
+//
+// The first registration of an AOR at this node looks the AOR up: a live
+// binding of another owner refuses it (ErrTaken, 403 at the bridge), except
+// a keyless binding of this very node, which it first withdraws; a binding
+// of the same owner served by another node (the phone moved here) is
+// continued with a higher sequence number. A change that only drops lapsed
+// contacts is stored only while the AOR's binding still names this node.
 func (n *Node) Register(ctx context.Context, aor domains.AOR, contacts []domains.Contact) error {
 	if len(contacts) == 0 {
 		return n.Unregister(ctx, aor)
@@ -297,21 +342,113 @@ func (n *Node) Register(ctx context.Context, aor domains.AOR, contacts []domains
 		return err
 	}
 	n.mu.Lock()
+	prev, had := n.regs[aor]
+	live := had && !prev.binding.Removed && prev.binding.Live(now)
+	n.mu.Unlock()
+	var floor uint64
+	switch {
+	case !live:
+		if floor, err = n.claim(ctx, aor, now); err != nil {
+			n.forget(aor)
+			return err
+		}
+	case !addsContact(prev.binding.Contacts, contacts) && !n.stillOurs(ctx, aor, prev.binding):
+		n.forget(aor) // the user registered elsewhere since
+		return nil
+	}
+	n.mu.Lock()
 	created := now
-	if r, ok := n.regs[aor]; ok && !r.binding.Removed && r.binding.Live(now) {
-		created = r.binding.Created
+	if live {
+		created = prev.binding.Created
 	}
 	b := domains.Binding{
 		AOR: aor.String(), Peer: n.h.ID(), Addrs: n.advertisedAddrs(),
 		Contacts: append([]domains.Contact(nil), contacts...),
-		Created:  created, Expires: expires, Seq: n.nextSeq(), Cert: cert,
+		Created:  created, Expires: expires, Seq: n.nextSeq(floor), Cert: cert,
 	}
-	n.regs[aor] = &registration{binding: b}
 	n.mu.Unlock()
 	start := time.Now()
-	err = n.domain.PutBinding(ctx, n.key, &b)
+	err = n.publish(ctx, aor, b)
 	n.cfg.Metrics.observeRegistration("register", time.Since(start), err)
 	return err
+}
+
+// claim looks aor up before this node first registers it, and returns the
+// sequence number floor to continue its owner's binding, or ErrTaken.
+func (n *Node) claim(ctx context.Context, aor domains.AOR, now time.Time) (uint64, error) {
+	cur, err := n.domain.LookupBinding(ctx, aor)
+	if errors.Is(err, domains.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("node: looking %s up before registering it: %w", aor, err)
+	}
+	if !cur.Live(now) || n.ownerOf(cur) == n.owner(aor) {
+		return cur.Seq + 1, nil
+	}
+	if cur.Peer == n.h.ID() && cur.Owner == nil {
+		// This node's own keyless binding (the users file has gained a key
+		// for the user): withdraw it, then claim the name as its owner.
+		tomb := domains.Binding{AOR: aor.String(), Peer: n.h.ID(), Addrs: n.advertisedAddrs(),
+			Created: cur.Created, Expires: cur.Expires, Removed: true, Cert: cur.Cert}
+		n.mu.Lock()
+		tomb.Seq = n.nextSeq(cur.Seq + 1)
+		n.mu.Unlock()
+		if err := n.domain.PutBinding(ctx, n.key, &tomb); err != nil {
+			return 0, err
+		}
+		return 0, nil
+	}
+	reason := fmt.Sprintf("%s is registered by another owner until %s", aor, cur.Expires.UTC().Format(time.RFC3339))
+	return 0, fmt.Errorf("%w: %w", ErrTaken, &sipbridge.ForbiddenError{Reason: reason})
+}
+
+// stillOurs reports whether the AOR's binding in the overlay is still this
+// node's (or absent): the user has not registered at another node since.
+func (n *Node) stillOurs(ctx context.Context, aor domains.AOR, ours domains.Binding) bool {
+	cur, err := n.domain.LookupBinding(ctx, aor)
+	if err != nil {
+		return true // not found, or no answer: keep serving
+	}
+	return cur.Peer == n.h.ID() || cur.Seq <= ours.Seq || n.ownerOf(cur) != n.ownerOf(&ours)
+}
+
+// addsContact reports whether next registers a contact prev does not hold,
+// or extends one: a change the user made at this node, rather than contacts
+// lapsing.
+func addsContact(prev, next []domains.Contact) bool {
+	for _, c := range next {
+		found := false
+		for _, p := range prev {
+			if p.URI == c.URI && !c.Expires.After(p.Expires) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return true
+		}
+	}
+	return false
+}
+
+// publish seals b as published (contacts redacted, owner-signed with the
+// user's key if there is one), stores it and keeps it for re-stores.
+func (n *Node) publish(ctx context.Context, aor domains.AOR, b domains.Binding) error {
+	pub := b.Redacted()
+	if k := n.userKey(aor); k != nil {
+		if err := pub.SignOwner(k); err != nil {
+			return err
+		}
+	}
+	sealed, err := pub.Seal(n.key)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.regs[aor] = &registration{binding: b, sealed: sealed}
+	n.mu.Unlock()
+	return n.domain.PutSealedBinding(ctx, aor, sealed)
 }
 
 // forget stops re-storing aor (the node may no longer register it).
@@ -322,7 +459,8 @@ func (n *Node) forget(aor domains.AOR) {
 }
 
 // Unregister stores a tombstone for aor that wins over the node's earlier
-// bindings; lookups then report not found.
+// bindings; lookups then report not found. It leaves alone a binding the
+// user made at another node since.
 func (n *Node) Unregister(ctx context.Context, aor domains.AOR) error {
 	if n.closed() {
 		return ErrClosed
@@ -337,22 +475,35 @@ func (n *Node) Unregister(ctx context.Context, aor domains.AOR) error {
 	}
 	now := n.cfg.Now()
 	n.mu.Lock()
+	prev, had := n.regs[aor]
+	n.mu.Unlock()
+	var floor uint64
+	cur, lerr := n.domain.LookupBinding(ctx, aor)
+	switch {
+	case lerr != nil:
+	case cur.Peer != n.h.ID() && cur.Live(now):
+		// Served by another node now (or another owner's): not ours to remove.
+		n.forget(aor)
+		return nil
+	default:
+		floor = cur.Seq + 1
+	}
+	n.mu.Lock()
 	expires := now.Add(time.Minute)
 	created := now
-	if r, ok := n.regs[aor]; ok {
-		if r.binding.Expires.After(expires) {
-			expires = r.binding.Expires
+	if had {
+		if prev.binding.Expires.After(expires) {
+			expires = prev.binding.Expires
 		}
-		created = r.binding.Created
+		created = prev.binding.Created
 	}
 	b := domains.Binding{
 		AOR: aor.String(), Peer: n.h.ID(), Addrs: n.advertisedAddrs(),
-		Created: created, Expires: expires, Seq: n.nextSeq(), Removed: true, Cert: cert,
+		Created: created, Expires: expires, Seq: n.nextSeq(floor), Removed: true, Cert: cert,
 	}
-	n.regs[aor] = &registration{binding: b}
 	n.mu.Unlock()
 	start := time.Now()
-	err = n.domain.PutBinding(ctx, n.key, &b)
+	err = n.publish(ctx, aor, b)
 	n.cfg.Metrics.observeRegistration("unregister", time.Since(start), err)
 	return err
 }
@@ -441,8 +592,14 @@ func (n *Node) loop() {
 
 func (n *Node) republish() {
 	now := n.cfg.Now()
+	type job struct {
+		aor    domains.AOR
+		b      domains.Binding
+		sealed []byte // unchanged record to re-store; nil: store b anew
+	}
+	var todo []job
+	addrs := n.advertisedAddrs()
 	n.mu.Lock()
-	var todo []domains.Binding
 	for aor, r := range n.regs {
 		if !now.Before(r.binding.Expires) {
 			delete(n.regs, aor)
@@ -455,19 +612,47 @@ func (n *Node) republish() {
 				b.Contacts = append(b.Contacts, c)
 			}
 		}
-		b.Addrs = n.advertisedAddrs()
-		b.Seq = n.nextSeq()
-		r.binding = b
-		todo = append(todo, b)
+		if len(b.Contacts) == len(r.binding.Contacts) && sameAddrs(b.Addrs, addrs) && r.sealed != nil {
+			// Nothing changed: re-store the same record. It cannot displace a
+			// newer binding of the user made at another node.
+			todo = append(todo, job{aor: aor, sealed: r.sealed})
+			continue
+		}
+		b.Addrs = addrs
+		todo = append(todo, job{aor: aor, b: b})
 	}
 	n.mu.Unlock()
-	for _, b := range todo {
+	for _, j := range todo {
 		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
-		if err := n.domain.PutBinding(ctx, n.key, &b); err != nil && n.ctx.Err() == nil {
-			n.log.Warn("re-store binding failed", "aor", b.AOR, "err", err)
+		var err error
+		switch {
+		case j.sealed != nil:
+			err = n.domain.PutSealedBinding(ctx, j.aor, j.sealed)
+		case !n.stillOurs(ctx, j.aor, j.b):
+			n.forget(j.aor)
+		default:
+			n.mu.Lock()
+			j.b.Seq = n.nextSeq(0)
+			n.mu.Unlock()
+			err = n.publish(ctx, j.aor, j.b)
+		}
+		if err != nil && n.ctx.Err() == nil {
+			n.log.Warn("re-store binding failed", "aor", j.aor, "err", err)
 		}
 		cancel()
 	}
+}
+
+func sameAddrs(a, b []ma.Multiaddr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // Close leaves the domain (and the global overlay, if the node is in it),

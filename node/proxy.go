@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/election"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -23,23 +26,50 @@ var ErrNotProxy = errors.New("node: not a proxy")
 
 // proxyRole is what a proxy node publishes.
 type proxyRole struct {
-	epoch   uint64
-	proxies []peer.ID
-	cancel  context.CancelFunc
-	done    chan struct{}
+	epoch    uint64
+	proxies  []peer.ID
+	electors []peer.ID // the roster: who may endorse the next proxy
+	extra    []domains.Endorsement
+	endorsed atomic.Int64 // endorsements the last published record carried
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // BecomeProxy performs a proxy's duties for election epoch (draft §6): it
 // joins the global overlay, publishes the domain's Overlay-Resource-ID →
 // proxies there and the "local proxy" record in the domain overlay, and keeps
 // re-publishing them until StepDown or Close. proxies lists the domain's
-// active proxies, best first; this node must be among them.
-func (n *Node) BecomeProxy(ctx context.Context, epoch uint64, proxies []peer.ID) error {
+// active proxies, best first; this node must be among them (it is put first
+// if not). Only the first of them publishes the records.
+//
+// The records name the domain's electors (the election's roster: proxies
+// and candidates; without election, proxies) and carry the endorsements the
+// node holds for epoch: its roster's (Runner.Endorsements) and those given
+// here (a predecessor's, see Endorse). A record of a new proxy replaces its
+// predecessor's only with endorsements of a majority of the predecessor's
+// electors (package domains); the node re-publishes as soon as it holds
+// more endorsements.
+func (n *Node) BecomeProxy(ctx context.Context, epoch uint64, proxies []peer.ID, endorsements ...domains.Endorsement) error {
 	if n.closed() {
 		return ErrClosed
 	}
 	if !containsPeer(proxies, n.ID()) {
 		proxies = append([]peer.ID{n.ID()}, proxies...)
+	}
+	electors := slices.Clone(proxies)
+	if r := n.election; r != nil {
+		if st := r.State(); st.Epoch == epoch {
+			electors = electors[:0]
+			for _, m := range append(st.Proxies, st.Candidates...) {
+				electors = append(electors, m.ID)
+			}
+			if !containsPeer(electors, n.ID()) {
+				electors = append([]peer.ID{n.ID()}, electors...)
+			}
+		}
+	}
+	if len(electors) > domains.MaxElectors {
+		electors = electors[:domains.MaxElectors]
 	}
 	g, err := n.JoinGlobal(ctx)
 	if err != nil {
@@ -47,25 +77,45 @@ func (n *Node) BecomeProxy(ctx context.Context, epoch uint64, proxies []peer.ID)
 	}
 	n.stopProxyRole()
 	rctx, cancel := context.WithCancel(n.ctx)
-	role := &proxyRole{epoch: epoch, proxies: proxies, cancel: cancel, done: make(chan struct{})}
+	role := &proxyRole{epoch: epoch, proxies: proxies, electors: electors, extra: endorsements,
+		cancel: cancel, done: make(chan struct{})}
 	n.mu.Lock()
 	n.proxy = role
 	n.mu.Unlock()
+	var states <-chan election.State
+	stop := func() {}
+	if r := n.election; r != nil {
+		states, stop = r.Subscribe() // before the first publish: no endorsement slips between
+	}
 	err = n.publishProxy(ctx, g, role)
 	go func() {
 		defer close(role.done)
+		defer stop()
 		t := time.NewTicker(ProxyRepublish)
 		defer t.Stop()
+		publish := func() {
+			pctx, c := context.WithTimeout(rctx, ProxyRepublish)
+			if err := n.publishProxy(pctx, g, role); err != nil && rctx.Err() == nil {
+				n.log.Warn("re-publish proxy records failed", "err", err)
+			}
+			c()
+		}
 		for {
 			select {
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				pctx, c := context.WithTimeout(rctx, ProxyRepublish)
-				if err := n.publishProxy(pctx, g, role); err != nil && rctx.Err() == nil {
-					n.log.Warn("re-publish proxy records failed", "err", err)
+				publish()
+			case st, ok := <-states:
+				if !ok {
+					states = nil
+					continue
 				}
-				c()
+				// New endorsements of this epoch: publish at once, so that
+				// the record replaces the predecessor's.
+				if st.Epoch == role.epoch && len(st.Endorsed) > int(role.endorsed.Load()) {
+					publish()
+				}
 			}
 		}
 	}()
@@ -111,10 +161,25 @@ func (n *Node) IsProxy() bool {
 }
 
 func (n *Node) publishProxy(ctx context.Context, g *domains.Overlay, role *proxyRole) error {
+	if len(role.proxies) > 0 && role.proxies[0] != n.ID() {
+		return nil // the leading proxy publishes the domain's records
+	}
 	now := n.cfg.Now()
 	rec := &domains.ProxyRecord{
-		Domain: n.cfg.Domain, Signer: n.ID(), Epoch: role.epoch,
+		Domain: n.cfg.Domain, Signer: n.ID(), Epoch: role.epoch, Electors: role.electors,
 		Issued: now, Expires: now.Add(ProxyRecordTTL),
+	}
+	var ends []domains.Endorsement
+	if r := n.election; r != nil {
+		ends = r.Endorsements(role.epoch)
+	}
+	rec.Endorsements = n.pickEndorsements(ctx, g, append(role.extra, ends...))
+	role.endorsed.Store(int64(len(ends)))
+	if n.enroll != nil {
+		rec.Authority = n.enroll.state.Authority()
+		if rec.Cert = n.memberCert(); rec.Cert == nil {
+			return fmt.Errorf("%w: this node holds no valid certificate of %s's authority", ErrNoCertificate, n.cfg.Domain)
+		}
 	}
 	for _, id := range role.proxies {
 		ai := n.h.Peerstore().PeerInfo(id)
@@ -133,6 +198,49 @@ func (n *Node) publishProxy(ctx context.Context, g *domains.Overlay, role *proxy
 		g.PutProxyRecord(ctx, n.key, rec),
 		n.domain.PutProxyRecord(ctx, n.key, rec),
 	)
+}
+
+// pickEndorsements chooses the endorsements a proxy record carries (at most
+// domains.MaxElectors): those of the electors of the domain's current
+// record first, as only they count towards replacing it.
+func (n *Node) pickEndorsements(ctx context.Context, g *domains.Overlay, all []domains.Endorsement) []domains.Endorsement {
+	uniq := all[:0:0]
+	for _, en := range all {
+		if !slices.ContainsFunc(uniq, func(u domains.Endorsement) bool { return u.Peer == en.Peer }) {
+			uniq = append(uniq, en)
+		}
+	}
+	if len(uniq) <= domains.MaxElectors {
+		return uniq
+	}
+	all = uniq
+	var prev []peer.ID
+	for _, ov := range []*domains.Overlay{n.domain, g} {
+		if cur, err := ov.StoredProxyRecord(ctx, n.cfg.Domain); err == nil {
+			prev = append(prev, cur.Electors...)
+		} else if cur, err := ov.GetProxyRecord(ctx, n.cfg.Domain); err == nil {
+			prev = append(prev, cur.Electors...)
+		}
+	}
+	seen := map[peer.ID]bool{}
+	var out []domains.Endorsement
+	for _, first := range []bool{true, false} {
+		for _, en := range all {
+			if seen[en.Peer] || containsPeer(prev, en.Peer) != first || len(out) >= domains.MaxElectors {
+				continue
+			}
+			seen[en.Peer] = true
+			out = append(out, en)
+		}
+	}
+	return out
+}
+
+// Endorse signs, with the node's key, that signer is the domain's proxy at
+// epoch: what a leaving proxy gives its successor (BecomeProxy's
+// endorsements), and what the election's members send their leader.
+func (n *Node) Endorse(epoch uint64, signer peer.ID) (domains.Endorsement, error) {
+	return domains.Endorse(n.key, n.cfg.Domain, epoch, signer)
 }
 
 // LocalProxies returns the proxies of the node's own domain as published in

@@ -81,7 +81,8 @@ func TestProxyRecordsAcrossDomains(t *testing.T) {
 	if _, err := ds["can"][1].DomainProxies(ctx, "pastry"); !errors.Is(err, ErrNotProxy) {
 		t.Fatalf("DomainProxies on a non-proxy: %v", err)
 	}
-	// Failover: a new proxy with a higher epoch supersedes the old record.
+	// A new proxy with a higher epoch but without the endorsement of the old
+	// record's electors does not supersede it (the chain of custody).
 	if err := p2.StepDown(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,9 +90,19 @@ func TestProxyRecordsAcrossDomains(t *testing.T) {
 		t.Fatal("stepped-down proxy still in the global overlay")
 	}
 	p3 := ds["can"][1]
-	if err := p3.BecomeProxy(ctx, 2, []peer.ID{p3.ID()}); err != nil {
+	_ = p3.BecomeProxy(ctx, 2, []peer.ID{p3.ID()}) // refused by the storers that hold p2's record
+	if r, err := p1.DomainProxies(ctx, "can"); err != nil || r.Signer != p2.ID() {
+		t.Fatalf("an unendorsed proxy record replaced the old one: %+v %v", r, err)
+	}
+	// Endorsed by the old proxy (a handoff), it does.
+	en, err := p2.Endorse(2, p3.ID())
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := p3.BecomeProxy(ctx, 2, []peer.ID{p3.ID()}, en); err != nil {
+		t.Fatal(err)
+	}
+	p1.Forget("can") // the resolver's cache: the test wants the overlay's answer
 	eventually(t, 20*time.Second, "the new proxy of can resolves", func() error {
 		r, err := p1.DomainProxies(ctx, "can")
 		if err != nil {

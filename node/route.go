@@ -26,10 +26,41 @@ var (
 // ProxyCacheTTL is how long a proxy caches another domain's proxies.
 const ProxyCacheTTL = 10 * time.Second
 
-// proxyCache caches global-overlay lookups of other domains' proxies.
+// proxyCache caches global-overlay lookups of other domains' proxies, and
+// keeps the last record accepted for each domain (chain) until it expires:
+// a new record replaces it only if it continues its chain of custody
+// (domains.ProxySupersedes).
 type proxyCache struct {
 	mu      sync.Mutex
 	entries map[string]proxyCacheEntry
+	chain   map[string]*domains.ProxyRecord
+}
+
+// accept returns the record to route domain d's calls by: rec if it is the
+// first one seen, continues the one held, or the one held has expired; else
+// the one held (and false).
+func (c *proxyCache) accept(d string, rec *domains.ProxyRecord, now time.Time) (*domains.ProxyRecord, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.chain == nil {
+		c.chain = make(map[string]*domains.ProxyRecord)
+	}
+	prev, ok := c.chain[d]
+	switch {
+	case !ok || !now.Before(prev.Expires) || domains.ProxySupersedes(rec, prev) || sameRecord(rec, prev):
+		if len(c.chain) > 4096 {
+			clear(c.chain)
+		}
+		c.chain[d] = rec
+		return rec, true
+	case domains.ProxySupersedes(prev, rec):
+		return prev, true // an older record of the chain: keep the newer one
+	}
+	return prev, false
+}
+
+func sameRecord(a, b *domains.ProxyRecord) bool {
+	return a.Signer == b.Signer && a.Epoch == b.Epoch && a.Issued.Equal(b.Issued)
 }
 
 type proxyCacheEntry struct {
@@ -103,8 +134,16 @@ func (n *Node) RemoteProxies(ctx context.Context, host string) (string, []peer.A
 		}
 		rec, err := n.DomainProxies(ctx, d)
 		if err == nil {
-			n.proxies.put(host, proxyCacheEntry{rec: rec, domain: d, expires: now.Add(ProxyCacheTTL)})
-			return d, rec.Proxies, nil
+			got, ok := n.proxies.accept(d, rec, now)
+			if !ok {
+				// The lookup settled on a record that does not continue the
+				// chain this node holds for d: never route d's calls to it.
+				n.cfg.Metrics.Refused("proxy", domains.ReasonNoEvidence)
+				n.log.Warn("proxy record without evidence refused", "domain", d, "signer", rec.Signer, "epoch", rec.Epoch,
+					"held", got.Signer, "held_epoch", got.Epoch)
+			}
+			n.proxies.put(host, proxyCacheEntry{rec: got, domain: d, expires: now.Add(ProxyCacheTTL)})
+			return d, got.Proxies, nil
 		}
 		if !errors.Is(err, domains.ErrNotFound) {
 			errs = append(errs, err)

@@ -75,7 +75,15 @@ type ElectionConfig struct {
 }
 
 func (c ElectionConfig) options(n *Node) ([]election.Option, error) {
-	opts := []election.Option{election.WithConfig(c.Config), election.WithLogger(n.nodeLog)}
+	opts := []election.Option{election.WithConfig(c.Config), election.WithLogger(n.nodeLog),
+		// Members only: peers of the domain overlay (README, "The proxy election").
+		election.WithMembership(n.IsMember),
+		election.WithRefusalHook(func(reason string) { n.cfg.Metrics.Refused("election", reason) })}
+	if n.enroll != nil {
+		// Certified nodes only; a node without a valid certificate of its
+		// own never becomes proxy or candidate.
+		opts = append(opts, election.WithCertificates(n.memberCert(), n.verifyMember))
+	}
 	if c.OptOut {
 		opts = append(opts, election.WithOptOut())
 	}
@@ -217,7 +225,12 @@ func (n *Node) ReloadUsers() (int, error) {
 	if err != nil {
 		return 0, &ConfigError{"sip.users_file", err}
 	}
+	keys, err := loadUserKeys(n.cfg.SIP.UsersFile)
+	if err != nil {
+		return 0, &ConfigError{"sip.users_file", err}
+	}
 	n.users.Replace(u)
+	n.userKeys.Store(&keys) // a user given a key signs her bindings from the next registration on
 	return u.Len(), nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hiersip/hiersip/domains"
 )
 
 const nonceLifetime = 5 * time.Minute
@@ -82,7 +84,8 @@ func (u *Users) Len() int {
 }
 
 // ReadUsers parses htdigest lines ("user:realm:ha1", ha1 an MD5 HA1, a SHA-256 HA1 or both
-// separated by a comma); blank lines and '#' comments are skipped.
+// separated by a comma; optionally ":user-key", see domains.ParseUserKey); blank lines and
+// '#' comments are skipped.
 func ReadUsers(r io.Reader) (*Users, error) {
 	u := NewUsers()
 	sc := bufio.NewScanner(r)
@@ -92,8 +95,13 @@ func ReadUsers(r io.Reader) (*Users, error) {
 			continue
 		}
 		f := strings.Split(line, ":")
-		if len(f) != 3 {
-			return nil, fmt.Errorf("%w: users line %d: want user:realm:ha1", ErrBadOption, n)
+		if (len(f) != 3 && len(f) != 4) || f[0] == "" {
+			return nil, fmt.Errorf("%w: users line %d: want user:realm:ha1[:user-key]", ErrBadOption, n)
+		}
+		if len(f) == 4 { // the user key (domains.ParseUserKey) is the node's; check it here
+			if _, err := domains.ParseUserKey(f[3]); err != nil {
+				return nil, fmt.Errorf("%w: users line %d: %v", ErrBadOption, n, err)
+			}
 		}
 		if err := u.addLine(f[0], f[1], f[2]); err != nil {
 			return nil, fmt.Errorf("users line %d: %w", n, err)

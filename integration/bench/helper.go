@@ -159,6 +159,7 @@ func (h *helper) start(ctx context.Context, n, members, udpBuf int, join string)
 				GlobalSeed: i == 0 && join == "",
 				Election:   node.ElectionConfig{OptOut: i >= n-members},
 				Media:      h.media,
+				LookupRate: -1, // a load generator looks names up from one node: no per-peer bound
 			}
 			if i > 0 {
 				cfg.Bootstrap.Peers = []string{first}

@@ -202,10 +202,16 @@ func (r *runner) lookup(ctx context.Context) error {
 		}
 		r.log.Info("bench: lookup domain up", "nodes", n, "took", time.Since(t0).Round(time.Millisecond))
 		lat, hops, rpcs, err := d.measure(ctx, r.cfg.Lookups)
+		var plat []float64
+		if err == nil {
+			plat, err = d.measureProxy(ctx, r.cfg.Lookups)
+		}
 		d.Close()
 		if err != nil {
 			return fmt.Errorf("domain of %d: %w", n, err)
 		}
+		r.add(SectionLookup, fmt.Sprintf("proxy record resolution, %d nodes", n), "µs",
+			fmt.Sprintf("the same domain: the domain's proxy record (a proxy, 3 electors, 2 endorsements) stored by a random node with PutProxyRecord, looked up %d times (GetProxyRecord, the code of node.LocalProxies and DomainProxies) from random other nodes, sequentially", r.cfg.Lookups), plat)
 		aors := max(r.cfg.Lookups/4, 1)
 		m := fmt.Sprintf(lookupMethod, n, domains.DefaultQuorum, perBucket, aors, r.cfg.Lookups/aors)
 		f := r.add(SectionLookup, fmt.Sprintf("lookup latency, %d nodes", n), "µs", m, lat)
@@ -281,3 +287,48 @@ func (d *lookupDomain) measure(ctx context.Context, lookups int) (lat, hops, rpc
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// measureProxy stores the domain's proxy record once, with electors and
+// endorsements as a proxy publishes it, and resolves it from random nodes.
+func (d *lookupDomain) measureProxy(ctx context.Context, lookups int) ([]float64, error) {
+	n := len(d.hosts)
+	owner := mrand.IntN(n)
+	now := time.Now()
+	electors := []peer.ID{d.hosts[owner].ID()}
+	for i := 1; i <= 2 && i < n; i++ {
+		electors = append(electors, d.hosts[(owner+i)%n].ID())
+	}
+	rec := &domains.ProxyRecord{Domain: "pastry", Signer: d.hosts[owner].ID(), Epoch: 1, Electors: electors,
+		Proxies: []peer.AddrInfo{{ID: d.hosts[owner].ID(), Addrs: d.hosts[owner].Addrs()}},
+		Issued:  now, Expires: now.Add(time.Minute)}
+	for i := range electors[1:] {
+		en, err := domains.Endorse(d.keys[(owner+1+i)%n], "pastry", 1, rec.Signer)
+		if err != nil {
+			return nil, err
+		}
+		rec.Endorsements = append(rec.Endorsements, en)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := d.ovs[owner].PutProxyRecord(pctx, d.keys[owner], rec)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("put proxy record: %w", err)
+	}
+	var lat []float64
+	for range lookups {
+		from := mrand.IntN(n)
+		for from == owner && n > 1 {
+			from = mrand.IntN(n)
+		}
+		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		t0 := time.Now()
+		_, err := d.ovs[from].GetProxyRecord(qctx, "pastry")
+		el := time.Since(t0)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("proxy record from node %d: %w", from, err)
+		}
+		lat = append(lat, us(el))
+	}
+	return lat, nil
+}
