@@ -68,8 +68,9 @@
 // short-lived (MaxProxyLifetime), signed by one of the listed proxies. Its
 // chain of custody: a record of the same signer replaces the stored one by
 // epoch (then issue time); a record of another signer needs an epoch at
-// least as high and endorsements of a majority of the electors named in the
-// stored record (ProxySupersedes). A higher epoch alone counts for nothing.
+// least as high and the stored record's proxy's endorsement (a handoff) or
+// endorsements of a majority of the other electors named in the stored record
+// (its proxy, gone in a failover, is not counted; ProxySupersedes). A higher epoch alone counts for nothing.
 // In an enrolled domain the record carries the authority's public key and
 // the signer's certificate; a different key is a different claimant, and a
 // validator that knows the domain's authority (WithAuthorities) refuses any

@@ -304,7 +304,11 @@ func (r *ProxyRecord) electors() []peer.ID {
 // (r.Domain, r.Epoch, r.Signer) by prev's electors, and r's signer itself
 // when it is one of them (its record's signature is its endorsement).
 func (r *ProxyRecord) Endorsed(prev *ProxyRecord) int {
-	el := prev.electors()
+	return r.endorsedBy(prev.electors())
+}
+
+// endorsedBy counts the peers of el that endorse r (r's signer by its signature).
+func (r *ProxyRecord) endorsedBy(el []peer.ID) int {
 	n := 0
 	if containsID(el, r.Signer) {
 		n++
@@ -321,8 +325,13 @@ func (r *ProxyRecord) Endorsed(prev *ProxyRecord) int {
 // same domain and valid): the chain of custody. A record of the same signer
 // and authority replaces b by a higher epoch, then a later issue time. A
 // record of another signer needs the same authority, an epoch at least b's,
-// and endorsements of a majority of b's electors. Nothing else replaces b, a
-// higher epoch alone included.
+// and either the endorsement of b's signer (a handoff) or endorsements of a
+// majority of b's other electors: b's proxy is not counted, since a failover
+// replaces a proxy that is gone and cannot endorse (with a proxy and one
+// candidate, the candidate takes over alone; with two candidates, it needs
+// the other's endorsement). Nothing else replaces b, a higher epoch alone
+// included; a record that names no elector besides its proxy is replaced only
+// by a handoff or when it lapses.
 func ProxySupersedes(a, b *ProxyRecord) bool {
 	if a.Domain != b.Domain || !sameKey(a.Authority, b.Authority) {
 		return false
@@ -336,7 +345,16 @@ func ProxySupersedes(a, b *ProxyRecord) bool {
 	if a.Epoch < b.Epoch || (a.Epoch == b.Epoch && !a.Issued.After(b.Issued)) {
 		return false
 	}
-	return a.Endorsed(b) > len(b.electors())/2
+	var others []peer.ID
+	handoff := false
+	for _, e := range b.electors() {
+		if e == b.Signer {
+			handoff = a.endorsedBy([]peer.ID{e}) > 0
+			continue
+		}
+		others = append(others, e)
+	}
+	return handoff || (len(others) > 0 && a.endorsedBy(others) > len(others)/2)
 }
 
 func sameKey(a, b crypto.PubKey) bool {

@@ -342,16 +342,35 @@ func TestProxyChainOfCustody(t *testing.T) {
 		r    *ProxyRecord
 		want bool
 	}{
-		{"failover: c1 endorsed by c2 (2 of 3 with itself)", f.rec(c1, 6, []signer{c1, c2}, c2), true},
+		{"failover: c1 endorsed by c2 (both candidates)", f.rec(c1, 6, []signer{c1, c2}, c2), true},
 		{"handoff: c1 endorsed by the leaving proxy", f.rec(c1, 6, []signer{c1, c2}, p), true},
-		{"c1 alone (1 of 3)", f.rec(c1, 6, []signer{c1, c2}), false},
+		{"c1 alone (1 of the 2 candidates)", f.rec(c1, 6, []signer{c1, c2}), false},
 		{"outsider with epoch 1000", f.rec(out, 1000, []signer{out}), false},
 		{"outsider endorsed by itself and a non-elector", f.rec(out, 1000, []signer{out}, out, p2(t)), false},
-		{"outsider with one elector (1 of 3)", f.rec(out, 7, []signer{out}, c2), false},
+		{"outsider with one elector (1 of the 2 candidates)", f.rec(out, 7, []signer{out}, c2), false},
 		{"c1 endorsed, but a lower epoch", f.rec(c1, 4, []signer{c1, c2}, c2), false},
 	}
 	for _, c := range cases {
 		if got := ProxySupersedes(c.r, held); got != c.want {
+			t.Errorf("%s: supersedes = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// A proxy with one candidate: the proxy that died cannot endorse, so the candidate
+	// takes over alone; nobody else does. A record naming no candidate changes hands only
+	// by a handoff.
+	small := f.rec(p, 5, []signer{p, c1})
+	for _, c := range []struct {
+		name    string
+		r, held *ProxyRecord
+		want    bool
+	}{
+		{"failover of a proxy and one candidate", f.rec(c1, 6, []signer{c1}), small, true},
+		{"outsider against a proxy and one candidate", f.rec(out, 9, []signer{out}), small, false},
+		{"outsider endorsed by a non-elector", f.rec(out, 9, []signer{out}, p2(t)), small, false},
+		{"a record naming no candidate: no failover", f.rec(c1, 6, []signer{c1}), f.rec(p, 5, []signer{p}), false},
+		{"a record naming no candidate: handoff", f.rec(c1, 6, []signer{c1}, p), f.rec(p, 5, []signer{p}), true},
+	} {
+		if got := ProxySupersedes(c.r, c.held); got != c.want {
 			t.Errorf("%s: supersedes = %v, want %v", c.name, got, c.want)
 		}
 	}
