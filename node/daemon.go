@@ -81,7 +81,7 @@ type DaemonConfig struct {
 		NATKeepalive   time.Duration `koanf:"nat_keepalive" help:"interval of the OPTIONS keep-alives to registered phones behind NAT (0: none)"`
 		// Abuse resistance (README "Limits and overload").
 		TrustedNetworks  []string `koanf:"trusted_networks" help:"without users_file: CIDR prefixes whose UAs the node serves besides loopback"`
-		DigestAlgorithms []string `koanf:"digest_algorithms" help:"digest challenges, preferred first: SHA-256, MD5 (empty: both, as the users file allows)"`
+		DigestAlgorithms []string `koanf:"digest_algorithms" help:"digest challenges, preferred first: SHA-256, MD5 (empty: MD5 alone, as Kamailio; [SHA-256, MD5] for RFC 8760 phones)"`
 		MaxContacts      int      `koanf:"max_contacts" help:"contacts of one AOR, and of one REGISTER (1 to 16)"`
 		Limits           struct {
 			SourceRate      float64       `koanf:"source_rate" help:"initial requests per second from one UA source IP (0: no limit)"`

@@ -101,7 +101,7 @@ type config struct {
 	media            *media.Relay // WithMedia (media.go)
 	conns            ConnLimits
 	trusted          []netip.Prefix // UA networks served without users (relaypolicy.go)
-	digestAlgs       []string       // nil: SHA-256, MD5 as the users allow (digest.go)
+	digestAlgs       []string       // nil: MD5 (SHA-256 when a user has no MD5 HA1; digest.go)
 	maxContacts      int            // 0: DefaultMaxContacts (contactcap.go)
 }
 

@@ -129,11 +129,12 @@ func (u *Users) addLine(user, realm, ha1s string) error {
 }
 
 // WithDigestAlgorithms sets the digest algorithms the node challenges with, the preferred
-// first: "SHA-256" (RFC 8760) and "MD5". The default is both, SHA-256 first, limited to the
-// algorithms every user has an HA1 for (an htdigest file with MD5 HA1s only gets MD5
-// challenges). Some clients refuse to authenticate at all when a challenge names an
-// algorithm they do not know (baresip 1.0 with libre 1.x, sipvicious's svcrack): give them
-// "MD5" only.
+// first: "SHA-256" (RFC 8760) and "MD5", limited to the algorithms every user has an HA1
+// for. The default is MD5 alone (SHA-256 alone when some user has no MD5 HA1), as Kamailio
+// and Asterisk challenge by default: many phones refuse to authenticate at all when a
+// challenge names an algorithm they do not know (baresip 1.0 with libre 1.x, sipvicious's
+// svcrack). Give "SHA-256", "MD5" to offer both, SHA-256 first, to phones that follow RFC
+// 8760.
 func WithDigestAlgorithms(algs ...string) Option {
 	return func(c *config) error {
 		if len(algs) == 0 {
@@ -153,11 +154,14 @@ func WithDigestAlgorithms(algs ...string) Option {
 }
 
 // algorithms lists the digest algorithms the node challenges with, the preferred first:
-// pref (nil: SHA-256, MD5) limited to those every user has an HA1 for, or pref itself when
-// no algorithm is common to all.
+// pref (nil: MD5, else SHA-256; see WithDigestAlgorithms) limited to those every user has
+// an HA1 for, or pref itself when no algorithm is common to all.
 func (u *Users) algorithms(pref []string) []string {
 	if pref == nil {
-		pref = []string{algSHA256, algMD5}
+		pref = []string{algMD5, algSHA256}
+		if algs := u.algorithms(pref); len(algs) > 0 {
+			return algs[:1]
+		}
 	}
 	u.mu.RLock()
 	n, md5n := len(u.users), 0

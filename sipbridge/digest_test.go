@@ -101,7 +101,13 @@ func TestDigestReplayRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := newTestNode(t, newMemDir(), "pastry", WithUsers(users))
+	// By default a node challenges with MD5 alone, as Kamailio does (many phones refuse
+	// a challenge that names SHA-256), even when the users have both HA1s.
+	def := newTestNode(t, newMemDir(), "pastry", WithUsers(users))
+	if chals := challengesOf(t, newRegClient(t, "127.0.0.1", def).register("alice", "sip:alice@127.0.0.1:7000", "")); len(chals) != 1 || chals[0].Algorithm != "MD5" {
+		t.Fatalf("default challenges %v, want MD5 alone", chals)
+	}
+	n := newTestNode(t, newMemDir(), "pastry", WithUsers(users), WithDigestAlgorithms("SHA-256", "MD5"))
 	alice := newRegClient(t, "127.0.0.1", n)
 	chals := challengesOf(t, alice.register("alice", "sip:alice@127.0.0.1:7000", ""))
 	if len(chals) != 2 || chals[0].Algorithm != "SHA-256" || chals[1].Algorithm != "MD5" {

@@ -187,10 +187,23 @@ func TestIDAndUsers(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("users file: %v %v, want mode 0600", st, err)
 	}
+	// Each line: both hashes (MD5, SHA-256) and a user key of its own.
 	b, _ := os.ReadFile(users)
-	want := "alice:pastry:" + sipbridge.HA1("alice", "pastry", "s3cret") + "\nbob:pastry:" + sipbridge.HA1("bob", "pastry", "b0b") + "\n"
-	if string(b) != want {
-		t.Fatalf("users file:\n%s\nwant\n%s", b, want)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	keyOf := func(line, want string) string {
+		t.Helper()
+		f := strings.Split(line, ":")
+		if len(f) != 4 || strings.Join(f[:3], ":") != want || !strings.HasPrefix(f[3], "ed25519-") {
+			t.Fatalf("users line %q, want %s:ed25519-…", line, want)
+		}
+		return f[3]
+	}
+	if len(lines) != 2 {
+		t.Fatalf("users file:\n%s", b)
+	}
+	aliceKey := keyOf(lines[0], sipbridge.UsersLine("alice", "pastry", "s3cret"))
+	if keyOf(lines[1], sipbridge.UsersLine("bob", "pastry", "b0b")) == aliceKey {
+		t.Fatal("alice and bob have the same user key")
 	}
 	if u, err := sipbridge.LoadUsers(users); err != nil || u.Len() != 2 {
 		t.Fatalf("the node cannot read the file: %v", err)
@@ -202,10 +215,14 @@ func TestIDAndUsers(t *testing.T) {
 	if out, err := run(bin, "users", "remove", "-c", conf, "bob"); err != nil {
 		t.Fatalf("users remove: %v\n%s", err, out)
 	}
-	if b, _ := os.ReadFile(users); string(b) != "alice:pastry:"+sipbridge.HA1("alice", "pastry", "other")+"\n" {
+	// A new password keeps alice's user key: she still owns her name.
+	if b, _ := os.ReadFile(users); string(b) != sipbridge.UsersLine("alice", "pastry", "other")+":"+aliceKey+"\n" {
 		t.Fatalf("after the change and the removal:\n%s", b)
 	}
-	if out, err := run(bin, "users", "list", "-c", conf); err != nil || strings.TrimSpace(out) != "alice\tpastry" {
+	if out, err := run(bin, "users", "add", "-c", conf, "carol", "--password", "c", "--no-key"); err != nil {
+		t.Fatalf("users add --no-key: %v\n%s", err, out)
+	}
+	if out, err := run(bin, "users", "list", "-c", conf); err != nil || strings.TrimSpace(out) != "alice\tpastry\tuser key\ncarol\tpastry\tno user key" {
 		t.Fatalf("users list: %v %q", err, out)
 	}
 	for _, tc := range []struct {

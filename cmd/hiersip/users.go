@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -49,8 +50,11 @@ func newUsersCmd() *cobra.Command {
 		Use:   "users",
 		Short: "Add, remove and list the SIP users of a node's users file",
 		Long: `Edit the users file that turns on digest authentication of the node's
-local user agents (sip.users_file): one "user:realm:HA1" line per user, HA1 =
-MD5(user:realm:password), as Apache's htdigest and Kamailio write them. The
+local user agents (sip.users_file): one "user:realm:HA1[:user-key]" line per
+user. HA1 is MD5(user:realm:password) as Apache's htdigest and Kamailio write
+it; add writes "MD5,SHA-256" (RFC 8760) and a user key, an Ed25519 key that
+signs the user's bindings in the overlay, so that the user's phones can move
+to any node whose users file has the same line (copy it there). The
 file is written whole (a new file, renamed over the old one) with mode 0600;
 an existing file keeps its owner and group. A running node reads it again on
 SIGHUP (systemctl reload hiersip).`,
@@ -64,6 +68,7 @@ func newUsersAddCmd() *cobra.Command {
 		f             usersFlags
 		password      string
 		passwordStdin bool
+		noKey         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "add USER",
@@ -108,7 +113,15 @@ users of the machine in the process list: avoid it).`,
 			if password == "" {
 				return errors.New("empty password")
 			}
-			added, err := editUsers(file, user, sipbridge.HA1(user, realm, password), realm)
+			key, err := userKeyField(file, user, noKey)
+			if err != nil {
+				return err
+			}
+			line := sipbridge.UsersLine(user, realm, password)
+			if key != "" {
+				line += ":" + key
+			}
+			added, err := editUsers(file, user, line)
 			if err != nil {
 				return err
 			}
@@ -124,6 +137,7 @@ users of the machine in the process list: avoid it).`,
 	cmd.Flags().StringVar(&f.realm, "realm", "", "digest realm (default: the node's domain)")
 	cmd.Flags().StringVar(&password, "password", "", "the password (visible in the process list; prefer the prompt or --password-stdin)")
 	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
+	cmd.Flags().BoolVar(&noKey, "no-key", false, "write no user key: the node that first registers the user owns her name in the overlay until it lapses")
 	return cmd
 }
 
@@ -139,7 +153,7 @@ func newUsersRemoveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			found, err := editUsers(file, args[0], "", "")
+			found, err := editUsers(file, args[0], "")
 			if err != nil {
 				return err
 			}
@@ -174,7 +188,11 @@ func newUsersListCmd() *cobra.Command {
 			}
 			for _, line := range strings.Split(string(data), "\n") {
 				if user, realm, ok := userLine(line); ok {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", user, realm)
+					key := "no user key"
+					if _, k, err := domains.ParseUsersLine(line); err == nil && k != nil {
+						key = "user key"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", user, realm, key)
 				}
 			}
 			return nil
@@ -198,19 +216,43 @@ func userLine(line string) (user, realm string, ok bool) {
 		return "", "", false
 	}
 	f := strings.Split(line, ":")
-	if len(f) != 3 {
+	if len(f) != 3 && len(f) != 4 {
 		return "", "", false
 	}
 	return f[0], f[1], true
 }
 
-// editUsers replaces the lines of user in file by "user:realm:ha1" (ha1 "":
-// removes them), keeping every other line, and reports whether user was
+// userKeyField is the user-key field of user's line in file (its fourth field,
+// domains.FormatUserKey): kept when the user is there with one, so that a new
+// password does not change who owns the user's name in the overlay; else a new
+// key, or none with noKey.
+func userKeyField(file, user string, noKey bool) (string, error) {
+	if noKey {
+		return "", nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if u, k, err := domains.ParseUsersLine(l); err == nil && u == user && k != nil {
+			return domains.FormatUserKey(k)
+		}
+	}
+	k, err := domains.GenerateUserKey()
+	if err != nil {
+		return "", err
+	}
+	return domains.FormatUserKey(k)
+}
+
+// editUsers replaces the lines of user in file by line ("": removes them),
+// keeping every other line, and reports whether user was
 // absent (add) or present (remove). The file is checked before and after
 // (sipbridge.ReadUsers) and written whole with mode 0600; an existing file
 // keeps its owner and group, a new one takes those of its directory (a
 // users file in a service's state directory stays readable by the service).
-func editUsers(file, user, ha1, realm string) (bool, error) {
+func editUsers(file, user, line string) (bool, error) {
 	old, err := os.ReadFile(file)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, err
@@ -220,21 +262,21 @@ func editUsers(file, user, ha1, realm string) (bool, error) {
 	}
 	var out strings.Builder
 	present := false
-	for _, line := range strings.SplitAfter(string(old), "\n") {
-		if line == "" {
+	for _, l := range strings.SplitAfter(string(old), "\n") {
+		if l == "" {
 			continue
 		}
-		if u, _, ok := userLine(line); ok && u == user {
+		if u, _, ok := userLine(l); ok && u == user {
 			present = true
 			continue
 		}
-		out.WriteString(line)
-		if !strings.HasSuffix(line, "\n") {
+		out.WriteString(l)
+		if !strings.HasSuffix(l, "\n") {
 			out.WriteString("\n")
 		}
 	}
-	if ha1 != "" {
-		out.WriteString(user + ":" + realm + ":" + ha1 + "\n")
+	if line != "" {
+		out.WriteString(line + "\n")
 	}
 	if _, err := sipbridge.ReadUsers(strings.NewReader(out.String())); err != nil {
 		return false, err
@@ -270,7 +312,7 @@ func editUsers(file, user, ha1, realm string) (bool, error) {
 	if err := os.Rename(tmp.Name(), file); err != nil {
 		return false, err
 	}
-	if ha1 != "" {
+	if line != "" {
 		return !present, nil
 	}
 	return present, nil
