@@ -154,15 +154,32 @@ func WithDigestAlgorithms(algs ...string) Option {
 }
 
 // algorithms lists the digest algorithms the node challenges with, the preferred first:
-// pref (nil: MD5, else SHA-256; see WithDigestAlgorithms) limited to those every user has
-// an HA1 for, or pref itself when no algorithm is common to all.
+// pref limited to those every user has an HA1 for, or pref itself when no algorithm is
+// common to all. With pref nil (see WithDigestAlgorithms): MD5 when every user has an MD5
+// HA1, else SHA-256 when every user has that, else both.
 func (u *Users) algorithms(pref []string) []string {
 	if pref == nil {
-		pref = []string{algMD5, algSHA256}
-		if algs := u.algorithms(pref); len(algs) > 0 {
-			return algs[:1]
+		for _, a := range []string{algMD5, algSHA256} {
+			if u.everyUserHas(a) {
+				return []string{a}
+			}
+		}
+		return []string{algSHA256, algMD5}
+	}
+	var out []string
+	for _, a := range pref {
+		if u.everyUserHas(a) {
+			out = append(out, a)
 		}
 	}
+	if len(out) == 0 {
+		return pref
+	}
+	return out
+}
+
+// everyUserHas reports whether every user (at least one) has an HA1 for alg.
+func (u *Users) everyUserHas(alg string) bool {
 	u.mu.RLock()
 	n, md5n := len(u.users), 0
 	for _, e := range u.users {
@@ -171,19 +188,12 @@ func (u *Users) algorithms(pref []string) []string {
 		}
 	}
 	u.mu.RUnlock()
+	if alg == algMD5 {
+		return md5n == n
+	}
 	u.dg.mu.Lock()
-	shan := len(u.dg.sha)
-	u.dg.mu.Unlock()
-	var out []string
-	for _, a := range pref {
-		if (a == algMD5 && md5n == n) || (a == algSHA256 && shan == n && n > 0) {
-			out = append(out, a)
-		}
-	}
-	if len(out) == 0 {
-		return pref
-	}
-	return out
+	defer u.dg.mu.Unlock()
+	return len(u.dg.sha) == n && n > 0
 }
 
 // ha1For returns user's HA1 for alg ("" when the user has none).

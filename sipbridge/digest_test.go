@@ -205,8 +205,9 @@ func TestDigestGuessThrottledPerAccount(t *testing.T) {
 	}
 }
 
-// TestUsersFile: users-file lines hold an MD5 HA1, a SHA-256 HA1 or both; the node
-// challenges with the algorithms every user has; a bad HA1 is an error naming its line.
+// TestUsersFile: users-file lines hold an MD5 HA1, a SHA-256 HA1 or both; by default the
+// node challenges with one algorithm every user has, MD5 first (both when none is common
+// to all); asked for both, with those every user has; a bad HA1 is an error naming its line.
 func TestUsersFile(t *testing.T) {
 	md5Only := "carol:pastry:" + HA1("carol", "pastry", "c") + "\n"
 	both := UsersLine("dave", "pastry", "d") + "\n"
@@ -215,7 +216,7 @@ func TestUsersFile(t *testing.T) {
 		file string
 		want string
 	}{
-		{md5Only, "MD5"}, {both, "SHA-256 MD5"}, {md5Only + both, "MD5"}, {shaOnly + both, "SHA-256"},
+		{md5Only, "MD5"}, {both, "MD5"}, {md5Only + both, "MD5"}, {shaOnly + both, "SHA-256"},
 		{md5Only + shaOnly, "SHA-256 MD5"},
 	} {
 		u, err := ReadUsers(strings.NewReader(c.file))
@@ -224,6 +225,15 @@ func TestUsersFile(t *testing.T) {
 		}
 		if got := strings.Join(u.algorithms(nil), " "); got != c.want {
 			t.Errorf("%q: challenges %s, want %s", c.file, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		file string
+		want string
+	}{{both, "SHA-256 MD5"}, {md5Only + both, "MD5"}, {shaOnly + both, "SHA-256"}, {md5Only + shaOnly, "SHA-256 MD5"}} {
+		u, _ := ReadUsers(strings.NewReader(c.file))
+		if got := strings.Join(u.algorithms([]string{algSHA256, algMD5}), " "); got != c.want {
+			t.Errorf("%q with SHA-256, MD5: challenges %s, want %s", c.file, got, c.want)
 		}
 	}
 	if _, err := ReadUsers(strings.NewReader("# x\n" + both + "frank:pastry:abc\n")); err == nil || !strings.Contains(err.Error(), "line 3") {
