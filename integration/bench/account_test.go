@@ -14,12 +14,12 @@ import (
 func TestParseProcStat(t *testing.T) {
 	// A command name with spaces and parentheses, as /proc prints it.
 	stat := "4242 (my (odd) proc) S 17 4242 4242 0 -1 4194560 1234 0 0 0 150 50 3 4 20 0 9 0 100 1000 200 18446744073709551615"
-	ppid, cpu, err := parseProcStat(stat)
-	if err != nil || ppid != 17 || cpu != 2*time.Second {
-		t.Fatalf("parseProcStat = %d, %v, %v; want 17, 2s (150+50 ticks)", ppid, cpu, err)
+	st, err := parseProcStat(stat)
+	if err != nil || st.ppid != 17 || st.cpu != 2*time.Second || st.children != 70*time.Millisecond {
+		t.Fatalf("parseProcStat = %+v, %v; want ppid 17, cpu 2s (150+50 ticks), children 70ms (3+4)", st, err)
 	}
-	for _, bad := range []string{"", "4242 (x) S 1 2", "4242 no parens", "1 (x) S 1 2 3 4 5 6 7 8 9 10 x 6"} {
-		if _, _, err := parseProcStat(bad); !errors.Is(err, errProcStat) {
+	for _, bad := range []string{"", "4242 (x) S 1 2", "4242 no parens", "1 (x) S 1 2 3 4 5 6 7 8 9 10 x 6 7 8"} {
+		if _, err := parseProcStat(bad); !errors.Is(err, errProcStat) {
 			t.Errorf("parseProcStat(%q) = %v, want errProcStat", bad, err)
 		}
 	}
@@ -28,8 +28,32 @@ func TestParseProcStat(t *testing.T) {
 		t.Fatalf("procCPU(self) = %v, %v", c, err)
 	}
 	b, _ := os.ReadFile("/proc/self/stat")
-	if pp, _, err := parseProcStat(string(b)); err != nil || pp != os.Getppid() {
-		t.Fatalf("own stat: ppid %d, %v; want %d", pp, err, os.Getppid())
+	if st, err := parseProcStat(string(b)); err != nil || st.ppid != os.Getppid() {
+		t.Fatalf("own stat: ppid %d, %v; want %d", st.ppid, err, os.Getppid())
+	}
+}
+
+func TestTreeAndMachineCPU(t *testing.T) {
+	stats := map[int]procStat{
+		1:  {ppid: 0, cpu: time.Hour},                              // not ours
+		10: {ppid: 1, cpu: time.Second, children: 2 * time.Second}, // the bench
+		11: {ppid: 10, cpu: 3 * time.Second},                       // a node
+		12: {ppid: 10, cpu: 4 * time.Second},                       // Kamailio
+		13: {ppid: 12, cpu: 5 * time.Second},                       // its worker
+		20: {ppid: 1, cpu: time.Minute},                            // another engineer's build
+	}
+	if got := treeCPU(stats, 10); got != 15*time.Second {
+		t.Fatalf("treeCPU = %v, want 15s", got)
+	}
+	busy, err := parseMachineCPU("cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n")
+	if err != nil || busy != 1610*time.Millisecond { // 100+5+50+3+2+1 ticks
+		t.Fatalf("parseMachineCPU = %v, %v; want 1.61s", busy, err)
+	}
+	if _, err := os.ReadFile("/proc/stat"); err == nil {
+		b, _ := os.ReadFile("/proc/stat")
+		if busy, err := parseMachineCPU(string(b)); err != nil || busy <= 0 {
+			t.Fatalf("this machine's /proc/stat: %v, %v", busy, err)
+		}
 	}
 }
 
@@ -223,5 +247,15 @@ func TestNodeConfigIsValid(t *testing.T) {
 	if c.Domain != "pastry" || !c.GlobalSeed || !c.Election.OptOut || c.SIP.Limits.SourceRate != 0 || c.Media.Ports != "10000-11999" ||
 		c.Media.MaxSessions != 500 || c.Bootstrap.MDNS || len(c.Bootstrap.Peers) != 1 || !c.Admin.Pprof {
 		t.Fatalf("config read back as %+v", c)
+	}
+}
+
+func TestMachineCores(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	a := machineSample{at: t0, busy: 10 * time.Second, ours: 4 * time.Second}
+	b := machineSample{at: t0.Add(10 * time.Second), busy: 25 * time.Second, ours: 9 * time.Second} // 15 s busy, 5 s ours
+	others, ours := cores(a, b)
+	if math.Abs(others-1) > 1e-9 || math.Abs(ours-0.5) > 1e-9 {
+		t.Fatalf("cores = %v, %v; want 1 core for the others, 0.5 for the bench", others, ours)
 	}
 }

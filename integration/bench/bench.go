@@ -184,6 +184,8 @@ type Report struct {
 	Cores     int    `json:"cores"`
 	LoadStart string `json:"load_start"`
 	LoadEnd   string `json:"load_end"`
+	// Machine is the CPU the rest of the machine used meanwhile.
+	Machine Machine `json:"machine"`
 	// Summary is the headline of issue 17, path by path; Targets its goals as ratios
 	// to Kamailio measured in the same run.
 	Summary Summary  `json:"summary"`
@@ -225,7 +227,6 @@ type runner struct {
 	dir      string
 	nodeDir  string // the run's node directory (configurations, data, logs)
 	mediaK   int    // next media port block
-	env      *env   // the call paths, shared by latency, cpu, throughput and manyregs
 }
 
 // Run runs the benchmark's sections, prints the table to out and writes the
@@ -246,7 +247,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	}
 	r := &runner{cfg: cfg, log: cfg.Logger, rep: &Report{Started: time.Now().UTC(), Quick: cfg.Quick,
 		Commit: gitDescribe(), Cores: runtime.NumCPU(), LoadStart: loadAvg(),
-		Summary: Summary{Load: map[string]*PathLoad{}, Ladders: map[string]*Ladder{}}}}
+		Summary: Summary{Load: map[string]*PathLoad{}, Ladders: map[string]*Ladder{}, Idle: map[string]*IdleBaseline{}}}}
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -271,6 +272,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	fmt.Fprintf(out, "hiersip-bench (%s) at %s; %d cores, load %s; hiersip: %s; sipp: %s; kamailio: %s\n", modeName(cfg.Quick), r.rep.Commit,
 		r.rep.Cores, r.rep.LoadStart, r.hiersip, orMissing(r.sipp, "sip-tester"), orMissing(r.kamailio, "kamailio"))
 	var errs []error
+	meter := startMachineMeter()
+	var machineSections []MachineSection
 	sections := map[string]func(context.Context) error{
 		SectionLatency: r.latency, SectionCPU: r.cpuSection, SectionThroughput: r.throughput,
 		SectionManyRegs: r.manyRegs, SectionRegister: r.register,
@@ -285,19 +288,19 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 			errs = append(errs, ctx.Err())
 			break
 		}
-		if !slices.Contains([]string{SectionLatency, SectionCPU, SectionThroughput, SectionManyRegs}, s) {
-			r.closeEnv()
-		}
 		start := time.Now()
+		m0 := meter.sample()
 		r.log.Info("bench: section", "name", s)
 		if err := sections[s](ctx); err != nil {
 			r.log.Error("bench: section failed", "name", s, "err", err)
 			r.rep.Errors = append(r.rep.Errors, s+": "+err.Error())
 			errs = append(errs, fmt.Errorf("%w: %s: %w", ErrSection, s, err))
 		}
-		r.log.Info("bench: section done", "name", s, "took", time.Since(start).Round(time.Millisecond))
+		others, ours := cores(m0, meter.sample())
+		machineSections = append(machineSections, MachineSection{Section: s, OthersCores: others, OursCores: ours})
+		r.log.Info("bench: section done", "name", s, "took", time.Since(start).Round(time.Millisecond), "other_processes_cores", fmt.Sprintf("%.2f", others))
 	}
-	r.closeEnv()
+	r.rep.Machine = meter.done(machineSections)
 	r.rep.Duration = time.Since(r.rep.Started)
 	r.rep.LoadEnd = loadAvg()
 	if len(errs) > 0 {

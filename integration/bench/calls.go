@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 )
@@ -23,19 +22,48 @@ type path struct {
 	nodes []*procNode
 }
 
-// env is what the call sections share: sipp's uas, Kamailio and a cluster of two
-// domains of three node processes (one proxy candidate, two members that opt out of
-// the election, in each), started once per run.
+// env is a set of running processes for calls: sipp's uas, and Kamailio and a cluster
+// of two domains of three node processes (one proxy candidate and two members that opt
+// out of the election, in each) when asked for. Each section (and in the cpu,
+// throughput and manyregs sections each path) gets a fresh one, so that no
+// measurement inherits the queues, retransmission timers or heap of an earlier one.
 type env struct {
 	uas   *sippUAS
 	kam   *kamailio
 	cl    *cluster
 	paths map[string]*path
-	// all is every process the run meters: Kamailio and each node.
+	// all is every process the env meters: Kamailio and each node.
 	all  []meteredProc
 	idle *IdleBaseline
 	// sippDir receives sipp's scenarios and statistics.
 	sippDir string
+}
+
+// envOpts say what an env runs.
+type envOpts struct {
+	kamailio, nodes bool
+	// idleFor, when set, takes the idle baseline of every process, before any call,
+	// and records it under that path's key.
+	idleFor string
+}
+
+// envFor starts the processes path k needs: sipp's uas for (a), and Kamailio for (b),
+// the cluster for (c) and (d).
+func (r *runner) envFor(ctx context.Context, k string, idle bool) (*env, *path, error) {
+	o := envOpts{kamailio: k == "b", nodes: k == "c" || k == "d"}
+	if idle {
+		o.idleFor = k
+	}
+	e, err := r.startEnv(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, ok := e.paths[k]
+	if !ok {
+		e.Close()
+		return nil, nil, fmt.Errorf("bench: no path (%s)", k)
+	}
+	return e, p, nil
 }
 
 func (r *runner) workdir(name string) (string, error) {
@@ -55,25 +83,14 @@ func (e *env) Close() {
 	}
 }
 
-func (r *runner) closeEnv() {
-	if r.env != nil {
-		r.env.Close()
-		r.env = nil
-	}
-}
-
 func nodeProc(n *procNode, role string) meteredProc {
 	return meteredProc{Name: n.name, Role: role, pids: func() []int { return []int{n.pid()} }}
 }
 
-// callEnv starts the call paths the first time it is called: sipp's uas, Kamailio (if
-// installed) and the cluster, registers the uas at each (service@127.0.0.1 at
-// Kamailio, service@pastry and service@can at a member of each domain) and, when the
-// cpu section is to run, takes the idle baseline of every process before any call.
-func (r *runner) callEnv(ctx context.Context) (e *env, err error) {
-	if r.env != nil {
-		return r.env, nil
-	}
+// startEnv starts sipp's uas and what o asks for, and registers the uas at each
+// registrar (service@127.0.0.1 at Kamailio, service@pastry and service@can at a member
+// of each domain).
+func (r *runner) startEnv(ctx context.Context, o envOpts) (e *env, err error) {
 	e = &env{paths: map[string]*path{}}
 	defer func() {
 		if err != nil {
@@ -93,7 +110,7 @@ func (r *runner) callEnv(ctx context.Context) (e *env, err error) {
 	}
 	defer c.Close()
 	uasContact := "sip:service@" + e.uas.addr
-	if r.kamailio != "" {
+	if o.kamailio && r.kamailio != "" {
 		kdir, err := r.workdir("kamailio")
 		if err == nil {
 			e.kam, err = startKamailio(ctx, r.kamailio, kdir)
@@ -108,48 +125,49 @@ func (r *runner) callEnv(ctx context.Context) (e *env, err error) {
 		e.paths["b"] = &path{key: "b", label: "(b) Kamailio", target: e.kam.addr, ruri: e.kam.addr, procs: []meteredProc{kp}}
 		e.all = append(e.all, kp)
 	}
-	e.cl, err = r.startCluster(ctx, "calls", clusterOpts{domains: 2, perDomain: 3, members: 2})
-	if err != nil {
-		return nil, err
+	if o.nodes {
+		e.cl, err = r.startCluster(ctx, "calls", clusterOpts{domains: 2, perDomain: 3, members: 2})
+		if err != nil {
+			return nil, err
+		}
+		caller, callee, canCallee := e.cl.member("pastry", 0), e.cl.member("pastry", 1), e.cl.member("can", 1)
+		if err := registerOK(ctx, c, callee.sip, "sip:pastry", "sip:service@pastry", uasContact); err != nil {
+			return nil, fmt.Errorf("register at pastry: %w", err)
+		}
+		if err := registerOK(ctx, c, canCallee.sip, "sip:can", "sip:service@can", uasContact); err != nil {
+			return nil, fmt.Errorf("register at can: %w", err)
+		}
+		pp, err := e.cl.proxy(ctx, "pastry")
+		if err != nil {
+			return nil, err
+		}
+		cp, err := e.cl.proxy(ctx, "can")
+		if err != nil {
+			return nil, err
+		}
+		e.paths["c"] = &path{key: "c", label: "(c) hiersip same domain", target: caller.sip, ruri: "pastry",
+			procs: []meteredProc{nodeProc(caller, "caller's node"), nodeProc(callee, "callee's node")},
+			nodes: []*procNode{caller, callee}}
+		e.paths["d"] = &path{key: "d", label: "(d) hiersip 2 domains", target: caller.sip, ruri: "can",
+			procs: []meteredProc{nodeProc(caller, "caller's node"), nodeProc(pp, "caller's proxy"), nodeProc(cp, "callee's proxy"), nodeProc(canCallee, "callee's node")},
+			nodes: []*procNode{caller, pp, cp, canCallee}}
+		for _, n := range e.cl.all() {
+			e.all = append(e.all, nodeProc(n, ""))
+		}
 	}
-	caller, callee, canCallee := e.cl.member("pastry", 0), e.cl.member("pastry", 1), e.cl.member("can", 1)
-	if err := registerOK(ctx, c, callee.sip, "sip:pastry", "sip:service@pastry", uasContact); err != nil {
-		return nil, fmt.Errorf("register at pastry: %w", err)
-	}
-	if err := registerOK(ctx, c, canCallee.sip, "sip:can", "sip:service@can", uasContact); err != nil {
-		return nil, fmt.Errorf("register at can: %w", err)
-	}
-	pp, err := e.cl.proxy(ctx, "pastry")
-	if err != nil {
-		return nil, err
-	}
-	cp, err := e.cl.proxy(ctx, "can")
-	if err != nil {
-		return nil, err
-	}
-	e.paths["c"] = &path{key: "c", label: "(c) hiersip same domain", target: caller.sip, ruri: "pastry",
-		procs: []meteredProc{nodeProc(caller, "caller's node"), nodeProc(callee, "callee's node")},
-		nodes: []*procNode{caller, callee}}
-	e.paths["d"] = &path{key: "d", label: "(d) hiersip 2 domains", target: caller.sip, ruri: "can",
-		procs: []meteredProc{nodeProc(caller, "caller's node"), nodeProc(pp, "caller's proxy"), nodeProc(cp, "callee's proxy"), nodeProc(canCallee, "callee's node")},
-		nodes: []*procNode{caller, pp, cp, canCallee}}
-	for _, n := range e.cl.all() {
-		e.all = append(e.all, nodeProc(n, ""))
-	}
-	if slices.Contains(r.cfg.Sections, SectionCPU) {
-		if err := r.takeIdle(ctx, e); err != nil {
+	if o.idleFor != "" {
+		if err := r.takeIdle(ctx, e, o.idleFor); err != nil {
 			return nil, err
 		}
 	}
-	r.env = e
 	return e, nil
 }
 
 // takeIdle measures every process's CPU rate with no call, over CPUDuration, in two
-// halves, and reports it.
-func (r *runner) takeIdle(ctx context.Context, e *env) error {
+// halves, and reports it under path k.
+func (r *runner) takeIdle(ctx context.Context, e *env, k string) error {
 	d := r.cfg.CPUDuration
-	r.log.Info("bench: idle baseline", "window", d)
+	r.log.Info("bench: idle baseline", "path", k, "window", d)
 	var snaps [3]cpuSnapshot
 	for i := range snaps {
 		if i > 0 {
@@ -163,16 +181,66 @@ func (r *runner) takeIdle(ctx context.Context, e *env) error {
 	}
 	b := newIdleBaseline(e.all, snaps[0], snaps[1], snaps[2])
 	e.idle = &b
-	r.rep.Summary.Idle = &b
+	r.rep.Summary.Idle[k] = &b
 	for _, p := range b.Procs {
-		m := fmt.Sprintf("utime+stime (/proc/<pid>/stat) with no call, over %v right after the processes started and the uas registered, before any call; halves %.1f and %.1f ms/s",
+		m := fmt.Sprintf("utime+stime (/proc/<pid>/stat) with no call, over %v after the processes started and the uas registered, before any call; halves %.1f and %.1f ms/s",
 			b.Window.Round(100*time.Millisecond), p.First, p.Second)
 		if !p.steady() {
 			m += " (NOT STEADY: the halves differ by more than 2 ms/s and a factor 2)"
 		}
-		r.add(SectionCPU, "idle CPU "+p.Name, "ms/s", m, []float64{p.MsPerS})
+		r.add(SectionCPU, fmt.Sprintf("idle CPU before (%s): %s", k, p.Name), "ms/s", m, []float64{p.MsPerS})
 	}
 	return nil
+}
+
+// waitRecovered waits, before a try, until the env is back at rest after the last one:
+// no SIP transaction in flight at any node and the processes' CPU under 60 ms per
+// 500 ms together, twice in a row (at most 60 s; it says so if not). A node that
+// fell behind keeps retransmission timers and queued messages for up to 32 s, which
+// would otherwise bill and break the next try.
+func (r *runner) waitRecovered(ctx context.Context, e *env) error {
+	deadline := time.Now().Add(60 * time.Second)
+	start := time.Now()
+	prev := snapshot(procCPU, time.Now(), e.all)
+	calm := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		cur := snapshot(procCPU, time.Now(), e.all)
+		var d time.Duration
+		for i := range cur.cpu {
+			d += cur.cpu[i] - prev.cpu[i]
+		}
+		prev = cur
+		quiet := d <= 60*time.Millisecond
+		if quiet && e.cl != nil {
+			for _, n := range e.cl.all() {
+				m, err := n.metrics(ctx)
+				if err != nil || m["hiersip_sip_transactions_in_flight"] > 0 {
+					quiet = false
+					break
+				}
+			}
+		}
+		if quiet {
+			calm++
+		} else {
+			calm = 0
+		}
+		if calm >= 2 {
+			if w := time.Since(start); w > 2*time.Second {
+				r.log.Info("bench: recovered", "after", w.Round(100*time.Millisecond))
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			r.log.Warn("bench: processes not at rest after 60 s; going on", "cpu_last_500ms", d)
+			return nil
+		}
+	}
 }
 
 // registerOK registers aor → contact at the registrar at addr, retrying
@@ -307,10 +375,11 @@ func (r *runner) latency(ctx context.Context) error {
 		}
 		return nil
 	}
-	e, err := r.callEnv(ctx)
+	e, err := r.startEnv(ctx, envOpts{kamailio: true, nodes: true})
 	if err != nil {
 		return err
 	}
+	defer e.Close()
 	n := r.cfg.Runs * r.cfg.Calls
 	method := fmt.Sprintf(latencyMethod, n, r.cfg.LatencyRate, time.Second/time.Duration(r.cfg.LatencyRate))
 	names := map[string]string{"a": nameLatA, "b": nameLatB, "c": nameLatC, "d": nameLatD}

@@ -22,8 +22,7 @@ type PathLoad struct {
 	Rate   int        `json:"rate"`
 	Result SippRun    `json:"sipp"`
 	Procs  []ProcCost `json:"procs"`
-	// OffPathUS is the CPU per call of the metered processes not on the path (the
-	// other nodes of the cluster, or every node for Kamailio's path) together.
+	// OffPathUS is the CPU per call of the cluster's nodes not on the path together.
 	OffPathUS float64     `json:"off_path_us"`
 	Mem       []ProcMem   `json:"mem"`
 	Alloc     []ProcAlloc `json:"alloc,omitempty"`
@@ -101,33 +100,40 @@ func (r *runner) cpuSection(ctx context.Context) error {
 		r.skip(SectionCPU, "all", "sipp missing (apt-get install sip-tester)")
 		return nil
 	}
-	e, err := r.callEnv(ctx)
-	if err != nil {
-		return err
-	}
 	var errs []error
 	for _, k := range []string{"b", "c", "d"} {
-		p, ok := e.paths[k]
-		if !ok {
+		if k == "b" && r.kamailio == "" {
 			r.skip(SectionCPU, "CPU/call (b) Kamailio", "kamailio missing (apt-get install kamailio)")
 			continue
 		}
-		if err := warmUp(ctx, p); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p.label, err))
-			continue
+		if err := r.cpuPath(ctx, k); err != nil {
+			errs = append(errs, fmt.Errorf("(%s): %w", k, err))
 		}
-		if err := waitQuiet(ctx, e.all); err != nil {
-			return err
-		}
-		l, err := r.loadStep(ctx, e, p, r.cfg.CPURate, r.cfg.CPUDuration, r.cfg.Profile)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p.label, err))
-			continue
-		}
-		r.rep.Summary.Load[k] = l
-		r.addLoad(p, l)
 	}
 	return errors.Join(errs...)
+}
+
+// cpuPath measures path k in an env of its own: the idle baseline first, then the warm-up
+// calls, then the measured step.
+func (r *runner) cpuPath(ctx context.Context, k string) error {
+	e, p, err := r.envFor(ctx, k, true)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := warmUp(ctx, p); err != nil {
+		return err
+	}
+	if err := r.waitRecovered(ctx, e); err != nil {
+		return err
+	}
+	l, err := r.loadStep(ctx, e, p, r.cfg.CPURate, r.cfg.CPUDuration, r.cfg.Profile)
+	if err != nil {
+		return err
+	}
+	r.rep.Summary.Load[k] = l
+	r.addLoad(p, l)
+	return nil
 }
 
 // loadStep runs sipp's uac along p at rate for dur (not cut at a failure) and meters
@@ -265,8 +271,10 @@ func (r *runner) addLoad(p *path, l *PathLoad) {
 			win, c.IdleMsPerS, c.IdlePerCallUS)
 		r.add(SectionCPU, fmt.Sprintf("CPU/call %s: %s, %s", p.label, c.Name, c.Role), "µs", m, []float64{c.PerCallUS})
 	}
-	r.add(SectionCPU, fmt.Sprintf("CPU/call %s: processes off the path", p.label), "µs",
-		"the other metered processes of the run together (the cluster's other nodes; for Kamailio every node), same window", []float64{l.OffPathUS})
+	if len(p.nodes) > 0 {
+		r.add(SectionCPU, fmt.Sprintf("CPU/call %s: processes off the path", p.label), "µs",
+			"the cluster's other nodes together, same window", []float64{l.OffPathUS})
+	}
 	for _, m := range l.Mem {
 		of := ""
 		if p.key == "b" {

@@ -15,26 +15,37 @@ const clockTick = time.Second / 100
 
 var errProcStat = errors.New("bench: malformed /proc stat")
 
-// parseProcStat returns the parent PID and utime+stime of the contents of
-// /proc/<pid>/stat. The command name, field 2, is in parentheses and may hold
-// spaces and parentheses itself: the fields after it start after the last ')'.
-func parseProcStat(stat string) (ppid int, cpu time.Duration, err error) {
+// procStat is what the benchmark reads from /proc/<pid>/stat.
+type procStat struct {
+	ppid int
+	// cpu is utime+stime of the process (all its threads); children cutime+cstime of
+	// its children that exited and were waited for.
+	cpu, children time.Duration
+}
+
+// parseProcStat parses the contents of /proc/<pid>/stat. The command name, field 2, is
+// in parentheses and may hold spaces and parentheses itself: the fields after it start
+// after the last ')'.
+func parseProcStat(stat string) (procStat, error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, 0, errProcStat
+		return procStat{}, errProcStat
 	}
-	// After the command: state(0) ppid(1) pgrp … utime(11) stime(12).
+	// After the command: state(0) ppid(1) pgrp … utime(11) stime(12) cutime(13) cstime(14).
 	f := strings.Fields(stat[i+1:])
-	if len(f) < 13 {
-		return 0, 0, errProcStat
+	if len(f) < 15 {
+		return procStat{}, errProcStat
 	}
-	ppid, err1 := strconv.Atoi(f[1])
-	u, err2 := strconv.ParseInt(f[11], 10, 64)
-	s, err3 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return 0, 0, fmt.Errorf("%w: %w", errProcStat, err)
+	var v [5]int64
+	var errs []error
+	for k, idx := range []int{1, 11, 12, 13, 14} {
+		n, err := strconv.ParseInt(f[idx], 10, 64)
+		v[k], errs = n, append(errs, err)
 	}
-	return ppid, time.Duration(u+s) * clockTick, nil
+	if err := errors.Join(errs...); err != nil {
+		return procStat{}, fmt.Errorf("%w: %w", errProcStat, err)
+	}
+	return procStat{ppid: int(v[0]), cpu: time.Duration(v[1]+v[2]) * clockTick, children: time.Duration(v[3]+v[4]) * clockTick}, nil
 }
 
 // procCPU returns utime+stime of process pid (all its threads), from
@@ -44,8 +55,8 @@ func procCPU(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	_, cpu, err := parseProcStat(string(b))
-	return cpu, err
+	st, err := parseProcStat(string(b))
+	return st.cpu, err
 }
 
 // cpuTime returns utime+stime of the processes together (those gone count 0).
@@ -110,24 +121,79 @@ func rssKB(pid int) int64 {
 	return m.RSSKB
 }
 
-// childPIDs lists the processes whose parent is pid.
-func childPIDs(pid int) []int {
-	var out []int
+// allStats reads /proc/<pid>/stat of every process.
+func allStats() map[int]procStat {
+	out := map[int]procStat{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
 			continue
 		}
-		if pp, _, err := parseProcStat(string(st)); err == nil && pp == pid {
+		if st, err := parseProcStat(string(b)); err == nil {
+			out[p] = st
+		}
+	}
+	return out
+}
+
+// childPIDs lists the processes whose parent is pid.
+func childPIDs(pid int) []int {
+	var out []int
+	for p, st := range allStats() {
+		if st.ppid == pid {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// treeCPU is the CPU time of process root and all its descendants, living or exited
+// and waited for: the benchmark's own share of the machine.
+func treeCPU(stats map[int]procStat, root int) time.Duration {
+	kids := map[int][]int{}
+	for p, st := range stats {
+		kids[st.ppid] = append(kids[st.ppid], p)
+	}
+	var total time.Duration
+	var walk func(int, int)
+	walk = func(p, depth int) {
+		st, ok := stats[p]
+		if !ok || depth > 64 {
+			return
+		}
+		total += st.cpu + st.children
+		for _, k := range kids[p] {
+			walk(k, depth+1)
+		}
+	}
+	walk(root, 0)
+	return total
+}
+
+// parseMachineCPU returns the busy time of all CPUs together (user, nice, system, irq,
+// softirq, steal) from the "cpu " line of /proc/stat.
+func parseMachineCPU(stat string) (time.Duration, error) {
+	for _, l := range strings.Split(stat, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 9 || f[0] != "cpu" {
+			continue
+		}
+		var busy int64
+		for _, idx := range []int{1, 2, 3, 6, 7, 8} { // user nice system (idle iowait) irq softirq steal
+			n, err := strconv.ParseInt(f[idx], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bench: /proc/stat: %w", err)
+			}
+			busy += n
+		}
+		return time.Duration(busy) * clockTick, nil
+	}
+	return 0, errors.New("bench: /proc/stat without a cpu line")
 }
 
 // loadAvg returns the first three fields of /proc/loadavg ("" when unreadable).

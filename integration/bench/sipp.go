@@ -237,6 +237,8 @@ type SippRun struct {
 	UASFailed  int `json:"uas_failed"`
 	// GenCPU is the CPU time of the sipp uac process.
 	GenCPU time.Duration `json:"uac_cpu_ns"`
+	// PathCPU is, in a ladder's try, the CPU per call (µs) of each process on the path.
+	PathCPU map[string]float64 `json:"path_cpu_us,omitempty"`
 }
 
 // clean reports whether the run passed: every call succeeded, none failed, nothing

@@ -11,8 +11,9 @@ import (
 // Summary is the headline of issue 17: per path, what the processes on it cost, the
 // strict rate, the registrations and the idle baseline, as measured in this run.
 type Summary struct {
-	// Idle is each process's CPU rate with no call, before any load.
-	Idle *IdleBaseline `json:"idle,omitempty"`
+	// Idle is, per path of the cpu section, each process's CPU rate with no call, before
+	// any load.
+	Idle map[string]*IdleBaseline `json:"idle,omitempty"`
 	// Load is per path ("b", "c", "d") at Config.CPURate.
 	Load map[string]*PathLoad `json:"load,omitempty"`
 	// Ladders is per path ("a", "b", "c", "d").
@@ -157,7 +158,14 @@ func (r *runner) print(out io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.Section, f.Name, num(f.Median), num(f.P95), f.Unit, f.N, f.Method)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "\nsummary (%s, commit %s, %d cores, load %s at the start, %s at the end):\n\n", r.rep.Started.Format(time.RFC3339), r.rep.Commit, r.rep.Cores, r.rep.LoadStart, r.rep.LoadEnd)
+	mc := r.rep.Machine
+	var secs []string
+	for _, s := range mc.Sections {
+		secs = append(secs, fmt.Sprintf("%s %.2f", s.Section, s.OthersCores))
+	}
+	fmt.Fprintf(out, "\nmachine: %d cores; load average %s at the start, %s at the end, highest 1-min %s; processes outside the bench used %.2f cores on average (at most %.2f over 5 s), the bench %.2f; others per section: %s\n",
+		r.rep.Cores, r.rep.LoadStart, r.rep.LoadEnd, mc.LoadMax, mc.OthersCores, mc.OthersMax, mc.OursCores, strings.Join(secs, ", "))
+	fmt.Fprintf(out, "\nsummary (%s, commit %s):\n\n", r.rep.Started.Format(time.RFC3339), r.rep.Commit)
 	for _, row := range r.summaryRows() {
 		fmt.Fprintf(out, "| %s |\n", strings.Join(row, " | "))
 	}
@@ -299,7 +307,16 @@ func (r *runner) summaryRows() [][]string {
 		}
 	}
 	rateRow = append(rateRow, "(c) ≥ 1.0: "+status("strict max rate of (c)"))
-	rows = append(rows, cpuRow, perRow, idleRow, ratioRow, latRow, addRow, addRatio, rateRow, memRow, allocRow, gcRow)
+	strictCPU := []string{"CPU per call of each process at that strict rate (µs, first try)"}
+	for _, k := range []string{"a", "b", "c", "d"} {
+		if l := sum.Ladders[k]; l != nil && l.CPUAtStrict != "" {
+			strictCPU = append(strictCPU, l.CPUAtStrict)
+		} else {
+			strictCPU = append(strictCPU, dash)
+		}
+	}
+	strictCPU = append(strictCPU, "")
+	rows = append(rows, cpuRow, perRow, idleRow, ratioRow, latRow, addRow, addRatio, rateRow, strictCPU, memRow, allocRow, gcRow)
 	if mr := sum.ManyRegs; mr != nil && len(mr.After) > 0 {
 		fa, na := lost(mr.After)
 		fb, nb := lost(mr.Before)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -18,11 +19,15 @@ type Ladder struct {
 	Strict int `json:"strict"`
 	Best   int `json:"best"`
 	From   int `json:"from"`
+	// CPUAtStrict is the CPU per call of each process of the path in the first try at
+	// the strict rate (µs, "name µs, …").
+	CPUAtStrict string `json:"cpu_at_strict,omitempty"`
 }
 
 // runLadder steps sipp's uac along p through rates, each tried stepTries times (a try
 // is cut at its first failed call or retransmission), until a step where no try
-// passed.
+// passed. Before each try it waits until the env is at rest again; it meters every
+// process of the path over each try.
 func (r *runner) runLadder(ctx context.Context, e *env, p *path, rates []int) (*Ladder, error) {
 	l := &Ladder{Path: p.key}
 	if len(rates) > 0 {
@@ -37,12 +42,19 @@ func (r *runner) runLadder(ctx context.Context, e *env, p *path, rates []int) (*
 		}
 		step := LadderStep{Rate: rate}
 		for try := 1; try <= stepTries; try++ {
-			if err := waitQuiet(ctx, e.all); err != nil {
+			if err := r.waitRecovered(ctx, e); err != nil {
 				return l, err
 			}
+			s0 := snapshot(procCPU, time.Now(), p.procs)
 			res, err := runSippUAC(ctx, r.sipp, e.sippDir, e.uas, p.target, p.ruri, rate, r.cfg.StepDuration, true)
 			if err != nil {
 				return l, err
+			}
+			if res.Successful > 0 && len(p.procs) > 0 {
+				res.PathCPU = map[string]float64{}
+				for _, c := range costs(p.procs, s0, snapshot(procCPU, time.Now(), p.procs), res.Successful) {
+					res.PathCPU[c.Name] = c.PerCallUS
+				}
 			}
 			r.log.Info("bench: step", "path", p.label, "rate", rate, "try", try, "result", res.String())
 			step.Tries = append(step.Tries, res)
@@ -50,26 +62,38 @@ func (r *runner) runLadder(ctx context.Context, e *env, p *path, rates []int) (*
 		l.Steps = append(l.Steps, step)
 	}
 	l.Strict, l.Best = ladderSummary(l.Steps)
-	return l, waitQuiet(ctx, e.all)
+	return l, nil
 }
 
-const ladderMethod = "sipp uac → %s → sipp uas (its scenario copies Record-Route: ACK and BYE follow the route of the dialog), UDP, after warm-up calls; rates stepped %s for %v each, each tried %d times; a try passes with every call successful, no failed call and no retransmission at the uac or the uas (it is cut at the first); a step passes when both tries pass; the ladder stops at the first step where no try passed. Strict = highest rate with every step up to it passed; steps: %s"
+// cpuAt returns the CPU per call of each process of the path in the first try of
+// the ladder's step at rate ("" when none).
+func (l *Ladder) cpuAt(rate int, procs []meteredProc) string {
+	for _, s := range l.Steps {
+		if s.Rate != rate || len(s.Tries) == 0 || s.Tries[0].PathCPU == nil {
+			continue
+		}
+		var parts []string
+		for _, p := range procs {
+			parts = append(parts, fmt.Sprintf("%s %s", p.Name, num(s.Tries[0].PathCPU[p.Name])))
+		}
+		return strings.Join(parts, ", ")
+	}
+	return ""
+}
+
+const ladderMethod = "sipp uac → %s → sipp uas (its scenario copies Record-Route: ACK and BYE follow the route of the dialog), UDP, fresh processes for the path, after warm-up calls, each try once the processes are at rest again; rates stepped %s for %v each, each tried %d times; a try passes with every call successful, no failed call and no retransmission at the uac or the uas (it is cut at the first); a step passes when both tries pass; the ladder stops at the first step where no try passed. Strict = highest rate with every step up to it passed; steps: %s"
 
 func (r *runner) throughput(ctx context.Context) error {
 	if r.sipp == "" {
 		r.skip(SectionThroughput, "all", "sipp missing (apt-get install sip-tester)")
 		return nil
 	}
-	e, err := r.callEnv(ctx)
-	if err != nil {
-		return err
-	}
 	var errs []error
 	// The proxies first; then sipp alone, from the highest rate a proxy reached, to
-	// show whether the load generator limits those figures.
+	// show whether the load generator limits those figures. Each path in an env of its
+	// own.
 	for _, k := range []string{"b", "c", "d", "a"} {
-		p, ok := e.paths[k]
-		if !ok {
+		if k == "b" && r.kamailio == "" {
 			r.skip(SectionThroughput, nameMaxB, "kamailio missing (apt-get install kamailio)")
 			continue
 		}
@@ -81,7 +105,13 @@ func (r *runner) throughput(ctx context.Context) error {
 			}
 			rates = slices.DeleteFunc(slices.Clone(rates), func(v int) bool { return v < top })
 		}
+		e, p, err := r.envFor(ctx, k, false)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("(%s): %w", k, err))
+			continue
+		}
 		l, err := r.runLadder(ctx, e, p, rates)
+		e.Close()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.label, err))
 		}
@@ -90,6 +120,9 @@ func (r *runner) throughput(ctx context.Context) error {
 		m := fmt.Sprintf(ladderMethod, via, joinInts(rates), r.cfg.StepDuration, stepTries, ladderText(l.Steps))
 		if k == "a" && len(rates) < len(r.cfg.Rates) {
 			m += fmt.Sprintf("; the rates below %d (the best a proxy path reached) were not run", l.From)
+		}
+		if l.CPUAtStrict = l.cpuAt(l.Strict, p.procs); l.CPUAtStrict != "" {
+			m += fmt.Sprintf("; CPU per call at %d calls/s (first try, /proc): %s µs", l.Strict, l.CPUAtStrict)
 		}
 		r.add(SectionThroughput, "max strict rate "+p.label, "calls/s", m, []float64{float64(l.Strict)})
 		r.add(SectionThroughput, "best single try "+p.label, "calls/s", "the highest rate at which one of the two tries passed", []float64{float64(l.Best)})
@@ -113,7 +146,9 @@ type ManyRegs struct {
 	FillRate      int       `json:"fill_rate"`
 	FillFailed    int       `json:"fill_failed"` // REGISTERs of the open-loop fill without a 200 OK in time (registered again after)
 	Before        []SippRun `json:"before"`
-	After         []SippRun `json:"after"`
+	// Skipped are the tries without registrations at higher rates that lost calls.
+	Skipped []SippRun `json:"skipped,omitempty"`
+	After   []SippRun `json:"after"`
 	// CalleeUS is the callee node's CPU per call in each try (before…, after…).
 	CalleeUS []float64 `json:"callee_cpu_us"`
 }
@@ -137,11 +172,11 @@ func (r *runner) manyRegs(ctx context.Context) error {
 		r.skip(SectionManyRegs, nameManyRegs, "sipp missing (apt-get install sip-tester)")
 		return nil
 	}
-	e, err := r.callEnv(ctx)
+	e, p, err := r.envFor(ctx, "c", false)
 	if err != nil {
 		return err
 	}
-	p := e.paths["c"]
+	defer e.Close()
 	callee := p.nodes[1]
 	mr := &ManyRegs{Registrations: r.cfg.ManyRegs, FillRate: r.cfg.RegFillRate}
 	if l, ok := r.rep.Summary.Ladders["c"]; ok && l.Strict > 0 {
@@ -156,7 +191,7 @@ func (r *runner) manyRegs(ctx context.Context) error {
 	calleeProc := []meteredProc{p.procs[1]}
 	tries := func(into *[]SippRun) error {
 		for range stepTries {
-			if err := waitQuiet(ctx, e.all); err != nil {
+			if err := r.waitRecovered(ctx, e); err != nil {
 				return err
 			}
 			s0 := snapshot(procCPU, time.Now(), calleeProc)
@@ -171,8 +206,21 @@ func (r *runner) manyRegs(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := tries(&mr.Before); err != nil {
-		return err
+	// The rate must be one the node holds with no registration, here and now: when a
+	// try without them loses a call, the rate is halved and tried again (three times
+	// at most).
+	for halvings := 0; ; halvings++ {
+		mr.Before = nil
+		if err := tries(&mr.Before); err != nil {
+			return err
+		}
+		if f, _ := lost(mr.Before); f == 0 || halvings == 3 || mr.Rate <= 25 {
+			break
+		}
+		r.log.Info("bench: manyregs: calls lost without registrations; halving the rate", "rate", mr.Rate)
+		mr.Skipped = append(mr.Skipped, mr.Before...)
+		mr.Rate /= 2
+		mr.RateFrom += ", halved: calls were lost at the higher rate without registrations"
 	}
 	fill, err := fillRegistrations(ctx, callee, "m", r.cfg.ManyRegs, r.cfg.RegFillRate)
 	if err != nil {
@@ -184,7 +232,7 @@ func (r *runner) manyRegs(ctx context.Context) error {
 	}
 	fb, nb := lost(mr.Before)
 	fa, na := lost(mr.After)
-	m := fmt.Sprintf("sipp uac → (c) → sipp uas at %d calls/s (%s), 2 tries of %v each, not cut; before: %s; then %d AORs registered at the callee's node by an open-loop REGISTER generator at %d/s (%d without a 200 OK within 1 s, registered again), digest off; after: %s; callee node CPU per call %s µs",
+	m := fmt.Sprintf("sipp uac → (c) → sipp uas at %d calls/s (%s), 2 tries of %v each, not cut, fresh processes; before: %s; then %d AORs registered at the callee's node by an open-loop REGISTER generator at %d/s (%d without a 200 OK within 1 s, registered again), digest off; after: %s; callee node CPU per call %s µs",
 		mr.Rate, mr.RateFrom, r.cfg.StepDuration, runsText(mr.Before), mr.Registrations, mr.FillRate, mr.FillFailed, runsText(mr.After), floatsText(mr.CalleeUS))
 	r.add(SectionManyRegs, nameManyRegs, "calls", m, []float64{float64(fa)})
 	r.add(SectionManyRegs, "calls lost without the registrations", "calls", fmt.Sprintf("the same calls before the registrations: %d of %d did not succeed", fb, nb), []float64{float64(fb)})
