@@ -175,8 +175,10 @@ func TestLadder(t *testing.T) {
 		{"all pass", []LadderStep{step(250, true, true), step(500, true, true)}, 500, 500, true},
 		{"one try fails: not strict, but the ladder goes on", []LadderStep{step(250, true, true), step(500, true, false)}, 250, 500, true},
 		{"both fail: it stops", []LadderStep{step(250, true, true), step(500, true, false), step(1000, false, false)}, 250, 500, false},
-		{"a pass above a broken step does not count as strict",
-			[]LadderStep{step(250, true, true), step(500, true, true), step(1000, false, true), step(1500, true, true), step(2000, false, false)}, 500, 1500, false},
+		{"a step that passed above one that did not counts (a stall of the shared machine)",
+			[]LadderStep{step(250, true, true), step(500, true, true), step(1000, false, true), step(1500, true, true), step(2000, false, false)}, 1500, 1500, false},
+		{"best single try above the strict rate",
+			[]LadderStep{step(250, true, true), step(500, false, true), step(1000, true, false), step(1500, false, false)}, 250, 1000, false},
 		{"first step fails", []LadderStep{step(250, false, false)}, 0, 0, false},
 		{"a step with one try is not passed", []LadderStep{step(250, true)}, 0, 250, true},
 	} {
@@ -231,7 +233,7 @@ Showing nodes accounting for 2.5s, 100% of 2.5s total
 // is one `hiersip node` accepts.
 func TestNodeConfigIsValid(t *testing.T) {
 	dir := t.TempDir()
-	s := nodeSpec{Domain: "pastry", Known: []string{"can"}, GlobalSeed: true, OptOut: true, MediaPorts: "10000-11999", MediaSessions: 500,
+	s := nodeSpec{Domain: "pastry", Known: []string{"can"}, GlobalSeed: true, OptOut: true, MediaPorts: "10000-11999", MediaSessions: 500, MediaPerPeer: 400,
 		Bootstrap: []string{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWRHQ2H16pTZoaHFSP455TpJPg5QGSiNkMMG2pVZbsZxLG"}}
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(s.config(filepath.Join(dir, "data"))), 0o600); err != nil {
@@ -245,7 +247,7 @@ func TestNodeConfigIsValid(t *testing.T) {
 		t.Fatalf("config rejected: %v\n%s", err, s.config(filepath.Join(dir, "data")))
 	}
 	if c.Domain != "pastry" || !c.GlobalSeed || !c.Election.OptOut || c.SIP.Limits.SourceRate != 0 || c.Media.Ports != "10000-11999" ||
-		c.Media.MaxSessions != 500 || c.Bootstrap.MDNS || len(c.Bootstrap.Peers) != 1 || !c.Admin.Pprof {
+		c.Media.MaxSessions != 500 || c.Media.MaxSessionsPerPeer != 400 || c.Bootstrap.MDNS || len(c.Bootstrap.Peers) != 1 || !c.Admin.Pprof {
 		t.Fatalf("config read back as %+v", c)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -38,6 +39,11 @@ type env struct {
 	// sippDir receives sipp's scenarios and statistics.
 	sippDir string
 }
+
+// callMediaPerPeer is media.max_sessions_per_peer of the call paths' nodes: the node's
+// whole bound (media.max_sessions, 1,000 by default), since every call of the bench comes
+// through one peer (nodeSpec.config).
+const callMediaPerPeer = 1000
 
 // envOpts say what an env runs.
 type envOpts struct {
@@ -83,6 +89,18 @@ func (e *env) Close() {
 	}
 }
 
+// diag is every node's diag, "; "-separated ("" without nodes).
+func (e *env) diag(ctx context.Context) string {
+	if e.cl == nil {
+		return ""
+	}
+	var out []string
+	for _, n := range e.cl.all() {
+		out = append(out, n.diag(ctx))
+	}
+	return strings.Join(out, "; ")
+}
+
 func nodeProc(n *procNode, role string) meteredProc {
 	return meteredProc{Name: n.name, Role: role, pids: func() []int { return []int{n.pid()} }}
 }
@@ -126,7 +144,7 @@ func (r *runner) startEnv(ctx context.Context, o envOpts) (e *env, err error) {
 		e.all = append(e.all, kp)
 	}
 	if o.nodes {
-		e.cl, err = r.startCluster(ctx, "calls", clusterOpts{domains: 2, perDomain: 3, members: 2})
+		e.cl, err = r.startCluster(ctx, "calls", clusterOpts{domains: 2, perDomain: 3, members: 2, mediaPerPeer: callMediaPerPeer})
 		if err != nil {
 			return nil, err
 		}
@@ -194,12 +212,13 @@ func (r *runner) takeIdle(ctx context.Context, e *env, k string) error {
 }
 
 // waitRecovered waits, before a try, until the env is back at rest after the last one:
-// no SIP transaction in flight at any node and the processes' CPU under 60 ms per
-// 500 ms together, twice in a row (at most 60 s; it says so if not). A node that
-// fell behind keeps retransmission timers and queued messages for up to 32 s, which
-// would otherwise bill and break the next try.
+// no SIP transaction in flight and no media session at any node, and the processes'
+// CPU under 60 ms per 500 ms together, twice in a row (at most 90 s; it says so if
+// not). A node that fell behind keeps retransmission timers and queued messages for up
+// to 32 s, and the media sessions of calls that failed until their idle timeout (1
+// min), which would otherwise bill and break the next try.
 func (r *runner) waitRecovered(ctx context.Context, e *env) error {
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	start := time.Now()
 	prev := snapshot(procCPU, time.Now(), e.all)
 	calm := 0
@@ -219,7 +238,7 @@ func (r *runner) waitRecovered(ctx context.Context, e *env) error {
 		if quiet && e.cl != nil {
 			for _, n := range e.cl.all() {
 				m, err := n.metrics(ctx)
-				if err != nil || m["hiersip_sip_transactions_in_flight"] > 0 {
+				if err != nil || m["hiersip_sip_transactions_in_flight"] > 0 || m["hiersip_media_sessions"] > 0 {
 					quiet = false
 					break
 				}
@@ -237,7 +256,7 @@ func (r *runner) waitRecovered(ctx context.Context, e *env) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			r.log.Warn("bench: processes not at rest after 60 s; going on", "cpu_last_500ms", d)
+			r.log.Warn("bench: processes not at rest after 90 s; going on", "cpu_last_500ms", d, "nodes", e.diag(ctx))
 			return nil
 		}
 	}
@@ -445,7 +464,7 @@ func (r *runner) cold(ctx context.Context, e *env) error {
 	}
 	defer c.Close()
 	for range r.cfg.ColdRuns {
-		cl, err := r.startCluster(ctx, "cold", clusterOpts{domains: 2, perDomain: 3, members: 2})
+		cl, err := r.startCluster(ctx, "cold", clusterOpts{domains: 2, perDomain: 3, members: 2, mediaPerPeer: callMediaPerPeer})
 		if err != nil {
 			return err
 		}

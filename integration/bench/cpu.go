@@ -29,6 +29,16 @@ type PathLoad struct {
 	Profiles  []Profile   `json:"profiles,omitempty"`
 	// UASCPU is the sipp uas's CPU over the window, GenCPU the uac's.
 	UASCPU time.Duration `json:"uas_cpu_ns"`
+	// Held is, per node of the path, the most SIP transactions in flight and media
+	// sessions its /metrics showed, sampled every 500 ms over the window.
+	Held []ProcHeld `json:"held,omitempty"`
+}
+
+// ProcHeld is what a node held at most during the window.
+type ProcHeld struct {
+	Name          string  `json:"name"`
+	InFlight      float64 `json:"in_flight"`
+	MediaSessions float64 `json:"media_sessions"`
 }
 
 // totalUS is the CPU per call of the whole path.
@@ -171,6 +181,25 @@ func (r *runner) loadStep(ctx context.Context, e *env, p *path, rate int, dur ti
 			}
 		}
 	})
+	l.Held = make([]ProcHeld, len(p.nodes))
+	for i, n := range p.nodes {
+		l.Held[i].Name = n.name
+	}
+	wg.Go(func() {
+		for {
+			for i, n := range p.nodes {
+				if m, err := n.metrics(ctx); err == nil {
+					l.Held[i].InFlight = max(l.Held[i].InFlight, m["hiersip_sip_transactions_in_flight"])
+					l.Held[i].MediaSessions = max(l.Held[i].MediaSessions, m["hiersip_media_sessions"])
+				}
+			}
+			select {
+			case <-stopMem:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	})
 	var profErrs []error
 	var pmu sync.Mutex
 	if profile {
@@ -199,6 +228,9 @@ func (r *runner) loadStep(ctx context.Context, e *env, p *path, rate int, dur ti
 	wg.Wait()
 	if err != nil {
 		return nil, err
+	}
+	if !res.clean() {
+		res.Diag = e.diag(ctx)
 	}
 	l.Result, l.UASCPU = res, uas1-uas0
 	all := withIdle(costs(e.all, s0, s1, res.Successful), e.idle, float64(res.Successful)/res.Elapsed.Seconds())
@@ -260,7 +292,7 @@ func (r *runner) addLoad(p *path, l *PathLoad) {
 	res := l.Result
 	note := "a clean run"
 	if !res.clean() {
-		note = fmt.Sprintf("NOT clean: %d failed, %d retransmissions (uac), %d (uas)", res.Failed, res.Retrans, res.UASRetrans)
+		note = fmt.Sprintf("NOT clean: %d failed, %d retransmissions (uac), %d (uas); the nodes' /metrics after it: %s", res.Failed, res.Retrans, res.UASRetrans, res.Diag)
 	}
 	gen := fmt.Sprintf("sipp uac used %.0f %%, uas %.0f %% of a core", 100*res.GenCPU.Seconds()/res.Elapsed.Seconds(), 100*l.UASCPU.Seconds()/res.Elapsed.Seconds())
 	win := fmt.Sprintf("during the %.1f s of sipp at %d calls/s (%d calls ok, %s; %s)", res.Elapsed.Seconds(), res.Rate, res.Successful, note, gen)
@@ -282,6 +314,9 @@ func (r *runner) addLoad(p *path, l *PathLoad) {
 		}
 		r.add(SectionCPU, fmt.Sprintf("RSS %s: %s steady", p.label, m.Name), "MB", fmt.Sprintf("median VmRSS (/proc/<pid>/status, every 250 ms)%s over the last third of the window; peak sampled %.1f MB, VmHWM %.1f MB", of, m.PeakMB, m.HWMMB), []float64{m.SteadyMB})
 		r.add(SectionCPU, fmt.Sprintf("RSS %s: %s peak", p.label, m.Name), "MB", "highest VmRSS sampled during the window", []float64{m.PeakMB})
+	}
+	for _, h := range l.Held {
+		r.add(SectionCPU, fmt.Sprintf("held %s: %s", p.label, h.Name), "tx", fmt.Sprintf("the most SIP transactions in flight (hiersip_sip_transactions_in_flight, every 500 ms) during the window; media sessions at most %.0f", h.MediaSessions), []float64{h.InFlight})
 	}
 	for _, a := range l.Alloc {
 		r.add(SectionCPU, fmt.Sprintf("allocations/call %s: %s", p.label, a.Name), "objects", fmt.Sprintf("Δ go_memstats_mallocs_total of its /metrics over the window ÷ calls ok; %.1f KB/call (Δ alloc_bytes_total), %.1f GCs per 1000 calls, heap in use at the end %.1f MB, %.0f goroutines",

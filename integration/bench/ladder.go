@@ -11,11 +11,11 @@ import (
 // passed. The ladder goes on while a step has at least one passing try and stops at
 // the first step where none passed.
 //
-// Two figures come out of it: the strict maximum, the highest rate up to which every
-// step passed (a rate that passed only once, or above a step that did not pass, does
-// not count), and the best single try, the highest rate at which one try passed. The
-// first is what the targets use; the distance between the two shows how much the
-// machine's other load moved the result.
+// Two figures come out of it: the strict maximum, the highest rate whose step passed
+// (every try), and the best single try, the highest rate at which one try passed. The
+// first is what the targets use; the distance between the two, and a lower step that
+// did not pass, show how much the machine's other load moved the result (all tries
+// are reported).
 
 // stepTries is how many times each rate is tried.
 const stepTries = 2
@@ -54,15 +54,12 @@ func ladderGoesOn(steps []LadderStep) bool {
 	return len(steps) == 0 || steps[len(steps)-1].anyPassed()
 }
 
-// ladderSummary returns the strict maximum (every step up to it passed every try) and
-// the best single passing try of steps, in ladder order; 0 when none.
+// ladderSummary returns the strict maximum (the highest rate whose step passed every
+// try) and the best single passing try of steps; 0 when none.
 func ladderSummary(steps []LadderStep) (strict, best int) {
-	broken := false
 	for _, s := range steps {
-		if s.passed() && !broken {
-			strict = s.Rate
-		} else {
-			broken = true
+		if s.passed() {
+			strict = max(strict, s.Rate)
 		}
 		if s.anyPassed() {
 			best = max(best, s.Rate)

@@ -278,7 +278,7 @@ func (g *mediaGen) run(ctx context.Context, calls []mediaCall, d time.Duration, 
 // media runs the media section.
 func (r *runner) media(ctx context.Context) error {
 	blocks := []string{"10000-29999", "30000-49999"}
-	cl, err := r.startCluster(ctx, "media", clusterOpts{domains: 1, perDomain: 2, members: 1, mediaSessions: 20000,
+	cl, err := r.startCluster(ctx, "media", clusterOpts{domains: 1, perDomain: 2, members: 1, mediaSessions: 20000, mediaPerPeer: 20000,
 		mediaPorts: func(i int) string { return blocks[i%2] }})
 	if err != nil {
 		return err

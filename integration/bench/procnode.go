@@ -53,9 +53,10 @@ type nodeSpec struct {
 	GlobalSeed bool
 	OptOut     bool // election.opt_out
 	// MediaPorts is media.ports ("10000-11999"); MediaSessions media.max_sessions and
-	// max_sessions_per_peer (0: the defaults).
+	// MediaPerPeer max_sessions_per_peer (0: the defaults).
 	MediaPorts    string
 	MediaSessions int
+	MediaPerPeer  int
 }
 
 // yamlList renders a YAML flow sequence of quoted strings.
@@ -76,7 +77,12 @@ func yamlList(v []string) string {
 //   - sip.limits: no per-source or per-peer request rate and no bound on the
 //     transactions of one source, because sipp sends every call from one address (as
 //     Kamailio runs with none); the per-peer transaction bound stays the default;
-//   - the media relay is on, as by default, with a port range of its own per node;
+//   - the media relay is on, as by default, with a port range of its own per node; in the
+//     call paths the media sessions one peer's calls may open are raised from 200 to
+//     the node's bound (1,000, the default media.max_sessions), because every call of
+//     the bench comes through one peer node: with 200, a path answers 503 once 200
+//     calls are being set up at once (at 1,000 calls/s when a call's media session
+//     lives 200 ms, as it does on a node that queues);
 //   - admin on a free loopback port with /debug/pprof/, log level warn, a 3 s shutdown.
 func (s nodeSpec) config(dataDir string) string {
 	var b strings.Builder
@@ -97,7 +103,10 @@ func (s nodeSpec) config(dataDir string) string {
 		p("  ports: %s", s.MediaPorts)
 	}
 	if s.MediaSessions > 0 {
-		p("  max_sessions: %d\n  max_sessions_per_peer: %d", s.MediaSessions, s.MediaSessions)
+		p("  max_sessions: %d", s.MediaSessions)
+	}
+	if s.MediaPerPeer > 0 {
+		p("  max_sessions_per_peer: %d", s.MediaPerPeer)
 	}
 	p("admin:\n  listen: 127.0.0.1:0\n  pprof: true")
 	p("log:\n  level: warn")
@@ -231,12 +240,7 @@ func (n *procNode) status(ctx context.Context) (node.Status, error) {
 // metrics reads the node's /metrics: each family's samples summed over their labels,
 // by family name (a histogram or summary is its _count).
 func (n *procNode) metrics(ctx context.Context) (map[string]float64, error) {
-	b, err := n.get(ctx, "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mf, err := p.TextToMetricFamilies(bytes.NewReader(b))
+	mf, err := n.families(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +253,50 @@ func (n *procNode) metrics(ctx context.Context) (map[string]float64, error) {
 		out[name] = v
 	}
 	return out, nil
+}
+
+func (n *procNode) families(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+	b, err := n.get(ctx, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(bytes.NewReader(b))
+}
+
+// diag summarises what a node says about refused and failed calls since it started:
+// transactions in flight, media sessions, SIP messages its limits refused by reason,
+// and INVITEs routed by final status other than 200.
+func (n *procNode) diag(ctx context.Context) string {
+	mf, err := n.families(ctx)
+	if err != nil {
+		return n.name + ": " + err.Error()
+	}
+	parts := []string{}
+	for _, name := range []string{"hiersip_sip_transactions_in_flight", "hiersip_media_sessions", "hiersip_sip_rejected_total", "hiersip_sip_calls_routed_total"} {
+		f := mf[name]
+		if f == nil {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var labels []string
+			skip := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" && l.GetValue() == "200" {
+					skip = true
+				}
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			if v := metricValue(m); !skip && (v != 0 || len(labels) == 0) {
+				short := strings.TrimPrefix(strings.TrimPrefix(name, "hiersip_sip_"), "hiersip_")
+				if len(labels) > 0 {
+					short += "{" + strings.Join(labels, ",") + "}"
+				}
+				parts = append(parts, fmt.Sprintf("%s=%.0f", short, v))
+			}
+		}
+	}
+	return n.name + ": " + strings.Join(parts, " ")
 }
 
 func metricValue(m *dto.Metric) float64 {
@@ -329,6 +377,7 @@ type clusterOpts struct {
 	// mediaPorts, when set, gives node i of the cluster its media port range.
 	mediaPorts    func(i int) string
 	mediaSessions int
+	mediaPerPeer  int
 }
 
 // startCluster starts opts.domains domains of opts.perDomain node processes each in a
@@ -354,7 +403,7 @@ func (r *runner) startCluster(ctx context.Context, label string, opts clusterOpt
 	start := time.Now()
 	k := 0
 	spec := func(dom string, i int) nodeSpec {
-		s := nodeSpec{Domain: dom, OptOut: i >= opts.perDomain-opts.members, GlobalSeed: i == 0, MediaSessions: opts.mediaSessions}
+		s := nodeSpec{Domain: dom, OptOut: i >= opts.perDomain-opts.members, GlobalSeed: i == 0, MediaSessions: opts.mediaSessions, MediaPerPeer: opts.mediaPerPeer}
 		for _, d := range c.names {
 			if d != dom {
 				s.Known = append(s.Known, d)

@@ -239,6 +239,9 @@ type SippRun struct {
 	GenCPU time.Duration `json:"uac_cpu_ns"`
 	// PathCPU is, in a ladder's try, the CPU per call (µs) of each process on the path.
 	PathCPU map[string]float64 `json:"path_cpu_us,omitempty"`
+	// Diag is, after a try that did not pass, what the nodes' /metrics said (in flight,
+	// media sessions, refusals by reason, INVITEs by final status).
+	Diag string `json:"diag,omitempty"`
 }
 
 // clean reports whether the run passed: every call succeeded, none failed, nothing

@@ -13,7 +13,7 @@ import (
 type Ladder struct {
 	Path  string       `json:"path"`
 	Steps []LadderStep `json:"steps"`
-	// Strict is the highest rate up to which every step passed both tries; Best the
+	// Strict is the highest rate whose step passed both tries; Best the
 	// highest rate at which one try passed; From the first rate tried (lower rates were
 	// not run).
 	Strict int `json:"strict"`
@@ -56,7 +56,10 @@ func (r *runner) runLadder(ctx context.Context, e *env, p *path, rates []int) (*
 					res.PathCPU[c.Name] = c.PerCallUS
 				}
 			}
-			r.log.Info("bench: step", "path", p.label, "rate", rate, "try", try, "result", res.String())
+			if !res.clean() {
+				res.Diag = e.diag(ctx)
+			}
+			r.log.Info("bench: step", "path", p.label, "rate", rate, "try", try, "result", res.String(), "nodes", res.Diag)
 			step.Tries = append(step.Tries, res)
 		}
 		l.Steps = append(l.Steps, step)
@@ -81,7 +84,7 @@ func (l *Ladder) cpuAt(rate int, procs []meteredProc) string {
 	return ""
 }
 
-const ladderMethod = "sipp uac → %s → sipp uas (its scenario copies Record-Route: ACK and BYE follow the route of the dialog), UDP, fresh processes for the path, after warm-up calls, each try once the processes are at rest again; rates stepped %s for %v each, each tried %d times; a try passes with every call successful, no failed call and no retransmission at the uac or the uas (it is cut at the first); a step passes when both tries pass; the ladder stops at the first step where no try passed. Strict = highest rate with every step up to it passed; steps: %s"
+const ladderMethod = "sipp uac → %s → sipp uas (its scenario copies Record-Route: ACK and BYE follow the route of the dialog), UDP, fresh processes for the path, after warm-up calls, each try once the processes are at rest again; rates stepped %s for %v each, each tried %d times; a try passes with every call successful, no failed call and no retransmission at the uac or the uas (it is cut at the first); a step passes when both tries pass; the ladder stops at the first step where no try passed. Strict = the highest rate whose step passed; steps: %s"
 
 func (r *runner) throughput(ctx context.Context) error {
 	if r.sipp == "" {
@@ -201,7 +204,10 @@ func (r *runner) manyRegs(ctx context.Context) error {
 			}
 			s1 := snapshot(procCPU, time.Now(), calleeProc)
 			mr.CalleeUS = append(mr.CalleeUS, costs(calleeProc, s0, s1, res.Successful)[0].PerCallUS)
-			r.log.Info("bench: manyregs try", "rate", mr.Rate, "result", res.String())
+			if !res.clean() {
+				res.Diag = e.diag(ctx)
+			}
+			r.log.Info("bench: manyregs try", "rate", mr.Rate, "result", res.String(), "nodes", res.Diag)
 			*into = append(*into, res)
 		}
 		return nil
