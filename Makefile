@@ -31,13 +31,15 @@ bench-build:
 test:
 	bash scripts/test.sh
 
-# The benchmark (README "Benchmarks"): about 7 minutes on 2 cores; needs the
-# Debian packages sip-tester and kamailio (it installs nothing).
+# The benchmark (README "Benchmarks"): about 25 minutes on 2 cores; needs the
+# go command (it builds ./cmd/hiersip: every node is a `hiersip node` process)
+# and the Debian packages sip-tester and kamailio (it installs nothing).
+# BENCHFLAGS adds options, e.g. BENCHFLAGS="--profile --sections cpu".
 bench: bench-build
-	$(BUILDDIR)/hiersip-bench -v
+	$(BUILDDIR)/hiersip-bench -v $(BENCHFLAGS)
 
 bench-quick: bench-build
-	$(BUILDDIR)/hiersip-bench --quick
+	$(BUILDDIR)/hiersip-bench --quick $(BENCHFLAGS)
 
 # Installs the binary, the systemd unit (ExecStart and the configuration
 # path follow BINDIR and SYSCONFDIR) and, unless one exists, the default

@@ -10,16 +10,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 )
 
 // Sections of the benchmark, in the order they run.
 const (
 	SectionLatency    = "latency"
+	SectionCPU        = "cpu"
 	SectionThroughput = "throughput"
+	SectionManyRegs   = "manyregs"
 	SectionRegister   = "register"
 	SectionLookup     = "lookup"
 	SectionFailover   = "failover"
@@ -27,8 +29,10 @@ const (
 	SectionMedia      = "media"
 )
 
-// AllSections lists every section.
-var AllSections = []string{SectionLatency, SectionThroughput, SectionRegister, SectionLookup, SectionFailover, SectionFootprint, SectionMedia}
+// AllSections lists every section, in the order they run. The CPU and memory section
+// comes before the rate ladder, so that the nodes' memory is measured before the
+// ladder's overloaded steps grew their heaps.
+var AllSections = []string{SectionLatency, SectionCPU, SectionThroughput, SectionManyRegs, SectionRegister, SectionLookup, SectionFailover, SectionFootprint, SectionMedia}
 
 // Config configures a run. The zero value runs the full benchmark.
 type Config struct {
@@ -36,19 +40,31 @@ type Config struct {
 	Quick bool
 	// Sections restricts the run to these sections (default AllSections).
 	Sections []string
-	// Runs is how many times each latency path is measured (default 5; quick 2).
-	Runs int
-	// Calls is the number of calls per latency run (default 100; quick 20).
-	Calls int
-	// StepDuration is how long each throughput step runs (default 20 s; quick 3 s).
+	// Runs × Calls calls are placed on each path to measure setup latency, at
+	// LatencyRate calls/s (defaults 5 × 100 at 100 calls/s; quick 2 × 20).
+	Runs, Calls int
+	LatencyRate int
+	// StepDuration is how long each try of the strict rate ladder runs (default 10 s;
+	// quick 3 s).
 	StepDuration time.Duration
-	// Rates are the call rates the throughput search steps through, in
-	// increasing order; it stops at the first rate that is not clean
-	// (default 250, 500, 1000, 2000, 4000, 8000; quick 50, 200).
+	// Rates are the ladder's call rates, in increasing order (default 250, 500, 1000,
+	// 1500, 2000, 3000, 4000, 5000, 6000, 8000; quick 50, 100). Each is tried twice.
 	Rates []int
-	// CPURate is the call rate at which the CPU time per call of each
-	// proxy is measured, over one StepDuration (default 1000; quick 100).
-	CPURate int
+	// CPURate is the call rate at which the CPU time per call and the memory of each
+	// process on a path are measured, over CPUDuration (defaults 1000 calls/s for 40 s;
+	// quick 100 for 5 s). The idle baseline before any load is as long.
+	CPURate     int
+	CPUDuration time.Duration
+	// ManyRegs is the number of registrations held by the callee's node in the manyregs
+	// section (default 10,000; quick 300), registered at RegFillRate REGISTERs/s
+	// (default 500).
+	ManyRegs, RegFillRate int
+	// RegRates are the offered rates of the open-loop REGISTER ladder, each for
+	// RegStepDuration (defaults 250, 500, 1000, 2000 /s for 10 s; quick 50, 100 for 2 s);
+	// a step passes when every REGISTER got its 200 OK within RegBound (default 1 s).
+	RegRates        []int
+	RegStepDuration time.Duration
+	RegBound        time.Duration
 	// LookupSizes are the domain sizes of the lookup-scaling section
 	// (default 10, 100, 1000; quick 10, 50).
 	LookupSizes []int
@@ -59,19 +75,22 @@ type Config struct {
 	// ColdRuns is how many fresh node sets measure the cold inter-domain
 	// call (default 3; quick 1).
 	ColdRuns int
-	// Registrations held by the node of the footprint section, and the
-	// number of AORs of the registration-rate test (default 1000; quick 200).
+	// Registrations held by the node of the footprint section (default 1000; quick 200).
 	Registrations int
-	// OutDir receives bench.json, sipp and Kamailio files and CPU profiles
+	// OutDir receives bench.json, sipp and Kamailio files and profiles
 	// (default "bench-results").
 	OutDir string
-	// Profile writes CPU profiles of the hiersip node process during the
-	// throughput section into OutDir.
+	// Profile fetches, from every hiersip node on the paths of the CPU section, a CPU
+	// profile and an allocation profile of the measured window (into OutDir), and
+	// summarises them with `go tool pprof` when the go command is found.
 	Profile bool
 	// Logger receives progress (default: slog.Default()).
 	Logger *slog.Logger
 	// SippPath and KamailioPath override the tools' paths (default: $PATH).
 	SippPath, KamailioPath string
+	// HiersipPath is the hiersip binary the nodes run (default: built from the module
+	// in the working directory with go build).
+	HiersipPath string
 	// MediaCalls are the numbers of concurrent calls the media section steps through, in
 	// increasing order; it stops at the first with 1 % loss or more (default 10, 100,
 	// 250, 500, 750, 1000, 1500, 2000; quick 10, 50).
@@ -90,45 +109,45 @@ func (c Config) withDefaults() Config {
 		}
 		return full
 	}
+	dur := func(v, full, quick time.Duration) time.Duration {
+		if v != 0 {
+			return v
+		}
+		if c.Quick {
+			return quick
+		}
+		return full
+	}
+	ints := func(v, full, quick []int) []int {
+		if len(v) != 0 {
+			return v
+		}
+		if c.Quick {
+			return quick
+		}
+		return full
+	}
 	c.Runs = pick(c.Runs, 5, 2)
 	c.Calls = pick(c.Calls, 100, 20)
+	c.LatencyRate = pick(c.LatencyRate, 100, 100)
 	c.Lookups = pick(c.Lookups, 200, 30)
 	c.FailoverRuns = pick(c.FailoverRuns, 3, 1)
 	c.ColdRuns = pick(c.ColdRuns, 3, 1)
 	c.Registrations = pick(c.Registrations, 1000, 200)
 	c.CPURate = pick(c.CPURate, 1000, 100)
-	if c.StepDuration == 0 {
-		c.StepDuration = 20 * time.Second
-		if c.Quick {
-			c.StepDuration = 3 * time.Second
-		}
-	}
-	if len(c.Rates) == 0 {
-		c.Rates = []int{250, 500, 1000, 2000, 4000, 8000}
-		if c.Quick {
-			c.Rates = []int{50, 200}
-		}
-	}
-	if len(c.LookupSizes) == 0 {
-		c.LookupSizes = []int{10, 100, 1000}
-		if c.Quick {
-			c.LookupSizes = []int{10, 50}
-		}
-	}
+	c.ManyRegs = pick(c.ManyRegs, 10000, 300)
+	c.RegFillRate = pick(c.RegFillRate, 500, 200)
+	c.StepDuration = dur(c.StepDuration, 10*time.Second, 3*time.Second)
+	c.CPUDuration = dur(c.CPUDuration, 40*time.Second, 5*time.Second)
+	c.RegStepDuration = dur(c.RegStepDuration, 10*time.Second, 2*time.Second)
+	c.RegBound = dur(c.RegBound, time.Second, time.Second)
+	c.MediaDuration = dur(c.MediaDuration, 10*time.Second, 3*time.Second)
+	c.Rates = ints(c.Rates, []int{250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000}, []int{50, 100})
+	c.RegRates = ints(c.RegRates, []int{250, 500, 1000, 2000}, []int{50, 100})
+	c.LookupSizes = ints(c.LookupSizes, []int{10, 100, 1000}, []int{10, 50})
+	c.MediaCalls = ints(c.MediaCalls, []int{10, 100, 250, 500, 750, 1000, 1500, 2000}, []int{10, 50})
 	if len(c.Sections) == 0 {
 		c.Sections = AllSections
-	}
-	if len(c.MediaCalls) == 0 {
-		c.MediaCalls = []int{10, 100, 250, 500, 750, 1000, 1500, 2000}
-		if c.Quick {
-			c.MediaCalls = []int{10, 50}
-		}
-	}
-	if c.MediaDuration == 0 {
-		c.MediaDuration = 10 * time.Second
-		if c.Quick {
-			c.MediaDuration = 3 * time.Second
-		}
 	}
 	if c.OutDir == "" {
 		c.OutDir = "bench-results"
@@ -158,20 +177,45 @@ type Report struct {
 	Started  time.Time     `json:"started"`
 	Duration time.Duration `json:"duration_ns"`
 	Quick    bool          `json:"quick"`
-	Figures  []Figure      `json:"figures"`
-	Targets  []Target      `json:"targets"`
-	Errors   []string      `json:"errors,omitempty"`
+	// Commit is `git describe --always --dirty` of the working directory; Cores the
+	// machine's CPUs; LoadStart and LoadEnd /proc/loadavg (1, 5, 15 min) at the start
+	// and end of the run: the machine may be shared.
+	Commit    string `json:"commit"`
+	Cores     int    `json:"cores"`
+	LoadStart string `json:"load_start"`
+	LoadEnd   string `json:"load_end"`
+	// Machine is the CPU the rest of the machine used meanwhile.
+	Machine Machine `json:"machine"`
+	// Summary is the headline of issue 17, path by path; Targets its goals as ratios
+	// to Kamailio measured in the same run.
+	Summary Summary  `json:"summary"`
+	Figures []Figure `json:"figures"`
+	Targets []Target `json:"targets"`
+	Errors  []string `json:"errors,omitempty"`
+	// NodeDir is the directory of the node processes' configurations, data and logs,
+	// kept when the run failed.
+	NodeDir string `json:"node_dir,omitempty"`
 }
 
-// Target is one of issue 9's goals and whether this run met it.
+// Target is one goal of issue 17 (or an earlier issue) and whether this run met it.
 type Target struct {
 	Goal   string `json:"goal"`
 	Status string `json:"status"` // "met", "missed" or "n/a"
-	Detail string `json:"detail"`
+	// Value is hiersip's figure, Reference Kamailio's (when the goal is a ratio to it),
+	// Ratio = Value ÷ Reference and Limit the bound the goal sets on the ratio (or on
+	// Value, without a reference).
+	Value     float64 `json:"value,omitempty"`
+	Reference float64 `json:"reference,omitempty"`
+	Ratio     float64 `json:"ratio,omitempty"`
+	Limit     float64 `json:"limit,omitempty"`
+	Detail    string  `json:"detail"`
 }
 
 // ErrSection is returned (joined) when a section fails.
 var ErrSection = errors.New("bench: section failed")
+
+// ErrConfig is returned for a Config that cannot run.
+var ErrConfig = errors.New("bench: bad configuration")
 
 type runner struct {
 	cfg      Config
@@ -179,16 +223,31 @@ type runner struct {
 	rep      *Report
 	sipp     string
 	kamailio string
+	hiersip  string
 	dir      string
+	nodeDir  string // the run's node directory (configurations, data, logs)
+	mediaK   int    // next media port block
 }
 
 // Run runs the benchmark's sections, prints the table to out and writes the
 // report as JSON to OutDir/bench.json. A failing section is recorded in the
 // report and the run goes on; the error joins all section errors.
-// The binary must call MaybeRunHelper at the start of main (or TestMain).
+//
+// Every hiersip node runs as a `hiersip node --config FILE` process of its own: Run
+// builds ./cmd/hiersip of the module in the working directory (with the go command)
+// unless HiersipPath names a binary, and writes each node's configuration and data
+// directory into a temporary directory, removed after a run without errors and kept
+// (its path printed) otherwise.
 func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	cfg = cfg.withDefaults()
-	r := &runner{cfg: cfg, log: cfg.Logger, rep: &Report{Started: time.Now().UTC(), Quick: cfg.Quick}}
+	for _, s := range cfg.Sections {
+		if !slices.Contains(AllSections, s) {
+			return nil, fmt.Errorf("%w: unknown section %q (sections: %s)", ErrConfig, s, strings.Join(AllSections, ", "))
+		}
+	}
+	r := &runner{cfg: cfg, log: cfg.Logger, rep: &Report{Started: time.Now().UTC(), Quick: cfg.Quick,
+		Commit: gitDescribe(), Cores: runtime.NumCPU(), LoadStart: loadAvg(),
+		Summary: Summary{Load: map[string]*PathLoad{}, Ladders: map[string]*Ladder{}, Idle: map[string]*IdleBaseline{}}}}
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -197,12 +256,27 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		return nil, err
 	}
 	r.dir = dir
+	r.nodeDir, err = os.MkdirTemp("", "hiersip-bench-")
+	if err != nil {
+		return nil, err
+	}
 	r.sipp = lookTool(cfg.SippPath, "sipp")
 	r.kamailio = lookTool(cfg.KamailioPath, "kamailio")
-	fmt.Fprintf(out, "hiersip-bench (%s); sipp: %s; kamailio: %s\n", modeName(cfg.Quick), orMissing(r.sipp, "sip-tester"), orMissing(r.kamailio, "kamailio"))
+	r.hiersip = cfg.HiersipPath
+	if r.hiersip == "" {
+		if r.hiersip, err = buildHiersip(ctx, r.nodeDir); err != nil {
+			_ = os.RemoveAll(r.nodeDir)
+			return nil, err
+		}
+	}
+	fmt.Fprintf(out, "hiersip-bench (%s) at %s; %d cores, load %s; hiersip: %s; sipp: %s; kamailio: %s\n", modeName(cfg.Quick), r.rep.Commit,
+		r.rep.Cores, r.rep.LoadStart, r.hiersip, orMissing(r.sipp, "sip-tester"), orMissing(r.kamailio, "kamailio"))
 	var errs []error
+	meter := startMachineMeter()
+	var machineSections []MachineSection
 	sections := map[string]func(context.Context) error{
-		SectionLatency: r.latency, SectionThroughput: r.throughput, SectionRegister: r.register,
+		SectionLatency: r.latency, SectionCPU: r.cpuSection, SectionThroughput: r.throughput,
+		SectionManyRegs: r.manyRegs, SectionRegister: r.register,
 		SectionLookup: r.lookup, SectionFailover: r.failover, SectionFootprint: r.footprint,
 		SectionMedia: r.media,
 	}
@@ -215,15 +289,25 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 			break
 		}
 		start := time.Now()
+		m0 := meter.sample()
 		r.log.Info("bench: section", "name", s)
 		if err := sections[s](ctx); err != nil {
 			r.log.Error("bench: section failed", "name", s, "err", err)
 			r.rep.Errors = append(r.rep.Errors, s+": "+err.Error())
 			errs = append(errs, fmt.Errorf("%w: %s: %w", ErrSection, s, err))
 		}
-		r.log.Info("bench: section done", "name", s, "took", time.Since(start).Round(time.Millisecond))
+		others, ours := cores(m0, meter.sample())
+		machineSections = append(machineSections, MachineSection{Section: s, OthersCores: others, OursCores: ours})
+		r.log.Info("bench: section done", "name", s, "took", time.Since(start).Round(time.Millisecond), "other_processes_cores", fmt.Sprintf("%.2f", others))
 	}
+	r.rep.Machine = meter.done(machineSections)
 	r.rep.Duration = time.Since(r.rep.Started)
+	r.rep.LoadEnd = loadAvg()
+	if len(errs) > 0 {
+		r.rep.NodeDir = r.nodeDir
+	} else {
+		_ = os.RemoveAll(r.nodeDir)
+	}
 	r.targets()
 	r.print(out)
 	b, err := json.MarshalIndent(r.rep, "", "  ")
@@ -234,7 +318,29 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		errs = append(errs, err)
 	}
 	fmt.Fprintf(out, "\nwritten %s\n", filepath.Join(dir, "bench.json"))
+	if r.rep.NodeDir != "" {
+		fmt.Fprintf(out, "node configurations, data and logs kept in %s\n", r.rep.NodeDir)
+	}
 	return r.rep, errors.Join(errs...)
+}
+
+// gitDescribe names the commit of the working directory ("" outside a repository).
+func gitDescribe() string {
+	b, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// mediaBlock returns the next media port range of a node: blocks of 2,000 ports
+// (1,000 streams, the default media.max_sessions) from 10000, so that the nodes of a
+// run do not take each other's ports.
+func (r *runner) mediaBlock() string {
+	k := r.mediaK % 26
+	r.mediaK++
+	lo := 10000 + 2000*k
+	return fmt.Sprintf("%d-%d", lo, lo+1999)
 }
 
 func modeName(quick bool) string {
@@ -304,30 +410,6 @@ func (rep *Report) Get(name string) (Figure, bool) {
 	return Figure{}, false
 }
 
-func (r *runner) print(out io.Writer) {
-	fmt.Fprintf(out, "\n")
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "section\tfigure\tmedian\tp95\tunit\tn\thow measured")
-	for _, f := range r.rep.Figures {
-		if f.Skipped != "" {
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t\t\tSKIPPED: %s\n", f.Section, f.Name, f.Skipped)
-			continue
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.Section, f.Name, num(f.Median), num(f.P95), f.Unit, f.N, f.Method)
-	}
-	tw.Flush()
-	if len(r.rep.Targets) > 0 {
-		fmt.Fprintf(out, "\ntargets:\n")
-		for _, t := range r.rep.Targets {
-			fmt.Fprintf(out, "  [%s] %s: %s\n", t.Status, t.Goal, t.Detail)
-		}
-	}
-	for _, e := range r.rep.Errors {
-		fmt.Fprintf(out, "ERROR %s\n", e)
-	}
-	fmt.Fprintf(out, "total %v\n", r.rep.Duration.Round(time.Second))
-}
-
 func num(v float64) string {
 	switch {
 	case v == 0:
@@ -343,77 +425,12 @@ func num(v float64) string {
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 
-// targets evaluates issue 9's goals against the figures.
-func (r *runner) targets() {
-	rep := r.rep
-	t := func(goal string, ok bool, have bool, detail string) {
-		st := "n/a"
-		if have {
-			st = "missed"
-			if ok {
-				st = "met"
-			}
-		}
-		rep.Targets = append(rep.Targets, Target{goal, st, detail})
-	}
-	a, okA := rep.Get(nameLatA)
-	b, okB := rep.Get(nameLatB)
-	c, okC := rep.Get(nameLatC)
-	d, okD := rep.Get(nameLatD)
-	have := okA && okB
-	addB := b.Median - a.Median
-	if have && okC {
-		addC := c.Median - a.Median
-		t("latency added by hiersip (c) ≤ Kamailio's (b)", addC <= addB, true, fmt.Sprintf("(c) adds %.0f µs, (b) adds %.0f µs; ratio (c)/(b) of setup = %.2f", addC, addB, c.Median/b.Median))
-	} else {
-		t("latency added by hiersip (c) ≤ Kamailio's (b)", false, false, "rows missing")
-	}
-	if have && okD {
-		addD := d.Median - a.Median
-		t("latency added by hiersip (d) ≤ 2× Kamailio's (b)", addD <= 2*addB, true, fmt.Sprintf("(d) adds %.0f µs, 2×(b) = %.0f µs; ratio (d)/(b) of setup = %.2f", addD, 2*addB, d.Median/b.Median))
-	} else {
-		t("latency added by hiersip (d) ≤ 2× Kamailio's (b)", false, false, "rows missing")
-	}
-	kc, ok1 := rep.Get(nameCPUB)
-	hc, ok2 := rep.Get(nameCPUCPerNode)
-	t("CPU per call per hiersip node ≤ Kamailio's", hc.Median <= kc.Median, ok1 && ok2, fmt.Sprintf("hiersip (c) %.0f µs/call/node vs Kamailio %.0f µs/call (ratio %.2f)", hc.Median, kc.Median, safeDiv(hc.Median, kc.Median)))
-	km, ok1 := rep.Get(nameMaxB)
-	hm, ok2 := rep.Get(nameMaxC)
-	t("strict max rate of (c) ≥ Kamailio's", hm.Median >= km.Median, ok1 && ok2 && km.Median > 0, fmt.Sprintf("hiersip (c) %.0f calls/s vs Kamailio %.0f calls/s (ratio %.2f)", hm.Median, km.Median, safeDiv(hm.Median, km.Median)))
-	fo, ok := rep.Get(nameFailover)
-	t("failover < 2 s", fo.Median < 2000, ok, fmt.Sprintf("median %.0f ms", fo.Median))
-	if g, ok := rep.Get(nameLookupGrowth); ok {
-		t("lookup latency grows no faster than log N", g.Median <= 1.5, true, fmt.Sprintf("latency ratio / log-N ratio between the smallest and largest domain = %.2f (≤ 1.5 counts as logarithmic)", g.Median))
-	} else {
-		t("lookup latency grows no faster than log N", false, false, "rows missing")
-	}
-	ir, ok := rep.Get(nameRSSIdle)
-	t("idle node ≤ 50 MB RSS", ir.Median <= 50, ok, fmt.Sprintf("%.1f MB", ir.Median))
-}
-
 func safeDiv(a, b float64) float64 {
 	if b == 0 {
 		return 0
 	}
 	return a / b
 }
-
-// Figure names used by the targets.
-const (
-	nameLatA         = "(a) INVITE→200 direct sipp→sipp"
-	nameLatB         = "(b) INVITE→200 via Kamailio"
-	nameLatC         = "(c) INVITE→200 hiersip same domain"
-	nameLatD         = "(d) INVITE→200 hiersip 2 domains warm"
-	nameLatE         = "(e) INVITE→200 hiersip 2 domains cold"
-	nameCPUB         = "CPU/call Kamailio (b)"
-	nameCPUC         = "CPU/call hiersip same domain (c)"
-	nameCPUCPerNode  = "CPU/call/node hiersip (c)"
-	nameMaxB         = "max strict rate (b) Kamailio"
-	nameMaxC         = "max strict rate (c) hiersip same domain"
-	nameFailover     = "failover: proxy killed → call succeeds"
-	nameLookupGrowth = "lookup growth vs log N"
-	nameRSSIdle      = "RSS idle node"
-)
 
 func joinInts(v []int) string {
 	s := make([]string, len(v))

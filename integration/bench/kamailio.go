@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -152,62 +150,6 @@ func (k *kamailio) Close() {
 		_ = k.cmd.Process.Kill()
 		<-done
 	}
-}
-
-// childPIDs lists the processes whose parent is pid.
-func childPIDs(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(st)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 2 && f[1] == strconv.Itoa(pid) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// cpuTime returns utime+stime of the processes (all threads), from
-// /proc/<pid>/stat.
-func cpuTime(pids ...int) time.Duration {
-	var ticks int64
-	for _, p := range pids {
-		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		s := string(st)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		// after the command: state(0) ppid(1) … utime(11) stime(12)
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		sy, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + sy
-	}
-	return time.Duration(ticks) * (time.Second / 100) // USER_HZ is 100 on Linux
-}
-
-// rssKB returns VmRSS of pid in KiB.
-func rssKB(pid int) int64 {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(st), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 func tailStr(s string, n int) string {

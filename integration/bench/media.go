@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,6 +95,8 @@ func (m mediaResult) cpuPerPacket(cpu time.Duration) float64 {
 // mediaGen is the load generator: one socket for every caller's phone, one for every
 // callee's.
 type mediaGen struct {
+	// cpu reads the CPU time of the caller's and the callee's node processes.
+	cpu    func() (time.Duration, time.Duration)
 	a, b   *net.UDPConn
 	pa, pb *ipv4.PacketConn
 	aAddr  netip.AddrPort
@@ -216,7 +217,7 @@ func (g *mediaGen) run(ctx context.Context, calls []mediaCall, d time.Duration, 
 	for ctx.Err() == nil && len(calls) > 0 {
 		now := time.Now()
 		if !cpuMeasured && now.After(measureFrom) && !direct {
-			cpu0A, cpu0B = mediaCPU()
+			cpu0A, cpu0B = g.cpu()
 			cpuMeasured = true
 		}
 		for {
@@ -263,7 +264,7 @@ func (g *mediaGen) run(ctx context.Context, calls []mediaCall, d time.Duration, 
 	}
 	res.elapsed = time.Since(measureFrom)
 	if !direct && cpuMeasured {
-		a, b := mediaCPU()
+		a, b := g.cpu()
 		res.cpuA, res.cpuB = a-cpu0A, b-cpu0B
 	}
 	time.Sleep(300 * time.Millisecond) // the last packets arrive
@@ -274,32 +275,22 @@ func (g *mediaGen) run(ctx context.Context, calls []mediaCall, d time.Duration, 
 	return res
 }
 
-// mediaPIDs are the node processes of the running media section.
-var mediaPIDs [2]int
-
-func mediaCPU() (time.Duration, time.Duration) { return cpuTime(mediaPIDs[0]), cpuTime(mediaPIDs[1]) }
-
 // media runs the media section.
 func (r *runner) media(ctx context.Context) error {
-	a, err := startNodes(ctx, "-domains", "1", "-nodes", "1", "-members", "0",
-		"-media-sessions", "20000", "-media-port-min", "10000", "-media-port-max", "29999")
+	blocks := []string{"10000-29999", "30000-49999"}
+	cl, err := r.startCluster(ctx, "media", clusterOpts{domains: 1, perDomain: 2, members: 1, mediaSessions: 20000, mediaPerPeer: 20000,
+		mediaPorts: func(i int) string { return blocks[i%2] }})
 	if err != nil {
 		return err
 	}
-	defer a.Close()
-	b, err := startNodes(ctx, "-domains", "1", "-nodes", "1", "-members", "1", "-join", a.info.Domains["pastry"].P2P[0],
-		"-media-sessions", "20000", "-media-port-min", "30000", "-media-port-max", "49999")
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	mediaPIDs = [2]int{a.pid(), b.pid()}
-	caller, err := sipbridge.NewUA("sip:caller@pastry", a.addr("pastry", 0), sipbridge.WithUASilent(), sipbridge.WithUALogger(quietLog()))
+	defer cl.Close()
+	a, b := cl.nodes["pastry"][0], cl.nodes["pastry"][1]
+	caller, err := sipbridge.NewUA("sip:caller@pastry", a.sip, sipbridge.WithUASilent(), sipbridge.WithUALogger(quietLog()))
 	if err != nil {
 		return err
 	}
 	defer caller.Close()
-	callee, err := sipbridge.NewUA("sip:callee@pastry", b.addr("pastry", 0), sipbridge.WithUASilent(),
+	callee, err := sipbridge.NewUA("sip:callee@pastry", b.sip, sipbridge.WithUASilent(),
 		sipbridge.WithUAAnswer(sipbridge.AnswerAuto, 0), sipbridge.WithUALogger(quietLog()))
 	if err != nil {
 		return err
@@ -308,9 +299,6 @@ func (r *runner) media(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := callee.Register(rctx, time.Hour); err != nil {
-		return err
-	}
-	if _, err := a.do(rctx, "resolve", "pastry", "0", "sip:callee@pastry"); err != nil {
 		return err
 	}
 	answered := map[string]*sipbridge.Call{}
@@ -334,6 +322,19 @@ func (r *runner) media(ctx context.Context) error {
 		return err
 	}
 	defer g.close()
+	g.cpu = func() (time.Duration, time.Duration) { return cpuTime(a.pid()), cpuTime(b.pid()) }
+	// One call until it goes through: the caller's node finds the callee's binding.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		c, err := placeMediaCall(ctx, caller, answered, &amu)
+		if err == nil {
+			hangupAll([]mediaCall{c})
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("first call: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	var calls []mediaCall
 	defer func() { hangupAll(calls) }()
@@ -370,23 +371,21 @@ func (r *runner) media(ctx context.Context) error {
 		if err := grow(n); err != nil {
 			return fmt.Errorf("setting up %d calls: %w", n, err)
 		}
+		var pwg sync.WaitGroup
 		if r.cfg.Profile {
-			for i, h := range []*nodes{a, b} {
-				_, _ = h.do(ctx, "profstart", filepath.Join(r.dir, fmt.Sprintf("media-%d-%c.pprof", n, 'a'+i)))
+			for _, h := range []*procNode{a, b} {
+				pwg.Go(func() {
+					_ = h.profile(ctx, "profile", d, filepath.Join(r.dir, fmt.Sprintf("media-%d-%s.pprof", n, h.name)))
+				})
 			}
 		}
 		res := g.run(ctx, calls, d, false)
-		if r.cfg.Profile {
-			for _, h := range []*nodes{a, b} {
-				_, _ = h.do(ctx, "profstop")
-			}
-		}
+		pwg.Wait()
 		steps = append(steps, fmt.Sprintf("%d:%.2f%%", n, 100*res.loss()))
-		sa, _ := a.do(ctx, "media", "pastry", "0")
-		sb, _ := b.do(ctx, "media", "pastry", "0")
+		sa, sb := mediaStats(ctx, a), mediaStats(ctx, b)
 		r.log.Info("bench: media step", "calls", n, "loss", res.loss(), "pps", int(res.pps()),
 			"cpuA", res.cpuA, "cpuB", res.cpuB, "generator_late", res.generatorLate,
-			"nodeA(sessions,to_peer,to_phone,drops)", sa, "nodeB", sb)
+			"nodeA", sa, "nodeB", sb)
 		if res.loss() >= mediaMaxLoss {
 			break
 		}
@@ -418,26 +417,30 @@ func (r *runner) media(ctx context.Context) error {
 	}
 	hangupAll(calls)
 	calls = nil
-	for _, n := range []*nodes{a, b} {
-		var left string
+	for _, n := range []*procNode{a, b} {
+		var left float64
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
-			if left, err = n.do(ctx, "media", "pastry", "0"); err == nil && strings.HasPrefix(left, "0 ") {
+			m, err := n.metrics(ctx)
+			if left = m["hiersip_media_sessions"]; err == nil && left == 0 {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if !strings.HasPrefix(left, "0 ") {
-			return fmt.Errorf("media sessions left after hanging up: %s", left)
+		if left != 0 {
+			return fmt.Errorf("%s: %.0f media sessions left after hanging up", n.name, left)
 		}
 	}
 	return nil
 }
 
-func pctl(s []float64, q float64) float64 {
-	c := slices.Clone(s)
-	slices.Sort(c)
-	return quantile(c, q)
+// mediaStats summarises a node's media counters for the log.
+func mediaStats(ctx context.Context, n *procNode) string {
+	m, err := n.metrics(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("sessions=%.0f packets=%.0f dropped=%.0f", m["hiersip_media_sessions"], m["hiersip_media_packets_total"], m["hiersip_media_dropped_total"])
 }
 
 // placeMediaCall places one call and returns the nodes' ports each side was given.

@@ -173,12 +173,14 @@ func (c *sipClient) call(ctx context.Context, dst *net.UDPAddr, ruri string, tim
 	if res.StatusCode != 200 {
 		return 0, fmt.Errorf("bench: INVITE answered %d %s", res.StatusCode, res.Reason)
 	}
-	// In-dialog requests go, like those of sipp's built-in uac, to the
-	// address called with the INVITE's Request-URI (sipp's uas records no
-	// route and its Contact names no user, so a registrar could not route
-	// by it), with Route headers if the 200 OK carried Record-Route.
+	// ACK and BYE go as RFC 3261 dialogs do: to the remote target (the 200 OK's
+	// Contact) along the route set (its Record-Route, reversed), sent to dst, the
+	// route's first hop.
 	toVal := strings.TrimSpace(strings.TrimPrefix(res.To().String(), "To:"))
 	target := ruri
+	if ct := res.Contact(); ct != nil {
+		target = ct.Address.String()
+	}
 	var routes []string
 	rrs := res.GetHeaders("Record-Route")
 	for i := len(rrs) - 1; i >= 0; i-- {

@@ -13,11 +13,11 @@ import (
 	"time"
 )
 
-// uacScenario is sipp's built-in uac with two changes: the Request-URI and
-// To host come from -key rdomain (so that a call can name another domain),
-// and ACK and BYE carry the 200 OK's Record-Route as Route (sipp's uas
-// records none, so in practice they go like the built-in uac's: to the
-// address called, with the INVITE's Request-URI).
+// uacScenario is sipp's built-in uac with two changes: the Request-URI and To host of
+// the INVITE come from -key rdomain (so that a call can name another domain), and ACK
+// and BYE are sent as RFC 3261 dialogs are: to the remote target (the 200 OK's
+// Contact, [next_url]) along the route set of its Record-Route ([routes]). sipp sends
+// every request to the address it was given, the first hop of that route.
 const uacScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="hiersip bench uac">
@@ -51,7 +51,7 @@ const uacScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
   <recv response="200" rrs="true" rtd="1"/>
   <send>
     <![CDATA[
-      ACK sip:[service]@[rdomain] SIP/2.0
+      ACK [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[service]@[rdomain]>[peer_tag_param]
@@ -67,7 +67,7 @@ const uacScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
   <pause/>
   <send retrans="500">
     <![CDATA[
-      BYE sip:[service]@[rdomain] SIP/2.0
+      BYE [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[service]@[rdomain]>[peer_tag_param]
@@ -84,6 +84,73 @@ const uacScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 `
 
+// uasScenario is sipp's built-in uas with the INVITE's Record-Route copied into its
+// 180 and 200 (a header that is absent drops its line), as a user agent server must
+// (RFC 3261 12.1.1), so that the caller's ACK and BYE follow the proxies that recorded
+// the route.
+const uasScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="hiersip bench uas">
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_Record-Route:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_Record-Route:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+
+    ]]>
+  </send>
+  <recv request="ACK" optional="true" rtd="true" crlf="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <timewait milliseconds="4000"/>
+</scenario>
+`
+
 func freeUDPPort() (int, error) {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -97,6 +164,7 @@ func freeUDPPort() (int, error) {
 type sippUAS struct {
 	cmd  *exec.Cmd
 	addr string
+	stat string // its -trace_stat file
 	out  bytes.Buffer
 }
 
@@ -105,16 +173,20 @@ func startUAS(bin, dir string) (*sippUAS, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &sippUAS{addr: fmt.Sprintf("127.0.0.1:%d", port)}
-	u.cmd = exec.Command(bin, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-nostdin", "-buff_size", "8388608")
+	scen := filepath.Join(dir, "uas.xml")
+	if err := os.WriteFile(scen, []byte(uasScenario), 0o644); err != nil {
+		return nil, err
+	}
+	u := &sippUAS{addr: fmt.Sprintf("127.0.0.1:%d", port), stat: filepath.Join(dir, fmt.Sprintf("uas-stat-%d.csv", port))}
+	u.cmd = exec.Command(bin, "-sf", scen, "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-nostdin", "-buff_size", "8388608",
+		"-trace_stat", "-stf", u.stat, "-fd", "1")
 	dieWithParent(u.cmd)
 	u.cmd.Dir = dir
 	u.cmd.Stdout, u.cmd.Stderr = &u.out, &u.out
 	if err := u.cmd.Start(); err != nil {
 		return nil, err
 	}
-	// Wait until its socket is bound: a probe OPTIONS is answered (or at
-	// least the port is taken).
+	// Wait until its socket is bound (the port is taken).
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		pc, err := net.ListenPacket("udp", u.addr)
@@ -133,37 +205,70 @@ func (u *sippUAS) Close() {
 	_ = u.cmd.Wait()
 }
 
-// sippResult is the outcome of one sipp uac run.
-type sippResult struct {
-	Rate, Calls, Successful, Failed, Retrans int
-	Elapsed                                  time.Duration
-	ProxyCPU                                 time.Duration
-	Aborted                                  bool // cut short at the first failure or retransmission
+func (u *sippUAS) pid() int { return u.cmd.Process.Pid }
+
+// stats returns the uas's cumulative statistics as of its first statistics line
+// written after t (sipp writes one a second; it waits up to 3 s for it).
+func (u *sippUAS) stats(ctx context.Context, t time.Time) (sippStat, bool) {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if fi, err := os.Stat(u.stat); err == nil && fi.ModTime().After(t) {
+			return readSippStat(u.stat)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return readSippStat(u.stat)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
-func (r sippResult) clean() bool {
-	return !r.Aborted && r.Failed == 0 && r.Retrans == 0 && r.Successful == r.Calls
+// SippRun is the outcome of one sipp uac run.
+type SippRun struct {
+	Rate       int           `json:"rate"`
+	Calls      int           `json:"calls"` // calls the run was to place
+	Successful int           `json:"successful"`
+	Failed     int           `json:"failed"`
+	Retrans    int           `json:"retrans"` // the uac's retransmissions
+	Elapsed    time.Duration `json:"elapsed_ns"`
+	Aborted    bool          `json:"aborted,omitempty"` // cut short at the first failure or retransmission
+	// UASRetrans and UASFailed are the uas's retransmissions (of 200 OKs whose ACK did
+	// not come) and failed calls during the run; -1 when unknown.
+	UASRetrans int `json:"uas_retrans"`
+	UASFailed  int `json:"uas_failed"`
+	// GenCPU is the CPU time of the sipp uac process.
+	GenCPU time.Duration `json:"uac_cpu_ns"`
+	// PathCPU is, in a ladder's try, the CPU per call (µs) of each process on the path.
+	PathCPU map[string]float64 `json:"path_cpu_us,omitempty"`
+	// Diag is, after a try that did not pass, what the nodes' /metrics said (in flight,
+	// media sessions, refusals by reason, INVITEs by final status).
+	Diag string `json:"diag,omitempty"`
+}
+
+// clean reports whether the run passed: every call succeeded, none failed, nothing
+// was retransmitted on either side, and it ran its whole duration.
+func (r SippRun) clean() bool {
+	return !r.Aborted && r.Failed == 0 && r.Retrans == 0 && r.Successful == r.Calls && r.UASRetrans <= 0 && r.UASFailed <= 0
 }
 
 // runSippUAC runs sipp's uac (the scenario above) against target, calling
-// service@rdomain at rate calls/s for dur, and reads its final statistics.
-// cpu, when not nil, is sampled before and after the run.
+// service@rdomain at rate calls/s for dur, and reads its final statistics and those of
+// uas (when not nil) over the run.
 //
 // With abortEarly the run is cut at the first failed call or
 // retransmission (sipp writes its statistics every second), so that a rate
 // that is not clean costs a second or two rather than dur.
-func runSippUAC(ctx context.Context, bin, dir, target, rdomain string, rate int, dur time.Duration, cpu func() time.Duration, abortEarly bool) (sippResult, error) {
+func runSippUAC(ctx context.Context, bin, dir string, uas *sippUAS, target, rdomain string, rate int, dur time.Duration, abortEarly bool) (SippRun, error) {
 	calls := int(float64(rate) * dur.Seconds())
 	if calls < 1 {
 		calls = 1
 	}
 	scen := filepath.Join(dir, "uac.xml")
 	if err := os.WriteFile(scen, []byte(uacScenario), 0o644); err != nil {
-		return sippResult{}, err
+		return SippRun{}, err
 	}
 	port, err := freeUDPPort()
 	if err != nil {
-		return sippResult{}, err
+		return SippRun{}, err
 	}
 	stat := filepath.Join(dir, fmt.Sprintf("stat-%d.csv", port))
 	limit := max(rate, 100) // concurrent calls: a call lasts well under 1 s when healthy
@@ -175,13 +280,14 @@ func runSippUAC(ctx context.Context, bin, dir, target, rdomain string, rate int,
 	dieWithParent(cmd)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	var c0 time.Duration
-	if cpu != nil {
-		c0 = cpu()
+	var u0 sippStat
+	uasOK := false
+	if uas != nil {
+		u0, uasOK = uas.stats(ctx, time.Now())
 	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return sippResult{}, err
+		return SippRun{}, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -204,27 +310,46 @@ wait:
 		}
 	}
 	tick.Stop()
-	res := sippResult{Rate: rate, Calls: calls, Elapsed: time.Since(start)}
-	if cpu != nil {
-		res.ProxyCPU = cpu() - c0
+	end := time.Now()
+	res := SippRun{Rate: rate, Calls: calls, Elapsed: end.Sub(start), UASRetrans: -1, UASFailed: -1}
+	if ps := cmd.ProcessState; ps != nil {
+		res.GenCPU = ps.UserTime() + ps.SystemTime()
 	}
 	st, ok := readSippStat(stat)
 	if !ok {
 		return res, fmt.Errorf("bench: sipp uac: %v: no statistics: %s", runErr, tailStr(out.String(), 1500))
 	}
 	res.Successful, res.Failed, res.Retrans, res.Aborted = st.Successful, st.Failed, st.Retrans, aborted
+	if uasOK {
+		if u1, ok := uas.stats(ctx, end); ok {
+			res.UASRetrans, res.UASFailed = u1.Retrans-u0.Retrans, u1.Failed-u0.Failed
+		}
+	}
 	return res, nil
 }
 
+// sippStat are the cumulative counters of a sipp statistics line.
+type sippStat struct{ Successful, Failed, Retrans int }
+
 // readSippStat reads the last line of sipp's -trace_stat file.
-func readSippStat(path string) (sippResult, bool) {
+func readSippStat(path string) (sippStat, bool) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return sippResult{}, false
+		return sippStat{}, false
 	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return parseSippStat(string(data))
+}
+
+// parseSippStat reads the cumulative counters of the last line of a -trace_stat file
+// (';'-separated, a header line first); a last line still being written (no newline
+// yet) is left out.
+func parseSippStat(data string) (sippStat, bool) {
+	if i := strings.LastIndexByte(data, '\n'); i >= 0 {
+		data = data[:i]
+	}
+	lines := strings.Split(strings.TrimSpace(data), "\n")
 	if len(lines) < 2 {
-		return sippResult{}, false
+		return sippStat{}, false
 	}
 	head := strings.Split(lines[0], ";")
 	last := strings.Split(lines[len(lines)-1], ";")
@@ -237,5 +362,5 @@ func readSippStat(path string) (sippResult, bool) {
 		}
 		return -1
 	}
-	return sippResult{Successful: col("SuccessfulCall(C)"), Failed: col("FailedCall(C)"), Retrans: col("Retransmissions(C)")}, true
+	return sippStat{Successful: col("SuccessfulCall(C)"), Failed: col("FailedCall(C)"), Retrans: col("Retransmissions(C)")}, true
 }
