@@ -19,6 +19,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // Errors of the bootstrapper.
@@ -477,7 +479,7 @@ func (b *Bootstrapper) round(ctx context.Context) {
 			}
 			infos = append(infos, got...)
 		}
-		b.dialAll(ctx, BootstrapSourceWeb, bootstrapMergeAddrInfos(infos))
+		b.dialAll(ctx, BootstrapSourceWeb, p2pnet.MergeAddrInfos(nil, infos...))
 	}
 }
 
@@ -564,28 +566,4 @@ func (b *Bootstrapper) saveLoop(ctx context.Context) {
 func (b *Bootstrapper) saveCache() error {
 	b.cache.Observe(b.cfg.Peers(), time.Now())
 	return b.cache.Save()
-}
-
-// bootstrapMergeAddrInfos merges entries of the same peer, keeping the first order.
-func bootstrapMergeAddrInfos(infos []peer.AddrInfo) []peer.AddrInfo {
-	idx := make(map[peer.ID]int)
-	var out []peer.AddrInfo
-	for _, in := range infos {
-		i, ok := idx[in.ID]
-		if !ok {
-			idx[in.ID] = len(out)
-			out = append(out, peer.AddrInfo{ID: in.ID, Addrs: append([]ma.Multiaddr(nil), in.Addrs...)})
-			continue
-		}
-	next:
-		for _, a := range in.Addrs {
-			for _, have := range out[i].Addrs {
-				if have.Equal(a) {
-					continue next
-				}
-			}
-			out[i].Addrs = append(out[i].Addrs, a)
-		}
-	}
-	return out
 }

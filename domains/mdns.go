@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // MDNSMaxRetries bounds the connection attempts to one peer found by mDNS.
@@ -109,7 +111,7 @@ func (d *mdnsDiscovery) HandlePeerFound(info peer.AddrInfo) {
 	}
 	b.emit(BootstrapEvent{Kind: BootstrapFound, Source: BootstrapSourceMDNS, Peer: info.ID})
 	if cur, ok := d.pending[info.ID]; ok {
-		cur.info.Addrs = bootstrapMergeAddrInfos([]peer.AddrInfo{cur.info, info})[0].Addrs
+		cur.info.Addrs = p2pnet.MergeAddrInfos(nil, cur.info, info)[0].Addrs
 		d.mu.Unlock()
 		return
 	}

@@ -13,10 +13,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hiersip/hiersip/domains"
-	"github.com/hiersip/hiersip/election"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // Status is a snapshot of a node for people and monitoring: what the admin
@@ -141,7 +143,7 @@ func (n *Node) Status() Status {
 	for _, c := range n.h.Network().Conns() {
 		s.Connections = append(s.Connections, StatusConn{
 			PeerID: c.RemotePeer().String(), Addr: c.RemoteMultiaddr().String(),
-			Direction: strings.ToLower(c.Stat().Direction.String()), Relayed: isRelayed(c),
+			Direction: strings.ToLower(c.Stat().Direction.String()), Relayed: p2pnet.Relayed(c),
 			Opened: c.Stat().Opened,
 		})
 	}

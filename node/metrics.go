@@ -3,14 +3,14 @@ package node
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/election"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // Overlay labels of the metrics.
@@ -270,7 +270,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLocalRegs, prometheus.GaugeValue, float64(len(n.Registrations())))
 	var direct, relayed int
 	for _, conn := range n.Host().Network().Conns() {
-		if isRelayed(conn) {
+		if p2pnet.Relayed(conn) {
 			relayed++
 		} else {
 			direct++
@@ -312,9 +312,4 @@ func (n *Node) role() (string, uint64) {
 		return election.RoleProxy.String(), 0
 	}
 	return election.RolePeer.String(), 0
-}
-
-// isRelayed reports whether conn goes through a relay.
-func isRelayed(conn network.Conn) bool {
-	return conn.Stat().Limited || strings.Contains(conn.RemoteMultiaddr().String(), "/p2p-circuit")
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // Defaults of NATConfig: relayed connections sized for media, since two NATed
@@ -109,7 +111,7 @@ func (c NATConfig) validate() ([]peer.AddrInfo, error) {
 		if err != nil {
 			return nil, &ConfigError{fmt.Sprintf("nat.relays[%d]", i), fmt.Errorf("%s: %w (want /p2p/<peer-id>)", s, err)}
 		}
-		infos = mergeAddrInfo(infos, *ai)
+		infos = p2pnet.MergeAddrInfos(infos, *ai)
 	}
 	return infos, nil
 }
@@ -136,20 +138,20 @@ func (s *relaySource) candidates(num int) []peer.AddrInfo {
 	ps := n.h.Peerstore()
 	for _, p := range n.h.Network().Peers() {
 		if ok, _ := ps.SupportsProtocols(p, RelayHopProtocol); len(ok) > 0 {
-			out = mergeAddrInfo(out, ps.PeerInfo(p))
+			out = p2pnet.MergeAddrInfos(out, ps.PeerInfo(p))
 		}
 	}
 	for _, s := range n.cfg.Global.Peers {
 		if ai, err := peer.AddrInfoFromString(s); err == nil {
-			out = mergeAddrInfo(out, *ai)
+			out = p2pnet.MergeAddrInfos(out, *ai)
 		}
 	}
 	for _, ai := range n.proxies.all(n.cfg.Now()) {
-		out = mergeAddrInfo(out, ai)
+		out = p2pnet.MergeAddrInfos(out, ai)
 	}
 	if g := n.GlobalOverlay(); g != nil {
 		for _, ai := range g.Peers() {
-			out = mergeAddrInfo(out, ai)
+			out = p2pnet.MergeAddrInfos(out, ai)
 		}
 	}
 	out = slices.DeleteFunc(out, func(ai peer.AddrInfo) bool {
@@ -157,7 +159,7 @@ func (s *relaySource) candidates(num int) []peer.AddrInfo {
 	})
 	all := slices.Clone(s.static)
 	for _, ai := range out {
-		all = mergeAddrInfo(all, ai)
+		all = p2pnet.MergeAddrInfos(all, ai)
 	}
 	return limitInfos(all, num)
 }
@@ -188,27 +190,7 @@ func (s *relaySource) peerSource(ctx context.Context, num int) <-chan peer.AddrI
 // isPublicDirect reports whether a is a public address not through a relay,
 // the kind a relay must have to be useful to a NATed node.
 func isPublicDirect(a ma.Multiaddr) bool {
-	if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
-		return false
-	}
-	return manet.IsPublicAddr(a)
-}
-
-func mergeAddrInfo(infos []peer.AddrInfo, ai peer.AddrInfo) []peer.AddrInfo {
-	if ai.ID == "" {
-		return infos
-	}
-	for i := range infos {
-		if infos[i].ID == ai.ID {
-			for _, a := range ai.Addrs {
-				if !slices.ContainsFunc(infos[i].Addrs, a.Equal) {
-					infos[i].Addrs = append(infos[i].Addrs, a)
-				}
-			}
-			return infos
-		}
-	}
-	return append(infos, peer.AddrInfo{ID: ai.ID, Addrs: slices.Clone(ai.Addrs)})
+	return !p2pnet.RelayedAddr(a) && manet.IsPublicAddr(a)
 }
 
 func limitInfos(infos []peer.AddrInfo, num int) []peer.AddrInfo {
@@ -243,7 +225,7 @@ func (s *relaySource) circuitAddrs(p peer.ID) []ma.Multiaddr {
 			return
 		}
 		for _, a := range ai.Addrs {
-			if !IsRelayed(a) {
+			if !p2pnet.RelayedAddr(a) {
 				relays = append(relays, a.Encapsulate(ma.StringCast("/p2p/"+ai.ID.String())))
 			}
 		}
@@ -255,7 +237,7 @@ func (s *relaySource) circuitAddrs(p peer.ID) []ma.Multiaddr {
 	if n != nil && !n.closed() {
 		for _, a := range n.h.Addrs() {
 			// Our reservations: <relay address>/p2p/<relay>/p2p-circuit.
-			if IsRelayed(a) {
+			if p2pnet.RelayedAddr(a) {
 				relay, _ := ma.SplitFunc(a, func(c ma.Component) bool { return c.Code() == ma.P_CIRCUIT })
 				if id, err := relay.ValueForProtocol(ma.P_P2P); err == nil && id != p.String() {
 					relays = append(relays, relay)
@@ -429,7 +411,7 @@ func (n *Node) punchWhenReady() {
 		seen := map[peer.ID]bool{}
 		for _, c := range n.h.Network().Conns() {
 			p := c.RemotePeer()
-			if seen[p] || !IsRelayed(c.RemoteMultiaddr()) || n.PathTo(p).Direct > 0 {
+			if seen[p] || !p2pnet.RelayedAddr(c.RemoteMultiaddr()) || n.PathTo(p).Direct > 0 {
 				continue
 			}
 			seen[p] = true
@@ -462,7 +444,7 @@ func (n *Node) republishProxy() {
 func relayAddrCount(addrs []ma.Multiaddr) int {
 	c := 0
 	for _, a := range addrs {
-		if IsRelayed(a) {
+		if p2pnet.RelayedAddr(a) {
 			c++
 		}
 	}
@@ -477,7 +459,7 @@ func (n *Node) logConns() {
 		return
 	}
 	path := func(c network.Conn) string {
-		if isRelayed(c) {
+		if p2pnet.Relayed(c) {
 			return "relayed"
 		}
 		return "direct"
@@ -507,12 +489,6 @@ func (n *Node) Disconnect(p peer.ID) (int, error) {
 	return c, n.h.Network().ClosePeer(p)
 }
 
-// IsRelayed reports whether a is a relayed (/p2p-circuit) address.
-func IsRelayed(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
-}
-
 // PeerPath describes how a node is connected to a peer.
 type PeerPath struct {
 	Direct  int // direct connections
@@ -536,7 +512,7 @@ func (p PeerPath) String() string {
 func (n *Node) PathTo(p peer.ID) PeerPath {
 	var pp PeerPath
 	for _, c := range n.h.Network().ConnsToPeer(p) {
-		if c.Stat().Limited || IsRelayed(c.RemoteMultiaddr()) {
+		if p2pnet.Relayed(c) {
 			pp.Relayed++
 		} else {
 			pp.Direct++
