@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
@@ -56,7 +57,7 @@ type State struct {
 
 type options struct {
 	cfg          Config
-	clock        Clock
+	clock        clock.Clock
 	log          *slog.Logger
 	bandwidth    float64
 	cpu          float64
@@ -81,8 +82,10 @@ type Option func(*options) error
 // WithConfig sets the election configuration (default DefaultConfig()).
 func WithConfig(c Config) Option { return func(o *options) error { o.cfg = c; return nil } }
 
-// WithClock sets the clock (default SystemClock()).
-func WithClock(c Clock) Option {
+// WithClock sets the clock that ticks the election and stamps its messages
+// (default the system clock). Network deadlines and the age of connections
+// stay on the system clock: the network runs in real time.
+func WithClock(c clock.Clock) Option {
 	return func(o *options) error {
 		if c == nil {
 			return fmt.Errorf("%w: nil clock", ErrBadConfig)
@@ -255,7 +258,7 @@ func NewRunner(h host.Host, ps *pubsub.PubSub, domain string, duties Duties, opt
 		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	o := options{
-		clock:        SystemClock(),
+		clock:        clock.New(),
 		log:          slog.New(slog.DiscardHandler),
 		cpu:          float64(runtime.NumCPU()),
 		leaveTimeout: 2 * time.Second,
@@ -526,7 +529,7 @@ const metricsInterval = 10 * time.Second
 func (r *Runner) loop() {
 	defer r.wg.Done()
 	clk := r.o.clock
-	t := clk.NewTicker(r.o.tick)
+	t := clk.Ticker(r.o.tick)
 	defer t.Stop()
 	r.e.SetMetrics(r.metrics())
 	r.e.Tick(clk.Now())
@@ -536,7 +539,7 @@ func (r *Runner) loop() {
 		select {
 		case <-r.ctx.Done():
 			return
-		case now := <-t.C():
+		case now := <-t.C:
 			if now.Sub(lastMetrics) >= metricsInterval {
 				r.e.SetMetrics(r.metrics())
 				lastMetrics = now
@@ -716,20 +719,27 @@ func (r *Runner) requestDutyLocked(d dutyReq) {
 }
 
 // dutyWorker calls Duties.Promote and Demote so that the node serves as
-// proxy exactly while its role is proxy. It retries failed calls every
-// second. A request with done (from Close) is the last: its result is
-// reported and the worker ends.
+// proxy exactly while its role is proxy. It retries a failed call a second
+// (of the runner's clock) after it failed. A request with done (from Close)
+// is the last: its result is reported and the worker ends.
 func (r *Runner) dutyWorker() {
 	defer r.wg.Done()
 	var (
 		serving bool
 		epoch   uint64
 		want    dutyReq
-		pending bool
+		retry   *clock.Timer // armed after a failed call
+		retryC  <-chan time.Time
 	)
-	retry := r.o.clock.NewTicker(time.Second)
-	defer retry.Stop()
+	stopRetry := func() {
+		if retry != nil {
+			retry.Stop()
+			retry, retryC = nil, nil
+		}
+	}
+	defer stopRetry()
 	apply := func() error {
+		stopRetry()
 		ctx, cancel := context.WithTimeout(r.ctx, r.o.dutyTimeout)
 		defer cancel()
 		var err error
@@ -746,15 +756,14 @@ func (r *Runner) dutyWorker() {
 		}
 		if err != nil {
 			r.log.Error("election: duties", "proxy", want.proxy, "epoch", want.epoch, "err", err)
-			return err
+			retry = r.o.clock.Timer(time.Second)
+			retryC = retry.C
 		}
-		pending = false
-		return nil
+		return err
 	}
 	for {
 		select {
 		case want = <-r.dutyCh:
-			pending = true
 			err := apply()
 			if want.done != nil {
 				if err != nil {
@@ -763,10 +772,9 @@ func (r *Runner) dutyWorker() {
 				want.done <- err
 				return
 			}
-		case <-retry.C():
-			if pending {
-				_ = apply()
-			}
+		case <-retryC:
+			retry, retryC = nil, nil
+			_ = apply()
 		case <-r.ctx.Done():
 			return
 		}

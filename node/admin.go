@@ -111,7 +111,7 @@ func (n *Node) Status() Status {
 		Ready: isClosed(n.ready.domain), ReadyGlobal: isClosed(n.ready.global),
 		Proxies: []StatusMember{}, Candidates: []StatusMember{},
 		Registrations: []StatusRegistration{}, Peers: []StatusPeer{}, Connections: []StatusConn{},
-		Time: n.cfg.Now(),
+		Time: n.cfg.Clock.Now(),
 	}
 	for _, a := range n.h.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/hiersip/hiersip/domains"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	ma "github.com/multiformats/go-multiaddr"
@@ -87,8 +88,12 @@ type Config struct {
 	// to route calls (LookupEvent: draft Figure 3 F1/F2, F5/F6, F9/F10). It
 	// runs on the node's goroutines and must not block.
 	LookupTrace func(LookupEvent)
-	// Now is the clock (default time.Now). Tests inject their own.
-	Now func() time.Time
+	// Clock is the node's clock (default the system clock): the times and
+	// sequence numbers of its records, the certificates' validity, the
+	// re-stores, the election and the bootstrap rounds follow it. Network
+	// deadlines and measured latencies stay on the system clock. Tests
+	// inject a clock.Mock.
+	Clock clock.Clock
 }
 
 // BootstrapConfig selects how a node finds the peers of its domain.
@@ -194,8 +199,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.New()
 	}
 	return c, nil
 }

@@ -128,7 +128,7 @@ func (n *Node) certFor(aor domains.AOR) ([]byte, error) {
 	if e == nil {
 		return nil, nil
 	}
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	why := "this node holds no enrollment certificate for " + aor.String()
 	for _, data := range e.certs {
 		_, err := e.state.VerifyCert(data, aor, n.h.ID(), now)
@@ -168,7 +168,7 @@ func (n *Node) verifyMember(p peer.ID, cert []byte) error {
 	if err != nil {
 		return err
 	}
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	switch {
 	case c.Domain != n.cfg.Domain || c.Peer != p:
 		return fmt.Errorf("%w: certificate %d is for %s in %s", domains.ErrCertMismatch, c.Serial, c.Peer, c.Domain)

@@ -29,7 +29,7 @@ func (n *Node) JoinGlobal(ctx context.Context) (*domains.Overlay, error) {
 	if n.global != nil {
 		return n.global.ov, nil
 	}
-	opts := append([]domains.OverlayOption{domains.WithClock(n.cfg.Now), domains.WithLogger(n.log),
+	opts := append([]domains.OverlayOption{domains.WithClock(n.cfg.Clock), domains.WithLogger(n.log),
 		domains.WithRefusalHook(n.cfg.Metrics.Refused)}, n.cfg.lookupLimit()...)
 	if n.enroll != nil {
 		// Global storers that are members of this enrolled domain refuse its

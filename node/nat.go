@@ -146,7 +146,7 @@ func (s *relaySource) candidates(num int) []peer.AddrInfo {
 			out = p2pnet.MergeAddrInfos(out, *ai)
 		}
 	}
-	for _, ai := range n.proxies.all(n.cfg.Now()) {
+	for _, ai := range n.proxies.all(n.cfg.Clock.Now()) {
 		out = p2pnet.MergeAddrInfos(out, ai)
 	}
 	if g := n.GlobalOverlay(); g != nil {

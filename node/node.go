@@ -165,7 +165,7 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 	// without it.
 	nodeLog := cfg.Logger.With("node", h.ID().String())
 	log := nodeLog.With("domain", cfg.Domain)
-	ovOpts := append([]domains.OverlayOption{domains.WithClock(cfg.Now), domains.WithLogger(log),
+	ovOpts := append([]domains.OverlayOption{domains.WithClock(cfg.Clock), domains.WithLogger(log),
 		domains.WithRefusalHook(cfg.Metrics.Refused)}, cfg.lookupLimit()...)
 	var userKeys map[string]crypto.PrivKey
 	if cfg.SIP != nil && cfg.SIP.UsersFile != "" {
@@ -272,7 +272,7 @@ func (n *Node) IsClosed() bool { return n.closed() }
 // floor, also across restarts: it follows the clock in microseconds
 // (domains.SeqAt), which validators bound to MaxClockSkew ahead of theirs.
 func (n *Node) nextSeq(floor uint64) uint64 {
-	s := domains.SeqAt(n.cfg.Now())
+	s := domains.SeqAt(n.cfg.Clock.Now())
 	s = max(s, n.seq+1, floor)
 	n.seq = s
 	return s
@@ -326,7 +326,7 @@ func (n *Node) Register(ctx context.Context, aor domains.AOR, contacts []domains
 	if len(contacts) > domains.MaxContacts {
 		return fmt.Errorf("node: %d contacts for %s, limit %d", len(contacts), aor, domains.MaxContacts)
 	}
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	var expires time.Time
 	for _, c := range contacts {
 		if c.Expires.After(expires) {
@@ -473,7 +473,7 @@ func (n *Node) Unregister(ctx context.Context, aor domains.AOR) error {
 		n.forget(aor)
 		return err
 	}
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	n.mu.Lock()
 	prev, had := n.regs[aor]
 	n.mu.Unlock()
@@ -510,7 +510,7 @@ func (n *Node) Unregister(ctx context.Context, aor domains.AOR) error {
 
 // Registrations returns the live bindings this node serves.
 func (n *Node) Registrations() []domains.Binding {
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var out []domains.Binding
@@ -562,11 +562,11 @@ func (n *Node) advertisedAddrs() []ma.Multiaddr {
 // stored locally).
 func (n *Node) loop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.RepublishInterval)
+	t := n.cfg.Clock.Ticker(n.cfg.RepublishInterval)
 	defer t.Stop()
 	var revC <-chan time.Time
 	if n.enroll != nil {
-		rt := time.NewTicker(n.cfg.Enrollment.RefreshInterval)
+		rt := n.cfg.Clock.Ticker(n.cfg.Enrollment.RefreshInterval)
 		defer rt.Stop()
 		revC = rt.C
 	}
@@ -591,7 +591,7 @@ func (n *Node) loop() {
 }
 
 func (n *Node) republish() {
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	type job struct {
 		aor    domains.AOR
 		b      domains.Binding

@@ -91,7 +91,7 @@ func (n *Node) BecomeProxy(ctx context.Context, epoch uint64, proxies []peer.ID,
 	go func() {
 		defer close(role.done)
 		defer stop()
-		t := time.NewTicker(ProxyRepublish)
+		t := n.cfg.Clock.Ticker(ProxyRepublish)
 		defer t.Stop()
 		publish := func() {
 			pctx, c := context.WithTimeout(rctx, ProxyRepublish)
@@ -164,7 +164,7 @@ func (n *Node) publishProxy(ctx context.Context, g *domains.Overlay, role *proxy
 	if len(role.proxies) > 0 && role.proxies[0] != n.ID() {
 		return nil // the leading proxy publishes the domain's records
 	}
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	rec := &domains.ProxyRecord{
 		Domain: n.cfg.Domain, Signer: n.ID(), Epoch: role.epoch, Electors: role.electors,
 		Issued: now, Expires: now.Add(ProxyRecordTTL),

@@ -134,10 +134,11 @@ func (n *Node) routeOutKnown(lb *lookupBackoff) bool {
 		}
 		return false
 	}
-	if time.Now().Before(lb.next) {
+	now := n.cfg.Clock.Now()
+	if now.Before(lb.next) {
 		return false
 	}
-	lb.next = time.Now().Add(lb.every)
+	lb.next = now.Add(lb.every)
 	lb.every = min(2*lb.every, maxReadyLookupEvery)
 	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()

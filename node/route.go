@@ -112,7 +112,7 @@ func (n *Node) TargetDomain(host string) string {
 // host's suffixes are tried longest first ("a.b.c", "b.c", "c"); results are
 // cached for ProxyCacheTTL.
 func (n *Node) RemoteProxies(ctx context.Context, host string) (string, []peer.AddrInfo, error) {
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	if e, ok := n.proxies.get(host, now); ok {
 		start := time.Now()
 		if e.rec == nil {
