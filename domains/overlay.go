@@ -198,7 +198,7 @@ type Overlay struct {
 }
 
 // NewDomainOverlay joins h to the domain overlay of domain. It starts no
-// bootstrap: connect the host to peers of the domain (see Bootstrapper) and
+// bootstrap: connect the host to peers of the domain (package bootstrap) and
 // the overlay picks them up.
 func NewDomainOverlay(h host.Host, domain string, opts ...OverlayOption) (*Overlay, error) {
 	if err := ValidateDomain(domain); err != nil {

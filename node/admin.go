@@ -16,7 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/bootstrap"
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/internal/p2pnet"
 )
@@ -325,7 +325,7 @@ func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "closed %d connections to %s\n", c, p)
 	}))
-	mux.Handle("GET /bootstrap", domains.WebStationHandler(n.Domain(), n.DomainOverlay().Peers))
+	mux.Handle("GET /bootstrap", bootstrap.WebStationHandler(n.Domain(), n.DomainOverlay().Peers))
 	if c.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

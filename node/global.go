@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/hiersip/hiersip/bootstrap"
 	"github.com/hiersip/hiersip/domains"
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -11,7 +12,7 @@ import (
 // globalMember is the node's membership of the global overlay.
 type globalMember struct {
 	ov   *domains.Overlay
-	boot *domains.Bootstrapper
+	boot *bootstrap.Bootstrapper
 }
 
 func (g *globalMember) close() error { return errors.Join(g.boot.Close(), g.ov.Close()) }

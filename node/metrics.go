@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/hiersip/hiersip/bootstrap"
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/internal/p2pnet"
@@ -157,7 +158,7 @@ func (m *Metrics) observeLookup(overlay, record string, d time.Duration, err err
 	m.lookupSeconds.WithLabelValues(overlay, record).Observe(d.Seconds())
 }
 
-func (m *Metrics) bootstrapEvent(overlay string, ev domains.BootstrapEvent) {
+func (m *Metrics) bootstrapEvent(overlay string, ev bootstrap.Event) {
 	if m == nil {
 		return
 	}

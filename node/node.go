@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hiersip/hiersip/bootstrap"
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/media"
@@ -41,7 +42,7 @@ type Node struct {
 	nodeLog *slog.Logger // with "node" only, for the election runner
 
 	domain   *domains.Overlay
-	boot     *domains.Bootstrapper
+	boot     *bootstrap.Bootstrapper
 	enroll   *enrollment                               // nil: open domain
 	userKeys atomic.Pointer[map[string]crypto.PrivKey] // users' keys from the users file, by user (userkeys.go)
 
@@ -570,7 +571,7 @@ func (n *Node) loop() {
 		defer rt.Stop()
 		revC = rt.C
 	}
-	joinedCh := n.boot.JoinedCh()
+	joinedCh := n.boot.Joined()
 	for {
 		select {
 		case <-n.ctx.Done():

@@ -88,7 +88,7 @@ func (n *Node) watchReady() {
 	defer t.Stop()
 	lookups := lookupBackoff{every: time.Second}
 	for {
-		if !isClosed(n.ready.domain) && (n.domain.Joined() || isClosed(n.boot.TriedCh())) {
+		if !isClosed(n.ready.domain) && (n.domain.Joined() || isClosed(n.boot.Tried())) {
 			n.ready.domainOnce.Do(func() { close(n.ready.domain) })
 			n.log.Info("ready for calls in the domain", "joined", n.domain.Joined())
 		}
