@@ -37,10 +37,23 @@ func Topic(domain string) string { return "/hiersip/" + domain + "/election" }
 // record (Promote), and undo all of it (Demote). The runner calls them from
 // one goroutine, never concurrently, and retries a failed call. Promote is
 // called again when the epoch changes while the node stays proxy, so it must
-// be idempotent.
+// be idempotent. Promote receives what the runner knew when it promoted the
+// node; the duties need not read the runner back.
 type Duties interface {
-	Promote(ctx context.Context, epoch uint64) error
+	Promote(ctx context.Context, p Promotion) error
 	Demote(ctx context.Context) error
+}
+
+// Promotion is the runner's state when it promotes its node: the epoch, the
+// domain's proxies (best first) and candidates at that epoch, which together
+// are the electors of the next proxy, and the endorsements of this node as
+// leader the runner holds (none when another proxy leads). Endorsements that
+// arrive later are read with Runner.Endorsements, announced by Subscribe.
+type Promotion struct {
+	Epoch        uint64
+	Proxies      []peer.ID
+	Candidates   []peer.ID
+	Endorsements []domains.Endorsement
 }
 
 // State is what a runner knows about its domain's election.
@@ -244,7 +257,7 @@ type Runner struct {
 
 type dutyReq struct {
 	proxy bool
-	epoch uint64
+	promo Promotion  // when proxy
 	done  chan error // Close: receives the result of the final Demote
 }
 
@@ -318,8 +331,8 @@ func NewRunner(h host.Host, ps *pubsub.PubSub, domain string, duties Duties, opt
 
 type noDuties struct{}
 
-func (noDuties) Promote(context.Context, uint64) error { return nil }
-func (noDuties) Demote(context.Context) error          { return nil }
+func (noDuties) Promote(context.Context, Promotion) error { return nil }
+func (noDuties) Demote(context.Context) error             { return nil }
 
 // Start joins the domain's election topic, registers the Hello protocol and
 // starts the loop. It fails if the runner was started or closed before.
@@ -676,7 +689,14 @@ func (r *Runner) publishState() {
 	}
 	if old.Role != st.Role || (st.Role == RoleProxy && old.Epoch != st.Epoch) {
 		r.log.Info("election: role", "role", st.Role, "epoch", st.Epoch, "leader", st.Leader)
-		r.requestDutyLocked(dutyReq{proxy: st.Role == RoleProxy, epoch: st.Epoch})
+		d := dutyReq{proxy: st.Role == RoleProxy}
+		if d.proxy {
+			d.promo = Promotion{Epoch: st.Epoch, Proxies: ids(st.Proxies), Candidates: ids(st.Candidates)}
+			if st.Leader == r.h.ID() {
+				d.promo.Endorsements = slices.Clone(r.endorsed)
+			}
+		}
+		r.requestDutyLocked(d)
 	}
 	if changed {
 		r.notifyLocked()
@@ -744,10 +764,10 @@ func (r *Runner) dutyWorker() {
 		defer cancel()
 		var err error
 		switch {
-		case want.proxy && (!serving || epoch != want.epoch):
-			if err = r.duties.Promote(ctx, want.epoch); err == nil {
-				serving, epoch = true, want.epoch
-				r.setServing(want.epoch)
+		case want.proxy && (!serving || epoch != want.promo.Epoch):
+			if err = r.duties.Promote(ctx, want.promo); err == nil {
+				serving, epoch = true, want.promo.Epoch
+				r.setServing(want.promo.Epoch)
 			}
 		case !want.proxy && serving:
 			if err = r.duties.Demote(ctx); err == nil {
@@ -755,7 +775,7 @@ func (r *Runner) dutyWorker() {
 			}
 		}
 		if err != nil {
-			r.log.Error("election: duties", "proxy", want.proxy, "epoch", want.epoch, "err", err)
+			r.log.Error("election: duties", "proxy", want.proxy, "epoch", want.promo.Epoch, "err", err)
 			retry = r.o.clock.Timer(time.Second)
 			retryC = retry.C
 		}

@@ -19,13 +19,15 @@ type clockDuties struct {
 	mu       sync.Mutex
 	failures int
 	promoted []time.Time // clock time of every Promote call
+	last     Promotion   // what the last call received
 	serving  bool
 }
 
-func (d *clockDuties) Promote(context.Context, uint64) error {
+func (d *clockDuties) Promote(_ context.Context, p Promotion) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.promoted = append(d.promoted, d.clk.Now())
+	d.last = p
 	if d.failures > 0 {
 		d.failures--
 		return errors.New("global overlay unreachable")
@@ -117,6 +119,14 @@ func TestRunnerElectsOnItsClock(t *testing.T) {
 	calls, serving := d.calls()
 	if len(calls) != 1 || !serving || calls[0].Before(earliest) {
 		t.Fatalf("promotions at %v (serving %v), none before %v", calls, serving, earliest)
+	}
+	// The duties received the state they serve: the epoch, and this node as
+	// the domain's proxy.
+	d.mu.Lock()
+	p := d.last
+	d.mu.Unlock()
+	if s := r.State(); p.Epoch != s.Epoch || len(p.Proxies) != 1 || p.Proxies[0] != r.h.ID() {
+		t.Fatalf("promoted with %+v, state epoch %d, self %s", p, s.Epoch, r.h.ID())
 	}
 }
 

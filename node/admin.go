@@ -107,7 +107,7 @@ type StatusConn struct {
 func (n *Node) Status() Status {
 	s := Status{
 		PeerID: n.ID().String(), Domain: n.Domain(),
-		Joined: n.DomainOverlay().Joined(), IsProxy: n.IsProxy(),
+		Joined: n.domain.Joined(), IsProxy: n.IsProxy(),
 		Ready: isClosed(n.ready.domain), ReadyGlobal: isClosed(n.ready.global),
 		Proxies: []StatusMember{}, Candidates: []StatusMember{},
 		Registrations: []StatusRegistration{}, Peers: []StatusPeer{}, Connections: []StatusConn{},
@@ -125,11 +125,11 @@ func (n *Node) Status() Status {
 		s.Proxies = members(st.Proxies)
 		s.Candidates = members(st.Candidates)
 	}
-	s.Overlays = []StatusOverlay{{overlayDomain, n.DomainOverlay().RoutingTableSize()}}
-	if g := n.GlobalOverlay(); g != nil {
+	s.Overlays = []StatusOverlay{{overlayDomain, n.domain.RoutingTableSize()}}
+	if g := n.global.overlay(); g != nil {
 		s.Overlays = append(s.Overlays, StatusOverlay{overlayGlobal, g.RoutingTableSize()})
 	}
-	for _, b := range n.Registrations() {
+	for _, b := range n.locator.registrations() {
 		r := StatusRegistration{AOR: b.AOR, Expires: b.Expires, Contacts: []StatusContact{}}
 		for _, c := range b.Contacts {
 			r.Contacts = append(r.Contacts, StatusContact{URI: c.URI, Expires: c.Expires})
@@ -154,7 +154,7 @@ func (n *Node) Status() Status {
 		return a.Opened.Compare(b.Opened)
 	})
 	for _, p := range n.h.Network().Peers() {
-		pp := n.PathTo(p)
+		pp := n.pathTo(p)
 		s.Peers = append(s.Peers, StatusPeer{PeerID: p.String(), Path: pp.String(), Direct: pp.Direct, Relayed: pp.Relayed})
 	}
 	slices.SortFunc(s.Peers, func(a, b StatusPeer) int { return strings.Compare(a.PeerID, b.PeerID) })
@@ -317,7 +317,7 @@ func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 			http.Error(w, "peer: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		c, err := n.Disconnect(p)
+		c, err := n.disconnect(p)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -325,7 +325,7 @@ func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "closed %d connections to %s\n", c, p)
 	}))
-	mux.Handle("GET /bootstrap", bootstrap.WebStationHandler(n.Domain(), n.DomainOverlay().Peers))
+	mux.Handle("GET /bootstrap", bootstrap.WebStationHandler(n.Domain(), n.domain.Peers))
 	if c.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

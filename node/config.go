@@ -126,17 +126,42 @@ func (c Config) lookupLimit() []domains.OverlayOption {
 	return []domains.OverlayOption{domains.WithLookupLimit(rate, burst)}
 }
 
-// ConfigError reports an invalid configuration value, naming its field.
+// overlayOptions returns the options of the node's overlays: its clock, its
+// logger, its refusal counter and its lookup bound.
+func (c Config) overlayOptions(log *slog.Logger) []domains.OverlayOption {
+	return append([]domains.OverlayOption{domains.WithClock(c.Clock), domains.WithLogger(log),
+		domains.WithRefusalHook(c.Metrics.Refused)}, c.lookupLimit()...)
+}
+
+// users returns the users given already loaded (SIPConfig.Users), if any.
+func (c Config) users() *Users {
+	if c.SIP == nil {
+		return nil
+	}
+	return c.SIP.Users
+}
+
+// ConfigError reports an invalid configuration value, naming its setting by
+// the key users write in the daemon's configuration ("sip.udp",
+// "nat.relays[0]"), whether it came from a file, the environment, a flag or
+// a Config of an application.
 type ConfigError struct {
 	Field string
 	Err   error
 }
 
-func (e *ConfigError) Error() string { return "node: config " + e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Error() string { return "config: " + e.Field + ": " + e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// Validate checks every setting of c, as New and NewWithHost do, and
+// returns a *ConfigError naming the first invalid one.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults returns a copy of c with defaults filled in, or an error
-// naming the first invalid field.
+// naming the first invalid field. It is the one validation of a Config.
 func (c Config) withDefaults() (Config, error) {
 	if err := domains.ValidateDomain(c.Domain); err != nil {
 		return c, &ConfigError{"domain", err}
@@ -192,6 +217,23 @@ func (c Config) withDefaults() (Config, error) {
 			return c, err
 		}
 		c.Enrollment = &ec
+	}
+	if _, err := c.NAT.validate(); err != nil {
+		return c, err
+	}
+	if err := c.Election.validate(); err != nil {
+		return c, err
+	}
+	if c.SIP != nil {
+		if err := c.SIP.validate(); err != nil {
+			return c, err
+		}
+		if !c.Media.Disable {
+			udp, tcp := c.SIP.listen()
+			if _, err := c.Media.options(sipHost(udp, tcp)); err != nil {
+				return c, err
+			}
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -525,21 +525,6 @@ func setField(v reflect.Value, raw any) error {
 	return nil
 }
 
-// checkHostPort checks a host:port listen address.
-func checkHostPort(field, addr string) error {
-	if addr == "" {
-		return nil
-	}
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return &DaemonConfigError{field, fmt.Errorf("%q: want host:port", addr)}
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return &DaemonConfigError{field, fmt.Errorf("%q: invalid port", addr)}
-	}
-	return nil
-}
-
 // NewLogger returns the logger the Log settings describe, writing to w.
 func (c DaemonConfig) NewLogger(w io.Writer) (*slog.Logger, error) {
 	l, _, err := c.NewLoggerLevel(w)
@@ -600,7 +585,9 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 		{"sip.udp", c.SIP.UDP}, {"sip.tcp", c.SIP.TCP}, {"admin.listen", c.Admin.Listen},
 	} {
 		if err := checkHostPort(a.field, a.addr); err != nil {
-			return Config{}, err
+			var ce *ConfigError
+			errors.As(err, &ce)
+			return Config{}, &DaemonConfigError{ce.Field, ce.Err}
 		}
 	}
 	for _, d := range []struct {
@@ -639,8 +626,10 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 	if aerr != nil {
 		return Config{}, aerr
 	}
+	var users *Users
 	if c.SIP.UsersFile != "" {
-		if _, err := sipbridge.LoadUsers(c.SIP.UsersFile); err != nil {
+		var err error
+		if users, err = LoadUsers(c.SIP.UsersFile); err != nil {
 			return Config{}, &DaemonConfigError{"sip.users_file", err}
 		}
 	}
@@ -709,7 +698,7 @@ func (c DaemonConfig) NodeConfig() (Config, error) {
 	}
 	if c.SIP.UDP != "" || c.SIP.TCP != "" {
 		cfg.SIP = &SIPConfig{
-			UDP: c.SIP.UDP, TCP: c.SIP.TCP, UsersFile: c.SIP.UsersFile,
+			UDP: c.SIP.UDP, TCP: c.SIP.TCP, UsersFile: c.SIP.UsersFile, Users: users,
 			MinExpires: c.SIP.MinExpires, DefaultExpires: c.SIP.DefaultExpires, MaxExpires: c.SIP.MaxExpires,
 			Limits:    &limits,
 			Advertise: c.SIP.Advertise,
@@ -825,7 +814,7 @@ func RunDaemon(ctx context.Context, c DaemonConfig) error {
 		select {
 		case <-ctx.Done():
 		case <-c.Reload:
-			c.reload(n)
+			c.reload(cfg.users())
 		}
 	}
 	log.Info("shutting down", "timeout", c.ShutdownTimeout)
@@ -872,21 +861,27 @@ func isLoopback(host string) bool {
 }
 
 // reload applies what can change while the node runs (see
-// DaemonConfig.Reload) and logs what cannot.
-func (c DaemonConfig) reload(n *Node) {
+// DaemonConfig.Reload) and logs what cannot. users are the node's users,
+// nil without a users file.
+func (c DaemonConfig) reload(users *Users) {
 	log := c.Logger
 	log.Info("reloading")
 	next := c
 	if c.ReloadConfig != nil {
 		var err error
-		if next, err = c.ReloadConfig(); err == nil {
-			next.Logger = c.Logger // validate without building a logger
-			err = next.Validate()
-		}
-		if err != nil {
+		if next, err = c.ReloadConfig(); err != nil {
 			log.Error("reload: configuration refused, nothing changed", "err", err)
 			return
 		}
+		next.Logger = c.Logger // validate without building a logger
+	}
+	// One read of the users file, to check it and to use it.
+	nc, err := next.NodeConfig()
+	if err != nil {
+		log.Error("reload: configuration refused, nothing changed", "err", err)
+		return
+	}
+	if c.ReloadConfig != nil {
 		if c.LogLevel != nil {
 			level, _ := next.level()
 			if level != c.LogLevel.Level() {
@@ -898,15 +893,11 @@ func (c DaemonConfig) reload(n *Node) {
 			log.Warn("reload: changed settings need a restart", "settings", changed)
 		}
 	}
-	if next.SIP.UsersFile == "" || next.SIP.UsersFile != c.SIP.UsersFile {
+	if users == nil || next.SIP.UsersFile != c.SIP.UsersFile || nc.SIP == nil || nc.SIP.Users == nil {
 		return // no users file, or a changed path (logged above)
 	}
-	users, err := n.ReloadUsers()
-	if err != nil {
-		log.Error("reload: users file refused, the users stay as they were", "err", err)
-		return
-	}
-	log.Info("reload: users file read", "file", c.SIP.UsersFile, "users", users)
+	users.Replace(nc.SIP.Users)
+	log.Info("reload: users file read", "file", c.SIP.UsersFile, "users", users.Len())
 }
 
 // changedSettings lists the keys whose values differ between a and b,

@@ -138,13 +138,13 @@ func TestEnrolledDomain(t *testing.T) {
 	// the validator, locally and at every enrolled peer...
 	b := &domains.Binding{AOR: carol.String(), Peer: n2.ID(), Addrs: n2.Host().Addrs(),
 		Contacts: contact("sip:carol@127.0.0.1:6002", time.Hour), Created: time.Now(), Expires: time.Now().Add(time.Hour), Seq: 1}
-	if err := n2.DomainOverlay().PutBinding(ctx, n2.PrivKey(), b); !errors.Is(err, domains.ErrNoCert) {
+	if err := n2.domain.PutBinding(ctx, n2.key, b); !errors.Is(err, domains.ErrNoCert) {
 		t.Fatalf("uncertified binding stored: %v", err)
 	}
 	// ...and a rogue node that runs without enrollment keeps it only in its own store.
 	rb := *b
 	rb.Peer = rogue.ID()
-	_ = rogue.DomainOverlay().PutBinding(ctx, rogue.PrivKey(), &rb)
+	_ = rogue.domain.PutBinding(ctx, rogue.key, &rb)
 
 	// A certified node registers carol and everybody finds it.
 	if err := n1.Register(ctx, carol, contact("sip:carol@127.0.0.1:6001", time.Hour)); err != nil {

@@ -115,16 +115,11 @@ func parsePortRange(s string) (lo, hi int, err error) {
 
 // startMedia creates the media relay of the node's SIP bridge and returns the bridge's
 // option, or none when media is off.
-func (n *Node) startMedia(s *SIPConfig, udp, tcp string) ([]sipbridge.Option, error) {
+func (n *Node) startMedia(udp, tcp string) ([]sipbridge.Option, error) {
 	if n.cfg.Media.Disable {
 		return nil, nil
 	}
-	hostport := udp
-	if hostport == "" {
-		hostport = tcp
-	}
-	host, _, _ := net.SplitHostPort(hostport)
-	opts, err := n.cfg.Media.options(host)
+	opts, err := n.cfg.Media.options(sipHost(udp, tcp))
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +129,17 @@ func (n *Node) startMedia(s *SIPConfig, udp, tcp string) ([]sipbridge.Option, er
 	}
 	n.media = r
 	return []sipbridge.Option{sipbridge.WithMedia(r)}, nil
+}
+
+// sipHost returns the IP (or name) of the SIP listener the media sockets
+// follow: the UDP one's, else the TCP one's.
+func sipHost(udp, tcp string) string {
+	hostport := udp
+	if hostport == "" {
+		hostport = tcp
+	}
+	host, _, _ := net.SplitHostPort(hostport)
+	return host
 }
 
 // stopMedia closes the relay (after the bridge).

@@ -14,12 +14,6 @@ import (
 	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
-// Overlay labels of the metrics.
-const (
-	overlayDomain = "domain"
-	overlayGlobal = "global"
-)
-
 // Metrics are a node's Prometheus metrics, in a registry of their own (not
 // the global one), so that several nodes can run in one process. A Metrics
 // belongs to one node: pass a fresh one in Config.Metrics, or let the node
@@ -203,33 +197,6 @@ func overlayLabel(ov *domains.Overlay) string {
 	return overlayDomain
 }
 
-// watchElection counts role changes and failovers from r's state changes.
-func (n *Node) watchElection(r *election.Runner) {
-	if n.cfg.Metrics == nil {
-		return
-	}
-	ch, cancel := r.Subscribe()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer cancel()
-		var prev election.State
-		first := true
-		for {
-			select {
-			case s, ok := <-ch:
-				if !ok {
-					return
-				}
-				n.cfg.Metrics.electionState(prev, s, first)
-				prev, first = s, false
-			case <-n.ctx.Done():
-				return
-			}
-		}
-	}()
-}
-
 // nodeCollector reports the node's gauges.
 type nodeCollector struct{ n *Node }
 
@@ -263,12 +230,12 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
 	ch <- prometheus.MustNewConstMetric(descRoutingTable, prometheus.GaugeValue,
-		float64(n.DomainOverlay().RoutingTableSize()), overlayDomain)
-	if g := n.GlobalOverlay(); g != nil {
+		float64(n.domain.RoutingTableSize()), overlayDomain)
+	if g := n.global.overlay(); g != nil {
 		ch <- prometheus.MustNewConstMetric(descRoutingTable, prometheus.GaugeValue,
 			float64(g.RoutingTableSize()), overlayGlobal)
 	}
-	ch <- prometheus.MustNewConstMetric(descLocalRegs, prometheus.GaugeValue, float64(len(n.Registrations())))
+	ch <- prometheus.MustNewConstMetric(descLocalRegs, prometheus.GaugeValue, float64(len(n.locator.registrations())))
 	var direct, relayed int
 	for _, conn := range n.Host().Network().Conns() {
 		if p2pnet.Relayed(conn) {
@@ -300,17 +267,4 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	n.collectMedia(ch)
-}
-
-// role returns the node's election role and epoch; without an election
-// runner the role follows IsProxy.
-func (n *Node) role() (string, uint64) {
-	if r := n.Election(); r != nil {
-		s := r.State()
-		return s.Role.String(), s.Epoch
-	}
-	if n.IsProxy() {
-		return election.RoleProxy.String(), 0
-	}
-	return election.RolePeer.String(), 0
 }

@@ -17,7 +17,7 @@ func TestNATConfigErrors(t *testing.T) {
 	}{
 		{NATConfig{Relays: []string{"not a multiaddr"}}, "nat.relays[0]"},
 		{NATConfig{Relays: []string{"/ip4/1.2.0.1/tcp/4001/p2p/" + id, "/ip4/1.2.0.1/tcp/4001"}}, "nat.relays[1]"},
-		{NATConfig{ForceReachability: "sometimes"}, "nat.force_reachability"},
+		{NATConfig{ForceReachability: "sometimes"}, "nat.reachability"},
 		{NATConfig{RelayDuration: -1}, "nat.relay_duration"},
 		{NATConfig{RelayData: -1}, "nat.relay_data"},
 	} {
@@ -72,10 +72,10 @@ func TestNATNodes(t *testing.T) {
 	}
 	defer priv.Close()
 	<-priv.Joined()
-	if p := priv.PathTo(pub.ID()); p.Direct == 0 || p.String() != "direct" {
+	if p := priv.pathTo(pub.ID()); p.Direct == 0 || p.String() != "direct" {
 		t.Errorf("path to the public node: %v, want direct", p)
 	}
-	if p := priv.PathTo("nobody"); p.String() != "none" {
+	if p := priv.pathTo("nobody"); p.String() != "none" {
 		t.Errorf("path to an unknown peer: %v", p)
 	}
 	_, src, err := priv.cfg.hostOptions()

@@ -124,7 +124,7 @@ func (n *Node) routeOutKnown(lb *lookupBackoff) bool {
 	if r := n.election; r != nil {
 		st := r.State()
 		if st.Role == election.RoleProxy {
-			g := n.GlobalOverlay()
+			g := n.global.overlay()
 			return st.Serving && g != nil && g.RoutingTableSize() > 0
 		}
 		for _, m := range st.Proxies {
@@ -142,6 +142,6 @@ func (n *Node) routeOutKnown(lb *lookupBackoff) bool {
 	lb.every = min(2*lb.every, maxReadyLookupEvery)
 	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()
-	ps, err := n.OwnProxies(ctx)
+	ps, err := n.router.ownProxies(ctx)
 	return err == nil && len(ps) > 0
 }
