@@ -96,38 +96,53 @@ func New(h host.Host, overlay string, opts ...Option) (*Bootstrapper, error) {
 // failure to start mDNS (e.g. no multicast interface) is logged and the
 // other sources go on. Start returns ErrStarted if called twice and an error
 // wrapping net.ErrClosed after Close. ctx bounds the whole life of the
-// bootstrapper, like Close.
+// bootstrapper, like Close. The cache file and mDNS are started under no
+// lock; a Close meanwhile waits for them.
 func (b *Bootstrapper) Start(ctx context.Context) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
 		return fmt.Errorf("bootstrap: closed: %w", net.ErrClosed)
 	}
 	if b.started {
+		b.mu.Unlock()
 		return ErrStarted
 	}
 	b.started = true
 	ctx, b.cancel = context.WithCancel(ctx)
+	b.wg.Add(1) // the start itself: Close waits for it
+	b.mu.Unlock()
+	defer b.wg.Done()
 
 	if b.cache != nil {
 		if err := b.cache.Load(); err != nil {
 			b.log.Warn("ignoring unreadable peer cache; it will be replaced", "file", b.cfg.cacheFile, "err", err)
 		}
 	}
+	var d *mdnsDiscovery
 	if b.cfg.mdns {
-		d := newMDNSDiscovery(ctx, b)
+		d = newMDNSDiscovery(ctx, b)
 		if err := d.start(); err != nil {
 			b.log.Warn("mDNS not started; using the other sources", "service", MDNSServiceName(b.overlay), "err", err)
-		} else {
-			b.mdns = d
+			d = nil
 		}
 	}
+	b.mu.Lock()
+	if b.closed { // Close ran meanwhile: it could not stop what was not there yet
+		b.mu.Unlock()
+		if d != nil {
+			_ = d.close()
+		}
+		return fmt.Errorf("bootstrap: closed: %w", net.ErrClosed)
+	}
+	b.mdns = d
 	b.wg.Add(1)
 	go b.run(ctx)
 	if b.cache != nil {
 		b.wg.Add(1)
 		go b.saveLoop(ctx)
 	}
+	b.mu.Unlock()
 	return nil
 }
 
