@@ -256,15 +256,12 @@ func (b *Binding) Seal(key crypto.PrivKey) ([]byte, error) {
 // peer it names and, if it has an owner, the owner's signature, and returns
 // it. It does not check expiry, key or domain: the Validator does.
 func OpenBinding(data []byte) (*Binding, error) {
-	if len(data) > MaxRecordSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), MaxRecordSize)
-	}
 	var b Binding
-	env, err := record.ConsumeTypedEnvelope(data, &b)
+	signer, err := openRecord(data, &b, MaxRecordSize, ErrBadRecord, "binding")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRecord, err)
+		return nil, err
 	}
-	if !b.Peer.MatchesPublicKey(env.PublicKey) {
+	if !b.Peer.MatchesPublicKey(signer) {
 		return nil, ErrWrongSigner
 	}
 	if b.Owner != nil {
@@ -273,21 +270,4 @@ func OpenBinding(data []byte) (*Binding, error) {
 		}
 	}
 	return &b, nil
-}
-
-// sealRecord signs rec with key and returns the marshalled envelope, refused
-// (ErrRecordTooBig) when it is larger than max.
-func sealRecord(rec record.Record, key crypto.PrivKey, max int) ([]byte, error) {
-	env, err := record.Seal(rec, key)
-	if err != nil {
-		return nil, err
-	}
-	data, err := env.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > max {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), max)
-	}
-	return data, nil
 }

@@ -179,16 +179,9 @@ func OpenCertificate(data []byte, authority crypto.PubKey) (*Certificate, error)
 	if len(data) == 0 {
 		return nil, ErrNoCert
 	}
-	if len(data) > MaxCertSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), MaxCertSize)
-	}
 	var cr certRecord
-	env, err := record.ConsumeTypedEnvelope(data, &cr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadCert, err)
-	}
-	if authority == nil || !env.PublicKey.Equals(authority) {
-		return nil, fmt.Errorf("%w: not signed by the domain's authority", ErrBadCert)
+	if err := openAuthorityRecord(data, &cr, MaxCertSize, ErrBadCert, "certificate", authority); err != nil {
+		return nil, err
 	}
 	if err := cr.c.check(); err != nil {
 		return nil, err

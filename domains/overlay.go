@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -38,7 +39,7 @@ type OverlayOption func(*overlayConfig) error
 type overlayConfig struct {
 	datastore ds.Batching
 	mode      dht.ModeOpt
-	now       func() time.Time
+	clock     clock.Clock
 	logger    *slog.Logger
 	quorum    int
 	dhtOpts   []dht.Option
@@ -83,13 +84,14 @@ func WithMode(m dht.ModeOpt) OverlayOption {
 	return func(c *overlayConfig) error { c.mode = m; return nil }
 }
 
-// WithClock sets the clock records are validated against (default time.Now).
-func WithClock(now func() time.Time) OverlayOption {
+// WithClock sets the clock records are validated against: their expiry,
+// issue times and sequence numbers (default the system clock).
+func WithClock(clk clock.Clock) OverlayOption {
 	return func(c *overlayConfig) error {
-		if now == nil {
+		if clk == nil {
 			return errors.New("domains: WithClock: nil clock")
 		}
-		c.now = now
+		c.clock = clk
 		return nil
 	}
 }
@@ -196,7 +198,7 @@ type Overlay struct {
 }
 
 // NewDomainOverlay joins h to the domain overlay of domain. It starts no
-// bootstrap: connect the host to peers of the domain (see Bootstrapper) and
+// bootstrap: connect the host to peers of the domain (package bootstrap) and
 // the overlay picks them up.
 func NewDomainOverlay(h host.Host, domain string, opts ...OverlayOption) (*Overlay, error) {
 	if err := ValidateDomain(domain); err != nil {
@@ -215,7 +217,7 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 	if h == nil {
 		return nil, errors.New("domains: nil host")
 	}
-	cfg := overlayConfig{mode: dht.ModeServer, now: time.Now, logger: slog.New(slog.DiscardHandler), quorum: DefaultQuorum,
+	cfg := overlayConfig{mode: dht.ModeServer, clock: clock.New(), logger: slog.New(slog.DiscardHandler), quorum: DefaultQuorum,
 		lookupLim: DefaultLookupRate, lookupBur: DefaultLookupBurst}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -229,7 +231,7 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 		return nil, fmt.Errorf("domains: enrollment of %s given to overlay %s", cfg.enroll.Domain(), name)
 	}
 	o := &Overlay{
-		name: name, global: global, h: h, now: cfg.now, quorum: cfg.quorum, enroll: cfg.enroll,
+		name: name, global: global, h: h, now: cfg.clock.Now, quorum: cfg.quorum, enroll: cfg.enroll,
 		log:    cfg.logger.With("overlay", name),
 		closed: make(chan struct{}),
 	}
@@ -241,12 +243,12 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 	}
 	val := record.NamespacedValidator{}
 	if global {
-		val[NSOverlay] = ProxyValidator{Global: true, Now: cfg.now, Authorities: cfg.auths,
+		val[NSOverlay] = ProxyValidator{Global: true, Now: cfg.clock.Now, Authorities: cfg.auths,
 			OnConflict: o.confl.note, OnRefuse: refuse("proxy")}
 	} else {
-		val[NSBinding] = BindingValidator{Domain: name, Now: cfg.now, Enrollment: cfg.enroll,
+		val[NSBinding] = BindingValidator{Domain: name, Now: cfg.clock.Now, Enrollment: cfg.enroll,
 			OnConflict: o.confl.note, OnRefuse: refuse("binding")}
-		val[NSLocalProxy] = ProxyValidator{Domain: name, Now: cfg.now, Enrollment: cfg.enroll, Authorities: cfg.auths,
+		val[NSLocalProxy] = ProxyValidator{Domain: name, Now: cfg.clock.Now, Enrollment: cfg.enroll, Authorities: cfg.auths,
 			OnConflict: o.confl.note, OnRefuse: refuse("proxy")}
 		if cfg.enroll != nil {
 			val[NSRevocation] = RevocationValidator{Enrollment: cfg.enroll}

@@ -32,12 +32,12 @@ import (
 func TestOverlayOverRelayedConnection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	r := bsTestHost(t)
+	r := testHost(t, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if _, err := relay.New(r); err != nil {
 		t.Fatal(err)
 	}
 	rInfo := peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}
-	b := bsTestHost(t)
+	b := testHost(t, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	bInfo := peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}
 	// c announces its relay address, as a NATed node with a reservation
 	// does (AutoRelay); a has no address at all.

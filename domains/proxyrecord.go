@@ -255,16 +255,13 @@ func (r *ProxyRecord) Seal(key crypto.PrivKey) ([]byte, error) {
 // against the record a storing node holds (ProxySupersedes), the
 // certificate by the validator.
 func OpenProxyRecord(data []byte) (*ProxyRecord, error) {
-	if len(data) > MaxRecordSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooBig, len(data), MaxRecordSize)
-	}
 	var e proxyEnvelope
-	env, err := record.ConsumeTypedEnvelope(data, &e)
+	signer, err := openRecord(data, &e, MaxRecordSize, ErrBadRecord, "proxy record")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRecord, err)
+		return nil, err
 	}
 	r := &e.r
-	if !r.Signer.MatchesPublicKey(env.PublicKey) {
+	if !r.Signer.MatchesPublicKey(signer) {
 		return nil, ErrWrongSigner
 	}
 	if len(r.Electors) > 0 && !containsID(r.Electors, r.Signer) {

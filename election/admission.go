@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // This file is the runner's admission of messages (see "Security" in the
@@ -71,7 +72,7 @@ func (r *Runner) observeConns(p peer.ID) (time.Duration, Reachability, bool) {
 		if oldest.IsZero() || (!st.Opened.IsZero() && st.Opened.Before(oldest)) {
 			oldest = st.Opened
 		}
-		if isRelayed(c) {
+		if p2pnet.Relayed(c) {
 			continue
 		}
 		if st.Direction == network.DirOutbound {
@@ -84,18 +85,6 @@ func (r *Runner) observeConns(p peer.ID) (time.Duration, Reachability, bool) {
 		return time.Duration(1<<62 - 1), reach, true // no opening time known: long ago
 	}
 	return now.Sub(oldest), reach, true
-}
-
-func isRelayed(c network.Conn) bool {
-	if c.Stat().Limited {
-		return true
-	}
-	for _, p := range c.RemoteMultiaddr().Protocols() {
-		if p.Name == "p2p-circuit" {
-			return true
-		}
-	}
-	return false
 }
 
 // annotate cuts the utilities m claims to what this node observes of their

@@ -83,6 +83,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Validate checks c with its defaults filled in; the error wraps
+// ErrBadConfig and names the field at fault.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
 func (c Config) validate() error {
 	switch {
 	case c.Proxies < 1:

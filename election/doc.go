@@ -11,7 +11,7 @@
 //     sent leaves through Ready(). Role(), Epoch(), Leader(), Proxies(),
 //     Candidates() and Status() tell what it decided.
 //   - Runner (runner.go) owns an Election on a libp2p host: it ticks it from
-//     a Clock, carries its messages, measures the node's metrics, follows
+//     a clock (WithClock), carries its messages, measures the node's metrics, follows
 //     AutoNAT's reachability, and calls the Duties (join the global overlay,
 //     publish records) when the node becomes or stops being a proxy.
 //

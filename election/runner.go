@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
@@ -36,10 +37,23 @@ func Topic(domain string) string { return "/hiersip/" + domain + "/election" }
 // record (Promote), and undo all of it (Demote). The runner calls them from
 // one goroutine, never concurrently, and retries a failed call. Promote is
 // called again when the epoch changes while the node stays proxy, so it must
-// be idempotent.
+// be idempotent. Promote receives what the runner knew when it promoted the
+// node; the duties need not read the runner back.
 type Duties interface {
-	Promote(ctx context.Context, epoch uint64) error
+	Promote(ctx context.Context, p Promotion) error
 	Demote(ctx context.Context) error
+}
+
+// Promotion is the runner's state when it promotes its node: the epoch, the
+// domain's proxies (best first) and candidates at that epoch, which together
+// are the electors of the next proxy, and the endorsements of this node as
+// leader the runner holds (none when another proxy leads). Endorsements that
+// arrive later are read with Runner.Endorsements, announced by Subscribe.
+type Promotion struct {
+	Epoch        uint64
+	Proxies      []peer.ID
+	Candidates   []peer.ID
+	Endorsements []domains.Endorsement
 }
 
 // State is what a runner knows about its domain's election.
@@ -56,7 +70,7 @@ type State struct {
 
 type options struct {
 	cfg          Config
-	clock        Clock
+	clock        clock.Clock
 	log          *slog.Logger
 	bandwidth    float64
 	cpu          float64
@@ -81,8 +95,10 @@ type Option func(*options) error
 // WithConfig sets the election configuration (default DefaultConfig()).
 func WithConfig(c Config) Option { return func(o *options) error { o.cfg = c; return nil } }
 
-// WithClock sets the clock (default SystemClock()).
-func WithClock(c Clock) Option {
+// WithClock sets the clock that ticks the election and stamps its messages
+// (default the system clock). Network deadlines and the age of connections
+// stay on the system clock: the network runs in real time.
+func WithClock(c clock.Clock) Option {
 	return func(o *options) error {
 		if c == nil {
 			return fmt.Errorf("%w: nil clock", ErrBadConfig)
@@ -241,7 +257,7 @@ type Runner struct {
 
 type dutyReq struct {
 	proxy bool
-	epoch uint64
+	promo Promotion  // when proxy
 	done  chan error // Close: receives the result of the final Demote
 }
 
@@ -255,7 +271,7 @@ func NewRunner(h host.Host, ps *pubsub.PubSub, domain string, duties Duties, opt
 		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	o := options{
-		clock:        SystemClock(),
+		clock:        clock.New(),
 		log:          slog.New(slog.DiscardHandler),
 		cpu:          float64(runtime.NumCPU()),
 		leaveTimeout: 2 * time.Second,
@@ -315,8 +331,8 @@ func NewRunner(h host.Host, ps *pubsub.PubSub, domain string, duties Duties, opt
 
 type noDuties struct{}
 
-func (noDuties) Promote(context.Context, uint64) error { return nil }
-func (noDuties) Demote(context.Context) error          { return nil }
+func (noDuties) Promote(context.Context, Promotion) error { return nil }
+func (noDuties) Demote(context.Context) error             { return nil }
 
 // Start joins the domain's election topic, registers the Hello protocol and
 // starts the loop. It fails if the runner was started or closed before.
@@ -526,7 +542,7 @@ const metricsInterval = 10 * time.Second
 func (r *Runner) loop() {
 	defer r.wg.Done()
 	clk := r.o.clock
-	t := clk.NewTicker(r.o.tick)
+	t := clk.Ticker(r.o.tick)
 	defer t.Stop()
 	r.e.SetMetrics(r.metrics())
 	r.e.Tick(clk.Now())
@@ -536,7 +552,7 @@ func (r *Runner) loop() {
 		select {
 		case <-r.ctx.Done():
 			return
-		case now := <-t.C():
+		case now := <-t.C:
 			if now.Sub(lastMetrics) >= metricsInterval {
 				r.e.SetMetrics(r.metrics())
 				lastMetrics = now
@@ -673,7 +689,14 @@ func (r *Runner) publishState() {
 	}
 	if old.Role != st.Role || (st.Role == RoleProxy && old.Epoch != st.Epoch) {
 		r.log.Info("election: role", "role", st.Role, "epoch", st.Epoch, "leader", st.Leader)
-		r.requestDutyLocked(dutyReq{proxy: st.Role == RoleProxy, epoch: st.Epoch})
+		d := dutyReq{proxy: st.Role == RoleProxy}
+		if d.proxy {
+			d.promo = Promotion{Epoch: st.Epoch, Proxies: ids(st.Proxies), Candidates: ids(st.Candidates)}
+			if st.Leader == r.h.ID() {
+				d.promo.Endorsements = slices.Clone(r.endorsed)
+			}
+		}
+		r.requestDutyLocked(d)
 	}
 	if changed {
 		r.notifyLocked()
@@ -716,28 +739,35 @@ func (r *Runner) requestDutyLocked(d dutyReq) {
 }
 
 // dutyWorker calls Duties.Promote and Demote so that the node serves as
-// proxy exactly while its role is proxy. It retries failed calls every
-// second. A request with done (from Close) is the last: its result is
-// reported and the worker ends.
+// proxy exactly while its role is proxy. It retries a failed call a second
+// (of the runner's clock) after it failed. A request with done (from Close)
+// is the last: its result is reported and the worker ends.
 func (r *Runner) dutyWorker() {
 	defer r.wg.Done()
 	var (
 		serving bool
 		epoch   uint64
 		want    dutyReq
-		pending bool
+		retry   *clock.Timer // armed after a failed call
+		retryC  <-chan time.Time
 	)
-	retry := r.o.clock.NewTicker(time.Second)
-	defer retry.Stop()
+	stopRetry := func() {
+		if retry != nil {
+			retry.Stop()
+			retry, retryC = nil, nil
+		}
+	}
+	defer stopRetry()
 	apply := func() error {
+		stopRetry()
 		ctx, cancel := context.WithTimeout(r.ctx, r.o.dutyTimeout)
 		defer cancel()
 		var err error
 		switch {
-		case want.proxy && (!serving || epoch != want.epoch):
-			if err = r.duties.Promote(ctx, want.epoch); err == nil {
-				serving, epoch = true, want.epoch
-				r.setServing(want.epoch)
+		case want.proxy && (!serving || epoch != want.promo.Epoch):
+			if err = r.duties.Promote(ctx, want.promo); err == nil {
+				serving, epoch = true, want.promo.Epoch
+				r.setServing(want.promo.Epoch)
 			}
 		case !want.proxy && serving:
 			if err = r.duties.Demote(ctx); err == nil {
@@ -745,16 +775,15 @@ func (r *Runner) dutyWorker() {
 			}
 		}
 		if err != nil {
-			r.log.Error("election: duties", "proxy", want.proxy, "epoch", want.epoch, "err", err)
-			return err
+			r.log.Error("election: duties", "proxy", want.proxy, "epoch", want.promo.Epoch, "err", err)
+			retry = r.o.clock.Timer(time.Second)
+			retryC = retry.C
 		}
-		pending = false
-		return nil
+		return err
 	}
 	for {
 		select {
 		case want = <-r.dutyCh:
-			pending = true
 			err := apply()
 			if want.done != nil {
 				if err != nil {
@@ -763,10 +792,9 @@ func (r *Runner) dutyWorker() {
 				want.done <- err
 				return
 			}
-		case <-retry.C():
-			if pending {
-				_ = apply()
-			}
+		case <-retryC:
+			retry, retryC = nil, nil
+			_ = apply()
 		case <-r.ctx.Done():
 			return
 		}

@@ -24,10 +24,10 @@ type fakeDuties struct {
 	serving  bool
 }
 
-func (d *fakeDuties) Promote(_ context.Context, epoch uint64) error {
+func (d *fakeDuties) Promote(_ context.Context, p Promotion) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.promoted = append(d.promoted, epoch)
+	d.promoted = append(d.promoted, p.Epoch)
 	d.serving = true
 	return nil
 }
@@ -318,7 +318,7 @@ type flakyDuties struct {
 	failures int
 }
 
-func (d *flakyDuties) Promote(ctx context.Context, epoch uint64) error {
+func (d *flakyDuties) Promote(ctx context.Context, p Promotion) error {
 	d.mu.Lock()
 	if d.failures > 0 {
 		d.failures--
@@ -326,7 +326,7 @@ func (d *flakyDuties) Promote(ctx context.Context, epoch uint64) error {
 		return errors.New("global overlay unreachable")
 	}
 	d.mu.Unlock()
-	return d.fakeDuties.Promote(ctx, epoch)
+	return d.fakeDuties.Promote(ctx, p)
 }
 
 func TestRunnerRetriesDutiesAndDemotesOnClose(t *testing.T) {

@@ -12,7 +12,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // frame is one packet waiting for a peer's stream, with its header.
@@ -253,7 +254,7 @@ func (l *link) open() (network.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if isRelayedConn(s.Conn()) {
+	if p2pnet.Relayed(s.Conn()) {
 		l.pathSt.Store(pathRelayed)
 	} else {
 		l.pathSt.Store(pathDirect)
@@ -263,17 +264,9 @@ func (l *link) open() (network.Stream, error) {
 	return s, nil
 }
 
-func isRelayedConn(c network.Conn) bool {
-	if c.Stat().Limited {
-		return true
-	}
-	_, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
-}
-
 func hasDirect(cs []network.Conn) bool {
 	for _, c := range cs {
-		if !c.IsClosed() && !isRelayedConn(c) {
+		if !c.IsClosed() && !p2pnet.Relayed(c) {
 			return true
 		}
 	}

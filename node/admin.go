@@ -13,10 +13,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hiersip/hiersip/domains"
-	"github.com/hiersip/hiersip/election"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hiersip/hiersip/bootstrap"
+	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // Status is a snapshot of a node for people and monitoring: what the admin
@@ -105,11 +107,11 @@ type StatusConn struct {
 func (n *Node) Status() Status {
 	s := Status{
 		PeerID: n.ID().String(), Domain: n.Domain(),
-		Joined: n.DomainOverlay().Joined(), IsProxy: n.IsProxy(),
+		Joined: n.domain.Joined(), IsProxy: n.IsProxy(),
 		Ready: isClosed(n.ready.domain), ReadyGlobal: isClosed(n.ready.global),
 		Proxies: []StatusMember{}, Candidates: []StatusMember{},
 		Registrations: []StatusRegistration{}, Peers: []StatusPeer{}, Connections: []StatusConn{},
-		Time: n.cfg.Now(),
+		Time: n.cfg.Clock.Now(),
 	}
 	for _, a := range n.h.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())
@@ -123,11 +125,11 @@ func (n *Node) Status() Status {
 		s.Proxies = members(st.Proxies)
 		s.Candidates = members(st.Candidates)
 	}
-	s.Overlays = []StatusOverlay{{overlayDomain, n.DomainOverlay().RoutingTableSize()}}
-	if g := n.GlobalOverlay(); g != nil {
+	s.Overlays = []StatusOverlay{{overlayDomain, n.domain.RoutingTableSize()}}
+	if g := n.global.overlay(); g != nil {
 		s.Overlays = append(s.Overlays, StatusOverlay{overlayGlobal, g.RoutingTableSize()})
 	}
-	for _, b := range n.Registrations() {
+	for _, b := range n.locator.registrations() {
 		r := StatusRegistration{AOR: b.AOR, Expires: b.Expires, Contacts: []StatusContact{}}
 		for _, c := range b.Contacts {
 			r.Contacts = append(r.Contacts, StatusContact{URI: c.URI, Expires: c.Expires})
@@ -141,7 +143,7 @@ func (n *Node) Status() Status {
 	for _, c := range n.h.Network().Conns() {
 		s.Connections = append(s.Connections, StatusConn{
 			PeerID: c.RemotePeer().String(), Addr: c.RemoteMultiaddr().String(),
-			Direction: strings.ToLower(c.Stat().Direction.String()), Relayed: isRelayed(c),
+			Direction: strings.ToLower(c.Stat().Direction.String()), Relayed: p2pnet.Relayed(c),
 			Opened: c.Stat().Opened,
 		})
 	}
@@ -152,7 +154,7 @@ func (n *Node) Status() Status {
 		return a.Opened.Compare(b.Opened)
 	})
 	for _, p := range n.h.Network().Peers() {
-		pp := n.PathTo(p)
+		pp := n.pathTo(p)
 		s.Peers = append(s.Peers, StatusPeer{PeerID: p.String(), Path: pp.String(), Direct: pp.Direct, Relayed: pp.Relayed})
 	}
 	slices.SortFunc(s.Peers, func(a, b StatusPeer) int { return strings.Compare(a.PeerID, b.PeerID) })
@@ -315,7 +317,7 @@ func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 			http.Error(w, "peer: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		c, err := n.Disconnect(p)
+		c, err := n.disconnect(p)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -323,7 +325,7 @@ func NewAdminHandler(n *Node, opts ...AdminOption) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "closed %d connections to %s\n", c, p)
 	}))
-	mux.Handle("GET /bootstrap", domains.WebStationHandler(n.Domain(), n.DomainOverlay().Peers))
+	mux.Handle("GET /bootstrap", bootstrap.WebStationHandler(n.Domain(), n.domain.Peers))
 	if c.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/bootstrap"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p/core/network"
 	dto "github.com/prometheus/client_model/go"
@@ -200,7 +200,7 @@ func TestAdminHandler(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), b.ID().String()) {
 		t.Fatalf("/bootstrap: %d %s", code, body)
 	}
-	peers, err := domains.WebStationFetch(ctx, http.DefaultClient, srvA.URL+"/bootstrap", "adm")
+	peers, err := bootstrap.FetchWebStation(ctx, http.DefaultClient, srvA.URL+"/bootstrap", "adm")
 	if err != nil || len(peers) == 0 {
 		t.Fatalf("/bootstrap as a web station: %v %v", peers, err)
 	}

@@ -69,7 +69,7 @@ func TestAttackNameHijack(t *testing.T) {
 				t.Errorf("%d of 6 calls to bob answered after the attack", got)
 			}
 			for i, n := range nodes {
-				if b, err := n.DomainOverlay().StoredBinding(ctx, mustAOR(t, "sip:bob@pastry")); err == nil && b.Peer != nodes[0].ID() {
+				if b, err := n.domain.StoredBinding(ctx, mustAOR(t, "sip:bob@pastry")); err == nil && b.Peer != nodes[0].ID() {
 					t.Errorf("storer %d holds the outsider's binding", i)
 				}
 			}
@@ -131,13 +131,13 @@ func TestAttackDomainHijack(t *testing.T) {
 				t.Fatalf("the outsider's store: %v", err)
 			}
 			for _, n := range ds["alpha"] {
-				n.Forget("beta") // as if the cache had expired: look beta up again
+				n.router.forget("beta") // as if the cache had expired: look beta up again
 			}
 			if got := callsAnswered(t, alice, "sip:bob@beta", 7); got != 7 {
 				t.Errorf("%d of 7 calls alpha → beta answered after the attack", got)
 			}
 			ap := proxyOf(t, ds["alpha"])
-			if r, err := ap.DomainProxies(ctx, "beta"); err != nil || r.Signer == att.h.ID() {
+			if r, err := ap.router.domainProxies(ctx, "beta"); err != nil || r.Signer == att.h.ID() {
 				t.Errorf("alpha's proxy resolves beta to %v, %v", r, err)
 			}
 			refusals := sumRefused(all, "proxy", domains.ReasonNoEvidence) + sumRefused(all, "proxy", domains.ReasonAuthority)
@@ -203,7 +203,7 @@ func TestAttackElection(t *testing.T) {
 			att.joinDHT("alpha") // now a member of the domain overlay
 			eventually(t, 10*time.Second, "the outsider counts as a member", func() error {
 				for _, n := range nodes {
-					if !n.IsMember(att.h.ID()) {
+					if !n.isMember(att.h.ID()) {
 						return errors.New("not yet")
 					}
 				}
@@ -379,7 +379,7 @@ func TestPhoneMovesAfterNodeKilled(t *testing.T) {
 	// Again, with the old node still up: node 1's phone moves to node 2;
 	// node 1's re-store does not take bob back.
 	uaAt(t, "sip:bob@pastry", "bobpw", nodes[2])
-	nodes[1].republish()
+	nodes[1].locator.republish()
 	if b, err := nodes[3].Lookup(ctx, mustAOR(t, "sip:bob@pastry")); err != nil || b.Peer != nodes[2].ID() {
 		t.Fatalf("after the old node's re-store, bob resolves to %v, %v; want node 2", b, err)
 	}

@@ -92,7 +92,7 @@ func BenchmarkCallSetup(b *testing.B) {
 			var lat []time.Duration
 			for b.Loop() {
 				if c.cold {
-					proxyOf(b, doms["pastry"]).Forget("pku.can")
+					proxyOf(b, doms["pastry"]).router.forget("pku.can")
 				}
 				start := time.Now()
 				cl, err := bob.Call(ctx, c.to)

@@ -3,42 +3,44 @@ package node
 import (
 	"path/filepath"
 
-	"github.com/hiersip/hiersip/domains"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/hiersip/hiersip/bootstrap"
+	"github.com/hiersip/hiersip/domains"
 )
 
 // newBootstrapper returns the bootstrapper of one of the node's overlays
 // (its domain, or the global overlay): the sources of draft §4.1 that the
 // configuration selects, the peer cache in the data directory, and "joined"
 // meaning the overlay's routing table has a peer.
-func (n *Node) newBootstrapper(ov *domains.Overlay, bc BootstrapConfig) (*domains.Bootstrapper, error) {
-	cfg := domains.BootstrapConfig{
-		Domain:  ov.Name(),
-		MDNS:    !bc.DisableMDNS,
-		WebURLs: bc.WebStations,
-		Peers:   ov.Peers,
-		Joined:  ov.Joined,
-		Logger:  n.log,
-		OnEvent: func(ev domains.BootstrapEvent) {
+func (n *Node) newBootstrapper(ov *domains.Overlay, bc BootstrapConfig) (*bootstrap.Bootstrapper, error) {
+	opts := []bootstrap.Option{
+		bootstrap.WithPeers(ov.Peers),
+		bootstrap.WithJoined(ov.Joined),
+		bootstrap.WithLogger(n.log),
+		bootstrap.WithClock(n.cfg.Clock),
+		bootstrap.WithEventHook(func(ev bootstrap.Event) {
 			n.cfg.Metrics.bootstrapEvent(overlayLabel(ov), ev)
-			n.onBootstrapEvent(ev)
-		},
+			if ev.Kind == bootstrap.EventJoined {
+				n.log.Debug("bootstrap joined", "source", ev.Source)
+			}
+		}),
+	}
+	if !bc.DisableMDNS {
+		opts = append(opts, bootstrap.WithMDNS())
+	}
+	if len(bc.WebStations) > 0 {
+		opts = append(opts, bootstrap.WithWebStations(bc.WebStations...))
 	}
 	for _, s := range bc.Peers {
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
 			return nil, err
 		}
-		cfg.Static = append(cfg.Static, a)
+		opts = append(opts, bootstrap.WithStatic(a))
 	}
 	if n.cfg.DataDir != "" && !bc.DisableCache {
-		cfg.CacheFile = filepath.Join(n.cfg.DataDir, "peers-"+ov.Name()+".json")
+		opts = append(opts, bootstrap.WithCacheFile(filepath.Join(n.cfg.DataDir, "peers-"+ov.Name()+".json")))
 	}
-	return domains.NewBootstrapper(n.h, cfg)
-}
-
-func (n *Node) onBootstrapEvent(ev domains.BootstrapEvent) {
-	if ev.Kind == domains.BootstrapJoined {
-		n.log.Debug("bootstrap joined", "source", ev.Source)
-	}
+	return bootstrap.New(n.h, ov.Name(), opts...)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/hiersip/hiersip/domains"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	ma "github.com/multiformats/go-multiaddr"
@@ -87,8 +88,12 @@ type Config struct {
 	// to route calls (LookupEvent: draft Figure 3 F1/F2, F5/F6, F9/F10). It
 	// runs on the node's goroutines and must not block.
 	LookupTrace func(LookupEvent)
-	// Now is the clock (default time.Now). Tests inject their own.
-	Now func() time.Time
+	// Clock is the node's clock (default the system clock): the times and
+	// sequence numbers of its records, the certificates' validity, the
+	// re-stores, the election and the bootstrap rounds follow it. Network
+	// deadlines and measured latencies stay on the system clock. Tests
+	// inject a clock.Mock.
+	Clock clock.Clock
 }
 
 // BootstrapConfig selects how a node finds the peers of its domain.
@@ -121,17 +126,42 @@ func (c Config) lookupLimit() []domains.OverlayOption {
 	return []domains.OverlayOption{domains.WithLookupLimit(rate, burst)}
 }
 
-// ConfigError reports an invalid configuration value, naming its field.
+// overlayOptions returns the options of the node's overlays: its clock, its
+// logger, its refusal counter and its lookup bound.
+func (c Config) overlayOptions(log *slog.Logger) []domains.OverlayOption {
+	return append([]domains.OverlayOption{domains.WithClock(c.Clock), domains.WithLogger(log),
+		domains.WithRefusalHook(c.Metrics.Refused)}, c.lookupLimit()...)
+}
+
+// users returns the users given already loaded (SIPConfig.Users), if any.
+func (c Config) users() *Users {
+	if c.SIP == nil {
+		return nil
+	}
+	return c.SIP.Users
+}
+
+// ConfigError reports an invalid configuration value, naming its setting by
+// the key users write in the daemon's configuration ("sip.udp",
+// "nat.relays[0]"), whether it came from a file, the environment, a flag or
+// a Config of an application.
 type ConfigError struct {
 	Field string
 	Err   error
 }
 
-func (e *ConfigError) Error() string { return "node: config " + e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Error() string { return "config: " + e.Field + ": " + e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// Validate checks every setting of c, as New and NewWithHost do, and
+// returns a *ConfigError naming the first invalid one.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults returns a copy of c with defaults filled in, or an error
-// naming the first invalid field.
+// naming the first invalid field. It is the one validation of a Config.
 func (c Config) withDefaults() (Config, error) {
 	if err := domains.ValidateDomain(c.Domain); err != nil {
 		return c, &ConfigError{"domain", err}
@@ -188,14 +218,31 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.Enrollment = &ec
 	}
+	if _, err := c.NAT.validate(); err != nil {
+		return c, err
+	}
+	if err := c.Election.validate(); err != nil {
+		return c, err
+	}
+	if c.SIP != nil {
+		if err := c.SIP.validate(); err != nil {
+			return c, err
+		}
+		if !c.Media.Disable {
+			udp, tcp := c.SIP.listen()
+			if _, err := c.Media.options(sipHost(udp, tcp)); err != nil {
+				return c, err
+			}
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.New()
 	}
 	return c, nil
 }

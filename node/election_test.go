@@ -95,7 +95,7 @@ func TestElectionPublishesProxiesAndFailsOver(t *testing.T) {
 	})
 	resolves := func(from *Node, domain string, want *Node) func() error {
 		return func() error {
-			r, err := from.DomainProxies(ctx, domain)
+			r, err := from.router.domainProxies(ctx, domain)
 			if err != nil {
 				return err
 			}
@@ -143,7 +143,7 @@ func BenchmarkFailover(b *testing.B) {
 			return err
 		})
 		eventually(b, 30*time.Second, "pastry resolves", func() error {
-			_, err := can.DomainProxies(ctx, "pastry")
+			_, err := can.router.domainProxies(ctx, "pastry")
 			return err
 		})
 		b.StartTimer()
@@ -151,7 +151,7 @@ func BenchmarkFailover(b *testing.B) {
 		old.h.Close()
 		old.Close()
 		eventually(b, 30*time.Second, "failover", func() error {
-			r, err := can.DomainProxies(ctx, "pastry")
+			r, err := can.router.domainProxies(ctx, "pastry")
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -41,10 +42,15 @@ type EnrollmentConfig struct {
 	RefreshInterval time.Duration
 }
 
-// enrollment is the node's parsed enrollment configuration.
+// enrollment is the enrollment of the node's domain: the domain's state
+// (its authority and revocation list) and the node's certificates. A nil
+// *enrollment is an open domain.
 type enrollment struct {
-	state *domains.Enrollment
-	certs [][]byte
+	state  *domains.Enrollment
+	certs  [][]byte
+	domain string
+	self   peer.ID
+	clock  clock.Clock
 }
 
 // validate checks the enrollment config for domain, naming the field at fault.
@@ -88,9 +94,9 @@ func (c *EnrollmentConfig) validate(domain string) error {
 	return nil
 }
 
-// newEnrollment builds the enrollment state of a node with peer ID self in
-// domain from a validated config.
-func newEnrollment(c *EnrollmentConfig, domain string, self peer.ID) (*enrollment, error) {
+// newEnrollment builds the enrollment of a node with peer ID self in domain
+// from a validated config.
+func newEnrollment(c *EnrollmentConfig, domain string, self peer.ID, clk clock.Clock) (*enrollment, error) {
 	st, err := domains.NewEnrollment(domain, c.Authority)
 	if err != nil {
 		return nil, &ConfigError{"enrollment.authority", err}
@@ -100,7 +106,7 @@ func newEnrollment(c *EnrollmentConfig, domain string, self peer.ID) (*enrollmen
 			return nil, &ConfigError{"enrollment.revocation_list", err}
 		}
 	}
-	e := &enrollment{state: st}
+	e := &enrollment{state: st, domain: domain, self: self, clock: clk}
 	for i, data := range c.Certificates {
 		cert, _ := domains.OpenCertificate(data, c.Authority)
 		if cert.Peer != self {
@@ -123,15 +129,14 @@ func (n *Node) Enrollment() *domains.Enrollment {
 // certFor returns the certificate the node attaches to aor's binding: nil in
 // an open domain; in an enrolled domain the first valid one covering aor,
 // or an error matching ErrNoCertificate and sipbridge.ErrForbidden.
-func (n *Node) certFor(aor domains.AOR) ([]byte, error) {
-	e := n.enroll
+func (e *enrollment) certFor(aor domains.AOR) ([]byte, error) {
 	if e == nil {
 		return nil, nil
 	}
-	now := n.cfg.Now()
+	now := e.clock.Now()
 	why := "this node holds no enrollment certificate for " + aor.String()
 	for _, data := range e.certs {
-		_, err := e.state.VerifyCert(data, aor, n.h.ID(), now)
+		_, err := e.state.VerifyCert(data, aor, e.self, now)
 		switch {
 		case err == nil:
 			return data, nil
@@ -147,13 +152,12 @@ func (n *Node) certFor(aor domains.AOR) ([]byte, error) {
 // memberCert returns a certificate of this node that is valid now and not
 // revoked, whatever its subject: what makes it a certified member (election
 // messages, proxy records). Nil in an open domain or without one.
-func (n *Node) memberCert() []byte {
-	e := n.enroll
+func (e *enrollment) memberCert() []byte {
 	if e == nil {
 		return nil
 	}
 	for _, data := range e.certs {
-		if n.verifyMember(n.h.ID(), data) == nil {
+		if e.verifyMember(e.self, data) == nil {
 			return data
 		}
 	}
@@ -162,15 +166,14 @@ func (n *Node) memberCert() []byte {
 
 // verifyMember checks that cert is a certificate of the domain's authority
 // issued to p for this domain, valid now and not revoked.
-func (n *Node) verifyMember(p peer.ID, cert []byte) error {
-	e := n.enroll
+func (e *enrollment) verifyMember(p peer.ID, cert []byte) error {
 	c, err := domains.OpenCertificate(cert, e.state.Authority())
 	if err != nil {
 		return err
 	}
-	now := n.cfg.Now()
+	now := e.clock.Now()
 	switch {
-	case c.Domain != n.cfg.Domain || c.Peer != p:
+	case c.Domain != e.domain || c.Peer != p:
 		return fmt.Errorf("%w: certificate %d is for %s in %s", domains.ErrCertMismatch, c.Serial, c.Peer, c.Domain)
 	case now.Before(c.NotBefore.Add(-domains.MaxClockSkew)) || !now.Before(c.NotAfter):
 		return fmt.Errorf("%w: certificate %d", domains.ErrCertExpired, c.Serial)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p"
@@ -70,17 +71,23 @@ func newTestHost(t testing.TB) host.Host {
 	return h
 }
 
-// skewClock is a clock shared by the nodes of a test that the test can move ahead.
-type skewClock struct{ skew atomic.Int64 }
+// skewClock is the system clock, read ahead by as much as the test moved it:
+// shared by the nodes of a test, whose timers keep running in real time.
+type skewClock struct {
+	clock.Clock
+	skew atomic.Int64
+}
 
-func (c *skewClock) now() time.Time          { return time.Now().Add(time.Duration(c.skew.Load())) }
-func (c *skewClock) advance(d time.Duration) { c.skew.Add(int64(d)) }
+func newSkewClock() *skewClock                       { return &skewClock{Clock: clock.New()} }
+func (c *skewClock) Now() time.Time                  { return time.Now().Add(time.Duration(c.skew.Load())) }
+func (c *skewClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c *skewClock) advance(d time.Duration)         { c.skew.Add(int64(d)) }
 
 // startEnrolledNode adds hiersip to h in domain, with the enrollment of
 // auth (nil: an open-domain node, as a rogue would run) and certs.
 func startEnrolledNode(t testing.TB, h host.Host, domain string, auth *testAuthority, clock *skewClock, boot []string, sip *SIPConfig, certs ...[]byte) *Node {
 	t.Helper()
-	cfg := Config{Domain: domain, Logger: quiet, Election: ElectionConfig{Disable: true}, Now: clock.now,
+	cfg := Config{Domain: domain, Logger: quiet, Election: ElectionConfig{Disable: true}, Clock: clock,
 		Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true, Peers: boot}, SIP: sip}
 	if auth != nil {
 		cfg.Enrollment = &EnrollmentConfig{Authority: auth.key.GetPublic(), Certificates: certs, RefreshInterval: 200 * time.Millisecond}
@@ -100,7 +107,7 @@ func startEnrolledNode(t testing.TB, h host.Host, domain string, auth *testAutho
 func TestEnrolledDomain(t *testing.T) {
 	const domain = "pastry"
 	auth := newTestAuthority(t, domain)
-	clock := &skewClock{}
+	clock := newSkewClock()
 	hs := []host.Host{newTestHost(t), newTestHost(t), newTestHost(t), newTestHost(t)}
 	aliceCert, _ := auth.issue(t, "sip:alice@bupt.pastry", hs[0].ID(), time.Now().Add(30*time.Minute))
 	wildCert, wildSerial := auth.issue(t, "sip:*@bupt.pastry", hs[1].ID(), time.Now().Add(24*time.Hour))
@@ -131,13 +138,13 @@ func TestEnrolledDomain(t *testing.T) {
 	// the validator, locally and at every enrolled peer...
 	b := &domains.Binding{AOR: carol.String(), Peer: n2.ID(), Addrs: n2.Host().Addrs(),
 		Contacts: contact("sip:carol@127.0.0.1:6002", time.Hour), Created: time.Now(), Expires: time.Now().Add(time.Hour), Seq: 1}
-	if err := n2.DomainOverlay().PutBinding(ctx, n2.PrivKey(), b); !errors.Is(err, domains.ErrNoCert) {
+	if err := n2.domain.PutBinding(ctx, n2.key, b); !errors.Is(err, domains.ErrNoCert) {
 		t.Fatalf("uncertified binding stored: %v", err)
 	}
 	// ...and a rogue node that runs without enrollment keeps it only in its own store.
 	rb := *b
 	rb.Peer = rogue.ID()
-	_ = rogue.DomainOverlay().PutBinding(ctx, rogue.PrivKey(), &rb)
+	_ = rogue.domain.PutBinding(ctx, rogue.key, &rb)
 
 	// A certified node registers carol and everybody finds it.
 	if err := n1.Register(ctx, carol, contact("sip:carol@127.0.0.1:6001", time.Hour)); err != nil {
@@ -207,7 +214,7 @@ func TestEnrolledRegisterForbidden(t *testing.T) {
 	auth := newTestAuthority(t, "pastry")
 	h := newTestHost(t)
 	cert, _ := auth.issue(t, "sip:alice@pastry", h.ID(), time.Now().Add(time.Hour))
-	n := startEnrolledNode(t, h, "pastry", auth, &skewClock{}, nil, &SIPConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"}, cert)
+	n := startEnrolledNode(t, h, "pastry", auth, newSkewClock(), nil, &SIPConfig{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"}, cert)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 

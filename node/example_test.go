@@ -17,7 +17,6 @@ import (
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/spf13/pflag"
 )
 
 // An application that already runs a libp2p host, with protocols of its
@@ -174,30 +173,4 @@ func ExampleNewAdminHandler() {
 	// Output:
 	// example peer true
 	// true
-}
-
-// The daemon's configuration: defaults, a YAML file, HIERSIP_ variables and
-// flags, mapped onto a node Config.
-func ExampleLoadDaemonConfig() {
-	fs := pflag.NewFlagSet("node", pflag.ContinueOnError)
-	node.AddDaemonFlags(fs)
-	if err := fs.Parse([]string{"--domain", "example", "--sip-udp", "127.0.0.1:5070", "--bootstrap-mdns=false"}); err != nil {
-		log.Fatal(err)
-	}
-	dc, err := node.LoadDaemonConfig("", fs) // "": no file
-	if err != nil {
-		log.Fatal(err)
-	}
-	dc.Logger = slog.New(slog.DiscardHandler)
-	cfg, err := dc.NodeConfig()
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(cfg.Domain, cfg.SIP.UDP, cfg.SIP.TCP, cfg.Bootstrap.DisableMDNS, dc.Admin.Listen)
-
-	dc.SIP.UDP = "127.0.0.1:x"
-	fmt.Println(dc.Validate())
-	// Output:
-	// example 127.0.0.1:5070 127.0.0.1:5060 true 127.0.0.1:8080
-	// config: sip.udp: "127.0.0.1:x": invalid port
 }

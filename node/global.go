@@ -3,72 +3,129 @@ package node
 import (
 	"context"
 	"errors"
+	"sync"
 
+	"github.com/hiersip/hiersip/bootstrap"
 	"github.com/hiersip/hiersip/domains"
-	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
-// globalMember is the node's membership of the global overlay.
+// globalMembership is the node's membership of the global overlay of
+// proxies (a second kad-dht on its host, DESIGN §4): joined while the node
+// is a proxy or a global seed. Joining creates the overlay and starts its
+// bootstrapper (disk, mDNS) and leaving closes them (the peer cache is
+// saved): that I/O runs under no lock. One join or leave runs at a time
+// (busy), since an overlay that is closing and one that is opening would
+// share the host's protocol handlers; readers (overlay) never wait for it.
+type globalMembership struct {
+	// open creates the global overlay and starts its bootstrapper, for
+	// the node's life.
+	open func() (*globalMember, error)
+
+	mu     sync.Mutex
+	cur    *globalMember
+	busy   chan struct{} // closed when the join or leave under way ends
+	closed bool
+}
+
+// globalMember is the global overlay and its bootstrapper.
 type globalMember struct {
 	ov   *domains.Overlay
-	boot *domains.Bootstrapper
+	boot *bootstrap.Bootstrapper
 }
 
 func (g *globalMember) close() error { return errors.Join(g.boot.Close(), g.ov.Close()) }
 
-// JoinGlobal joins the node to the global overlay of proxies (a second
-// kad-dht on the same host), bootstrapped from Config.Global, and returns it.
-// While joined it returns the same overlay. The election runner calls it
-// when the node becomes a proxy (DESIGN §4).
-func (n *Node) JoinGlobal(ctx context.Context) (*domains.Overlay, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed() {
-		return nil, ErrClosed
+// overlay returns the global overlay, or nil when the node is not in it.
+func (g *globalMembership) overlay() *domains.Overlay {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cur == nil {
+		return nil
 	}
-	if n.global != nil {
-		return n.global.ov, nil
+	return g.cur.ov
+}
+
+// begin waits until no join or leave is under way and marks one begun; it
+// returns the current member, or an error when the membership is closed or
+// ctx ends first. end must follow.
+func (g *globalMembership) begin(ctx context.Context) (*globalMember, error) {
+	for {
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if g.busy == nil {
+			g.busy = make(chan struct{})
+			cur := g.cur
+			g.mu.Unlock()
+			return cur, nil
+		}
+		wait := g.busy
+		g.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	opts := append([]domains.OverlayOption{domains.WithClock(n.cfg.Now), domains.WithLogger(n.log),
-		domains.WithRefusalHook(n.cfg.Metrics.Refused)}, n.cfg.lookupLimit()...)
-	if n.enroll != nil {
-		// Global storers that are members of this enrolled domain refuse its
-		// records without a certificate of its authority.
-		opts = append(opts, domains.WithAuthorities(map[string]crypto.PubKey{n.cfg.Domain: n.enroll.state.Authority()}))
-	}
-	ov, err := domains.NewGlobalOverlay(n.h, opts...)
+}
+
+// end ends what begin began, leaving cur as the member.
+func (g *globalMembership) end(cur *globalMember) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cur = cur
+	close(g.busy)
+	g.busy = nil
+}
+
+// join joins the global overlay, or returns it while joined.
+func (g *globalMembership) join(ctx context.Context) (*domains.Overlay, error) {
+	cur, err := g.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	boot, err := n.newBootstrapper(ov, n.cfg.Global)
+	if cur == nil {
+		cur, err = g.open()
+	}
+	g.end(cur)
 	if err != nil {
-		return nil, errors.Join(&ConfigError{"global", err}, ov.Close())
+		return nil, err
 	}
-	if err := boot.Start(n.ctx); err != nil {
-		return nil, errors.Join(err, ov.Close())
-	}
-	n.global = &globalMember{ov: ov, boot: boot}
-	return ov, nil
+	return cur.ov, nil
 }
 
-// LeaveGlobal leaves the global overlay; the node stays in its domain.
-func (n *Node) LeaveGlobal() error {
-	n.mu.Lock()
-	g := n.global
-	n.global = nil
-	n.mu.Unlock()
-	if g == nil {
-		return nil
+// leave leaves the global overlay, if the node is in it. Readers stop
+// seeing the overlay at once; it is closed before another join can begin.
+func (g *globalMembership) leave(ctx context.Context) error {
+	cur, err := g.begin(ctx)
+	if err != nil {
+		return err
 	}
-	return g.close()
+	return g.drop(cur, false)
 }
 
-// GlobalOverlay returns the global overlay, or nil when the node is not in it.
-func (n *Node) GlobalOverlay() *domains.Overlay {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.global == nil {
-		return nil
+// close leaves the global overlay for good: later joins fail with ErrClosed.
+// It waits for a join or leave under way.
+func (g *globalMembership) close() error {
+	cur, err := g.begin(context.Background())
+	if err != nil {
+		return nil // closed before
 	}
-	return n.global.ov
+	return g.drop(cur, true)
+}
+
+// drop closes cur within a begin, and ends it without a member.
+func (g *globalMembership) drop(cur *globalMember, final bool) error {
+	g.mu.Lock()
+	g.cur = nil
+	g.closed = g.closed || final
+	g.mu.Unlock()
+	var err error
+	if cur != nil {
+		err = cur.close()
+	}
+	g.end(nil)
+	return err
 }

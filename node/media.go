@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -98,33 +97,13 @@ func (c MediaConfig) options(sipHost string) ([]media.Option, error) {
 	return append(opts, c.Options...), nil
 }
 
-// parsePortRange parses "10000-20000".
-func parsePortRange(s string) (lo, hi int, err error) {
-	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
-	if !ok {
-		return 0, 0, fmt.Errorf("%q: want MIN-MAX, e.g. 10000-20000", s)
-	}
-	if lo, err = strconv.Atoi(strings.TrimSpace(a)); err == nil {
-		hi, err = strconv.Atoi(strings.TrimSpace(b))
-	}
-	if err != nil || lo < 1 || hi > 65535 || hi < lo+1 {
-		return 0, 0, fmt.Errorf("%q: want MIN-MAX within 1-65535 with at least two ports", s)
-	}
-	return lo, hi, nil
-}
-
 // startMedia creates the media relay of the node's SIP bridge and returns the bridge's
 // option, or none when media is off.
-func (n *Node) startMedia(s *SIPConfig, udp, tcp string) ([]sipbridge.Option, error) {
+func (n *Node) startMedia(udp, tcp string) ([]sipbridge.Option, error) {
 	if n.cfg.Media.Disable {
 		return nil, nil
 	}
-	hostport := udp
-	if hostport == "" {
-		hostport = tcp
-	}
-	host, _, _ := net.SplitHostPort(hostport)
-	opts, err := n.cfg.Media.options(host)
+	opts, err := n.cfg.Media.options(sipHost(udp, tcp))
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +113,17 @@ func (n *Node) startMedia(s *SIPConfig, udp, tcp string) ([]sipbridge.Option, er
 	}
 	n.media = r
 	return []sipbridge.Option{sipbridge.WithMedia(r)}, nil
+}
+
+// sipHost returns the IP (or name) of the SIP listener the media sockets
+// follow: the UDP one's, else the TCP one's.
+func sipHost(udp, tcp string) string {
+	hostport := udp
+	if hostport == "" {
+		hostport = tcp
+	}
+	host, _, _ := net.SplitHostPort(hostport)
+	return host
 }
 
 // stopMedia closes the relay (after the bridge).
@@ -234,39 +224,4 @@ func (n *Node) collectMedia(ch chan<- prometheus.Metric) {
 		buckets[b] = st.Delay.Counts[i]
 	}
 	ch <- prometheus.MustNewConstHistogram(descMediaDelay, st.Delay.Count, st.Delay.Sum, buckets)
-}
-
-// mediaConfig maps the daemon's media settings onto cfg.Media and checks them.
-func (c DaemonConfig) mediaConfig(cfg *Config) error {
-	m := c.Media
-	mc := MediaConfig{Disable: !m.Enabled, Address: m.Address, MaxSessions: m.MaxSessions, MaxSessionsPerPeer: m.MaxSessionsPerPeer,
-		IdleTimeout: m.IdleTimeout, HoldTimeout: m.HoldTimeout, MaxDelay: m.MaxDelay}
-	if m.Enabled {
-		lo, hi, err := parsePortRange(m.Ports)
-		if err != nil {
-			return &DaemonConfigError{"media.ports", err}
-		}
-		mc.PortMin, mc.PortMax = lo, hi
-		for _, v := range []struct {
-			field string
-			n     int
-		}{{"media.max_sessions", m.MaxSessions}, {"media.max_sessions_per_peer", m.MaxSessionsPerPeer}} {
-			if v.n < 1 {
-				return &DaemonConfigError{v.field, fmt.Errorf("%d: want at least 1", v.n)}
-			}
-		}
-		host, _, _ := net.SplitHostPort(c.SIP.UDP)
-		if c.SIP.UDP == "" {
-			host, _, _ = net.SplitHostPort(c.SIP.TCP)
-		}
-		if _, err := mc.options(host); err != nil {
-			var ce *ConfigError
-			if errors.As(err, &ce) {
-				return &DaemonConfigError{ce.Field, ce.Err}
-			}
-			return err
-		}
-	}
-	cfg.Media = mc
-	return nil
 }

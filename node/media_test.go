@@ -152,3 +152,36 @@ func TestMediaEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestMediaDisabled: a node with media off runs no relay and speaks no media protocol.
+func TestMediaDisabled(t *testing.T) {
+	ctx := t.Context()
+	for _, off := range []bool{false, true} {
+		n, err := New(ctx, Config{Domain: "pastry", ListenAddrs: loopback, Logger: quiet,
+			Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true}, Election: ElectionConfig{Disable: true},
+			SIP: &SIPConfig{UDP: "127.0.0.1:0"}, Media: MediaConfig{Disable: off}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hasProto := false
+		for _, p := range n.Host().Mux().Protocols() {
+			hasProto = hasProto || p == "/hiersip/media/1.0.0"
+		}
+		if (n.Media() == nil) != off || hasProto == off {
+			t.Errorf("media disabled %v: relay %v, protocol %v", off, n.Media() != nil, hasProto)
+		}
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if hasProto := func() bool {
+			for _, p := range n.Host().Mux().Protocols() {
+				if p == "/hiersip/media/1.0.0" {
+					return true
+				}
+			}
+			return false
+		}(); hasProto {
+			t.Error("the media protocol is still served after Close")
+		}
+	}
+}

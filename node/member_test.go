@@ -86,7 +86,7 @@ func TestProxyRelaysOnlyForMembers(t *testing.T) {
 	})
 
 	out, send := newRawSIPPeer(t)
-	if proxy.IsMember(out.id) {
+	if proxy.isMember(out.id) {
 		t.Fatal("a global-only peer counts as a member of pastry")
 	}
 	if err := send(ctx, peer.AddrInfo{ID: proxy.ID(), Addrs: proxy.Host().Addrs()}, rawMessage(out.id, "sip:bob@chord", "evil-1")); err != nil {

@@ -3,20 +3,15 @@ package node
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/hiersip/hiersip/domains"
-	"github.com/hiersip/hiersip/election"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-)
 
-// Overlay labels of the metrics.
-const (
-	overlayDomain = "domain"
-	overlayGlobal = "global"
+	"github.com/hiersip/hiersip/bootstrap"
+	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // Metrics are a node's Prometheus metrics, in a registry of their own (not
@@ -157,7 +152,7 @@ func (m *Metrics) observeLookup(overlay, record string, d time.Duration, err err
 	m.lookupSeconds.WithLabelValues(overlay, record).Observe(d.Seconds())
 }
 
-func (m *Metrics) bootstrapEvent(overlay string, ev domains.BootstrapEvent) {
+func (m *Metrics) bootstrapEvent(overlay string, ev bootstrap.Event) {
 	if m == nil {
 		return
 	}
@@ -202,33 +197,6 @@ func overlayLabel(ov *domains.Overlay) string {
 	return overlayDomain
 }
 
-// watchElection counts role changes and failovers from r's state changes.
-func (n *Node) watchElection(r *election.Runner) {
-	if n.cfg.Metrics == nil {
-		return
-	}
-	ch, cancel := r.Subscribe()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer cancel()
-		var prev election.State
-		first := true
-		for {
-			select {
-			case s, ok := <-ch:
-				if !ok {
-					return
-				}
-				n.cfg.Metrics.electionState(prev, s, first)
-				prev, first = s, false
-			case <-n.ctx.Done():
-				return
-			}
-		}
-	}()
-}
-
 // nodeCollector reports the node's gauges.
 type nodeCollector struct{ n *Node }
 
@@ -262,15 +230,15 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
 	ch <- prometheus.MustNewConstMetric(descRoutingTable, prometheus.GaugeValue,
-		float64(n.DomainOverlay().RoutingTableSize()), overlayDomain)
-	if g := n.GlobalOverlay(); g != nil {
+		float64(n.domain.RoutingTableSize()), overlayDomain)
+	if g := n.global.overlay(); g != nil {
 		ch <- prometheus.MustNewConstMetric(descRoutingTable, prometheus.GaugeValue,
 			float64(g.RoutingTableSize()), overlayGlobal)
 	}
-	ch <- prometheus.MustNewConstMetric(descLocalRegs, prometheus.GaugeValue, float64(len(n.Registrations())))
+	ch <- prometheus.MustNewConstMetric(descLocalRegs, prometheus.GaugeValue, float64(len(n.locator.registrations())))
 	var direct, relayed int
 	for _, conn := range n.Host().Network().Conns() {
-		if isRelayed(conn) {
+		if p2pnet.Relayed(conn) {
 			relayed++
 		} else {
 			direct++
@@ -299,22 +267,4 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	n.collectMedia(ch)
-}
-
-// role returns the node's election role and epoch; without an election
-// runner the role follows IsProxy.
-func (n *Node) role() (string, uint64) {
-	if r := n.Election(); r != nil {
-		s := r.State()
-		return s.Role.String(), s.Epoch
-	}
-	if n.IsProxy() {
-		return election.RoleProxy.String(), 0
-	}
-	return election.RolePeer.String(), 0
-}
-
-// isRelayed reports whether conn goes through a relay.
-func isRelayed(conn network.Conn) bool {
-	return conn.Stat().Limited || strings.Contains(conn.RemoteMultiaddr().String(), "/p2p-circuit")
 }

@@ -3,16 +3,12 @@ package node
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
@@ -20,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // Defaults of NATConfig: relayed connections sized for media, since two NATed
@@ -88,10 +86,8 @@ func (c NATConfig) reachability() string {
 
 // validate checks c and returns its relays' address infos.
 func (c NATConfig) validate() ([]peer.AddrInfo, error) {
-	switch c.ForceReachability {
-	case "", "public", "private":
-	default:
-		return nil, &ConfigError{"nat.force_reachability", fmt.Errorf("%q: want public, private or empty", c.ForceReachability)}
+	if err := checkReachability("nat.reachability", c.ForceReachability); err != nil {
+		return nil, err
 	}
 	if c.RelayDuration < 0 {
 		return nil, &ConfigError{"nat.relay_duration", fmt.Errorf("%v is negative", c.RelayDuration)}
@@ -109,7 +105,7 @@ func (c NATConfig) validate() ([]peer.AddrInfo, error) {
 		if err != nil {
 			return nil, &ConfigError{fmt.Sprintf("nat.relays[%d]", i), fmt.Errorf("%s: %w (want /p2p/<peer-id>)", s, err)}
 		}
-		infos = mergeAddrInfo(infos, *ai)
+		infos = p2pnet.MergeAddrInfos(infos, *ai)
 	}
 	return infos, nil
 }
@@ -136,20 +132,20 @@ func (s *relaySource) candidates(num int) []peer.AddrInfo {
 	ps := n.h.Peerstore()
 	for _, p := range n.h.Network().Peers() {
 		if ok, _ := ps.SupportsProtocols(p, RelayHopProtocol); len(ok) > 0 {
-			out = mergeAddrInfo(out, ps.PeerInfo(p))
+			out = p2pnet.MergeAddrInfos(out, ps.PeerInfo(p))
 		}
 	}
 	for _, s := range n.cfg.Global.Peers {
 		if ai, err := peer.AddrInfoFromString(s); err == nil {
-			out = mergeAddrInfo(out, *ai)
+			out = p2pnet.MergeAddrInfos(out, *ai)
 		}
 	}
-	for _, ai := range n.proxies.all(n.cfg.Now()) {
-		out = mergeAddrInfo(out, ai)
+	for _, ai := range n.router.cache.all(n.cfg.Clock.Now()) {
+		out = p2pnet.MergeAddrInfos(out, ai)
 	}
-	if g := n.GlobalOverlay(); g != nil {
+	if g := n.global.overlay(); g != nil {
 		for _, ai := range g.Peers() {
-			out = mergeAddrInfo(out, ai)
+			out = p2pnet.MergeAddrInfos(out, ai)
 		}
 	}
 	out = slices.DeleteFunc(out, func(ai peer.AddrInfo) bool {
@@ -157,22 +153,9 @@ func (s *relaySource) candidates(num int) []peer.AddrInfo {
 	})
 	all := slices.Clone(s.static)
 	for _, ai := range out {
-		all = mergeAddrInfo(all, ai)
+		all = p2pnet.MergeAddrInfos(all, ai)
 	}
 	return limitInfos(all, num)
-}
-
-// all returns the proxies of every live cache entry.
-func (c *proxyCache) all(now time.Time) []peer.AddrInfo {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []peer.AddrInfo
-	for _, e := range c.entries {
-		if e.rec != nil && !now.After(e.expires) {
-			out = append(out, e.rec.Proxies...)
-		}
-	}
-	return out
 }
 
 func (s *relaySource) peerSource(ctx context.Context, num int) <-chan peer.AddrInfo {
@@ -188,27 +171,7 @@ func (s *relaySource) peerSource(ctx context.Context, num int) <-chan peer.AddrI
 // isPublicDirect reports whether a is a public address not through a relay,
 // the kind a relay must have to be useful to a NATed node.
 func isPublicDirect(a ma.Multiaddr) bool {
-	if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
-		return false
-	}
-	return manet.IsPublicAddr(a)
-}
-
-func mergeAddrInfo(infos []peer.AddrInfo, ai peer.AddrInfo) []peer.AddrInfo {
-	if ai.ID == "" {
-		return infos
-	}
-	for i := range infos {
-		if infos[i].ID == ai.ID {
-			for _, a := range ai.Addrs {
-				if !slices.ContainsFunc(infos[i].Addrs, a.Equal) {
-					infos[i].Addrs = append(infos[i].Addrs, a)
-				}
-			}
-			return infos
-		}
-	}
-	return append(infos, peer.AddrInfo{ID: ai.ID, Addrs: slices.Clone(ai.Addrs)})
+	return !p2pnet.RelayedAddr(a) && manet.IsPublicAddr(a)
 }
 
 func limitInfos(infos []peer.AddrInfo, num int) []peer.AddrInfo {
@@ -243,7 +206,7 @@ func (s *relaySource) circuitAddrs(p peer.ID) []ma.Multiaddr {
 			return
 		}
 		for _, a := range ai.Addrs {
-			if !IsRelayed(a) {
+			if !p2pnet.RelayedAddr(a) {
 				relays = append(relays, a.Encapsulate(ma.StringCast("/p2p/"+ai.ID.String())))
 			}
 		}
@@ -255,7 +218,7 @@ func (s *relaySource) circuitAddrs(p peer.ID) []ma.Multiaddr {
 	if n != nil && !n.closed() {
 		for _, a := range n.h.Addrs() {
 			// Our reservations: <relay address>/p2p/<relay>/p2p-circuit.
-			if IsRelayed(a) {
+			if p2pnet.RelayedAddr(a) {
 				relay, _ := ma.SplitFunc(a, func(c ma.Component) bool { return c.Code() == ma.P_CIRCUIT })
 				if id, err := relay.ValueForProtocol(ma.P_P2P); err == nil && id != p.String() {
 					relays = append(relays, relay)
@@ -338,219 +301,4 @@ func (c Config) hostOptions() ([]libp2p.Option, *relaySource, error) {
 		opts = append(opts, libp2p.NATPortMap())
 	}
 	return opts, src, nil
-}
-
-// watchAddrs re-stores the node's records when its addresses change: a NATed
-// node's relayed addresses appear only once AutoRelay holds a reservation,
-// after the node may have registered its users and published its proxy
-// record, and remote nodes can only reach it through them.
-func (n *Node) watchAddrs() error {
-	sub, err := n.h.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
-	if err != nil {
-		return fmt.Errorf("node: subscribe to address updates: %w", err)
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer sub.Close()
-		const settle = time.Second // a reservation changes several addresses at once
-		var t *time.Timer
-		var fire <-chan time.Time
-		last := relayAddrCount(n.h.Addrs())
-		for {
-			select {
-			case <-n.ctx.Done():
-				if t != nil {
-					t.Stop()
-				}
-				return
-			case _, ok := <-sub.Out():
-				if !ok {
-					return
-				}
-				if t == nil {
-					t = time.NewTimer(settle)
-				} else {
-					t.Reset(settle)
-				}
-				fire = t.C
-			case <-fire:
-				fire = nil
-				addrs := n.h.Addrs()
-				if c := relayAddrCount(addrs); c != last {
-					n.log.Info("relayed addresses changed, re-storing records", "relayed", c, "addrs", addrs)
-					last = c
-					n.republish()
-					n.republishProxy()
-				}
-			}
-		}
-	}()
-	return nil
-}
-
-// holePunchProtocol is DCUtR's protocol ID. The hole-punching service
-// registers it only once the host knows a public address of its own.
-const holePunchProtocol = "/libp2p/dcutr"
-
-// holePunchDirectDial bounds DCUtR's direct dial before it punches.
-const holePunchDirectDial = time.Second
-
-// punchWhenReady closes the gap of go-libp2p's hole punching at start-up:
-// the peer that receives a relayed connection starts the punch at once, and
-// gives up for good if this node does not speak DCUtR yet, which happens
-// until identify has told it its public address (the first seconds, when
-// the bootstrapper dials its configured peers through their relays). Once
-// the protocol is registered, the node re-dials the peers it reaches only
-// through relayed connections, so that they punch again.
-func (n *Node) punchWhenReady() {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		const limit = 2 * time.Minute
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		for deadline := time.Now().Add(limit); ; {
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-t.C:
-			}
-			if slices.Contains(n.h.Mux().Protocols(), holePunchProtocol) {
-				break
-			}
-			if time.Now().After(deadline) {
-				return
-			}
-		}
-		// Every peer reached only through relays, whoever dialled: closing
-		// just our outbound circuits is not enough, since Connect would then
-		// reuse the peer's inbound one and no new punch would start.
-		seen := map[peer.ID]bool{}
-		for _, c := range n.h.Network().Conns() {
-			p := c.RemotePeer()
-			if seen[p] || !IsRelayed(c.RemoteMultiaddr()) || n.PathTo(p).Direct > 0 {
-				continue
-			}
-			seen[p] = true
-			n.log.Debug("re-dialling relayed peer for hole punching", "remote", p)
-			_ = n.h.Network().ClosePeer(p)
-			ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(n.ctx, "hiersip-holepunch"), 10*time.Second)
-			if err := n.h.Connect(ctx, n.h.Peerstore().PeerInfo(p)); err != nil && n.ctx.Err() == nil {
-				n.log.Debug("re-dial for hole punching failed", "remote", p, "err", err)
-			}
-			cancel()
-		}
-	}()
-}
-
-// republishProxy re-publishes the proxy records now, if the node is a proxy.
-func (n *Node) republishProxy() {
-	n.mu.Lock()
-	role, g := n.proxy, n.global
-	n.mu.Unlock()
-	if role == nil || g == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(n.ctx, ProxyRepublish)
-	defer cancel()
-	if err := n.publishProxy(ctx, g.ov, role); err != nil && n.ctx.Err() == nil {
-		n.log.Warn("re-publish proxy records failed", "err", err)
-	}
-}
-
-func relayAddrCount(addrs []ma.Multiaddr) int {
-	c := 0
-	for _, a := range addrs {
-		if IsRelayed(a) {
-			c++
-		}
-	}
-	return c
-}
-
-// logConns logs, at debug level, every connection opened and closed with
-// its path (direct or relayed): when hole punching replaced a relayed
-// connection, and how long it took, can be read from the log.
-func (n *Node) logConns() {
-	if !n.log.Enabled(n.ctx, slog.LevelDebug) {
-		return
-	}
-	path := func(c network.Conn) string {
-		if isRelayed(c) {
-			return "relayed"
-		}
-		return "direct"
-	}
-	nb := &network.NotifyBundle{
-		ConnectedF: func(_ network.Network, c network.Conn) {
-			n.log.Debug("connection opened", "remote", c.RemotePeer(), "path", path(c),
-				"direction", strings.ToLower(c.Stat().Direction.String()), "addr", c.RemoteMultiaddr())
-		},
-		DisconnectedF: func(_ network.Network, c network.Conn) {
-			n.log.Debug("connection closed", "remote", c.RemotePeer(), "path", path(c), "addr", c.RemoteMultiaddr())
-		},
-	}
-	n.h.Network().Notify(nb)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		<-n.ctx.Done()
-		n.h.Network().StopNotify(nb)
-	}()
-}
-
-// Disconnect closes every connection to p (the next exchange with p opens a
-// new one, relayed or direct). It returns how many were open.
-func (n *Node) Disconnect(p peer.ID) (int, error) {
-	c := len(n.h.Network().ConnsToPeer(p))
-	return c, n.h.Network().ClosePeer(p)
-}
-
-// IsRelayed reports whether a is a relayed (/p2p-circuit) address.
-func IsRelayed(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
-}
-
-// PeerPath describes how a node is connected to a peer.
-type PeerPath struct {
-	Direct  int // direct connections
-	Relayed int // connections through a relay (limited)
-}
-
-// String is "direct", "relayed", "direct+relayed" or "none".
-func (p PeerPath) String() string {
-	switch {
-	case p.Direct > 0 && p.Relayed > 0:
-		return "direct+relayed"
-	case p.Direct > 0:
-		return "direct"
-	case p.Relayed > 0:
-		return "relayed"
-	}
-	return "none"
-}
-
-// PathTo reports the node's open connections to p, direct and relayed.
-func (n *Node) PathTo(p peer.ID) PeerPath {
-	var pp PeerPath
-	for _, c := range n.h.Network().ConnsToPeer(p) {
-		if c.Stat().Limited || IsRelayed(c.RemoteMultiaddr()) {
-			pp.Relayed++
-		} else {
-			pp.Direct++
-		}
-	}
-	return pp
-}
-
-// electionReachability is the reachability the election is forced to:
-// Election.Reachability, else the host's forced reachability (only for a
-// host New created: NewWithHost's host has its own NAT configuration).
-func (c Config) electionReachability(own bool) string {
-	if c.Election.Reachability != "" || !own {
-		return c.Election.Reachability
-	}
-	return c.NAT.reachability()
 }

@@ -7,14 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/hiersip/hiersip/bootstrap"
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -30,7 +31,11 @@ var (
 )
 
 // Node is a hiersip node: a libp2p host that is a member of one domain
-// overlay, registers its users' AORs there and looks AORs up.
+// overlay, registers its users' AORs there and looks AORs up. It is the
+// composition root of the roles it plays: the location service of its SIP
+// bridge (locator), the router of calls out of its domain (router), a
+// proxy's duties for the election (proxyDuties, globalMembership), and the
+// NAT watchers of its host.
 type Node struct {
 	cfg     Config
 	h       host.Host
@@ -40,23 +45,19 @@ type Node struct {
 	log     *slog.Logger // with "node" (its peer ID) and "domain"
 	nodeLog *slog.Logger // with "node" only, for the election runner
 
-	domain   *domains.Overlay
-	boot     *domains.Bootstrapper
-	enroll   *enrollment                               // nil: open domain
-	userKeys atomic.Pointer[map[string]crypto.PrivKey] // users' keys from the users file, by user (userkeys.go)
+	domain *domains.Overlay
+	boot   *bootstrap.Bootstrapper
+	enroll *enrollment // nil: open domain
+	users  *Users      // nil: no users file
 
-	mu     sync.Mutex
-	regs   map[domains.AOR]*registration
-	seq    uint64
-	global *globalMember
-	proxy  *proxyRole
+	locator *locator
+	router  *router
+	duties  *proxyDuties
+	global  *globalMembership
 
-	proxies proxyCache
-
-	election *election.Runner
+	election *election.Runner // election.go; nil when disabled
 	bridge   *sipbridge.Bridge
-	users    *sipbridge.Users // nil: no users file
-	media    *media.Relay     // media.go
+	media    *media.Relay // media.go
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -64,14 +65,6 @@ type Node struct {
 	closeOnce sync.Once
 	joined    chan struct{}
 	ready     readiness
-}
-
-// registration is what the node keeps of an AOR it serves, to re-store it:
-// the binding with its contacts, and the sealed record published (contacts
-// redacted), which a periodic re-store repeats unchanged.
-type registration struct {
-	binding domains.Binding
-	sealed  []byte
 }
 
 // New creates a libp2p host (TCP and QUIC; the identity key is kept in
@@ -165,21 +158,22 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 	// without it.
 	nodeLog := cfg.Logger.With("node", h.ID().String())
 	log := nodeLog.With("domain", cfg.Domain)
-	ovOpts := append([]domains.OverlayOption{domains.WithClock(cfg.Now), domains.WithLogger(log),
-		domains.WithRefusalHook(cfg.Metrics.Refused)}, cfg.lookupLimit()...)
-	var userKeys map[string]crypto.PrivKey
-	if cfg.SIP != nil && cfg.SIP.UsersFile != "" {
+	users := cfg.users()
+	if users == nil && cfg.SIP != nil && cfg.SIP.UsersFile != "" {
 		var err error
-		if userKeys, err = loadUserKeys(cfg.SIP.UsersFile); err != nil {
+		if users, err = LoadUsers(cfg.SIP.UsersFile); err != nil {
 			return nil, &ConfigError{"sip.users_file", err}
 		}
 	}
 	var enr *enrollment
 	if cfg.Enrollment != nil {
 		var err error
-		if enr, err = newEnrollment(cfg.Enrollment, cfg.Domain, h.ID()); err != nil {
+		if enr, err = newEnrollment(cfg.Enrollment, cfg.Domain, h.ID(), cfg.Clock); err != nil {
 			return nil, err
 		}
+	}
+	ovOpts := cfg.overlayOptions(log)
+	if enr != nil {
 		ovOpts = append(ovOpts, domains.WithEnrollment(enr.state))
 	}
 	ov, err := domains.NewDomainOverlay(h, cfg.Domain, ovOpts...)
@@ -187,13 +181,12 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		return nil, err
 	}
 	n := &Node{
-		cfg: cfg, h: h, ownHost: own, key: key, log: log, nodeLog: nodeLog, domain: ov, enroll: enr, lock: lock,
-		regs:   make(map[domains.AOR]*registration),
+		cfg: cfg, h: h, ownHost: own, key: key, log: log, nodeLog: nodeLog, domain: ov, enroll: enr, users: users, lock: lock,
 		joined: make(chan struct{}),
 		ready:  newReadiness(),
 	}
-	n.userKeys.Store(&userKeys)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.compose()
 	cfg.Metrics.bind(n)
 	n.boot, err = n.newBootstrapper(ov, cfg.Bootstrap)
 	if err != nil {
@@ -205,7 +198,7 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 		return nil, errors.Join(err, ov.Close())
 	}
 	if cfg.GlobalSeed {
-		if _, err := n.JoinGlobal(ctx); err != nil {
+		if _, err := n.global.join(ctx); err != nil {
 			return nil, errors.Join(err, n.Close())
 		}
 	}
@@ -223,6 +216,51 @@ func newNode(ctx context.Context, h host.Host, key crypto.PrivKey, own bool, cfg
 	return n, nil
 }
 
+// compose builds the node's roles on its host and domain overlay.
+func (n *Node) compose() {
+	cfg := n.cfg
+	self := n.h.ID()
+	known := append([]string{cfg.Domain}, cfg.KnownDomains...)
+	lk := &lookups{node: self, timeout: cfg.LookupTimeout, metrics: cfg.Metrics, trace: cfg.LookupTrace}
+	n.locator = &locator{
+		ctx: n.ctx, domain: cfg.Domain, known: known, self: self, key: n.key, ov: n.domain, clock: cfg.Clock,
+		addrs: n.advertisedAddrs, enroll: n.enroll, users: n.users, lookups: lk, metrics: cfg.Metrics, log: n.log,
+		regs: make(map[domains.AOR]*registration),
+	}
+	n.global = &globalMembership{open: n.openGlobal}
+	n.duties = &proxyDuties{
+		ctx: n.ctx, domain: cfg.Domain, self: self, key: n.key, h: n.h, ov: n.domain, global: n.global,
+		keepGlobal: cfg.GlobalSeed, addrs: n.advertisedAddrs, enroll: n.enroll, clock: cfg.Clock, log: n.log,
+	}
+	n.router = &router{
+		domain: cfg.Domain, known: known, self: self, h: n.h, ov: n.domain, global: n.global.overlay,
+		isProxy: n.duties.isProxy, elected: n.electedProxies, clock: cfg.Clock, lookups: lk, metrics: cfg.Metrics, log: n.log,
+	}
+}
+
+// openGlobal creates the global overlay of proxies (a second kad-dht on
+// the same host), bootstrapped from Config.Global, for the node's life.
+func (n *Node) openGlobal() (*globalMember, error) {
+	opts := n.cfg.overlayOptions(n.log)
+	if n.enroll != nil {
+		// Global storers that are members of this enrolled domain refuse its
+		// records without a certificate of its authority.
+		opts = append(opts, domains.WithAuthorities(map[string]crypto.PubKey{n.cfg.Domain: n.enroll.state.Authority()}))
+	}
+	ov, err := domains.NewGlobalOverlay(n.h, opts...)
+	if err != nil {
+		return nil, err
+	}
+	boot, err := n.newBootstrapper(ov, n.cfg.Global)
+	if err != nil {
+		return nil, errors.Join(&ConfigError{"global", err}, ov.Close())
+	}
+	if err := boot.Start(n.ctx); err != nil {
+		return nil, errors.Join(err, ov.Close())
+	}
+	return &globalMember{ov: ov, boot: boot}, nil
+}
+
 // Host returns the node's libp2p host.
 func (n *Node) Host() host.Host { return n.h }
 
@@ -232,74 +270,19 @@ func (n *Node) ID() peer.ID { return n.h.ID() }
 // Domain returns the node's domain.
 func (n *Node) Domain() string { return n.cfg.Domain }
 
-// KnownDomains returns the node's domain and the configured known domains.
-func (n *Node) KnownDomains() []string { return append([]string{n.cfg.Domain}, n.cfg.KnownDomains...) }
-
-// DomainOverlay returns the node's domain overlay.
-func (n *Node) DomainOverlay() *domains.Overlay { return n.domain }
-
-// PrivKey returns the node's identity key, which signs its records.
-func (n *Node) PrivKey() crypto.PrivKey { return n.key }
-
 // Joined is closed once the node's domain overlay has a peer.
 func (n *Node) Joined() <-chan struct{} { return n.joined }
-
-// ParseAOR parses s and checks that it belongs to the node's domain.
-func (n *Node) ParseAOR(s string) (domains.AOR, error) {
-	a, err := domains.ParseAOR(s)
-	if err != nil {
-		return a, err
-	}
-	if d, _ := domains.DomainOf(a.Host, n.KnownDomains()); d != n.cfg.Domain {
-		return a, fmt.Errorf("%w: %s belongs to %s, this node to %s", ErrNotInDomain, a, d, n.cfg.Domain)
-	}
-	return a, nil
-}
-
-func (n *Node) checkAOR(a domains.AOR) error {
-	if d, _ := domains.DomainOf(a.Host, n.KnownDomains()); d != n.cfg.Domain {
-		return fmt.Errorf("%w: %s belongs to %s, this node to %s", ErrNotInDomain, a, d, n.cfg.Domain)
-	}
-	return nil
-}
-
-func (n *Node) closed() bool { return n.ctx.Err() != nil }
 
 // IsClosed reports whether Close has been called.
 func (n *Node) IsClosed() bool { return n.closed() }
 
-// nextSeq returns a sequence number above every earlier one and above
-// floor, also across restarts: it follows the clock in microseconds
-// (domains.SeqAt), which validators bound to MaxClockSkew ahead of theirs.
-func (n *Node) nextSeq(floor uint64) uint64 {
-	s := domains.SeqAt(n.cfg.Now())
-	s = max(s, n.seq+1, floor)
-	n.seq = s
-	return s
-}
+func (n *Node) closed() bool { return n.ctx.Err() != nil }
 
-// ErrTaken: the AOR's live binding belongs to another owner (open domain:
-// another user key, or another node for a user without key). It matches
-// sipbridge.ErrForbidden, so the bridge answers 403.
-var ErrTaken = errors.New("node: name registered by another owner")
+// IsProxy reports whether the node currently acts as a proxy.
+func (n *Node) IsProxy() bool { return n.duties.isProxy() }
 
-// owner returns the owner a binding of aor by this node would have.
-func (n *Node) owner(aor domains.AOR) string {
-	b := domains.Binding{Peer: n.h.ID()}
-	if k := n.userKey(aor); k != nil {
-		b.Owner = k.GetPublic()
-	}
-	return n.ownerOf(&b)
-}
-
-// ownerOf is the owner of b as this node's validator sees it: in an enrolled
-// domain every certified binding has the same owner.
-func (n *Node) ownerOf(b *domains.Binding) string {
-	if n.enroll != nil {
-		return "certified"
-	}
-	return b.OwnerID()
-}
+// ParseAOR parses s and checks that it belongs to the node's domain.
+func (n *Node) ParseAOR(s string) (domains.AOR, error) { return n.locator.parseAOR(s) }
 
 // Register stores or refreshes the binding of aor to this node with the
 // given UA contacts. The binding is sealed with the node's key and, when
@@ -314,237 +297,21 @@ func (n *Node) ownerOf(b *domains.Binding) string {
 // continued with a higher sequence number. A change that only drops lapsed
 // contacts is stored only while the AOR's binding still names this node.
 func (n *Node) Register(ctx context.Context, aor domains.AOR, contacts []domains.Contact) error {
-	if len(contacts) == 0 {
-		return n.Unregister(ctx, aor)
-	}
-	if n.closed() {
-		return ErrClosed
-	}
-	if err := n.checkAOR(aor); err != nil {
-		return err
-	}
-	if len(contacts) > domains.MaxContacts {
-		return fmt.Errorf("node: %d contacts for %s, limit %d", len(contacts), aor, domains.MaxContacts)
-	}
-	now := n.cfg.Now()
-	var expires time.Time
-	for _, c := range contacts {
-		if c.Expires.After(expires) {
-			expires = c.Expires
-		}
-	}
-	if !expires.After(now) {
-		return n.Unregister(ctx, aor)
-	}
-	cert, err := n.certFor(aor)
-	if err != nil {
-		n.forget(aor)
-		return err
-	}
-	n.mu.Lock()
-	prev, had := n.regs[aor]
-	live := had && !prev.binding.Removed && prev.binding.Live(now)
-	n.mu.Unlock()
-	var floor uint64
-	switch {
-	case !live:
-		if floor, err = n.claim(ctx, aor, now); err != nil {
-			n.forget(aor)
-			return err
-		}
-	case !addsContact(prev.binding.Contacts, contacts) && !n.stillOurs(ctx, aor, prev.binding):
-		n.forget(aor) // the user registered elsewhere since
-		return nil
-	}
-	n.mu.Lock()
-	created := now
-	if live {
-		created = prev.binding.Created
-	}
-	b := domains.Binding{
-		AOR: aor.String(), Peer: n.h.ID(), Addrs: n.advertisedAddrs(),
-		Contacts: append([]domains.Contact(nil), contacts...),
-		Created:  created, Expires: expires, Seq: n.nextSeq(floor), Cert: cert,
-	}
-	n.mu.Unlock()
-	start := time.Now()
-	err = n.publish(ctx, aor, b)
-	n.cfg.Metrics.observeRegistration("register", time.Since(start), err)
-	return err
-}
-
-// claim looks aor up before this node first registers it, and returns the
-// sequence number floor to continue its owner's binding, or ErrTaken.
-func (n *Node) claim(ctx context.Context, aor domains.AOR, now time.Time) (uint64, error) {
-	cur, err := n.domain.LookupBinding(ctx, aor)
-	if errors.Is(err, domains.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("node: looking %s up before registering it: %w", aor, err)
-	}
-	if !cur.Live(now) || n.ownerOf(cur) == n.owner(aor) {
-		return cur.Seq + 1, nil
-	}
-	if cur.Peer == n.h.ID() && cur.Owner == nil {
-		// This node's own keyless binding (the users file has gained a key
-		// for the user): withdraw it, then claim the name as its owner.
-		tomb := domains.Binding{AOR: aor.String(), Peer: n.h.ID(), Addrs: n.advertisedAddrs(),
-			Created: cur.Created, Expires: cur.Expires, Removed: true, Cert: cur.Cert}
-		n.mu.Lock()
-		tomb.Seq = n.nextSeq(cur.Seq + 1)
-		n.mu.Unlock()
-		if err := n.domain.PutBinding(ctx, n.key, &tomb); err != nil {
-			return 0, err
-		}
-		return 0, nil
-	}
-	reason := fmt.Sprintf("%s is registered by another owner until %s", aor, cur.Expires.UTC().Format(time.RFC3339))
-	return 0, fmt.Errorf("%w: %w", ErrTaken, &sipbridge.ForbiddenError{Reason: reason})
-}
-
-// stillOurs reports whether the AOR's binding in the overlay is still this
-// node's (or absent): the user has not registered at another node since.
-func (n *Node) stillOurs(ctx context.Context, aor domains.AOR, ours domains.Binding) bool {
-	cur, err := n.domain.LookupBinding(ctx, aor)
-	if err != nil {
-		return true // not found, or no answer: keep serving
-	}
-	return cur.Peer == n.h.ID() || cur.Seq <= ours.Seq || n.ownerOf(cur) != n.ownerOf(&ours)
-}
-
-// addsContact reports whether next registers a contact prev does not hold,
-// or extends one: a change the user made at this node, rather than contacts
-// lapsing.
-func addsContact(prev, next []domains.Contact) bool {
-	for _, c := range next {
-		found := false
-		for _, p := range prev {
-			if p.URI == c.URI && !c.Expires.After(p.Expires) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return true
-		}
-	}
-	return false
-}
-
-// publish seals b as published (contacts redacted, owner-signed with the
-// user's key if there is one), stores it and keeps it for re-stores.
-func (n *Node) publish(ctx context.Context, aor domains.AOR, b domains.Binding) error {
-	pub := b.Redacted()
-	if k := n.userKey(aor); k != nil {
-		if err := pub.SignOwner(k); err != nil {
-			return err
-		}
-	}
-	sealed, err := pub.Seal(n.key)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	n.regs[aor] = &registration{binding: b, sealed: sealed}
-	n.mu.Unlock()
-	return n.domain.PutSealedBinding(ctx, aor, sealed)
-}
-
-// forget stops re-storing aor (the node may no longer register it).
-func (n *Node) forget(aor domains.AOR) {
-	n.mu.Lock()
-	delete(n.regs, aor)
-	n.mu.Unlock()
+	return n.locator.Register(ctx, aor, contacts)
 }
 
 // Unregister stores a tombstone for aor that wins over the node's earlier
 // bindings; lookups then report not found. It leaves alone a binding the
 // user made at another node since.
 func (n *Node) Unregister(ctx context.Context, aor domains.AOR) error {
-	if n.closed() {
-		return ErrClosed
-	}
-	if err := n.checkAOR(aor); err != nil {
-		return err
-	}
-	cert, err := n.certFor(aor)
-	if err != nil {
-		n.forget(aor)
-		return err
-	}
-	now := n.cfg.Now()
-	n.mu.Lock()
-	prev, had := n.regs[aor]
-	n.mu.Unlock()
-	var floor uint64
-	cur, lerr := n.domain.LookupBinding(ctx, aor)
-	switch {
-	case lerr != nil:
-	case cur.Peer != n.h.ID() && cur.Live(now):
-		// Served by another node now (or another owner's): not ours to remove.
-		n.forget(aor)
-		return nil
-	default:
-		floor = cur.Seq + 1
-	}
-	n.mu.Lock()
-	expires := now.Add(time.Minute)
-	created := now
-	if had {
-		if prev.binding.Expires.After(expires) {
-			expires = prev.binding.Expires
-		}
-		created = prev.binding.Created
-	}
-	b := domains.Binding{
-		AOR: aor.String(), Peer: n.h.ID(), Addrs: n.advertisedAddrs(),
-		Created: created, Expires: expires, Seq: n.nextSeq(floor), Removed: true, Cert: cert,
-	}
-	n.mu.Unlock()
-	start := time.Now()
-	err = n.publish(ctx, aor, b)
-	n.cfg.Metrics.observeRegistration("unregister", time.Since(start), err)
-	return err
-}
-
-// Registrations returns the live bindings this node serves.
-func (n *Node) Registrations() []domains.Binding {
-	now := n.cfg.Now()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var out []domains.Binding
-	for _, r := range n.regs {
-		if r.binding.Live(now) {
-			out = append(out, r.binding)
-		}
-	}
-	return out
+	return n.locator.Unregister(ctx, aor)
 }
 
 // Lookup resolves aor in the node's domain overlay. A missing, expired or
 // unregistered AOR returns an error wrapping ErrNotFound; an AOR of another
 // domain returns ErrNotInDomain (calls to it go through the proxies).
 func (n *Node) Lookup(ctx context.Context, aor domains.AOR) (*domains.Binding, error) {
-	if n.closed() {
-		return nil, ErrClosed
-	}
-	if err := n.checkAOR(aor); err != nil {
-		return nil, err
-	}
-	ctx, cancel := n.lookupContext(ctx)
-	defer cancel()
-	start := time.Now()
-	b, err := n.domain.GetBinding(ctx, aor)
-	n.cfg.Metrics.observeLookup(overlayDomain, "binding", time.Since(start), err)
-	if n.cfg.LookupTrace != nil {
-		var found []peer.ID
-		if b != nil {
-			found = []peer.ID{b.Peer}
-		}
-		n.traceLookup(start, overlayDomain, "binding", aor.String(), SourceOverlay, found, err)
-	}
-	return b, err
+	return n.locator.Lookup(ctx, aor)
 }
 
 // advertisedAddrs returns the addresses put into records: the host's
@@ -557,20 +324,39 @@ func (n *Node) advertisedAddrs() []ma.Multiaddr {
 	return addrs
 }
 
-// loop re-stores the node's bindings: at every RepublishInterval, and at
-// once when the node first joins its domain (a lone node's records were only
-// stored locally).
+// isMember reports whether peer p is a member of the node's domain as far as
+// the node can tell cheaply: the node itself, a peer in the domain overlay's
+// routing table, or a peer whose identify record lists the domain's DHT
+// protocol (/hiersip/<domain>/kad/1.0.0). A proxy relays inter-domain
+// requests only for members (sipbridge.WithMembership), and the election
+// takes messages only from members: a peer that is only in the global
+// overlay can use neither.
+func (n *Node) isMember(p peer.ID) bool {
+	if p == n.ID() {
+		return true
+	}
+	if n.domain.DHT().RoutingTable().Find(p) != "" {
+		return true
+	}
+	ps, err := n.h.Peerstore().SupportsProtocols(p, n.domain.Protocol())
+	return err == nil && len(ps) > 0
+}
+
+// loop re-stores the node's bindings: at every RepublishInterval of its
+// clock, and at once when the node first joins its domain (a lone node's
+// records were only stored locally); it refreshes an enrolled domain's
+// revocation list.
 func (n *Node) loop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.RepublishInterval)
+	t := n.cfg.Clock.Ticker(n.cfg.RepublishInterval)
 	defer t.Stop()
 	var revC <-chan time.Time
 	if n.enroll != nil {
-		rt := time.NewTicker(n.cfg.Enrollment.RefreshInterval)
+		rt := n.cfg.Clock.Ticker(n.cfg.Enrollment.RefreshInterval)
 		defer rt.Stop()
 		revC = rt.C
 	}
-	joinedCh := n.boot.JoinedCh()
+	joinedCh := n.boot.Joined()
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -580,79 +366,50 @@ func (n *Node) loop() {
 			close(n.joined)
 			n.log.Info("joined domain", "peers", n.domain.RoutingTableSize())
 			n.refreshRevocations(true)
-			n.republish()
+			n.locator.republish()
 		case <-t.C:
 			n.refreshRevocations(true)
-			n.republish()
+			n.locator.republish()
 		case <-revC:
 			n.refreshRevocations(false)
 		}
 	}
 }
 
-func (n *Node) republish() {
-	now := n.cfg.Now()
-	type job struct {
-		aor    domains.AOR
-		b      domains.Binding
-		sealed []byte // unchanged record to re-store; nil: store b anew
-	}
-	var todo []job
-	addrs := n.advertisedAddrs()
-	n.mu.Lock()
-	for aor, r := range n.regs {
-		if !now.Before(r.binding.Expires) {
-			delete(n.regs, aor)
-			continue
-		}
-		b := r.binding
-		b.Contacts = nil
-		for _, c := range r.binding.Contacts {
-			if c.Expires.After(now) {
-				b.Contacts = append(b.Contacts, c)
+// startServices starts the election runner and the SIP bridge, as
+// configured.
+func (n *Node) startServices() error {
+	if !n.cfg.Election.Disable {
+		ps := n.cfg.PubSub
+		if ps == nil {
+			var err error
+			if ps, err = pubsub.NewGossipSub(n.ctx, n.h); err != nil {
+				return fmt.Errorf("node: gossipsub: %w", err)
 			}
 		}
-		if len(b.Contacts) == len(r.binding.Contacts) && sameAddrs(b.Addrs, addrs) && r.sealed != nil {
-			// Nothing changed: re-store the same record. It cannot displace a
-			// newer binding of the user made at another node.
-			todo = append(todo, job{aor: aor, sealed: r.sealed})
-			continue
+		if err := n.startElection(ps); err != nil {
+			return err
 		}
-		b.Addrs = addrs
-		todo = append(todo, job{aor: aor, b: b})
 	}
-	n.mu.Unlock()
-	for _, j := range todo {
-		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
-		var err error
-		switch {
-		case j.sealed != nil:
-			err = n.domain.PutSealedBinding(ctx, j.aor, j.sealed)
-		case !n.stillOurs(ctx, j.aor, j.b):
-			n.forget(j.aor)
-		default:
-			n.mu.Lock()
-			j.b.Seq = n.nextSeq(0)
-			n.mu.Unlock()
-			err = n.publish(ctx, j.aor, j.b)
-		}
-		if err != nil && n.ctx.Err() == nil {
-			n.log.Warn("re-store binding failed", "aor", j.aor, "err", err)
-		}
-		cancel()
+	if n.cfg.SIP != nil {
+		return n.startBridge()
 	}
+	return nil
 }
 
-func sameAddrs(a, b []ma.Multiaddr) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !a[i].Equal(b[i]) {
-			return false
+// stopServices hands the proxy role over (Runner.Close) and stops the bridge.
+func (n *Node) stopServices() error {
+	var errs []error
+	if n.election != nil {
+		if err := n.election.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
 		}
 	}
-	return true
+	if n.bridge != nil {
+		errs = append(errs, n.bridge.Close())
+	}
+	errs = append(errs, n.stopMedia())
+	return errors.Join(errs...)
 }
 
 // Close leaves the domain (and the global overlay, if the node is in it),
@@ -663,18 +420,10 @@ func (n *Node) Close() error {
 	err := ErrClosed
 	n.closeOnce.Do(func() {
 		errs := []error{n.stopServices()}
-		n.stopProxyRole()
+		n.duties.stop()
 		n.cancel()
 		n.wg.Wait()
-		errs = append(errs, n.boot.Close())
-		n.mu.Lock()
-		g := n.global
-		n.global = nil
-		n.mu.Unlock()
-		if g != nil {
-			errs = append(errs, g.close())
-		}
-		errs = append(errs, n.domain.Close())
+		errs = append(errs, n.boot.Close(), n.global.close(), n.domain.Close())
 		if n.ownHost {
 			errs = append(errs, n.h.Close())
 		}

@@ -161,7 +161,7 @@ func TestUnregisterTombstone(t *testing.T) {
 	if b, err := nodes[1].Lookup(ctx, bob); err != nil || b.Peer != nodes[0].ID() || len(b.Contacts) != 1 {
 		t.Fatalf("lookup after re-register: %+v %v", b, err)
 	}
-	if rs := nodes[0].Registrations(); len(rs) != 1 || rs[0].Contacts[0].URI != "sip:bob@127.0.0.1:5064" {
+	if rs := nodes[0].locator.registrations(); len(rs) != 1 || rs[0].Contacts[0].URI != "sip:bob@127.0.0.1:5064" {
 		t.Fatalf("the serving node's registration: %+v", rs)
 	}
 }
@@ -206,11 +206,11 @@ func TestForgedRecordsRejected(t *testing.T) {
 	genuine := domains.Binding{AOR: bob.String(), Peer: owner.ID(), Addrs: owner.Host().Addrs(),
 		Contacts: contact("sip:eve@127.0.0.1:6666", time.Hour), Created: now.Add(-time.Hour), Expires: now.Add(time.Hour), Seq: ^uint64(0)}
 	key := domains.BindingKey(bob)
-	d := rogue.DomainOverlay().DHT()
+	d := rogue.domain.DHT()
 
 	// Forged: claims to be the owner's record, signed by the rogue.
 	forged := genuine
-	if v, err := forged.Seal(rogue.PrivKey()); err == nil {
+	if v, err := forged.Seal(rogue.key); err == nil {
 		if err := d.PutValue(ctx, key, v); err == nil {
 			t.Error("forged record (other signer) accepted")
 		}
@@ -218,13 +218,13 @@ func TestForgedRecordsRejected(t *testing.T) {
 	// The rogue's own record for bob, registered later: loses to the first.
 	squat := genuine
 	squat.Peer, squat.Created = rogue.ID(), now
-	if v, err := squat.Seal(rogue.PrivKey()); err == nil {
+	if v, err := squat.Seal(rogue.key); err == nil {
 		_ = d.PutValue(ctx, key, v) // refused by peers holding the genuine record
 	}
 	// Tampered: a valid envelope with one byte flipped.
 	tam := genuine
 	tam.Peer = rogue.ID()
-	v, _ := tam.Seal(rogue.PrivKey())
+	v, _ := tam.Seal(rogue.key)
 	v[len(v)-10] ^= 0xff
 	if err := d.PutValue(ctx, key, v); err == nil {
 		t.Error("tampered record accepted")
@@ -232,14 +232,14 @@ func TestForgedRecordsRejected(t *testing.T) {
 	// Expired.
 	exp := squat
 	exp.Expires = now.Add(-time.Minute)
-	v, _ = exp.Seal(rogue.PrivKey())
+	v, _ = exp.Seal(rogue.key)
 	if err := d.PutValue(ctx, key, v); err == nil {
 		t.Error("expired record accepted")
 	}
 	// Wrong key: a valid record of eve stored under bob's key.
 	eve := squat
 	eve.AOR = "sip:eve@bupt.pastry"
-	v, _ = eve.Seal(rogue.PrivKey())
+	v, _ = eve.Seal(rogue.key)
 	if err := d.PutValue(ctx, key, v); err == nil {
 		t.Error("record under the wrong key accepted")
 	}
@@ -299,17 +299,17 @@ func TestTwoDomainsShareHosts(t *testing.T) {
 	// The same key looked up in the other domain's DHT finds nothing, and
 	// its validator refuses a pastry record.
 	bobKey := domains.BindingKey(mustAOR(t, "sip:bob@bupt.pastry"))
-	if _, err := can[2].DomainOverlay().DHT().GetValue(ctx, bobKey); err == nil {
+	if _, err := can[2].domain.DHT().GetValue(ctx, bobKey); err == nil {
 		t.Fatal("pastry's record visible in can's DHT")
 	}
-	if _, err := pastry[0].DomainOverlay().DHT().GetValue(ctx, domains.BindingKey(mustAOR(t, "sip:alice@pku.can"))); err == nil {
+	if _, err := pastry[0].domain.DHT().GetValue(ctx, domains.BindingKey(mustAOR(t, "sip:alice@pku.can"))); err == nil {
 		t.Fatal("can's record visible in pastry's DHT")
 	}
 
 	// The global overlay on the same hosts serves proxy records.
 	var globals []*domains.Overlay
 	for i, n := range pastry {
-		g, err := n.JoinGlobal(ctx)
+		g, err := n.global.join(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,7 +326,7 @@ func TestTwoDomainsShareHosts(t *testing.T) {
 	rec := &domains.ProxyRecord{Domain: "pastry", Signer: pastry[0].ID(), Epoch: 1,
 		Proxies: []peer.AddrInfo{pastry[0].Host().Peerstore().PeerInfo(pastry[0].ID())},
 		Issued:  time.Now(), Expires: time.Now().Add(time.Minute)}
-	if err := globals[0].PutProxyRecord(ctx, pastry[0].PrivKey(), rec); err != nil {
+	if err := globals[0].PutProxyRecord(ctx, pastry[0].key, rec); err != nil {
 		t.Fatal(err)
 	}
 	got, err := globals[2].GetProxyRecord(ctx, "pastry")
@@ -337,7 +337,7 @@ func TestTwoDomainsShareHosts(t *testing.T) {
 	if _, err := can[0].Lookup(ctx, mustAOR(t, "sip:alice@pku.can")); err != nil {
 		t.Fatalf("alice in can beside the global overlay: %v", err)
 	}
-	if _, err := pastry[0].DomainOverlay().DHT().GetValue(ctx, domains.ProxyKey("pastry", true)); err == nil {
+	if _, err := pastry[0].domain.DHT().GetValue(ctx, domains.ProxyKey("pastry", true)); err == nil {
 		t.Fatal("global overlay's record visible in the domain overlay")
 	}
 }

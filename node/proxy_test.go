@@ -54,17 +54,17 @@ func TestProxyRecordsAcrossDomains(t *testing.T) {
 	// The first nodes have no global bootstrap peers of their own; the
 	// others know the first nodes. Make a non-first node proxy in each.
 	p1, p2 := ds["pastry"][1], ds["can"][2]
-	if err := p1.BecomeProxy(ctx, 1, []peer.ID{p1.ID()}); err != nil {
+	if err := p1.duties.become(ctx, 1, []peer.ID{p1.ID()}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := p2.BecomeProxy(ctx, 1, []peer.ID{p2.ID()}); err != nil {
+	if err := p2.duties.become(ctx, 1, []peer.ID{p2.ID()}, nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "pastry's proxy resolves can's Overlay-Resource-ID", func() error {
-		r, err := p1.DomainProxies(ctx, "can")
+		r, err := p1.router.domainProxies(ctx, "can")
 		if err != nil {
 			// The record may have been stored before the global overlays met.
-			_ = p2.BecomeProxy(ctx, 1, []peer.ID{p2.ID()})
+			_ = p2.duties.become(ctx, 1, []peer.ID{p2.ID()}, nil)
 			return err
 		}
 		if r.Proxies[0].ID != p2.ID() {
@@ -73,38 +73,38 @@ func TestProxyRecordsAcrossDomains(t *testing.T) {
 		return nil
 	})
 	// Members find their local proxy in the domain overlay (draft F1/F2).
-	r, err := ds["can"][0].LocalProxies(ctx)
+	r, err := ds["can"][0].router.localProxies(ctx)
 	if err != nil || r.Proxies[0].ID != p2.ID() {
 		t.Fatalf("local proxy of can: %+v %v", r, err)
 	}
 	// Non-proxies are not in the global overlay.
-	if _, err := ds["can"][1].DomainProxies(ctx, "pastry"); !errors.Is(err, ErrNotProxy) {
+	if _, err := ds["can"][1].router.domainProxies(ctx, "pastry"); !errors.Is(err, ErrNotProxy) {
 		t.Fatalf("DomainProxies on a non-proxy: %v", err)
 	}
 	// A new proxy with a higher epoch but without the endorsement of the old
 	// record's electors does not supersede it (the chain of custody).
-	if err := p2.StepDown(); err != nil {
+	if err := p2.duties.stepDown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if p2.GlobalOverlay() != nil || p2.IsProxy() {
+	if p2.global.overlay() != nil || p2.IsProxy() {
 		t.Fatal("stepped-down proxy still in the global overlay")
 	}
 	p3 := ds["can"][1]
-	_ = p3.BecomeProxy(ctx, 2, []peer.ID{p3.ID()}) // refused by the storers that hold p2's record
-	if r, err := p1.DomainProxies(ctx, "can"); err != nil || r.Signer != p2.ID() {
+	_ = p3.duties.become(ctx, 2, []peer.ID{p3.ID()}, nil) // refused by the storers that hold p2's record
+	if r, err := p1.router.domainProxies(ctx, "can"); err != nil || r.Signer != p2.ID() {
 		t.Fatalf("an unendorsed proxy record replaced the old one: %+v %v", r, err)
 	}
 	// Endorsed by the old proxy (a handoff), it does.
-	en, err := p2.Endorse(2, p3.ID())
+	en, err := p2.duties.endorse(2, p3.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p3.BecomeProxy(ctx, 2, []peer.ID{p3.ID()}, en); err != nil {
+	if err := p3.duties.become(ctx, 2, []peer.ID{p3.ID()}, nil, en); err != nil {
 		t.Fatal(err)
 	}
-	p1.Forget("can") // the resolver's cache: the test wants the overlay's answer
+	p1.router.forget("can") // the resolver's cache: the test wants the overlay's answer
 	eventually(t, 20*time.Second, "the new proxy of can resolves", func() error {
-		r, err := p1.DomainProxies(ctx, "can")
+		r, err := p1.router.domainProxies(ctx, "can")
 		if err != nil {
 			return err
 		}
@@ -113,7 +113,7 @@ func TestProxyRecordsAcrossDomains(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := p1.DomainProxies(ctx, "chord"); !errors.Is(err, ErrNotFound) {
+	if _, err := p1.router.domainProxies(ctx, "chord"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown domain: %v, want not found", err)
 	}
 }

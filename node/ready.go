@@ -88,7 +88,7 @@ func (n *Node) watchReady() {
 	defer t.Stop()
 	lookups := lookupBackoff{every: time.Second}
 	for {
-		if !isClosed(n.ready.domain) && (n.domain.Joined() || isClosed(n.boot.TriedCh())) {
+		if !isClosed(n.ready.domain) && (n.domain.Joined() || isClosed(n.boot.Tried())) {
 			n.ready.domainOnce.Do(func() { close(n.ready.domain) })
 			n.log.Info("ready for calls in the domain", "joined", n.domain.Joined())
 		}
@@ -124,7 +124,7 @@ func (n *Node) routeOutKnown(lb *lookupBackoff) bool {
 	if r := n.election; r != nil {
 		st := r.State()
 		if st.Role == election.RoleProxy {
-			g := n.GlobalOverlay()
+			g := n.global.overlay()
 			return st.Serving && g != nil && g.RoutingTableSize() > 0
 		}
 		for _, m := range st.Proxies {
@@ -134,13 +134,14 @@ func (n *Node) routeOutKnown(lb *lookupBackoff) bool {
 		}
 		return false
 	}
-	if time.Now().Before(lb.next) {
+	now := n.cfg.Clock.Now()
+	if now.Before(lb.next) {
 		return false
 	}
-	lb.next = time.Now().Add(lb.every)
+	lb.next = now.Add(lb.every)
 	lb.every = min(2*lb.every, maxReadyLookupEvery)
 	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()
-	ps, err := n.OwnProxies(ctx)
+	ps, err := n.router.ownProxies(ctx)
 	return err == nil && len(ps) > 0
 }

@@ -45,7 +45,7 @@ func TestRegistrationsInDataDir(t *testing.T) {
 	}
 	defer n.Close()
 	eventually(t, 5*time.Second, "bob's binding republished", func() error {
-		for _, b := range n.Registrations() {
+		for _, b := range n.locator.registrations() {
 			if b.AOR == "sip:bob@bupt.pastry" && len(b.Contacts) == 1 {
 				return nil
 			}

@@ -13,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	msmux "github.com/multiformats/go-multistream"
+
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // A peer that crashed and restarted (same identity from its data directory, new ports)
@@ -38,11 +40,11 @@ func (n *Node) watchStaleConns() {
 	)
 	nb := &network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) {
-			if isRelayed(c) {
+			if p2pnet.Relayed(c) {
 				return
 			}
 			for _, old := range n.h.Network().ConnsToPeer(c.RemotePeer()) {
-				if old == c || old.IsClosed() || isRelayed(old) || !old.Stat().Opened.Before(c.Stat().Opened) {
+				if old == c || old.IsClosed() || p2pnet.Relayed(old) || !old.Stat().Opened.Before(c.Stat().Opened) {
 					continue
 				}
 				mu.Lock()

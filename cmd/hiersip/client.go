@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/node"
+	"github.com/hiersip/hiersip/node/daemon"
 	"github.com/spf13/cobra"
 )
 
@@ -47,7 +48,7 @@ type nodeRef struct {
 	admin   string // base URL, "" when unknown
 	dataDir string
 	from    string // how the admin URL was found, for messages
-	cfg     node.DaemonConfig
+	cfg     daemon.Config
 }
 
 // errNoNode: no node runs where the client looked.
@@ -55,12 +56,12 @@ var errNoNode = errors.New("no node running")
 
 // loadConfig reads the node's configuration as hiersip node would (without
 // flags). A default file that cannot be read is skipped.
-func (f *nodeFlags) loadConfig() (node.DaemonConfig, error) {
+func (f *nodeFlags) loadConfig() (daemon.Config, error) {
 	given := f.cmd != nil && f.cmd.Flags().Changed("config")
 	path := resolveConfigPath(f.config, given)
-	cfg, err := node.LoadDaemonConfig(path, nil)
-	if err != nil && path == defaultConfigFile && !given && os.Getenv(node.EnvPrefix+"CONFIG") == "" {
-		cfg, err = node.LoadDaemonConfig("", nil)
+	cfg, err := daemon.Load(path, nil)
+	if err != nil && path == defaultConfigFile && !given && os.Getenv(daemon.EnvPrefix+"CONFIG") == "" {
+		cfg, err = daemon.Load("", nil)
 	}
 	return cfg, err
 }
@@ -81,9 +82,9 @@ func (f *nodeFlags) locate() (*nodeRef, error) {
 		r.admin, r.from = f.admin, "--admin"
 	case r.dataDir != "":
 		// A running node writes admin.url; without it, none runs here.
-		b, err := os.ReadFile(filepath.Join(r.dataDir, node.AdminURLFile))
+		b, err := os.ReadFile(filepath.Join(r.dataDir, daemon.AdminURLFile))
 		if err == nil {
-			r.admin, r.from = strings.TrimSpace(string(b)), node.AdminURLFile+" in "+r.dataDir
+			r.admin, r.from = strings.TrimSpace(string(b)), daemon.AdminURLFile+" in "+r.dataDir
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
@@ -105,7 +106,7 @@ func (r *nodeRef) noAdmin() error {
 		return fmt.Errorf("%w: no data directory and no admin.listen with a fixed port in the configuration; name the node with --data-dir, --config or --admin", errNoNode)
 	}
 	return fmt.Errorf("%w with data directory %s (no %s there); start one with hiersip node, or name it with --data-dir, --config or --admin",
-		errNoNode, r.dataDir, node.AdminURLFile)
+		errNoNode, r.dataDir, daemon.AdminURLFile)
 }
 
 // token reads the admin token of the node's data directory.
@@ -113,7 +114,7 @@ func (r *nodeRef) token() (string, error) {
 	if r.dataDir == "" {
 		return "", errors.New("no data directory: the admin token is in the node's data directory (--data-dir)")
 	}
-	b, err := os.ReadFile(filepath.Join(r.dataDir, node.AdminTokenFile))
+	b, err := os.ReadFile(filepath.Join(r.dataDir, daemon.AdminTokenFile))
 	if err != nil {
 		return "", fmt.Errorf("admin token: %w (POST endpoints need the token of the node's data directory)", err)
 	}
@@ -137,8 +138,8 @@ func (r *nodeRef) do(ctx context.Context, method, path, token string) (*http.Res
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			hint := ""
-			if strings.HasPrefix(r.from, node.AdminURLFile) {
-				hint = "; a node stopped without a clean exit leaves a stale " + node.AdminURLFile
+			if strings.HasPrefix(r.from, daemon.AdminURLFile) {
+				hint = "; a node stopped without a clean exit leaves a stale " + daemon.AdminURLFile
 			}
 			return nil, nil, fmt.Errorf("%w at %s: connection refused (address from %s%s)", errNoNode, r.admin, r.from, hint)
 		}

@@ -5,7 +5,7 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/hiersip/hiersip/node"
+	"github.com/hiersip/hiersip/node/daemon"
 )
 
 // defaultConfigFile is the configuration file of an installed node (make
@@ -21,7 +21,7 @@ func resolveConfigPath(flag string, given bool) string {
 	if given {
 		return flag
 	}
-	if p, ok := os.LookupEnv(node.EnvPrefix + "CONFIG"); ok {
+	if p, ok := os.LookupEnv(daemon.EnvPrefix + "CONFIG"); ok {
 		return p
 	}
 	if _, err := os.Stat(defaultConfigFile); !errors.Is(err, fs.ErrNotExist) {

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hiersip/hiersip/node/daemon"
+
 	"github.com/hiersip/hiersip/node"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -96,7 +98,7 @@ type proc struct {
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, node.EnvPrefix) {
+		if !strings.HasPrefix(kv, daemon.EnvPrefix) {
 			env = append(env, kv)
 		}
 	}
@@ -177,14 +179,14 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
 	}
 }
 
-// daemon is a running hiersip node process.
-type daemon struct {
+// daemonProc is a running hiersip node process.
+type daemonProc struct {
 	*proc
 	dir, admin string
 	status     node.Status
 }
 
-func startDaemon(t *testing.T, bin, domain string, peers ...string) *daemon {
+func startDaemon(t *testing.T, bin, domain string, peers ...string) *daemonProc {
 	t.Helper()
 	var extra []string
 	if len(peers) > 0 {
@@ -204,15 +206,15 @@ func daemonArgs(dir, domain string, extra ...string) []string {
 
 // startDaemonIn starts a node on loopback with data directory dir and waits
 // for its admin endpoint.
-func startDaemonIn(t *testing.T, bin, dir, domain string, extra ...string) *daemon {
+func startDaemonIn(t *testing.T, bin, dir, domain string, extra ...string) *daemonProc {
 	t.Helper()
-	d := &daemon{dir: dir}
+	d := &daemonProc{dir: dir}
 	d.proc = startProc(t, bin, daemonArgs(dir, domain, extra...)...)
 	eventually(t, 30*time.Second, "the daemon writes admin.url", func() error {
 		if d.exited() {
 			t.Fatalf("the daemon exited: %v\n%s", d.err, d.stderr)
 		}
-		b, err := os.ReadFile(filepath.Join(d.dir, node.AdminURLFile))
+		b, err := os.ReadFile(filepath.Join(d.dir, daemon.AdminURLFile))
 		if err != nil {
 			return err
 		}
@@ -226,7 +228,7 @@ func startDaemonIn(t *testing.T, bin, dir, domain string, extra ...string) *daem
 	return d
 }
 
-func (d *daemon) getStatus(t *testing.T) node.Status {
+func (d *daemonProc) getStatus(t *testing.T) node.Status {
 	t.Helper()
 	out, err := run(d.bin(), "status", "--admin", d.admin, "--json")
 	if err != nil {
@@ -239,10 +241,10 @@ func (d *daemon) getStatus(t *testing.T) node.Status {
 	return s
 }
 
-func (d *daemon) bin() string { return d.cmd.Path }
+func (d *daemonProc) bin() string { return d.cmd.Path }
 
 // p2pAddr is the daemon's loopback TCP address with its peer ID.
-func (d *daemon) p2pAddr(t *testing.T) string {
+func (d *daemonProc) p2pAddr(t *testing.T) string {
 	for _, a := range d.status.Addrs {
 		if strings.HasPrefix(a, "/ip4/127.0.0.1/tcp/") {
 			return a + "/p2p/" + d.status.PeerID
@@ -252,7 +254,7 @@ func (d *daemon) p2pAddr(t *testing.T) string {
 	return ""
 }
 
-func (d *daemon) metrics(t *testing.T) map[string]*dto.MetricFamily {
+func (d *daemonProc) metrics(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
 	res, err := http.Get(d.admin + "/metrics")
 	if err != nil {
@@ -297,7 +299,7 @@ func TestDaemonProcesses(t *testing.T) {
 	b := startDaemon(t, bin, "test", a.p2pAddr(t))
 
 	// Both join; hiersip status of each shows the other.
-	for _, c := range []struct{ d, other *daemon }{{a, b}, {b, a}} {
+	for _, c := range []struct{ d, other *daemonProc }{{a, b}, {b, a}} {
 		eventually(t, 30*time.Second, "status shows the other node", func() error {
 			out, err := run(bin, "status", "--data-dir", c.d.dir)
 			if err != nil {
@@ -368,7 +370,7 @@ func TestDaemonProcesses(t *testing.T) {
 	if v := counter(b.metrics(t), "hiersip_bootstrap_events_total", "source=static", "event=connected"); v < 1 {
 		t.Errorf("bootstrap events at b: %v", v)
 	}
-	for name, n := range map[string]*daemon{"a": a, "b": b} {
+	for name, n := range map[string]*daemonProc{"a": a, "b": b} {
 		if v := counter(n.metrics(t), "hiersip_sip_calls_routed_total", "kind=intra-domain", "code=200"); v < 1 {
 			t.Errorf("calls routed at %s: %v", name, v)
 		}
@@ -381,13 +383,13 @@ func TestDaemonProcesses(t *testing.T) {
 	if _, err := alice.stop(t, os.Interrupt, 10*time.Second); err != nil {
 		t.Errorf("answer after SIGINT: %v", err)
 	}
-	for _, d := range []*daemon{b, a} {
-		took, err := d.stop(t, syscall.SIGTERM, node.DefaultShutdownTimeout+5*time.Second)
+	for _, d := range []*daemonProc{b, a} {
+		took, err := d.stop(t, syscall.SIGTERM, daemon.DefaultShutdownTimeout+5*time.Second)
 		if err != nil {
 			t.Errorf("node after SIGTERM: %v", err)
 		}
 		t.Logf("node %s stopped in %v", d.status.PeerID, took)
-		if _, err := os.Stat(filepath.Join(d.dir, node.AdminURLFile)); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(d.dir, daemon.AdminURLFile)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("admin.url left behind: %v", err)
 		}
 		if !strings.Contains(d.stderr.String(), "msg=stopped") {
@@ -508,7 +510,7 @@ func TestSecondDaemonRefused(t *testing.T) {
 	if !strings.Contains(out, want) || strings.Contains(out, "panic") {
 		t.Fatalf("second daemon's output lacks %q:\n%s", want, out)
 	}
-	b, err := os.ReadFile(filepath.Join(first.dir, node.AdminURLFile))
+	b, err := os.ReadFile(filepath.Join(first.dir, daemon.AdminURLFile))
 	if err != nil || strings.TrimSpace(string(b)) != first.admin {
 		t.Fatalf("the first daemon's admin.url: %q, %v", b, err)
 	}
@@ -521,7 +523,7 @@ func TestSecondDaemonRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-first.done
-	if err := os.Remove(filepath.Join(first.dir, node.AdminURLFile)); err != nil { // stale, left by the kill
+	if err := os.Remove(filepath.Join(first.dir, daemon.AdminURLFile)); err != nil { // stale, left by the kill
 		t.Fatal(err)
 	}
 	again := startDaemonIn(t, bin, first.dir, "test")

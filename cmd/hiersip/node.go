@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/hiersip/hiersip/node"
+	"github.com/hiersip/hiersip/node/daemon"
 	"github.com/spf13/cobra"
 )
 
@@ -50,7 +50,7 @@ admin.token there.`,
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 			path := resolveConfigPath(configPath, cmd.Flags().Changed("config"))
-			cfg, err := node.LoadDaemonConfig(path, cmd.Flags())
+			cfg, err := daemon.Load(path, cmd.Flags())
 			if err != nil {
 				return err
 			}
@@ -103,18 +103,18 @@ admin.token there.`,
 			}()
 			cfg.Reload = reload
 			flags := cmd.Flags()
-			cfg.ReloadConfig = func() (node.DaemonConfig, error) { return node.LoadDaemonConfig(path, flags) }
-			return node.RunDaemon(ctx, cfg)
+			cfg.ReloadConfig = func() (daemon.Config, error) { return daemon.Load(path, flags) }
+			return daemon.Run(ctx, cfg)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML configuration file (default $HIERSIP_CONFIG, else "+defaultConfigFile+" if it exists)")
 	cmd.Flags().BoolVar(&check, "check", false, "validate the configuration, print the effective settings and exit")
-	node.AddDaemonFlags(cmd.Flags())
+	daemon.AddFlags(cmd.Flags())
 	return cmd
 }
 
 // checkConfig validates cfg and prints its settings (hiersip node --check).
-func checkConfig(cmd *cobra.Command, cfg node.DaemonConfig, path string) error {
+func checkConfig(cmd *cobra.Command, cfg daemon.Config, path string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

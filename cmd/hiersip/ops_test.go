@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/node"
+	"github.com/hiersip/hiersip/node/daemon"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -268,13 +269,13 @@ admin: {listen: "127.0.0.1:0"}
 			t.Fatalf("%v with no node: exit %d\n%s", args, exitCode(err), out)
 		}
 	}
-	d := &daemon{dir: data}
+	d := &daemonProc{dir: data}
 	d.proc = startProc(t, bin, "node", "-c", conf)
 	eventually(t, 30*time.Second, "the node writes admin.url", func() error {
 		if d.exited() {
 			t.Fatalf("the node exited: %v\n%s", d.err, d.stderr)
 		}
-		b, err := os.ReadFile(filepath.Join(data, node.AdminURLFile))
+		b, err := os.ReadFile(filepath.Join(data, daemon.AdminURLFile))
 		d.admin = strings.TrimSpace(string(b))
 		return err
 	})
@@ -320,7 +321,7 @@ admin: {listen: "127.0.0.1:0"}
 		t.Fatalf("status of an empty data directory: exit %d\n%s", exitCode(err), out)
 	}
 	// A stale admin.url (the node was killed): no node answers there.
-	if err := os.WriteFile(filepath.Join(other, node.AdminURLFile), []byte("http://127.0.0.1:1\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(other, daemon.AdminURLFile), []byte("http://127.0.0.1:1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, err = run(bin, "status", "--data-dir", other)
@@ -392,7 +393,7 @@ func TestAdminTokenCLI(t *testing.T) {
 	bin := buildBinary(t)
 	a := startDaemon(t, bin, "test")
 	b := startDaemon(t, bin, "test", a.p2pAddr(t))
-	st, err := os.Stat(filepath.Join(a.dir, node.AdminTokenFile))
+	st, err := os.Stat(filepath.Join(a.dir, daemon.AdminTokenFile))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("admin.token: %v %v, want mode 0600", st, err)
 	}

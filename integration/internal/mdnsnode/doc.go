@@ -1,5 +1,5 @@
 // Command mdnsnode is a test helper: it starts a libp2p host and, for each
-// domain of -domain (a comma-separated list), a domains.Bootstrapper with
+// domain of -domain (a comma-separated list), a bootstrap.Bootstrapper with
 // mDNS only, and prints one line per event:
 //
 //	READY <peer ID> …

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hiersip/hiersip/bootstrap"
 	"github.com/hiersip/hiersip/domains"
 	"github.com/libp2p/go-libp2p"
 )
@@ -43,22 +44,18 @@ func run(listen string, domainList []string) error {
 	start := time.Now()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	var boots []*domains.Bootstrapper
+	var boots []*bootstrap.Bootstrapper
 	for _, domain := range domainList {
-		cfg := domains.BootstrapDefaultConfig(domain)
-		cfg.MinBackoff = 100 * time.Millisecond
-		cfg.MaxBackoff = 2 * time.Second
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		cfg.OnEvent = func(ev domains.BootstrapEvent) {
+		onEvent := func(ev bootstrap.Event) {
 			after := time.Since(start).Round(time.Millisecond)
 			switch ev.Kind {
-			case domains.BootstrapFound:
+			case bootstrap.EventFound:
 				say("FOUND %s source=%s domain=%s after=%s", ev.Peer, ev.Source, domain, after)
-			case domains.BootstrapConnected:
+			case bootstrap.EventConnected:
 				say("CONNECTED %s source=%s domain=%s after=%s", ev.Peer, ev.Source, domain, after)
-			case domains.BootstrapFailed:
+			case bootstrap.EventFailed:
 				say("FAILED %s source=%s domain=%s err=%q", ev.Peer, ev.Source, domain, ev.Err)
-			case domains.BootstrapJoined:
+			case bootstrap.EventJoined:
 				say("JOINED source=%s domain=%s after=%s", ev.Source, domain, after)
 			}
 		}
@@ -74,8 +71,10 @@ func run(listen string, domainList []string) error {
 			return err
 		}
 		defer ov.Close()
-		cfg.Joined, cfg.Peers = ov.Joined, ov.Peers
-		b, err := domains.NewBootstrapper(h, cfg)
+		b, err := bootstrap.New(h, domain, bootstrap.WithMDNS(),
+			bootstrap.WithBackoff(100*time.Millisecond, 2*time.Second),
+			bootstrap.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+			bootstrap.WithEventHook(onEvent), bootstrap.WithJoined(ov.Joined), bootstrap.WithPeers(ov.Peers))
 		if err != nil {
 			return err
 		}
@@ -87,7 +86,7 @@ func run(listen string, domainList []string) error {
 	}
 	var services []string
 	for _, d := range domainList {
-		services = append(services, domains.MDNSServiceName(d))
+		services = append(services, bootstrap.MDNSServiceName(d))
 	}
 	say("READY %s services=%s addrs=%v", h.ID(), strings.Join(services, ","), h.Addrs())
 	<-ctx.Done()

@@ -1,4 +1,4 @@
-package domains
+package bootstrap
 
 import (
 	"context"
@@ -25,21 +25,21 @@ func TestMDNSNotifeeRetries(t *testing.T) {
 	var mu sync.Mutex
 	failures, connected := 0, 0
 	cfg := bsConfig(t)
-	cfg.DialTimeout = time.Second
-	cfg.OnEvent = func(ev BootstrapEvent) {
+	cfg = append(cfg, WithDialTimeout(time.Second))
+	cfg = append(cfg, WithEventHook(func(ev Event) {
 		mu.Lock()
 		defer mu.Unlock()
-		if ev.Source != BootstrapSourceMDNS || ev.Peer != id {
+		if ev.Source != SourceMDNS || ev.Peer != id {
 			return
 		}
 		switch ev.Kind {
-		case BootstrapFailed:
+		case EventFailed:
 			failures++
-		case BootstrapConnected:
+		case EventConnected:
 			connected++
 		}
-	}
-	b, err := NewBootstrapper(h, cfg)
+	}))
+	b, err := New(h, "pastry", cfg...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestMDNSNotifeeRetries(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = peerHost.Close() })
 	waitFor(t, 10*time.Second, "a connection", func() bool { mu.Lock(); defer mu.Unlock(); return connected == 1 })
-	if b.Source() != BootstrapSourceMDNS {
+	if b.Source() != SourceMDNS {
 		t.Errorf("Source() = %q", b.Source())
 	}
 	waitFor(t, 10*time.Second, "the retry series to end", func() bool { d.mu.Lock(); defer d.mu.Unlock(); return len(d.pending) == 0 })
@@ -80,20 +80,20 @@ func TestMDNSMutualDiscovery(t *testing.T) {
 		for i, h := range hosts {
 			other := hosts[1-i].ID()
 			cfg := bsConfig(t)
-			cfg.OnEvent = func(ev BootstrapEvent) {
-				if ev.Source != BootstrapSourceMDNS || ev.Peer != other {
+			cfg = append(cfg, WithEventHook(func(ev Event) {
+				if ev.Source != SourceMDNS || ev.Peer != other {
 					return
 				}
 				mu.Lock()
 				defer mu.Unlock()
 				switch ev.Kind {
-				case BootstrapConnected:
+				case EventConnected:
 					connected[i]++
-				case BootstrapFailed:
+				case EventFailed:
 					failed[i]++
 				}
-			}
-			b, err := NewBootstrapper(h, cfg)
+			}))
+			b, err := New(h, "pastry", cfg...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package domains
+package bootstrap
 
 import (
 	"context"
@@ -46,19 +46,16 @@ func bsP2PAddrs(t *testing.T, h host.Host) []ma.Multiaddr {
 	return addrs
 }
 
-func bsConfig(t *testing.T) BootstrapConfig {
-	return BootstrapConfig{
-		Domain:     "pastry",
-		MinBackoff: 20 * time.Millisecond,
-		MaxBackoff: 200 * time.Millisecond,
-		Logger:     bsLogger(t),
-	}
+// bsConfig returns the options of a test bootstrapper: quick backoff, logs
+// to t. Tests append theirs.
+func bsConfig(t *testing.T) []Option {
+	return []Option{WithBackoff(20*time.Millisecond, 200*time.Millisecond), WithLogger(bsLogger(t))}
 }
 
 // bsStart starts b and closes it at cleanup.
-func bsStart(t *testing.T, h host.Host, cfg BootstrapConfig) *Bootstrapper {
+func bsStart(t *testing.T, h host.Host, cfg []Option) *Bootstrapper {
 	t.Helper()
-	b, err := NewBootstrapper(h, cfg)
+	b, err := New(h, "pastry", cfg...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +69,7 @@ func bsStart(t *testing.T, h host.Host, cfg BootstrapConfig) *Bootstrapper {
 func bsWaitJoined(t *testing.T, b *Bootstrapper) {
 	t.Helper()
 	select {
-	case <-b.JoinedCh():
+	case <-b.Joined():
 	case <-time.After(10 * time.Second):
 		t.Fatal("not joined within 10 s")
 	}
@@ -81,14 +78,14 @@ func bsWaitJoined(t *testing.T, b *Bootstrapper) {
 func TestBootstrapStatic(t *testing.T) {
 	seed, h := bsTestHost(t), bsTestHost(t)
 	var mu sync.Mutex
-	var events []BootstrapEvent
+	var events []Event
 	cfg := bsConfig(t)
-	cfg.Static = bsP2PAddrs(t, seed)
-	cfg.OnEvent = func(ev BootstrapEvent) { mu.Lock(); events = append(events, ev); mu.Unlock() }
+	cfg = append(cfg, WithStatic(bsP2PAddrs(t, seed)...))
+	cfg = append(cfg, WithEventHook(func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }))
 	b := bsStart(t, h, cfg)
 	bsWaitJoined(t, b)
-	if got := b.Source(); got != BootstrapSourceStatic {
-		t.Errorf("Source() = %q, want %q", got, BootstrapSourceStatic)
+	if got := b.Source(); got != SourceStatic {
+		t.Errorf("Source() = %q, want %q", got, SourceStatic)
 	}
 	if len(h.Network().ConnsToPeer(seed.ID())) == 0 {
 		t.Error("not connected to the seed")
@@ -106,8 +103,8 @@ func TestBootstrapStatic(t *testing.T) {
 	defer mu.Unlock()
 	var connected, joined bool
 	for _, ev := range events {
-		connected = connected || ev.Kind == BootstrapConnected && ev.Source == BootstrapSourceStatic && ev.Peer == seed.ID()
-		joined = joined || ev.Kind == BootstrapJoined && ev.Source == BootstrapSourceStatic
+		connected = connected || ev.Kind == EventConnected && ev.Source == SourceStatic && ev.Peer == seed.ID()
+		joined = joined || ev.Kind == EventJoined && ev.Source == SourceStatic
 	}
 	if !connected || !joined {
 		t.Errorf("events %v lack connected/joined from static", events)
@@ -116,8 +113,8 @@ func TestBootstrapStatic(t *testing.T) {
 
 func TestBootstrapStartTwice(t *testing.T) {
 	b := bsStart(t, bsTestHost(t), bsConfig(t))
-	if err := b.Start(context.Background()); !errors.Is(err, ErrBootstrapStarted) {
-		t.Errorf("second Start = %v, want ErrBootstrapStarted", err)
+	if err := b.Start(context.Background()); !errors.Is(err, ErrStarted) {
+		t.Errorf("second Start = %v, want ErrStarted", err)
 	}
 }
 
@@ -140,15 +137,15 @@ func TestBootstrapRetriesWhileAlone(t *testing.T) {
 	var mu sync.Mutex
 	failures := 0
 	cfg := bsConfig(t)
-	cfg.Static = []ma.Multiaddr{addr.Encapsulate(ma.StringCast("/p2p/" + seedID.String()))}
-	cfg.DialTimeout = time.Second
-	cfg.OnEvent = func(ev BootstrapEvent) {
-		if ev.Kind == BootstrapFailed {
+	cfg = append(cfg, WithStatic(addr.Encapsulate(ma.StringCast("/p2p/"+seedID.String()))))
+	cfg = append(cfg, WithDialTimeout(time.Second))
+	cfg = append(cfg, WithEventHook(func(ev Event) {
+		if ev.Kind == EventFailed {
 			mu.Lock()
 			failures++
 			mu.Unlock()
 		}
-	}
+	}))
 	b := bsStart(t, h, cfg)
 	waitFor(t, 10*time.Second, "2 failed attempts", func() bool { mu.Lock(); defer mu.Unlock(); return failures >= 2 })
 	seed, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrs(addr))
@@ -167,8 +164,8 @@ func TestBootstrapCache(t *testing.T) {
 	// First run: joins by a static address and saves the cache at Close.
 	h1 := bsTestHost(t)
 	cfg := bsConfig(t)
-	cfg.Static = bsP2PAddrs(t, seed)
-	cfg.CacheFile = file
+	cfg = append(cfg, WithStatic(bsP2PAddrs(t, seed)...))
+	cfg = append(cfg, WithCacheFile(file))
 	b1 := bsStart(t, h1, cfg)
 	bsWaitJoined(t, b1)
 	if err := b1.Close(); err != nil {
@@ -189,11 +186,11 @@ func TestBootstrapCache(t *testing.T) {
 	// cache alone brings it in.
 	h2 := bsTestHost(t)
 	cfg2 := bsConfig(t)
-	cfg2.CacheFile = file
+	cfg2 = append(cfg2, WithCacheFile(file))
 	b2 := bsStart(t, h2, cfg2)
 	bsWaitJoined(t, b2)
-	if got := b2.Source(); got != BootstrapSourceCache {
-		t.Errorf("Source() = %q, want %q", got, BootstrapSourceCache)
+	if got := b2.Source(); got != SourceCache {
+		t.Errorf("Source() = %q, want %q", got, SourceCache)
 	}
 }
 
@@ -210,8 +207,8 @@ func TestBootstrapCorruptCache(t *testing.T) {
 			}
 			seed := bsTestHost(t)
 			cfg := bsConfig(t)
-			cfg.CacheFile = file
-			cfg.Static = bsP2PAddrs(t, seed)
+			cfg = append(cfg, WithCacheFile(file))
+			cfg = append(cfg, WithStatic(bsP2PAddrs(t, seed)...))
 			b := bsStart(t, bsTestHost(t), cfg)
 			bsWaitJoined(t, b)
 			if err := b.Close(); err != nil {
@@ -236,12 +233,12 @@ func TestBootstrapWebStation(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	cfg := bsConfig(t)
-	cfg.WebURLs = []string{srv.URL + "/peers"}
-	cfg.HTTPClient = srv.Client()
+	cfg = append(cfg, WithWebStations(srv.URL+"/peers"))
+	cfg = append(cfg, WithHTTPClient(srv.Client()))
 	b := bsStart(t, bsTestHost(t), cfg)
 	bsWaitJoined(t, b)
-	if got := b.Source(); got != BootstrapSourceWeb {
-		t.Errorf("Source() = %q, want %q", got, BootstrapSourceWeb)
+	if got := b.Source(); got != SourceWeb {
+		t.Errorf("Source() = %q, want %q", got, SourceWeb)
 	}
 }
 
@@ -255,12 +252,12 @@ func TestBootstrapOrderPrefersCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := bsConfig(t)
-	cfg.CacheFile = file
-	cfg.Static = bsP2PAddrs(t, static)
+	cfg = append(cfg, WithCacheFile(file))
+	cfg = append(cfg, WithStatic(bsP2PAddrs(t, static)...))
 	b := bsStart(t, bsTestHost(t), cfg)
 	bsWaitJoined(t, b)
-	if got := b.Source(); got != BootstrapSourceCache {
-		t.Errorf("Source() = %q, want %q", got, BootstrapSourceCache)
+	if got := b.Source(); got != SourceCache {
+		t.Errorf("Source() = %q, want %q", got, SourceCache)
 	}
 }
 
@@ -272,45 +269,49 @@ func TestBootstrapConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		field string
-		edit  func(*BootstrapConfig)
+		name    string // what the error names
+		overlay string
+		opt     Option
 	}{
-		{"Domain", func(c *BootstrapConfig) { c.Domain = "" }},
-		{"Domain", func(c *BootstrapConfig) { c.Domain = "Bad Domain" }},
-		{"Static[0]", func(c *BootstrapConfig) { c.Static = []ma.Multiaddr{noID} }},
-		{"Static[1]", func(c *BootstrapConfig) { c.Static = []ma.Multiaddr{bsP2PAddrs(t, h)[0], nil} }},
-		{"CacheFile", func(c *BootstrapConfig) { c.CacheFile = "/nonexistent-dir/x/peers.json" }},
-		{"CacheFile", func(c *BootstrapConfig) { c.CacheFile = filepath.Join(file, "peers.json") }},
-		{"CacheFile", func(c *BootstrapConfig) { c.CacheFile = t.TempDir() }},
-		{"WebURLs[0]", func(c *BootstrapConfig) { c.WebURLs = []string{"ftp://example.org/x"} }},
-		{"WebURLs[0]", func(c *BootstrapConfig) { c.WebURLs = []string{"http://"} }},
-		{"WebURLs[0]", func(c *BootstrapConfig) { c.WebURLs = []string{"http://[::1"} }},
-		{"MinBackoff", func(c *BootstrapConfig) { c.MinBackoff = -1 }},
-		{"MaxBackoff", func(c *BootstrapConfig) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond }},
-		{"DialTimeout", func(c *BootstrapConfig) { c.DialTimeout = -time.Second }},
-		{"CacheInterval", func(c *BootstrapConfig) { c.CacheInterval = -time.Second }},
+		{"overlay", "", nil},
+		{"overlay", "Bad Domain", nil},
+		{"WithStatic[0]", "pastry", WithStatic(noID)},
+		{"WithStatic[1]", "pastry", WithStatic(bsP2PAddrs(t, h)[0], nil)},
+		{"WithCacheFile", "pastry", WithCacheFile("/nonexistent-dir/x/peers.json")},
+		{"WithCacheFile", "pastry", WithCacheFile(filepath.Join(file, "peers.json"))},
+		{"WithCacheFile", "pastry", WithCacheFile(t.TempDir())},
+		{"WithWebStations[0]", "pastry", WithWebStations("ftp://example.org/x")},
+		{"WithWebStations[0]", "pastry", WithWebStations("http://")},
+		{"WithWebStations[0]", "pastry", WithWebStations("http://[::1")},
+		{"WithBackoff", "pastry", WithBackoff(-1, time.Second)},
+		{"WithBackoff", "pastry", WithBackoff(time.Second, time.Millisecond)},
+		{"WithDialTimeout", "pastry", WithDialTimeout(-time.Second)},
+		{"WithCacheInterval", "pastry", WithCacheInterval(-time.Second)},
+		{"WithClock", "pastry", WithClock(nil)},
 	} {
-		cfg := BootstrapDefaultConfig("pastry")
-		tc.edit(&cfg)
-		_, err := NewBootstrapper(h, cfg)
-		if !errors.Is(err, ErrBootstrapConfig) {
-			t.Errorf("%s: err = %v, want ErrBootstrapConfig", tc.field, err)
+		var opts []Option
+		if tc.opt != nil {
+			opts = append(opts, tc.opt)
+		}
+		_, err := New(h, tc.overlay, opts...)
+		if !errors.Is(err, ErrBadConfig) {
+			t.Errorf("%s: err = %v, want ErrBadConfig", tc.name, err)
 			continue
 		}
-		if !strings.Contains(err.Error(), "BootstrapConfig."+tc.field+":") {
-			t.Errorf("%s: error %q does not name the field", tc.field, err)
+		if !strings.Contains(err.Error(), ": "+tc.name+":") {
+			t.Errorf("%s: error %q does not name the option", tc.name, err)
 		}
 	}
-	if _, err := NewBootstrapper(nil, BootstrapDefaultConfig("pastry")); !errors.Is(err, ErrBootstrapConfig) {
+	if _, err := New(nil, "pastry", WithMDNS()); !errors.Is(err, ErrBadConfig) {
 		t.Errorf("nil host: err = %v", err)
 	}
-	if _, err := NewBootstrapper(h, BootstrapDefaultConfig("pastry")); err != nil {
+	if _, err := New(h, "pastry", WithMDNS()); err != nil {
 		t.Errorf("default config: %v", err)
 	}
 }
 
 func TestBootstrapCloseWithoutStart(t *testing.T) {
-	b, err := NewBootstrapper(bsTestHost(t), bsConfig(t))
+	b, err := New(bsTestHost(t), "pastry", bsConfig(t)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +323,7 @@ func TestBootstrapCloseWithoutStart(t *testing.T) {
 	}
 }
 
-func TestWebStationFetchErrors(t *testing.T) {
+func TestFetchWebStationErrors(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"domain":"pastry","peers":["`))
@@ -337,7 +338,7 @@ func TestWebStationFetchErrors(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	for _, p := range []string{"/big", "/other", "/404", "/junk"} {
-		if _, err := WebStationFetch(context.Background(), srv.Client(), srv.URL+p, "pastry"); !errors.Is(err, ErrWebStation) {
+		if _, err := FetchWebStation(context.Background(), srv.Client(), srv.URL+p, "pastry"); !errors.Is(err, ErrWebStation) {
 			t.Errorf("%s: err = %v, want ErrWebStation", p, err)
 		}
 	}
@@ -347,7 +348,7 @@ func TestWebStationFetchErrors(t *testing.T) {
 	mux.HandleFunc("/mixed", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"domain":"pastry","peers":["junk","/ip4/1.2.3.4/tcp/1","` + good + `"]}`))
 	})
-	infos, err := WebStationFetch(context.Background(), srv.Client(), srv.URL+"/mixed", "pastry")
+	infos, err := FetchWebStation(context.Background(), srv.Client(), srv.URL+"/mixed", "pastry")
 	if err != nil || len(infos) != 1 || infos[0].ID != h.ID() {
 		t.Errorf("mixed: %v, %v", infos, err)
 	}
@@ -407,9 +408,9 @@ func TestBootstrapCacheSavedWhileRunning(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "peers.json")
 	seed := bsTestHost(t)
 	cfg := bsConfig(t)
-	cfg.Static = bsP2PAddrs(t, seed)
-	cfg.CacheFile = file
-	cfg.CacheInterval = 50 * time.Millisecond
+	cfg = append(cfg, WithStatic(bsP2PAddrs(t, seed)...))
+	cfg = append(cfg, WithCacheFile(file))
+	cfg = append(cfg, WithCacheInterval(50*time.Millisecond))
 	b := bsStart(t, bsTestHost(t), cfg)
 	bsWaitJoined(t, b)
 	waitFor(t, 10*time.Second, "the cache written while running", func() bool {
@@ -425,26 +426,26 @@ func TestBootstrapTried(t *testing.T) {
 	deadAddrs := bsP2PAddrs(t, dead)
 	_ = dead.Close()
 	cfg := bsConfig(t)
-	cfg.Static = deadAddrs
-	cfg.DialTimeout = time.Second
+	cfg = append(cfg, WithStatic(deadAddrs...))
+	cfg = append(cfg, WithDialTimeout(time.Second))
 	b := bsStart(t, bsTestHost(t), cfg)
 	select {
-	case <-b.TriedCh():
+	case <-b.Tried():
 	case <-time.After(10 * time.Second):
 		t.Fatal("TriedCh not closed after a failed round")
 	}
 	select {
-	case <-b.JoinedCh():
+	case <-b.Joined():
 		t.Fatal("joined a dead peer")
 	default:
 	}
 	seed := bsTestHost(t)
 	cfg = bsConfig(t)
-	cfg.Static = bsP2PAddrs(t, seed)
+	cfg = append(cfg, WithStatic(bsP2PAddrs(t, seed)...))
 	b = bsStart(t, bsTestHost(t), cfg)
 	bsWaitJoined(t, b)
 	select {
-	case <-b.TriedCh():
+	case <-b.Tried():
 	case <-time.After(10 * time.Second):
 		t.Fatal("TriedCh not closed after joining")
 	}

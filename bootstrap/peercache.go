@@ -1,4 +1,4 @@
-package domains
+package bootstrap
 
 import (
 	"cmp"
@@ -26,7 +26,7 @@ const (
 
 // ErrPeerCacheCorrupt is returned by PeerCache.Load for a file that cannot be
 // used; the cache is then empty and the next Save replaces the file.
-var ErrPeerCacheCorrupt = errors.New("domains: corrupt peer cache")
+var ErrPeerCacheCorrupt = errors.New("bootstrap: corrupt peer cache")
 
 // peerCacheFile is the JSON form of the cache file:
 //
@@ -59,6 +59,8 @@ type PeerCache struct {
 	domain string
 	self   peer.ID
 
+	now func() time.Time // the bootstrapper's clock
+
 	mu    sync.Mutex
 	peers map[peer.ID]peerCacheItem
 }
@@ -66,7 +68,7 @@ type PeerCache struct {
 // NewPeerCache returns an empty cache of domain's peers kept in path; self
 // is never cached.
 func NewPeerCache(path, domain string, self peer.ID) *PeerCache {
-	return &PeerCache{path: path, domain: domain, self: self, peers: make(map[peer.ID]peerCacheItem)}
+	return &PeerCache{path: path, domain: domain, self: self, now: time.Now, peers: make(map[peer.ID]peerCacheItem)}
 }
 
 // Load reads the file. A missing file is an empty cache and no error. A
@@ -115,7 +117,7 @@ func (c *PeerCache) Load() error {
 	for i, info := range infos {
 		c.observeLocked(info, seen[i])
 	}
-	c.pruneLocked(time.Now())
+	c.pruneLocked(c.now())
 	return nil
 }
 
@@ -197,7 +199,7 @@ func (c *PeerCache) AddrInfos() []peer.AddrInfo {
 // overwrite an existing file.
 func (c *PeerCache) Save() error {
 	c.mu.Lock()
-	f := peerCacheFile{Version: 1, Domain: c.domain, Saved: time.Now().UTC(), Peers: []peerCacheEntry{}}
+	f := peerCacheFile{Version: 1, Domain: c.domain, Saved: c.now().UTC(), Peers: []peerCacheEntry{}}
 	for _, p := range c.sortedLocked() {
 		e := peerCacheEntry{ID: p.info.ID.String(), Seen: p.seen.UTC()}
 		for _, a := range p.info.Addrs {

@@ -1,4 +1,4 @@
-package domains
+package bootstrap
 
 import (
 	"context"
@@ -33,8 +33,8 @@ const (
 	WebStationTimeout  = 10 * time.Second
 )
 
-// ErrWebStation wraps every error of WebStationFetch about the answer.
-var ErrWebStation = errors.New("domains: bad web station answer")
+// ErrWebStation wraps every error of FetchWebStation about the answer.
+var ErrWebStation = errors.New("bootstrap: bad web station answer")
 
 // WebStationList is the JSON document of a web station.
 type WebStationList struct {
@@ -81,10 +81,10 @@ func WebStationHandler(domain string, peers func() []peer.AddrInfo) http.Handler
 	})
 }
 
-// WebStationFetch asks the web station at url for domain's peers. client nil
+// FetchWebStation asks the web station at url for domain's peers. client nil
 // means http.DefaultClient; the request is bounded by WebStationTimeout
 // unless ctx ends first, and at most WebStationMaxBody bytes are read.
-func WebStationFetch(ctx context.Context, client *http.Client, url, domain string) ([]peer.AddrInfo, error) {
+func FetchWebStation(ctx context.Context, client *http.Client, url, domain string) ([]peer.AddrInfo, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}

@@ -1,4 +1,4 @@
-package node
+package daemon
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/hiersip/hiersip/node"
 	"github.com/hiersip/hiersip/sipbridge"
 )
 
@@ -41,7 +42,7 @@ func daemonFlags(t *testing.T, args ...string) *pflag.FlagSet {
 	t.Helper()
 	fs := pflag.NewFlagSet("node", pflag.ContinueOnError)
 	fs.String("config", "", "")
-	AddDaemonFlags(fs)
+	AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
@@ -50,17 +51,17 @@ func daemonFlags(t *testing.T, args ...string) *pflag.FlagSet {
 
 func TestDaemonConfigDefaults(t *testing.T) {
 	clearEnv(t)
-	c, err := LoadDaemonConfig("", daemonFlags(t))
+	c, err := Load("", daemonFlags(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(c, DefaultDaemonConfig()) {
-		t.Fatalf("defaults:\n got %+v\nwant %+v", c, DefaultDaemonConfig())
+	if !reflect.DeepEqual(c, Defaults()) {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", c, Defaults())
 	}
 	if _, err := c.NodeConfig(); err == nil || err.Error() != "config: domain: required (--domain, HIERSIP_DOMAIN or domain: in the file)" {
 		t.Fatalf("no domain: %v", err)
 	}
-	c, err = LoadDaemonConfig("", daemonFlags(t, "--domain", "example"))
+	c, err = Load("", daemonFlags(t, "--domain", "example"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestDaemonConfigDefaults(t *testing.T) {
 	}
 	if nc.Domain != "example" || nc.Bootstrap.DisableMDNS || nc.Bootstrap.DisableCache ||
 		nc.SIP == nil || nc.SIP.UDP != "127.0.0.1:5060" || nc.SIP.TCP != "127.0.0.1:5060" ||
-		nc.DataDir == "" || !reflect.DeepEqual(nc.ListenAddrs, DefaultListenAddrs) {
+		nc.DataDir == "" || !reflect.DeepEqual(nc.ListenAddrs, node.DefaultListenAddrs) {
 		t.Fatalf("hiersip node --domain example: %+v", nc)
 	}
 	if c.Admin.Listen != "127.0.0.1:8080" || c.ShutdownTimeout != DefaultShutdownTimeout {
@@ -93,7 +94,7 @@ func TestDaemonConfigDataDirDefault(t *testing.T) {
 
 func TestDaemonConfigExampleFile(t *testing.T) {
 	clearEnv(t)
-	c, err := LoadDaemonConfig("../hiersip.example.yaml", nil)
+	c, err := Load("../../hiersip.example.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestDaemonConfigExampleFile(t *testing.T) {
 		t.Fatalf("example file: %+v", c)
 	}
 	// Apart from the settings marked "example", the file shows the defaults.
-	want := DefaultDaemonConfig()
+	want := Defaults()
 	want.Domain, want.KnownDomains, want.DataDir = c.Domain, c.KnownDomains, c.DataDir
 	c.Logger = nil
 	if !reflect.DeepEqual(c, want) {
@@ -132,7 +133,7 @@ election:
 log:
   level: debug
 `)
-	c, err := LoadDaemonConfig(path, daemonFlags(t))
+	c, err := Load(path, daemonFlags(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ log:
 	t.Setenv("HIERSIP_KNOWN_DOMAINS", "a, b.c")
 	t.Setenv("HIERSIP_SIP_MIN_EXPIRES", "90")
 	t.Setenv("HIERSIP_CONFIG", "ignored.yaml")
-	c, err = LoadDaemonConfig(path, daemonFlags(t))
+	c, err = Load(path, daemonFlags(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ log:
 		t.Fatalf("env over file: %+v", c)
 	}
 
-	c, err = LoadDaemonConfig(path, daemonFlags(t, "--domain", "flag", "--sip-udp", "127.0.0.1:3001",
+	c, err = Load(path, daemonFlags(t, "--domain", "flag", "--sip-udp", "127.0.0.1:3001",
 		"--bootstrap-mdns=true", "--known-domains", "x,y", "--election-weight", "3", "--admin-listen", ""))
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +179,7 @@ log:
 
 func TestDaemonConfigSIPOff(t *testing.T) {
 	clearEnv(t)
-	c, err := LoadDaemonConfig("", daemonFlags(t, "--domain", "d", "--sip-udp", "", "--sip-tcp", ""))
+	c, err := Load("", daemonFlags(t, "--domain", "d", "--sip-udp", "", "--sip-tcp", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestDaemonConfigErrorsNameTheField(t *testing.T) {
 				file = "domain: d\n" + file
 			}
 			path := writeFile(t, file+"\n")
-			c, err := LoadDaemonConfig(path, nil)
+			c, err := Load(path, nil)
 			if err == nil {
 				c.Logger = quiet
 				_, err = c.NodeConfig()
@@ -250,16 +251,16 @@ func TestDaemonConfigErrorsNameTheField(t *testing.T) {
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("got %v, want %s…", err, tc.want)
 			}
-			var de *DaemonConfigError
+			var de *node.ConfigError
 			if !errors.As(err, &de) {
-				t.Fatalf("%v is not a *DaemonConfigError", err)
+				t.Fatalf("%v is not a *node.ConfigError", err)
 			}
 		})
 	}
 }
 
 func TestDaemonSettingNamesAreUnique(t *testing.T) {
-	fields, _ := daemonFields()
+	fields, _ := settings()
 	flags, envs := map[string]string{}, map[string]string{}
 	for _, f := range fields {
 		if o, ok := flags[flagName(f.key)]; ok {
@@ -280,7 +281,7 @@ func TestDaemonConfigNAT(t *testing.T) {
 	relay := "/ip4/1.2.0.1/tcp/4001/p2p/12D3KooWBhSxMN1u9fRpjJyKLqnk3qm4hzKnnjMEWVaGn8VQRkBo"
 	path := writeFile(t, "domain: d\nnat:\n  public: true\n  relays: ["+relay+"]\n  port_map: true\n  relay_duration: 5m\n  relay_data: 4096\n")
 	t.Setenv("HIERSIP_NAT_REACHABILITY", "private")
-	c, err := LoadDaemonConfig(path, daemonFlags(t, "--nat-hole-punching=false", "--nat-auto-relay=false"))
+	c, err := Load(path, daemonFlags(t, "--nat-hole-punching=false", "--nat-auto-relay=false"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,18 +290,19 @@ func TestDaemonConfigNAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := NATConfig{Public: true, Relays: []string{relay}, DisableAutoRelay: true, DisableHolePunching: true,
+	want := node.NATConfig{Public: true, Relays: []string{relay}, DisableAutoRelay: true, DisableHolePunching: true,
 		PortMap: true, ForceReachability: "private", RelayDuration: 5 * time.Minute, RelayData: 4096}
 	if !reflect.DeepEqual(nc.NAT, want) {
 		t.Fatalf("NAT:\n got %+v\nwant %+v", nc.NAT, want)
 	}
-	// One reachability: the election follows nat.reachability.
-	if nc.Election.Reachability != "" || nc.electionReachability(true) != "private" {
-		t.Fatalf("election reachability %q / %q", nc.Election.Reachability, nc.electionReachability(true))
+	// One reachability: nat.reachability is the host's, and the election,
+	// left without one of its own, follows it (node's TestNATReachability).
+	if nc.Election.Reachability != "" || nc.NAT.ForceReachability != "private" {
+		t.Fatalf("election reachability %q, host %q", nc.Election.Reachability, nc.NAT.ForceReachability)
 	}
 	// Defaults: a home node (relays and hole punching on, reachability by AutoNAT).
 	clearEnv(t)
-	c, err = LoadDaemonConfig("", daemonFlags(t, "--domain", "d"))
+	c, err = Load("", daemonFlags(t, "--domain", "d"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +310,7 @@ func TestDaemonConfigNAT(t *testing.T) {
 	if nc, err = c.NodeConfig(); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(nc.NAT, NATConfig{}) {
+	if !reflect.DeepEqual(nc.NAT, node.NATConfig{}) {
 		t.Fatalf("default NAT: %+v", nc.NAT)
 	}
 }
@@ -342,7 +344,7 @@ log: {level: %s, format: json}
 	if err := os.WriteFile(path, []byte(conf("info", "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := LoadDaemonConfig(path, nil)
+	c, err := Load(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,10 +354,10 @@ log: {level: %s, format: json}
 	}
 	reload := make(chan struct{})
 	c.Reload = reload
-	c.ReloadConfig = func() (DaemonConfig, error) { return LoadDaemonConfig(path, nil) }
+	c.ReloadConfig = func() (Config, error) { return Load(path, nil) }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- RunDaemon(ctx, c) }()
+	go func() { done <- Run(ctx, c) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -446,7 +448,7 @@ log: {level: %s, format: json}
 // file that loads back into the same configuration.
 func TestDaemonWriteSettings(t *testing.T) {
 	clearEnv(t)
-	c, err := LoadDaemonConfig(writeFile(t, "domain: d\nknown_domains: [a, b]\nsip: {max_expires: 2h, limits: {peer_rate: 5}}\nnat: {relays: [/ip4/1.2.0.1/tcp/1/p2p/12D3KooWBhSxMN1u9fRpjJyKLqnk3qm4hzKnnjMEWVaGn8VQRkBo]}\n"), nil)
+	c, err := Load(writeFile(t, "domain: d\nknown_domains: [a, b]\nsip: {max_expires: 2h, limits: {peer_rate: 5}}\nnat: {relays: [/ip4/1.2.0.1/tcp/1/p2p/12D3KooWBhSxMN1u9fRpjJyKLqnk3qm4hzKnnjMEWVaGn8VQRkBo]}\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +456,7 @@ func TestDaemonWriteSettings(t *testing.T) {
 	if err := c.WriteSettings(&out); err != nil {
 		t.Fatal(err)
 	}
-	back, err := LoadDaemonConfig(writeFile(t, out.String()), nil)
+	back, err := Load(writeFile(t, out.String()), nil)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
@@ -476,7 +478,7 @@ func TestDaemonConfigSIPNAT(t *testing.T) {
 		{"domain: d\nsip: {advertise: \"[2001:db8::7]:5080\", nat_keepalive: 0}\n", "[2001:db8::7]:5080", -1},
 		{"domain: d\nsip: {advertise: sip.example.org, nat_keepalive: 45s}\n", "sip.example.org", 45 * time.Second},
 	} {
-		c, err := LoadDaemonConfig(writeFile(t, tc.file), nil)
+		c, err := Load(writeFile(t, tc.file), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package domains
+package bootstrap
 
 import (
 	"testing"
@@ -34,22 +34,23 @@ func TestBootstrapWithDHT(t *testing.T) {
 	d := bsTestDHT(t, h, "pastry")
 
 	cfg := bsConfig(t)
-	cfg.Static = bsP2PAddrs(t, seed)
-	cfg.CacheFile = t.TempDir() + "/peers-pastry.json"
-	cfg.Joined = func() bool { return d.RoutingTable().Size() > 0 }
-	cfg.Peers = func() []peer.AddrInfo {
+	cfg = append(cfg, WithStatic(bsP2PAddrs(t, seed)...))
+	cacheFile := t.TempDir() + "/peers-pastry.json"
+	cfg = append(cfg, WithCacheFile(cacheFile))
+	cfg = append(cfg, WithJoined(func() bool { return d.RoutingTable().Size() > 0 }))
+	cfg = append(cfg, WithPeers(func() []peer.AddrInfo {
 		var out []peer.AddrInfo
 		for _, p := range d.RoutingTable().ListPeers() {
 			out = append(out, h.Peerstore().PeerInfo(p))
 		}
 		return out
-	}
+	}))
 	b := bsStart(t, h, cfg)
 	bsWaitJoined(t, b)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c := NewPeerCache(cfg.CacheFile, "pastry", h.ID())
+	c := NewPeerCache(cacheFile, "pastry", h.ID())
 	if err := c.Load(); err != nil {
 		t.Fatal(err)
 	}

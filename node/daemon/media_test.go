@@ -1,4 +1,4 @@
-package node
+package daemon
 
 import (
 	"strings"
@@ -18,7 +18,7 @@ media:
   idle_timeout: 30s
   max_delay: 60ms
 `)
-	c, err := LoadDaemonConfig(path, nil)
+	c, err := Load(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ media:
 		m.IdleTimeout != 30*time.Second || m.HoldTimeout != time.Hour || m.MaxDelay != 60*time.Millisecond {
 		t.Fatalf("media config: %+v", m)
 	}
-	def := DefaultDaemonConfig()
+	def := Defaults()
 	def.Domain, def.Logger = "pastry", quiet
 	nc, err = def.NodeConfig()
 	if err != nil || nc.Media.Disable || nc.Media.PortMin != 10000 || nc.Media.PortMax != 20000 {
@@ -48,7 +48,7 @@ media:
 		{"media: {max_delay: -1s}", "media.max_delay"},
 		{"media: {address: not-an-ip}", "media.address"},
 	} {
-		c, err := LoadDaemonConfig(writeFile(t, "domain: pastry\n"+bad.yaml+"\n"), nil)
+		c, err := Load(writeFile(t, "domain: pastry\n"+bad.yaml+"\n"), nil)
 		if err == nil {
 			c.Logger = quiet
 			_, err = c.NodeConfig()
@@ -57,45 +57,12 @@ media:
 			t.Errorf("%s: %v, want an error naming %s", bad.yaml, err, bad.field)
 		}
 	}
-	off, err := LoadDaemonConfig(writeFile(t, "domain: pastry\nmedia: {enabled: false, ports: nonsense}\n"), nil)
+	off, err := Load(writeFile(t, "domain: pastry\nmedia: {enabled: false, ports: nonsense}\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	off.Logger = quiet
 	if nc, err := off.NodeConfig(); err != nil || !nc.Media.Disable {
 		t.Fatalf("media off: %+v %v", nc.Media, err)
-	}
-}
-
-// TestMediaDisabled: a node with media off runs no relay and speaks no media protocol.
-func TestMediaDisabled(t *testing.T) {
-	ctx := t.Context()
-	for _, off := range []bool{false, true} {
-		n, err := New(ctx, Config{Domain: "pastry", ListenAddrs: loopback, Logger: quiet,
-			Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true}, Election: ElectionConfig{Disable: true},
-			SIP: &SIPConfig{UDP: "127.0.0.1:0"}, Media: MediaConfig{Disable: off}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hasProto := false
-		for _, p := range n.Host().Mux().Protocols() {
-			hasProto = hasProto || p == "/hiersip/media/1.0.0"
-		}
-		if (n.Media() == nil) != off || hasProto == off {
-			t.Errorf("media disabled %v: relay %v, protocol %v", off, n.Media() != nil, hasProto)
-		}
-		if err := n.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if hasProto := func() bool {
-			for _, p := range n.Host().Mux().Protocols() {
-				if p == "/hiersip/media/1.0.0" {
-					return true
-				}
-			}
-			return false
-		}(); hasProto {
-			t.Error("the media protocol is still served after Close")
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package domains
+package bootstrap
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+
+	"github.com/hiersip/hiersip/internal/p2pnet"
 )
 
 // MDNSMaxRetries bounds the connection attempts to one peer found by mDNS.
@@ -61,7 +63,7 @@ type mdnsSeries struct {
 
 func newMDNSDiscovery(ctx context.Context, b *Bootstrapper) *mdnsDiscovery {
 	d := &mdnsDiscovery{b: b, ctx: ctx, pending: make(map[peer.ID]*mdnsSeries)}
-	d.svc = mdns.NewMdnsService(b.h, MDNSServiceName(b.cfg.Domain), d)
+	d.svc = mdns.NewMdnsService(b.h, MDNSServiceName(b.overlay), d)
 	// Called synchronously by the swarm: it must not block.
 	d.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
 		d.mu.Lock()
@@ -107,9 +109,9 @@ func (d *mdnsDiscovery) HandlePeerFound(info peer.AddrInfo) {
 		d.mu.Unlock()
 		return
 	}
-	b.emit(BootstrapEvent{Kind: BootstrapFound, Source: BootstrapSourceMDNS, Peer: info.ID})
+	b.emit(Event{Kind: EventFound, Source: SourceMDNS, Peer: info.ID})
 	if cur, ok := d.pending[info.ID]; ok {
-		cur.info.Addrs = bootstrapMergeAddrInfos([]peer.AddrInfo{cur.info, info})[0].Addrs
+		cur.info.Addrs = p2pnet.MergeAddrInfos(nil, cur.info, info)[0].Addrs
 		d.mu.Unlock()
 		return
 	}
@@ -131,7 +133,7 @@ func (d *mdnsDiscovery) connect(s *mdnsSeries) {
 		delete(d.pending, p)
 		d.mu.Unlock()
 	}()
-	backoff := b.cfg.MinBackoff
+	backoff := b.cfg.minBackoff
 	waited := false // whether this series has yielded or failed a dial
 	if b.h.ID() > p && b.h.Network().Connectedness(p) != network.Connected {
 		if !d.wait(s, mdnsYield) {
@@ -144,32 +146,32 @@ func (d *mdnsDiscovery) connect(s *mdnsSeries) {
 			// The peer dialled us (or another source connected it) while we
 			// waited: the peer found by mDNS is connected all the same.
 			if waited {
-				b.connected(BootstrapSourceMDNS, p)
+				b.connected(SourceMDNS, p)
 			}
 			return
 		}
 		d.mu.Lock()
 		info := peer.AddrInfo{ID: p, Addrs: s.info.Addrs}
 		d.mu.Unlock()
-		if b.dial(d.ctx, BootstrapSourceMDNS, info) == nil || d.ctx.Err() != nil {
+		if b.dial(d.ctx, SourceMDNS, info) == nil || d.ctx.Err() != nil {
 			return
 		}
 		if attempt >= MDNSMaxRetries {
 			b.log.Debug("giving up on mDNS peer until it is announced again", "peer", p)
 			return
 		}
-		if !d.wait(s, bootstrapJitter(backoff)) {
+		if !d.wait(s, jitter(backoff)) {
 			return
 		}
 		waited = true
-		backoff = min(2*backoff, b.cfg.MaxBackoff)
+		backoff = min(2*backoff, b.cfg.maxBackoff)
 	}
 }
 
-// wait waits for dur or for a connection to the series' peer, and reports
-// false if the discovery stopped meanwhile.
+// wait waits for dur of the bootstrapper's clock or for a connection to the
+// series' peer, and reports false if the discovery stopped meanwhile.
 func (d *mdnsDiscovery) wait(s *mdnsSeries, dur time.Duration) bool {
-	t := time.NewTimer(dur)
+	t := d.b.clock.Timer(dur)
 	defer t.Stop()
 	select {
 	case <-d.ctx.Done():
