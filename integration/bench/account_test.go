@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hiersip/hiersip/node"
+	"github.com/hiersip/hiersip/node/daemon"
 )
 
 func TestParseProcStat(t *testing.T) {
@@ -239,7 +239,7 @@ func TestNodeConfigIsValid(t *testing.T) {
 	if err := os.WriteFile(path, []byte(s.config(filepath.Join(dir, "data"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := node.LoadDaemonConfig(path, nil)
+	c, err := daemon.Load(path, nil)
 	if err == nil {
 		err = c.Validate()
 	}

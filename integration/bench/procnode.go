@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/node"
+	"github.com/hiersip/hiersip/node/daemon"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -156,7 +157,7 @@ func startNode(ctx context.Context, bin, dir, name string, spec nodeSpec) (*proc
 	}
 	n := &procNode{name: name, spec: spec, dir: nd, cmd: cmd, done: make(chan struct{}), http: &http.Client{Timeout: 30 * time.Second}}
 	go func() { n.waitErr = cmd.Wait(); close(n.done) }()
-	if err := n.awaitAdmin(ctx, filepath.Join(data, node.AdminURLFile)); err != nil {
+	if err := n.awaitAdmin(ctx, filepath.Join(data, daemon.AdminURLFile)); err != nil {
 		n.kill()
 		return nil, fmt.Errorf("%w: %s: %w\n%s", errNodeStart, name, err, n.logTail())
 	}
@@ -166,7 +167,7 @@ func startNode(ctx context.Context, bin, dir, name string, spec nodeSpec) (*proc
 // cleanEnv is the environment of a node process: the benchmark's, without HIERSIP_
 // variables (they would override the configuration file).
 func cleanEnv() []string {
-	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, node.EnvPrefix) })
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, daemon.EnvPrefix) })
 }
 
 func (n *procNode) awaitAdmin(ctx context.Context, urlFile string) error {
