@@ -2,6 +2,7 @@ package sipbridge
 
 import (
 	"context"
+	"github.com/hiersip/hiersip/sipua"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func TestBaresip(t *testing.T) {
 		return b != nil && !b.Removed && len(b.Contacts) > 0
 	})
 
-	ring := WithUAAnswer(AnswerAuto, 20*time.Millisecond)
+	ring := sipua.WithUAAnswer(sipua.AnswerAuto, 20*time.Millisecond)
 	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
 	if _, err := alice.Register(ctx, 0); err != nil {
 		t.Fatal(err)
@@ -56,7 +57,7 @@ func TestBaresip(t *testing.T) {
 	if err := carol.Command("/dial sip:alice@pastry"); err != nil {
 		t.Fatal(err)
 	}
-	var in *Call
+	var in *sipua.Call
 	select {
 	case in = <-alice.Incoming():
 	case <-ctx.Done():

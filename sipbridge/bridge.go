@@ -489,3 +489,18 @@ func init() {
 	// This is sipgo package state, set once for the process.
 	sip.UDPMTUSize = maxUDPPayload + 200
 }
+
+// waitUDPListener waits until sipgo's transport layer has taken up the listener, so that
+// requests are sent from it.
+func waitUDPListener(tl *sip.TransportLayer, addr string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if c, _ := tl.GetConnection("udp", addr); c != nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sipbridge: udp listener %s not ready", addr)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -192,13 +192,8 @@
 //
 // # User agent
 //
-// [UA] is hiersip's own user agent for scripts, tests and demos: Register, Call (INVITE,
-// ACK), Hangup (BYE), Message, auto-answer or ring-only, built on sipgo's dialog API. Its
-// Ladder records each datagram it sent or received with a timestamp. It offers and
-// answers real SDP and sends and receives RTP (a 440 Hz PCMU tone; [Call.Media] counts
-// packets): late offers ([WithUALateOffer]), early media ([WithUAEarlyMedia]), a video
-// stream ([WithUAVideo]), hold and resume ([Call.Hold], [Call.Resume]) and new offers in
-// re-INVITE or UPDATE ([Call.Reoffer]).
+// hiersip's own user agent (Register, Call, Hangup, Message, SDP and RTP), for scripts,
+// tests and demos, is package sipua; it shares no code with the proxy.
 //
 // # Limits
 //

@@ -2,6 +2,7 @@ package sipbridge
 
 import (
 	"context"
+	"github.com/hiersip/hiersip/sipua"
 	"strconv"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func TestPhoneBehindNAT(t *testing.T) {
 
 			alice := newTestUA(t, "sip:alice@pastry", n2)
 			type result struct {
-				c   *Call
+				c   *sipua.Call
 				err error
 			}
 			done := make(chan result, 1)
@@ -115,7 +116,7 @@ func TestNATKeepalive(t *testing.T) {
 func TestNATDialogContact(t *testing.T) {
 	n1, n2 := twoNodes(t)
 	ctx := ctxT(t, 30*time.Second)
-	bob := newTestUA(t, "sip:bob@pastry", n2, WithUAAnswer(AnswerAuto, 0))
+	bob := newTestUA(t, "sip:bob@pastry", n2, sipua.WithUAAnswer(sipua.AnswerAuto, 0))
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestNATDialogContact(t *testing.T) {
 	ack.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.ACK})
 	ack.SetBody(nil)
 	phone.sendMsg(ack)
-	var in *Call
+	var in *sipua.Call
 	select {
 	case in = <-bob.Incoming():
 	case <-ctx.Done():

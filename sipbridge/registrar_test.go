@@ -1,6 +1,7 @@
 package sipbridge
 
 import (
+	"github.com/hiersip/hiersip/sipua"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestRegisterRules(t *testing.T) {
 	if _, err := alice.RegisterContact(ctx, other, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	res, err = alice.query(ctx)
+	res, err = alice.Query(ctx)
 	if err != nil || len(res.GetHeaders("Contact")) != 2 {
 		t.Fatalf("query: %v %v", res, err)
 	}
@@ -51,7 +52,7 @@ func TestRegisterRules(t *testing.T) {
 		t.Fatalf("overlay binding: %+v", b)
 	}
 	// Contact: * with Expires: 0 removes everything: a tombstone in the overlay
-	if res, err := alice.unregisterAll(ctx); err != nil || res.GetHeader("Contact") != nil {
+	if res, err := alice.UnregisterAll(ctx); err != nil || res.GetHeader("Contact") != nil {
 		t.Fatalf("wildcard unregister: %v %v", res, err)
 	}
 	if b := n.loc.binding("sip:alice@pastry"); b == nil || !b.Removed || len(b.Contacts) != 0 {
@@ -78,11 +79,11 @@ func TestRegisterDigest(t *testing.T) {
 	}
 	n := newTestNode(t, newMemDir(), "pastry", WithUsers(users))
 	ctx := ctxT(t, 10*time.Second)
-	good := newTestUA(t, "sip:alice@pastry", n, WithUACredentials("alice", "s3cret"))
+	good := newTestUA(t, "sip:alice@pastry", n, sipua.WithUACredentials("alice", "s3cret"))
 	if _, err := good.Register(ctx, 0); err != nil {
 		t.Fatalf("good password: %v", err)
 	}
-	bad := newTestUA(t, "sip:alice@pastry", n, WithUACredentials("alice", "guess"))
+	bad := newTestUA(t, "sip:alice@pastry", n, sipua.WithUACredentials("alice", "guess"))
 	if res, err := bad.Register(ctx, 0); err == nil || res.StatusCode != 403 {
 		t.Fatalf("bad password: %v %v", res, err)
 	}

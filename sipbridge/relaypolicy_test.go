@@ -2,6 +2,7 @@ package sipbridge
 
 import (
 	"fmt"
+	"github.com/hiersip/hiersip/sipua"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -130,7 +131,7 @@ func TestUntrustedUARefused(t *testing.T) {
 		n    *testNode
 		want int
 	}{{open, 403}, {trusting, 200}} {
-		ua := newTestUA(t, "sip:carol@pastry", c.n, WithUAListen(netip.AddrPortFrom(ip, 0).String()))
+		ua := newTestUA(t, "sip:carol@pastry", c.n, sipua.WithUAListen(netip.AddrPortFrom(ip, 0).String()))
 		res, err := ua.Register(ctx, 0)
 		if res == nil {
 			t.Fatalf("REGISTER: %v", err)

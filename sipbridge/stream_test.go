@@ -3,6 +3,7 @@ package sipbridge
 import (
 	"context"
 	"errors"
+	"github.com/hiersip/hiersip/sipua"
 	"io"
 	"strings"
 	"testing"
@@ -125,7 +126,7 @@ func expectReset(t *testing.T, s network.Stream) {
 func TestPeerTransactionLimit(t *testing.T) {
 	dir := newMemDir()
 	n := newTestNode(t, dir, "pastry", WithMaxTransactionsPerPeer(1))
-	bob := newTestUA(t, "sip:bob@pastry", n, WithUAAnswer(AnswerRingOnly, 0))
+	bob := newTestUA(t, "sip:bob@pastry", n, sipua.WithUAAnswer(sipua.AnswerRingOnly, 0))
 	ctx := ctxT(t, 10*time.Second)
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)

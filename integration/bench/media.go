@@ -18,7 +18,7 @@ import (
 	sdp "github.com/pion/sdp/v3"
 	"golang.org/x/net/ipv4"
 
-	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // The media section: G.711-like streams (172-byte RTP packets, 50 per second each way per
@@ -56,7 +56,7 @@ const (
 // mediaCall is one call of the load: where each side's phone sends.
 type mediaCall struct {
 	toA, toB netip.AddrPort // the caller's node's port, the callee's node's port
-	out, in  *sipbridge.Call
+	out, in  *sipua.Call
 }
 
 // mediaResult is one step of the load.
@@ -294,13 +294,13 @@ func (r *runner) media(ctx context.Context) error {
 	}
 	defer b.Close()
 	mediaPIDs = [2]int{a.pid(), b.pid()}
-	caller, err := sipbridge.NewUA("sip:caller@pastry", a.addr("pastry", 0), sipbridge.WithUASilent(), sipbridge.WithUALogger(quietLog()))
+	caller, err := sipua.NewUA("sip:caller@pastry", a.addr("pastry", 0), sipua.WithUASilent(), sipua.WithUALogger(quietLog()))
 	if err != nil {
 		return err
 	}
 	defer caller.Close()
-	callee, err := sipbridge.NewUA("sip:callee@pastry", b.addr("pastry", 0), sipbridge.WithUASilent(),
-		sipbridge.WithUAAnswer(sipbridge.AnswerAuto, 0), sipbridge.WithUALogger(quietLog()))
+	callee, err := sipua.NewUA("sip:callee@pastry", b.addr("pastry", 0), sipua.WithUASilent(),
+		sipua.WithUAAnswer(sipua.AnswerAuto, 0), sipua.WithUALogger(quietLog()))
 	if err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func (r *runner) media(ctx context.Context) error {
 	if _, err := a.do(rctx, "resolve", "pastry", "0", "sip:callee@pastry"); err != nil {
 		return err
 	}
-	answered := map[string]*sipbridge.Call{}
+	answered := map[string]*sipua.Call{}
 	var amu sync.Mutex
 	drainCtx, stopDrain := context.WithCancel(ctx)
 	defer stopDrain()
@@ -441,7 +441,7 @@ func pctl(s []float64, q float64) float64 {
 }
 
 // placeMediaCall places one call and returns the nodes' ports each side was given.
-func placeMediaCall(ctx context.Context, caller *sipbridge.UA, answered map[string]*sipbridge.Call, mu *sync.Mutex) (mediaCall, error) {
+func placeMediaCall(ctx context.Context, caller *sipua.UA, answered map[string]*sipua.Call, mu *sync.Mutex) (mediaCall, error) {
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	out, err := caller.Call(cctx, "sip:callee@pastry")
