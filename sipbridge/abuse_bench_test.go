@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"github.com/hiersip/hiersip/sipua"
 	"log/slog"
 	"net"
 	"os"
@@ -27,6 +26,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // BenchmarkAbuse floods a node while a well-behaved UA places 50 calls through it (5 at a

@@ -3,7 +3,6 @@ package sipbridge
 import (
 	"errors"
 	"fmt"
-	"github.com/hiersip/hiersip/sipua"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // lanBook is the address book of a node bound to the wildcard address on a machine with a

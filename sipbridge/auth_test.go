@@ -1,9 +1,10 @@
 package sipbridge
 
 import (
-	"github.com/hiersip/hiersip/sipua"
 	"testing"
 	"time"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestMessageDigest: a UA with credentials answers the node's challenge to a MESSAGE, as

@@ -2,12 +2,12 @@ package sipbridge
 
 import (
 	"context"
-	"github.com/hiersip/hiersip/sipua"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hiersip/hiersip/integration/softphone"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestBaresip registers the baresip softphone (with digest authentication) at node 2; a

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"github.com/emiago/sipgo/sip"
-	"github.com/hiersip/hiersip/sipua"
 	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 func statusesOf(c *sipua.Call) []int {

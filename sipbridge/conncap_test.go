@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/hiersip/hiersip/sipua"
 	"net"
 	"os"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // openFDs counts this process's open file descriptors.

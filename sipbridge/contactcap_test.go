@@ -2,13 +2,14 @@ package sipbridge
 
 import (
 	"fmt"
-	"github.com/hiersip/hiersip/sipua"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // rawRegister is a REGISTER for carol@pastry naming n contacts (host 127.0.0.1, ports from

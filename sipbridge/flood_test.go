@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/hiersip/hiersip/sipua"
 	"net"
 	"runtime"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // floodCounts counts what a flooder sent and the answers it got.

@@ -2,7 +2,6 @@ package sipbridge
 
 import (
 	"context"
-	"github.com/hiersip/hiersip/sipua"
 	"io"
 	"log/slog"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // memDir is an in-memory location service shared by a test's nodes.

@@ -2,7 +2,6 @@ package sipbridge
 
 import (
 	"context"
-	"github.com/hiersip/hiersip/sipua"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestInterDomainHook routes alice@pastry → bob@can through an intermediate node: node 1

@@ -2,10 +2,11 @@ package sipbridge
 
 import (
 	"fmt"
-	"github.com/hiersip/hiersip/sipua"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestIPv6UAs: IPv6 user agents register, call and are called — at a node bound to [::1]

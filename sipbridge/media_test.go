@@ -3,7 +3,6 @@ package sipbridge
 import (
 	"context"
 	"errors"
-	"github.com/hiersip/hiersip/sipua"
 	"net"
 	"net/netip"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 
 	"github.com/hiersip/hiersip/media"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // mediaNode is a test node whose bridge anchors media at its relay.

@@ -229,11 +229,9 @@ func (r *registrar) natDest(u *sip.Uri) (string, string) {
 	r.mu.Lock()
 	var found *contactEntry
 	now := time.Now()
-	for _, e := range r.aors {
-		for _, c := range e.contacts {
-			if c.nat && c.expires.After(now) && c.addr == key {
-				found = c
-			}
+	for _, c := range r.byAddr[key] {
+		if c.nat && c.expires.After(now) {
+			found = c
 		}
 	}
 	r.mu.Unlock()

@@ -2,12 +2,13 @@ package sipbridge
 
 import (
 	"context"
-	"github.com/hiersip/hiersip/sipua"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // The phone's private address behind its NAT router, as it writes it into Via and Contact.

@@ -3,7 +3,6 @@ package sipbridge
 import (
 	"context"
 	"fmt"
-	"github.com/hiersip/hiersip/sipua"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // laddered reports whether u's ladder holds a message (sent or received) whose first line

@@ -2,7 +2,6 @@ package sipbridge
 
 import (
 	"encoding/json"
-	"github.com/hiersip/hiersip/sipua"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // restartBridge closes n's bridge and starts another on the same host and locator, as a

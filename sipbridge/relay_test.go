@@ -2,7 +2,6 @@ package sipbridge
 
 import (
 	"context"
-	"github.com/hiersip/hiersip/sipua"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestCallOverRelay: the callee's node has no listen address at all (as behind a NAT) and is

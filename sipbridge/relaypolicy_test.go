@@ -2,7 +2,6 @@ package sipbridge
 
 import (
 	"fmt"
-	"github.com/hiersip/hiersip/sipua"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/integration/testenv"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // udpAsk sends req (with %[1]s for pc's address) from pc to dst and returns the final

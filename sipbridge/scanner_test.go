@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/hiersip/hiersip/sipua"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/hiersip/hiersip/integration/testenv"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // sipvicious returns the path of one of sipvicious's tools (Debian names it svwar, newer

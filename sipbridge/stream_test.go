@@ -3,7 +3,6 @@ package sipbridge
 import (
 	"context"
 	"errors"
-	"github.com/hiersip/hiersip/sipua"
 	"io"
 	"strings"
 	"testing"
@@ -13,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // rawPeer is a bare libp2p host speaking ProtocolID by hand.

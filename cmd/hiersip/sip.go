@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/hiersip/hiersip/sipua"
 	"github.com/spf13/cobra"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // uaFlags are the flags of the commands that act as a SIP user agent.
