@@ -3,12 +3,13 @@ package sipbridge
 import (
 	"context"
 	"errors"
-	"github.com/emiago/sipgo/sip"
 	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/hiersip/hiersip/sipua"
 )

@@ -154,54 +154,7 @@ func (c *counter) release(key string) {
 	c.total--
 }
 
-// ---- UA-facing TCP
-
-// tcpGuard is the UA-facing TCP listener as sipgo sees it: it refuses connections beyond
-// the caps (closing them at once), survives running out of file descriptors (sipgo's accept
-// loop would end on the first error) and hands on each connection as a screenConn, which
-// enforces the deadlines and answers what cannot be parsed.
-type tcpGuard struct {
-	net.Listener
-	b     *Bridge
-	count *counter
-}
-
-func (b *Bridge) guardTCP(l net.Listener) *tcpGuard {
-	max := tcpCap(b.cfg.conns.MaxTCP, nofileLimit())
-	return &tcpGuard{Listener: l, b: b, count: newCounter(b.cfg.conns.MaxTCPPerSource, max)}
-}
-
-func (g *tcpGuard) Accept() (net.Conn, error) {
-	backoff := 5 * time.Millisecond
-	for {
-		c, err := g.Listener.Accept()
-		if err != nil {
-			if !temporaryAccept(err) || g.b.ctx.Err() != nil {
-				return nil, err
-			}
-			// Out of file descriptors (or a connection aborted before accept): wait and
-			// go on, as net/http does; the connections that hold them time out.
-			g.b.log.Warn("accepting SIP/TCP connection failed, retrying", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-g.b.ctx.Done():
-				return nil, err
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
-		key := sourceKey(c.RemoteAddr().String())
-		if why := g.count.take(key); why != "" {
-			g.b.lim.stats.tcpRefused.Add(1)
-			g.b.log.Info("refusing SIP/TCP connection", "from", c.RemoteAddr().String(), "cap", why)
-			_ = c.Close()
-			continue
-		}
-		g.b.lim.stats.tcpConns.Add(1)
-		return newScreenConn(c, g, key), nil
-	}
-}
+// ---- UA-facing TCP (transport_tcp.go accepts)
 
 // temporaryAccept reports an accept error after which the listener still works.
 func temporaryAccept(err error) bool {
@@ -268,7 +221,7 @@ func (b *Bridge) streamEnded(p peer.ID, inbound bool, err error) {
 	case timedOut(err):
 		b.lim.stats.streamsTimedOut.Add(1)
 	case !connected || (inbound && !isEOF(err)):
-		b.txs.failPeer(p, fmt.Errorf("%w: %s: stream ended: %v", ErrLinkDown, p, err))
+		b.txl.failPeer(p, fmt.Errorf("%w: %s: stream ended: %v", ErrLinkDown, p, err))
 	}
 }
 

@@ -116,14 +116,6 @@ func (f *frameReader) next() ([]byte, error) {
 	return msg, nil
 }
 
-// encode writes msg in stream form, always with a correct Content-Length.
-func encode(msg sip.Message) []byte {
-	msg.SetBody(msg.Body()) // msg is ours (a clone): make Content-Length exact
-	var sb strings.Builder
-	msg.StringWrite(&sb)
-	return []byte(sb.String())
-}
-
 // parseFrame parses one framed message with sipgo's parser.
 func parseFrame(data []byte) (sip.Message, error) {
 	return sip.ParseMessage(data)

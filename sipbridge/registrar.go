@@ -327,7 +327,6 @@ func (r *registrar) run(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
-		r.b.queue.purge(now)
 		var lapsed []*aorEntry
 		var gone []sip.Uri
 		r.mu.Lock()
