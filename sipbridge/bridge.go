@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"net"
@@ -193,8 +194,9 @@ type Bridge struct {
 	selfStr string
 	domain  string
 
-	parser *sip.Parser // sipgo's: every message is parsed once, by its transport
-	chain  handler     // the admission chain (admission.go)
+	parser   *sip.Parser  // sipgo's: every message is parsed once, by its transport
+	loopSeed maphash.Seed // of the loop keys in this node's branches (loop.go)
+	chain    handler      // the admission chain (admission.go)
 
 	udp     *udpTransport // nil when UDP is off
 	tcp     *tcpTransport // nil when TCP is off
@@ -217,6 +219,7 @@ type Bridge struct {
 	nodeHdrMu sync.Mutex
 	nodeHdr   string
 	nodeHdrAt time.Time
+	nodesSeen recentValues // Hiersip-Node values learnt (nodeheaders.go)
 
 	reg    *registrar
 	links  *links
@@ -273,7 +276,8 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	b.guard = newLogGuard(cfg.log.Handler().WithAttrs([]slog.Attr{slog.String("component", "sipbridge")}))
 	b.log = slog.New(b.guard)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.parser = sip.NewParser()
+	b.parser = newParser()
+	b.loopSeed = maphash.MakeSeed()
 	b.txl = newTxLayer(b)
 	b.lim = newLimiter(cfg.limits)
 	b.auth = newAuthGuard(cfg.limits) // digest.go

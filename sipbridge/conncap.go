@@ -188,21 +188,48 @@ func (b *Bridge) releaseStream(p peer.ID) {
 	b.lim.stats.streams.Add(-1)
 }
 
-// streamDeadlines sets the read deadlines of a stream read by readLoop: before each message
-// the idle deadline (inbound streams only: a node never writes on its own outgoing stream's
-// reverse direction), from its first byte the message deadline. It returns the function to
-// call before reading the next message and the frame reader hook.
-func (b *Bridge) streamDeadlines(s network.Stream, inbound bool) (before func(), started func()) {
-	l := b.cfg.conns
-	before = func() {
-		if inbound {
-			_ = s.SetReadDeadline(time.Now().Add(l.StreamIdleTimeout))
-		} else {
-			_ = s.SetReadDeadline(time.Time{})
-		}
+// streamReader is a stream as readLoop reads it, with the read deadlines of ConnLimits:
+// between messages the idle deadline (inbound streams only: a node never writes on its own
+// outgoing stream's reverse direction), from a message's first byte the message deadline.
+// A deadline is set only when a read actually waits on the stream (the frame reader's
+// buffer is empty): a burst of messages read from one frame sets none (yamux makes a timer
+// of every deadline).
+type streamReader struct {
+	s        network.Stream
+	idle     time.Duration // 0: none
+	msg      time.Duration
+	inMsg    bool
+	msgStart time.Time
+	applied  time.Time
+}
+
+func (b *Bridge) newStreamReader(s network.Stream, inbound bool) *streamReader {
+	r := &streamReader{s: s, msg: b.cfg.conns.MessageTimeout}
+	if inbound {
+		r.idle = b.cfg.conns.StreamIdleTimeout
 	}
-	started = func() { _ = s.SetReadDeadline(time.Now().Add(l.MessageTimeout)) }
-	return before, started
+	return r
+}
+
+// between marks the start of the wait for the next message.
+func (r *streamReader) between() { r.inMsg = false }
+
+// started marks a message's first byte (frameReader.started).
+func (r *streamReader) started() { r.inMsg, r.msgStart = true, time.Now() }
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	var dl time.Time
+	switch {
+	case r.inMsg:
+		dl = r.msgStart.Add(r.msg)
+	case r.idle > 0:
+		dl = time.Now().Add(r.idle)
+	}
+	if !dl.Equal(r.applied) {
+		_ = r.s.SetReadDeadline(dl)
+		r.applied = dl
+	}
+	return r.s.Read(p)
 }
 
 // streamEnded decides what the end of a stream of p by err means for p's transactions. A

@@ -80,8 +80,12 @@ func (b *Bridge) proxy(req *sip.Request, st sip.ServerTransaction, from peer.ID)
 	}
 	r := &relayCall{req: req, st: st, from: from, canc: make(chan struct{})}
 	if req.IsInvite() {
-		if err := st.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
-			b.log.Debug("100 Trying failed", "err", err)
+		// 100 Trying stops a UA's retransmissions; a peer's stream retransmits nothing,
+		// and the 100 would only cost a message each way.
+		if from == "" {
+			if err := st.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
+				b.log.Debug("100 Trying failed", "err", err)
+			}
 		}
 		var once sync.Once
 		if !st.OnCancel(func(*sip.Request) { once.Do(func() { close(r.canc) }) }) {

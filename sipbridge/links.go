@@ -323,12 +323,12 @@ func (ls *links) handleStream(s network.Stream) {
 func (ls *links) readLoop(s network.Stream, p peer.ID, incoming bool) {
 	defer ls.untrack(s)
 	b := ls.b
-	fr := newFrameReader(s, b.cfg.maxMsg)
-	before, started := b.streamDeadlines(s, incoming)
-	fr.started = started
+	sr := b.newStreamReader(s, incoming)
+	fr := newFrameReader(sr, b.cfg.maxMsg)
+	fr.started = sr.started
 	key := peerKey(p)
 	for {
-		before()
+		sr.between()
 		data, err := fr.next()
 		if err != nil {
 			var fe *frameError

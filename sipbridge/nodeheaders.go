@@ -2,6 +2,7 @@ package sipbridge
 
 import (
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -21,7 +22,7 @@ const maxNodeAddrs = 8
 // Requests and responses going into the overlay keep (and, with add, extend) them.
 func (b *Bridge) nodeHeaders(m sip.Message, add, intoOverlay bool) {
 	if !intoOverlay {
-		for i := len(m.GetHeaders(headerNodeAddrs)); i > 0; i-- {
+		for hasHeader(m, headerNodeAddrs) {
 			removeFirst(m, headerNodeAddrs)
 		}
 		return
@@ -50,13 +51,23 @@ func (b *Bridge) nodeHeaderValue() string {
 	return b.nodeHdr
 }
 
-// learnNodes adds the addresses in m's Hiersip-Node headers to the peerstore.
+// learnNodes adds the addresses in m's Hiersip-Node headers to the peerstore. A value
+// seen in the last minute is not parsed again (every response of a record-routing node
+// carries the same one).
 func (b *Bridge) learnNodes(m sip.Message) {
-	for i, h := range m.GetHeaders(headerNodeAddrs) {
-		if i >= 4 {
+	i := 0
+	for _, h := range headersOf(m) {
+		if !strings.EqualFold(h.Name(), headerNodeAddrs) {
+			continue
+		}
+		if i++; i > 4 {
 			return
 		}
-		f := strings.Fields(h.Value())
+		v := h.Value()
+		if b.nodesSeen.seen(v, time.Now()) {
+			continue
+		}
+		f := strings.Fields(v)
 		if len(f) < 2 {
 			continue
 		}
@@ -74,4 +85,39 @@ func (b *Bridge) learnNodes(m sip.Message) {
 			b.h.Peerstore().AddAddrs(p, addrs, time.Hour)
 		}
 	}
+}
+
+// hasHeader reports whether m has a header named name (any case).
+func hasHeader(m sip.Message, name string) bool {
+	for _, h := range headersOf(m) {
+		if strings.EqualFold(h.Name(), name) {
+			return true
+		}
+	}
+	return false
+}
+
+// recentValues remembers values for a while (bounded: it starts over when full).
+type recentValues struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+const (
+	recentFor = time.Minute
+	recentMax = 4096
+)
+
+// seen reports whether v was noted in the last recentFor, and notes it.
+func (r *recentValues) seen(v string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if at, ok := r.m[v]; ok && now.Sub(at) < recentFor {
+		return true
+	}
+	if r.m == nil || len(r.m) >= recentMax {
+		r.m = map[string]time.Time{}
+	}
+	r.m[v] = now
+	return false
 }

@@ -59,19 +59,24 @@ func answerWith(code int, reason string) decision { return decision{code: code, 
 func (b *Bridge) route(req *sip.Request, from peer.ID, now time.Time) decision {
 	var d decision
 	// Loose routing: skip this node's own entries, then follow the next one.
-	routes := req.GetHeaders("Route")
-	for _, h := range routes {
-		r, ok := h.(*sip.RouteHeader)
-		if !ok || !b.isMine(&r.Address) {
-			break
+	var next *sip.RouteHeader
+	for _, h := range req.Headers() {
+		if !strings.EqualFold(h.Name(), "Route") {
+			continue
 		}
-		d.pop++
-	}
-	if d.pop < len(routes) {
-		r, ok := routes[d.pop].(*sip.RouteHeader)
+		r, ok := h.(*sip.RouteHeader)
 		if !ok {
 			return answerWith(400, "Bad Request: malformed Route")
 		}
+		if next == nil && b.isMine(&r.Address) {
+			d.pop++
+			continue
+		}
+		next = r
+		break
+	}
+	if next != nil {
+		r := next
 		if id, ok := r.Address.UriParams.Get(nodeParam); ok {
 			p, err := peer.Decode(id)
 			if err != nil {

@@ -481,10 +481,14 @@ func (t *clientTx) end(err error) {
 }
 
 // start arms the timers of a request just sent: over UDP Timer A/E (retransmission) and
-// B/F (timeout), over reliable transports B/F only.
+// B/F (timeout), over reliable transports B/F only, and none for an INVITE to a peer (the
+// peer sends no 100 Trying: Timer C, the proxy core's, bounds it).
 func (t *clientTx) start() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.p.kind == tpP2P && t.method == sip.INVITE {
+		return
+	}
 	t.deadline = time.Now().Add(64 * t1)
 	if t.p.kind == tpUDP {
 		t.aWait = t1

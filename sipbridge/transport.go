@@ -95,6 +95,19 @@ func (in *inbound) fromPeer() peer.ID {
 	return ""
 }
 
+// newParser is sipgo's parser with the headers the bridge reads typed: sipgo's defaults
+// without Record-Route, which a proxy only passes on (the rare reader of one,
+// RecordRoute(), has sipgo parse it then).
+func newParser() *sip.Parser {
+	hp := map[string]sip.HeaderParser{}
+	for k, v := range sip.DefaultHeadersParser() {
+		if k != "record-route" {
+			hp[k] = v
+		}
+	}
+	return sip.NewParser(sip.WithHeadersParsers(hp))
+}
+
 // bufPool holds the buffers messages are encoded into.
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
@@ -130,15 +143,10 @@ func encodeTo(w *bytes.Buffer, msg sip.Message) {
 	w.Write(msg.Body()) // not sipgo's string(body): no copy
 }
 
+// writeHeaders writes each header straight into w (serialize.go).
 func writeHeaders(w *bytes.Buffer, hs []sip.Header) {
 	for _, h := range hs {
-		w.WriteString(h.Name())
-		w.WriteString(": ")
-		if cs, ok := h.(*sip.CSeqHeader); ok { // sipgo formats CSeq with fmt
-			w.WriteString(headerValue(cs))
-		} else {
-			w.WriteString(h.Value())
-		}
+		writeHeader(w, h)
 		w.WriteString("\r\n")
 	}
 }
