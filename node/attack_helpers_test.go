@@ -14,6 +14,7 @@ import (
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -245,13 +246,13 @@ func usersLine(t testing.TB, user, realm, password string, key bool) string {
 
 // uaAt registers a UA for aor at node n (with digest credentials if
 // password is set).
-func uaAt(t testing.TB, aor, password string, n *Node) *sipbridge.UA {
+func uaAt(t testing.TB, aor, password string, n *Node) *sipua.UA {
 	t.Helper()
-	opts := []sipbridge.UAOption{sipbridge.WithUALogger(quiet)}
+	opts := []sipua.UAOption{sipua.WithUALogger(quiet)}
 	if password != "" {
-		opts = append(opts, sipbridge.WithUACredentials(strings.SplitN(strings.TrimPrefix(aor, "sip:"), "@", 2)[0], password))
+		opts = append(opts, sipua.WithUACredentials(strings.SplitN(strings.TrimPrefix(aor, "sip:"), "@", 2)[0], password))
 	}
-	ua, err := sipbridge.NewUA(aor, n.Bridge().UDPAddr(), opts...)
+	ua, err := sipua.NewUA(aor, n.Bridge().UDPAddr(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +268,7 @@ func uaAt(t testing.TB, aor, password string, n *Node) *sipbridge.UA {
 // callsAnswered places k calls from ua to target, each hung up at once, and
 // returns how many were answered, and by whom the last was routed (the
 // callee node's peer ID seen in the call's Contact, if any).
-func callsAnswered(t testing.TB, from *sipbridge.UA, target string, k int) int {
+func callsAnswered(t testing.TB, from *sipua.UA, target string, k int) int {
 	t.Helper()
 	ok := 0
 	for range k {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -106,9 +107,9 @@ func proxyOf(t testing.TB, nodes []*Node) *Node {
 	return p
 }
 
-func newUA(t testing.TB, aor string, at *Node) *sipbridge.UA {
+func newUA(t testing.TB, aor string, at *Node) *sipua.UA {
 	t.Helper()
-	ua, err := sipbridge.NewUA(aor, at.Bridge().UDPAddr(), sipbridge.WithUALogger(quiet))
+	ua, err := sipua.NewUA(aor, at.Bridge().UDPAddr(), sipua.WithUALogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +123,11 @@ func newUA(t testing.TB, aor string, at *Node) *sipbridge.UA {
 }
 
 // call places a call, retrying while the overlays converge (404/480/503).
-func call(t testing.TB, from *sipbridge.UA, to string) *sipbridge.Call {
+func call(t testing.TB, from *sipua.UA, to string) *sipua.Call {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var c *sipbridge.Call
+	var c *sipua.Call
 	eventually(t, 30*time.Second, fmt.Sprintf("%s calls %s", from.AOR(), to), func() (err error) {
 		c, err = from.Call(ctx, to)
 		return err
@@ -134,7 +135,7 @@ func call(t testing.TB, from *sipbridge.UA, to string) *sipbridge.Call {
 	return c
 }
 
-func callStatus(t *testing.T, from *sipbridge.UA, to string) int {
+func callStatus(t *testing.T, from *sipua.UA, to string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -143,7 +144,7 @@ func callStatus(t *testing.T, from *sipbridge.UA, to string) int {
 		c.Hangup(ctx)
 		return 200
 	}
-	var cf *sipbridge.ErrCallFailed
+	var cf *sipua.ErrCallFailed
 	if !errors.As(err, &cf) {
 		t.Fatalf("call %s: %v", to, err)
 	}
@@ -159,7 +160,7 @@ func TestCallsBetweenThreeDomains(t *testing.T) {
 	tr := &tracer{}
 	names := []string{"pastry", "can", "chord"}
 	ds := startCallDomains(t, tr, 3, names...)
-	uas := map[string]*sipbridge.UA{}
+	uas := map[string]*sipua.UA{}
 	homes := map[string]*Node{}
 	for _, d := range names {
 		homes[d] = member(ds[d])

@@ -11,6 +11,7 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -218,7 +219,7 @@ func TestEnrolledRegisterForbidden(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	ua, err := sipbridge.NewUA("sip:mallory@pastry", n.Bridge().UDPAddr(), sipbridge.WithUALogger(quiet))
+	ua, err := sipua.NewUA("sip:mallory@pastry", n.Bridge().UDPAddr(), sipua.WithUALogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +229,7 @@ func TestEnrolledRegisterForbidden(t *testing.T) {
 		t.Fatalf("REGISTER of an uncertified AOR: %v, %v", res, err)
 	}
 	t.Logf("answer: %d %s", res.StatusCode, res.Reason)
-	ok, err := sipbridge.NewUA("sip:alice@pastry", n.Bridge().UDPAddr(), sipbridge.WithUALogger(quiet))
+	ok, err := sipua.NewUA("sip:alice@pastry", n.Bridge().UDPAddr(), sipua.WithUALogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/node"
-	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 )
@@ -80,17 +80,17 @@ func Example_embedding() {
 
 	// alice's softphone registers with can's node, bob's with the
 	// application's node.
-	alice, err := sipbridge.NewUA("sip:alice@pku.can", can.Bridge().UDPAddr())
+	alice, err := sipua.NewUA("sip:alice@pku.can", can.Bridge().UDPAddr())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer alice.Close()
-	bob, err := sipbridge.NewUA("sip:bob@bupt.pastry", n.Bridge().UDPAddr())
+	bob, err := sipua.NewUA("sip:bob@bupt.pastry", n.Bridge().UDPAddr())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer bob.Close()
-	for _, ua := range []*sipbridge.UA{alice, bob} {
+	for _, ua := range []*sipua.UA{alice, bob} {
 		res, err := ua.Register(ctx, time.Hour)
 		if err != nil {
 			log.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // lockedBuffer is a bytes.Buffer for a logger on many goroutines.
@@ -140,7 +140,7 @@ func TestLibraryLogsNowhereByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ua, err := sipbridge.NewUA("sip:bob@pastry", n.Bridge().UDPAddr())
+	ua, err := sipua.NewUA("sip:bob@pastry", n.Bridge().UDPAddr())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // mediaFlows waits until both UAs of a call received n RTP packets.
-func mediaFlows(t *testing.T, n uint64, calls ...*sipbridge.Call) {
+func mediaFlows(t *testing.T, n uint64, calls ...*sipua.Call) {
 	t.Helper()
 	eventually(t, 15*time.Second, "RTP both ways", func() error {
 		for _, c := range calls {
@@ -25,7 +25,7 @@ func mediaFlows(t *testing.T, n uint64, calls ...*sipbridge.Call) {
 }
 
 // answered returns the call ua answered.
-func answered(t *testing.T, ua *sipbridge.UA) *sipbridge.Call {
+func answered(t *testing.T, ua *sipua.UA) *sipua.Call {
 	t.Helper()
 	select {
 	case c := <-ua.Incoming():

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestRegistrationsInDataDir: a node with a data directory keeps its SIP registrations in
@@ -24,7 +24,7 @@ func TestRegistrationsInDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ua, err := sipbridge.NewUA("sip:bob@bupt.pastry", n.Bridge().UDPAddr(), sipbridge.WithUALogger(quiet))
+	ua, err := sipua.NewUA("sip:bob@bupt.pastry", n.Bridge().UDPAddr(), sipua.WithUALogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}

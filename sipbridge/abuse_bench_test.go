@@ -26,6 +26,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // BenchmarkAbuse floods a node while a well-behaved UA places 50 calls through it (5 at a
@@ -89,10 +91,10 @@ func abuseOnce(b *testing.B, attack string, sources int) abuseRun {
 	connect(b, n1, n2)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	ring := WithUAAnswer(AnswerAuto, 0)
+	ring := sipua.WithUAAnswer(sipua.AnswerAuto, 0)
 	alice := newTestUA(b, "sip:alice@pastry", n1, ring)
 	bob := newTestUA(b, "sip:bob@pastry", n2, ring)
-	for _, u := range []*UA{alice, bob} {
+	for _, u := range []*sipua.UA{alice, bob} {
 		if _, err := u.Register(ctx, 0); err != nil {
 			b.Fatal(err)
 		}
@@ -164,7 +166,7 @@ func abuseOnce(b *testing.B, attack string, sources int) abuseRun {
 		rssMiB: float64(peakRSS.Load()) / (1 << 20), logBytes: w.n.Load() - log0, elapsed: elapsed}
 	st := n1.b.Stats()
 	// close this run's nodes and UAs now, not when the benchmark ends
-	for _, u := range []*UA{alice, bob} {
+	for _, u := range []*sipua.UA{alice, bob} {
 		_ = u.Close()
 	}
 	for _, n := range []*testNode{n1, n2} {

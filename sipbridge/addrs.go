@@ -94,6 +94,9 @@ func validHostname(h string) bool {
 func normHost(h string) string {
 	h = strings.Trim(h, "[]")
 	if ip, err := netip.ParseAddr(h); err == nil {
+		if ip.Is4() {
+			return h // ParseAddr takes IPv4 in canonical form only
+		}
 		return ip.Unmap().String()
 	}
 	return strings.ToLower(h)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // lanBook is the address book of a node bound to the wildcard address on a machine with a
@@ -125,9 +127,9 @@ func TestParseAdvertise(t *testing.T) {
 }
 
 // loopbackUA is a UA on 127.0.0.1 whose node listens on port of every address.
-func loopbackUA(t *testing.T, aor string, port int, opts ...UAOption) *UA {
+func loopbackUA(t *testing.T, aor string, port int, opts ...sipua.UAOption) *sipua.UA {
 	t.Helper()
-	u, err := NewUA(aor, net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), append([]UAOption{WithUALogger(testLogger(t))}, opts...)...)
+	u, err := sipua.NewUA(aor, net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), append([]sipua.UAOption{sipua.WithUALogger(testLogger(t))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +186,7 @@ func TestWildcardRouteToSelf(t *testing.T) {
 		t.Fatalf("start log: %s", l)
 	}
 	ctx := ctxT(t, 20*time.Second)
-	bob := loopbackUA(t, "sip:bob@pastry", port, WithUAAnswer(AnswerAuto, 0))
+	bob := loopbackUA(t, "sip:bob@pastry", port, sipua.WithUAAnswer(sipua.AnswerAuto, 0))
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +219,8 @@ func TestRecordRouteTowardsEachUA(t *testing.T) {
 	port := portOf(n.b.UDPAddr())
 	ctx := ctxT(t, 20*time.Second)
 	// bob reaches the node on the LAN address; alice on loopback.
-	bob, err := NewUA("sip:bob@pastry", net.JoinHostPort(lan, fmt.Sprint(port)), WithUALogger(testLogger(t)),
-		WithUAListen(net.JoinHostPort(lan, "0")), WithUAAnswer(AnswerAuto, 0))
+	bob, err := sipua.NewUA("sip:bob@pastry", net.JoinHostPort(lan, fmt.Sprint(port)), sipua.WithUALogger(testLogger(t)),
+		sipua.WithUAListen(net.JoinHostPort(lan, "0")), sipua.WithUAAnswer(sipua.AnswerAuto, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +233,7 @@ func TestRecordRouteTowardsEachUA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var in *Call
+	var in *sipua.Call
 	select {
 	case in = <-bob.Incoming():
 	case <-ctx.Done():
@@ -265,8 +267,8 @@ func TestAdvertiseOption(t *testing.T) {
 	n := newTestNode(t, newMemDir(), "pastry", WithListen("0.0.0.0:0"), WithAdvertise("sip.example.org:5999"), trustLAN(lan))
 	port := portOf(n.b.UDPAddr())
 	ctx := ctxT(t, 20*time.Second)
-	bob, err := NewUA("sip:bob@pastry", net.JoinHostPort(lan, fmt.Sprint(port)), WithUALogger(testLogger(t)),
-		WithUAListen(net.JoinHostPort(lan, "0")), WithUAAnswer(AnswerAuto, 0))
+	bob, err := sipua.NewUA("sip:bob@pastry", net.JoinHostPort(lan, fmt.Sprint(port)), sipua.WithUALogger(testLogger(t)),
+		sipua.WithUAListen(net.JoinHostPort(lan, "0")), sipua.WithUAAnswer(sipua.AnswerAuto, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package sipbridge
 import (
 	"testing"
 	"time"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestMessageDigest: a UA with credentials answers the node's challenge to a MESSAGE, as
@@ -13,9 +15,9 @@ func TestMessageDigest(t *testing.T) {
 	users.Add("bob", "pastry", "bob-secret")
 	n := newTestNode(t, newMemDir(), "pastry", WithUsers(users))
 	ctx := ctxT(t, 10*time.Second)
-	alice := newTestUA(t, "sip:alice@pastry", n, WithUACredentials("alice", "alice-secret"))
-	bob := newTestUA(t, "sip:bob@pastry", n, WithUACredentials("bob", "bob-secret"))
-	for _, ua := range []*UA{alice, bob} {
+	alice := newTestUA(t, "sip:alice@pastry", n, sipua.WithUACredentials("alice", "alice-secret"))
+	bob := newTestUA(t, "sip:bob@pastry", n, sipua.WithUACredentials("bob", "bob-secret"))
+	for _, ua := range []*sipua.UA{alice, bob} {
 		if _, err := ua.Register(ctx, time.Hour); err != nil {
 			t.Fatal(err)
 		}
@@ -45,8 +47,8 @@ func TestUsersReplace(t *testing.T) {
 	users.Add("alice", "pastry", "alice-secret")
 	n := newTestNode(t, newMemDir(), "pastry", WithUsers(users))
 	ctx := ctxT(t, 10*time.Second)
-	alice := newTestUA(t, "sip:alice@pastry", n, WithUACredentials("alice", "alice-secret"))
-	bob := newTestUA(t, "sip:bob@pastry", n, WithUACredentials("bob", "bob-secret"))
+	alice := newTestUA(t, "sip:alice@pastry", n, sipua.WithUACredentials("alice", "alice-secret"))
+	bob := newTestUA(t, "sip:bob@pastry", n, sipua.WithUACredentials("bob", "bob-secret"))
 	if _, err := alice.Register(ctx, time.Hour); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/integration/softphone"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestBaresip registers the baresip softphone (with digest authentication) at node 2; a
@@ -27,7 +28,7 @@ func TestBaresip(t *testing.T) {
 		return b != nil && !b.Removed && len(b.Contacts) > 0
 	})
 
-	ring := WithUAAnswer(AnswerAuto, 20*time.Millisecond)
+	ring := sipua.WithUAAnswer(sipua.AnswerAuto, 20*time.Millisecond)
 	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
 	if _, err := alice.Register(ctx, 0); err != nil {
 		t.Fatal(err)
@@ -56,7 +57,7 @@ func TestBaresip(t *testing.T) {
 	if err := carol.Command("/dial sip:alice@pastry"); err != nil {
 		t.Fatal(err)
 	}
-	var in *Call
+	var in *sipua.Call
 	select {
 	case in = <-alice.Incoming():
 	case <-ctx.Done():

@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -193,13 +194,13 @@ type Bridge struct {
 	selfStr string
 	domain  string
 
-	ua  *sipgo.UserAgent
-	srv *sipgo.Server
-	cli *sipgo.Client
+	parser   *sip.Parser  // sipgo's: every message is parsed once, by its transport
+	loopSeed maphash.Seed // of the loop keys in this node's branches (loop.go)
+	chain    handler      // the admission chain (admission.go)
 
-	udp     net.PacketConn
-	tcp     net.Listener
-	udpHost string // bound IP ("::" for a wildcard: Go binds one dual-stack socket)
+	udp     *udpTransport // nil when UDP is off
+	tcp     *tcpTransport // nil when TCP is off
+	udpHost string        // bound IP ("::" for a wildcard: Go binds one dual-stack socket)
 	udpPort int
 	tcpHost string
 	tcpPort int
@@ -218,12 +219,13 @@ type Bridge struct {
 	nodeHdrMu sync.Mutex
 	nodeHdr   string
 	nodeHdrAt time.Time
+	nodesSeen recentValues // Hiersip-Node values learnt (nodeheaders.go)
 
-	reg   *registrar
-	links *links
-	txs   *txTable
-	queue *serializer
-	order *respOrder
+	reg    *registrar
+	links  *links
+	txl    *txLayer     // transaction.go, txlayer.go
+	order  *dialogOrder // order.go
+	peerTx *counter     // server transactions per peer (admission.go)
 
 	inflight atomic.Int64 // requests being proxied (relay running)
 	uas      uaAddrs      // contact addresses of local UAs
@@ -274,10 +276,14 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	b.guard = newLogGuard(cfg.log.Handler().WithAttrs([]slog.Attr{slog.String("component", "sipbridge")}))
 	b.log = slog.New(b.guard)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.txs = newTxTable()
+	b.parser = newParser()
+	b.loopSeed = maphash.MakeSeed()
+	b.txl = newTxLayer(b)
 	b.lim = newLimiter(cfg.limits)
 	b.auth = newAuthGuard(cfg.limits) // digest.go
-	b.queue = newSerializer(b.spawn)
+	b.peerTx = newCounter(cfg.maxTxPerPeer, math.MaxInt)
+	b.order = newDialogOrder(b.spawn, b.serveRequest)
+	b.chain = b.admission()
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
 	b.binds = newBindingCache(cfg.lookupTTL)
@@ -290,85 +296,51 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		}
 	}()
 
+	var udpA, tcpA net.Addr
 	if cfg.udpAddr != "" {
-		pc, err := net.ListenPacket("udp", cfg.udpAddr)
+		la, err := net.ResolveUDPAddr("udp", cfg.udpAddr)
 		if err != nil {
 			return nil, fmt.Errorf("sipbridge: listen udp: %w", err)
 		}
-		if uc, ok := pc.(*net.UDPConn); ok && cfg.udpBuf > 0 {
-			_ = uc.SetReadBuffer(cfg.udpBuf)
-			_ = uc.SetWriteBuffer(cfg.udpBuf)
+		uc, err := net.ListenUDP("udp", la)
+		if err != nil {
+			return nil, fmt.Errorf("sipbridge: listen udp: %w", err)
 		}
-		b.udp = pc
-		a := pc.LocalAddr().(*net.UDPAddr)
+		if cfg.udpBuf > 0 {
+			setSocketBuffers(uc, cfg.udpBuf) // sockbuf.go
+		}
+		b.udp = newUDPTransport(b, uc)
+		a := uc.LocalAddr().(*net.UDPAddr)
 		b.udpHost, b.udpPort = a.IP.String(), a.Port
 		b.udpShow = shownAddr(cfg.udpAddr, a.IP, a.Port)
+		udpA = a
 	}
 	if cfg.tcpAddr != "" {
 		l, err := net.Listen("tcp", cfg.tcpAddr)
 		if err != nil {
 			return nil, fmt.Errorf("sipbridge: listen tcp: %w", err)
 		}
-		b.tcp = l
+		b.tcp = newTCPTransport(b, l)
 		a := l.Addr().(*net.TCPAddr)
 		b.tcpHost, b.tcpPort = a.IP.String(), a.Port
 		b.tcpShow = shownAddr(cfg.tcpAddr, a.IP, a.Port)
-	}
-	var udpA, tcpA net.Addr
-	if b.udp != nil {
-		udpA = b.udp.LocalAddr()
-	}
-	if b.tcp != nil {
-		tcpA = b.tcp.Addr()
+		tcpA = a
 	}
 	b.addrs = newAddrBook(udpA, tcpA, cfg.advHost, cfg.advPort)
-	host, _ := b.addrs.advertised("udp", "")
 	var restored []*aorEntry
 	if cfg.regStore != "" {
 		b.reg.store = newRegStore(cfg.regStore)
 		restored = b.reg.load()
 	}
-	b.ua, err = sipgo.NewUA(
-		sipgo.WithUserAgent("hiersip"),
-		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(b.sipgoLog("sip-tx")),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) { b.forwardStray(res) })),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(b.sipgoLog("sip-transport"))),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("sipbridge: sip user agent: %w", err)
-	}
-	b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(b.sipgoLog("sip-server")))
-	if err != nil {
-		return nil, fmt.Errorf("sipbridge: sip server: %w", err)
-	}
-	b.cli, err = sipgo.NewClient(b.ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(b.sipgoLog("sip-client")))
-	if err != nil {
-		return nil, fmt.Errorf("sipbridge: sip client: %w", err)
-	}
-	for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS,
-		sip.MESSAGE, sip.INFO, sip.UPDATE, sip.PRACK, sip.REFER, sip.NOTIFY, sip.SUBSCRIBE, sip.PUBLISH} {
-		b.srv.OnRequest(m, b.guardUA(b.onUARequest))
-	}
-	b.srv.OnRegister(b.guardUA(b.reg.onRegister))
-	b.srv.OnNoRoute(b.guardUA(b.onUARequest))
 
 	h.SetStreamHandler(ProtocolID, b.links.handleStream)
 	b.handlerSet = true
 	b.unwatch = b.watchPeers()
 	if b.udp != nil {
-		b.order = newRespOrder()
-		fc := &filterConn{PacketConn: b.udp, log: b.log, arrived: b.onArrival, order: b.order, b: b}
-		b.goServe(func() error { return b.srv.ServeUDP(fc) })
+		b.spawn(b.udp.serve)
 	}
 	if b.tcp != nil {
-		g := b.guardTCP(b.tcp)
-		b.goServe(func() error { return b.srv.ServeTCP(g) })
-	}
-	if b.udp != nil {
-		if err := waitUDPListener(b.ua.TransportLayer(), b.udp.LocalAddr().String()); err != nil {
-			return nil, err
-		}
+		b.spawn(b.tcp.serve)
 	}
 	b.spawn(func() { b.reg.run(b.ctx) })
 	b.spawn(func() { b.runNATKeepalive(b.ctx) })
@@ -382,14 +354,6 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	b.log.Info("sip bridge started", b.addrAttrs()...)
 	b.logPolicy()
 	return b, nil
-}
-
-func (b *Bridge) goServe(f func() error) {
-	b.spawn(func() {
-		if err := f(); err != nil && b.ctx.Err() == nil {
-			b.log.Warn("sip listener stopped", "err", err)
-		}
-	})
 }
 
 // Close stops the listeners, fails pending transactions and closes the streams.
@@ -412,21 +376,16 @@ func (b *Bridge) Close() error {
 		b.unwatch()
 	}
 	var errs []error
-	if b.srv != nil {
-		_ = b.srv.Close()
-	}
-	if b.ua != nil {
-		errs = append(errs, b.ua.Close())
-	}
+	b.txl.close(ErrClosed) // the relays answer upstream while the transports are still open
 	if b.udp != nil {
-		_ = b.udp.Close()
+		_ = b.udp.close()
 	}
 	if b.tcp != nil {
-		_ = b.tcp.Close()
+		b.tcp.close()
 	}
 	b.links.closeAll()
-	b.txs.failAll(ErrClosed)
 	b.wg.Wait()
+	b.txl.endAll(ErrClosed)
 	if b.reg != nil {
 		errs = append(errs, b.reg.flush())
 	}
@@ -476,16 +435,3 @@ func (b *Bridge) Domain() string { return b.domain }
 
 // PeerID is the node's libp2p identity.
 func (b *Bridge) PeerID() peer.ID { return b.self }
-
-// maxUDPPayload is the largest UDP datagram payload (IPv4).
-const maxUDPPayload = 65507
-
-func init() {
-	// sipgo refuses to send a UDP request over 1300 bytes (RFC 3261
-	// §18.1.1 wants TCP then, which most softphones registered over UDP do
-	// not offer). Inter-domain requests carry several overlay Vias and
-	// Record-Routes, and a softphone's SDP: they pass 1300 bytes routinely.
-	// Like Kamailio, hiersip sends them over UDP and lets IP fragment them.
-	// This is sipgo package state, set once for the process.
-	sip.UDPMTUSize = maxUDPPayload + 200
-}

@@ -3,15 +3,18 @@ package sipbridge
 import (
 	"context"
 	"errors"
-	"github.com/emiago/sipgo/sip"
 	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
-func statusesOf(c *Call) []int {
+func statusesOf(c *sipua.Call) []int {
 	var s []int
 	for _, r := range c.Responses {
 		s = append(s, r.StatusCode)
@@ -31,7 +34,7 @@ func TestDialogBothDirections(t *testing.T) {
 	n1, n2 := twoNodes(t)
 	// sipgo hands each received response to its own goroutine, so a 180 sent right before
 	// the 200 may be overtaken; the callee rings a little, as people do.
-	ring := WithUAAnswer(AnswerAuto, 20*time.Millisecond)
+	ring := sipua.WithUAAnswer(sipua.AnswerAuto, 20*time.Millisecond)
 	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
 	bob := newTestUA(t, "sip:bob@pastry", n2, ring)
 	ctx := ctxT(t, 20*time.Second)
@@ -46,7 +49,7 @@ func TestDialogBothDirections(t *testing.T) {
 	}
 
 	for i, dir := range []struct {
-		caller, callee *UA
+		caller, callee *sipua.UA
 		target         string
 		calleeHangs    bool
 	}{{alice, bob, "sip:bob@pastry", false}, {bob, alice, "sip:alice@pastry", true}} {
@@ -58,7 +61,7 @@ func TestDialogBothDirections(t *testing.T) {
 		if !slices.Contains(st, 100) || !slices.Contains(st, 180) || st[len(st)-1] != 200 {
 			t.Fatalf("call %d: responses %v, want ... 180 ... 200", i, st)
 		}
-		var in *Call
+		var in *sipua.Call
 		select {
 		case in = <-dir.callee.Incoming():
 		case <-ctx.Done():
@@ -98,13 +101,13 @@ func TestDialogBothDirections(t *testing.T) {
 func TestCancelBeforeAnswer(t *testing.T) {
 	n1, n2 := twoNodes(t)
 	alice := newTestUA(t, "sip:alice@pastry", n1)
-	bob := newTestUA(t, "sip:bob@pastry", n2, WithUAAnswer(AnswerRingOnly, 0))
+	bob := newTestUA(t, "sip:bob@pastry", n2, sipua.WithUAAnswer(sipua.AnswerRingOnly, 0))
 	ctx := ctxT(t, 20*time.Second)
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	callCtx, cancel := context.WithCancel(ctx)
-	done := make(chan *Call, 1)
+	done := make(chan *sipua.Call, 1)
 	go func() {
 		c, _ := alice.Call(callCtx, "sip:bob@pastry")
 		done <- c
@@ -173,7 +176,7 @@ func TestUnknownAndUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := alice.Call(ctx, "sip:nobody@pastry")
-	var cf *ErrCallFailed
+	var cf *sipua.ErrCallFailed
 	if !errors.As(err, &cf) || cf.Response.StatusCode != 404 {
 		t.Fatalf("unknown AOR: %v, want 404", err)
 	}
@@ -198,7 +201,7 @@ func TestUnknownAndUnreachable(t *testing.T) {
 // Record-Route path node to node.
 func TestInDialogRequests(t *testing.T) {
 	n1, n2 := twoNodes(t)
-	ring := WithUAAnswer(AnswerAuto, 10*time.Millisecond)
+	ring := sipua.WithUAAnswer(sipua.AnswerAuto, 10*time.Millisecond)
 	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
 	bob := newTestUA(t, "sip:bob@pastry", n2, ring)
 	ctx := ctxT(t, 20*time.Second)
@@ -235,7 +238,7 @@ func TestInDialogRequests(t *testing.T) {
 func TestCloseDuringCall(t *testing.T) {
 	n1, n2 := twoNodes(t)
 	alice := newTestUA(t, "sip:alice@pastry", n1)
-	bob := newTestUA(t, "sip:bob@pastry", n2, WithUAAnswer(AnswerRingOnly, 0))
+	bob := newTestUA(t, "sip:bob@pastry", n2, sipua.WithUAAnswer(sipua.AnswerRingOnly, 0))
 	ctx := ctxT(t, 20*time.Second)
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)

@@ -154,54 +154,7 @@ func (c *counter) release(key string) {
 	c.total--
 }
 
-// ---- UA-facing TCP
-
-// tcpGuard is the UA-facing TCP listener as sipgo sees it: it refuses connections beyond
-// the caps (closing them at once), survives running out of file descriptors (sipgo's accept
-// loop would end on the first error) and hands on each connection as a screenConn, which
-// enforces the deadlines and answers what cannot be parsed.
-type tcpGuard struct {
-	net.Listener
-	b     *Bridge
-	count *counter
-}
-
-func (b *Bridge) guardTCP(l net.Listener) *tcpGuard {
-	max := tcpCap(b.cfg.conns.MaxTCP, nofileLimit())
-	return &tcpGuard{Listener: l, b: b, count: newCounter(b.cfg.conns.MaxTCPPerSource, max)}
-}
-
-func (g *tcpGuard) Accept() (net.Conn, error) {
-	backoff := 5 * time.Millisecond
-	for {
-		c, err := g.Listener.Accept()
-		if err != nil {
-			if !temporaryAccept(err) || g.b.ctx.Err() != nil {
-				return nil, err
-			}
-			// Out of file descriptors (or a connection aborted before accept): wait and
-			// go on, as net/http does; the connections that hold them time out.
-			g.b.log.Warn("accepting SIP/TCP connection failed, retrying", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-g.b.ctx.Done():
-				return nil, err
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
-		key := sourceKey(c.RemoteAddr().String())
-		if why := g.count.take(key); why != "" {
-			g.b.lim.stats.tcpRefused.Add(1)
-			g.b.log.Info("refusing SIP/TCP connection", "from", c.RemoteAddr().String(), "cap", why)
-			_ = c.Close()
-			continue
-		}
-		g.b.lim.stats.tcpConns.Add(1)
-		return newScreenConn(c, g, key), nil
-	}
-}
+// ---- UA-facing TCP (transport_tcp.go accepts)
 
 // temporaryAccept reports an accept error after which the listener still works.
 func temporaryAccept(err error) bool {
@@ -235,21 +188,48 @@ func (b *Bridge) releaseStream(p peer.ID) {
 	b.lim.stats.streams.Add(-1)
 }
 
-// streamDeadlines sets the read deadlines of a stream read by readLoop: before each message
-// the idle deadline (inbound streams only: a node never writes on its own outgoing stream's
-// reverse direction), from its first byte the message deadline. It returns the function to
-// call before reading the next message and the frame reader hook.
-func (b *Bridge) streamDeadlines(s network.Stream, inbound bool) (before func(), started func()) {
-	l := b.cfg.conns
-	before = func() {
-		if inbound {
-			_ = s.SetReadDeadline(time.Now().Add(l.StreamIdleTimeout))
-		} else {
-			_ = s.SetReadDeadline(time.Time{})
-		}
+// streamReader is a stream as readLoop reads it, with the read deadlines of ConnLimits:
+// between messages the idle deadline (inbound streams only: a node never writes on its own
+// outgoing stream's reverse direction), from a message's first byte the message deadline.
+// A deadline is set only when a read actually waits on the stream (the frame reader's
+// buffer is empty): a burst of messages read from one frame sets none (yamux makes a timer
+// of every deadline).
+type streamReader struct {
+	s        network.Stream
+	idle     time.Duration // 0: none
+	msg      time.Duration
+	inMsg    bool
+	msgStart time.Time
+	applied  time.Time
+}
+
+func (b *Bridge) newStreamReader(s network.Stream, inbound bool) *streamReader {
+	r := &streamReader{s: s, msg: b.cfg.conns.MessageTimeout}
+	if inbound {
+		r.idle = b.cfg.conns.StreamIdleTimeout
 	}
-	started = func() { _ = s.SetReadDeadline(time.Now().Add(l.MessageTimeout)) }
-	return before, started
+	return r
+}
+
+// between marks the start of the wait for the next message.
+func (r *streamReader) between() { r.inMsg = false }
+
+// started marks a message's first byte (frameReader.started).
+func (r *streamReader) started() { r.inMsg, r.msgStart = true, time.Now() }
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	var dl time.Time
+	switch {
+	case r.inMsg:
+		dl = r.msgStart.Add(r.msg)
+	case r.idle > 0:
+		dl = time.Now().Add(r.idle)
+	}
+	if !dl.Equal(r.applied) {
+		_ = r.s.SetReadDeadline(dl)
+		r.applied = dl
+	}
+	return r.s.Read(p)
 }
 
 // streamEnded decides what the end of a stream of p by err means for p's transactions. A
@@ -268,7 +248,7 @@ func (b *Bridge) streamEnded(p peer.ID, inbound bool, err error) {
 	case timedOut(err):
 		b.lim.stats.streamsTimedOut.Add(1)
 	case !connected || (inbound && !isEOF(err)):
-		b.txs.failPeer(p, fmt.Errorf("%w: %s: stream ended: %v", ErrLinkDown, p, err))
+		b.txl.failPeer(p, fmt.Errorf("%w: %s: stream ended: %v", ErrLinkDown, p, err))
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -271,7 +273,7 @@ func TestStreamDeadlinesAndCaps(t *testing.T) {
 	n2 := newTestNode(t, dir, "pastry", WithConnLimits(lim))
 	connect(t, n1, n2)
 	stillCalls(t, n1, n2)
-	ringing := WithUAAnswer(AnswerAuto, 2*lim.StreamIdleTimeout)
+	ringing := sipua.WithUAAnswer(sipua.AnswerAuto, 2*lim.StreamIdleTimeout)
 	alice := newTestUA(t, "sip:alice2@pastry", n1)
 	bob := newTestUA(t, "sip:bob2@pastry", n2, ringing)
 	if _, err := bob.Register(ctx, 0); err != nil {
@@ -290,7 +292,7 @@ func TestStreamDeadlinesAndCaps(t *testing.T) {
 func stillCalls(t *testing.T, n1, n2 *testNode) {
 	t.Helper()
 	ctx := ctxT(t, 20*time.Second)
-	ring := WithUAAnswer(AnswerAuto, 10*time.Millisecond)
+	ring := sipua.WithUAAnswer(sipua.AnswerAuto, 10*time.Millisecond)
 	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
 	bob := newTestUA(t, "sip:bob@pastry", n2, ring)
 	if _, err := bob.Register(ctx, 0); err != nil {

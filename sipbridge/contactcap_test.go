@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // rawRegister is a REGISTER for carol@pastry naming n contacts (host 127.0.0.1, ports from
@@ -110,7 +112,7 @@ func TestContactCaps(t *testing.T) {
 	}
 	// and a call to it is still delivered
 	ctx := ctxT(t, 10*time.Second)
-	carol := newTestUA(t, "sip:carol@pastry", n, WithUAAnswer(AnswerAuto, 0))
+	carol := newTestUA(t, "sip:carol@pastry", n, sipua.WithUAAnswer(sipua.AnswerAuto, 0))
 	seq++
 	if code := statusOf(ask(strings.Replace(rawRegister(via, seq, 0, 0), "Expires: 600", "Contact: *\r\nExpires: 0", 1))); code != 200 {
 		t.Fatalf("unregister all: %d", code)

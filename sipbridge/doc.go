@@ -20,6 +20,35 @@
 // serving; Close undoes that (a second Close returns an error wrapping net.ErrClosed). The
 // host and the Locator stay the caller's.
 //
+// # Architecture
+//
+// The bridge has the layers sipgo has — transport, transaction, proxy core — and uses
+// sipgo for messages and their parser only:
+//
+//   - Transports (transport_udp.go, transport_tcp.go, links.go): the UA-facing UDP socket,
+//     the UA-facing TCP connections, the libp2p streams. Each socket, connection or stream
+//     is read by one goroutine in arrival order; each message spends its source's raw
+//     budget, is parsed once, and goes to the admission chain. Nothing parses it again.
+//     Writes to a peer are queued on the peer's link and written by the link's writer,
+//     batched (whatever queued up meanwhile goes in one stream write); UDP writes go to the
+//     socket, IP fragmenting what is larger than a datagram's usual size.
+//   - The admission chain (admission.go), one for all three transports, in the shape of
+//     CoreDNS's plugins: rate (buckets.go), valid (validate.go), trust (relaypolicy.go), tx
+//     (the transaction layer), bound, digest (digest.go), order (order.go). Each link
+//     decides, counts, and answers, drops or passes on.
+//   - The transaction layer (transaction.go, txlayer.go): server and client transactions
+//     for UAs and peers alike, satisfying sip.ServerTransaction and sip.ClientTransaction;
+//     RFC 3261 §17's timers over UDP, none over the reliable transports. Readers never wait
+//     on them: a response is handed to its client transaction through a buffered channel
+//     (when the relay is slow, provisionals beyond the buffer are dropped, never the final
+//     one, never the reader blocked). A transaction that has its final answer keeps only
+//     the encoded answer or ACK it may have to resend.
+//   - The proxy core (core.go): checks, routing (route.go: a pure function of the request
+//     and the node's tables that returns a hop, a status, or the lookup to make first;
+//     lookups happen outside it), forwarding in composable steps (forward.go), and a relay
+//     per proxied transaction between its server and client transactions, whatever
+//     transports they use. The registrar (registrar.go) serves REGISTER.
+//
 // # Registrar
 //
 // A REGISTER's To AOR must lie in the node's domain (else 403, the reason phrase names the
@@ -53,20 +82,23 @@
 // stream; a message that cannot be framed or parsed gets 400 when a response can be built and
 // the stream is reset. Deadlines ([ConnLimits]) reset a stream whose message does not arrive
 // whole in time, and an inbound stream that carries no message for a while; a node retires
-// its own idle outgoing stream before the peer would. Each node keeps one long-lived outgoing stream per peer (opened with
-// network.WithAllowLimitedConn, so relayed connections work; reopened on failure) and writes
-// everything it sends to that peer — requests and responses — on it, in order, under one
-// lock. Incoming streams are read by one goroutine each, and requests are handed to a queue
-// per Call-ID, so one dialog's messages are processed in the order they arrived. A peer may
-// hold at most [WithMaxTransactionsPerPeer] server transactions (503 beyond).
+// its own idle outgoing stream before the peer would. Each node keeps one long-lived
+// outgoing stream per peer (opened with network.WithAllowLimitedConn, so relayed
+// connections work; reopened on failure) and writes everything it sends to that peer —
+// requests and responses — on it, in order: messages are queued on the peer's link (at most
+// 4096 messages or 8 MiB; beyond, the send fails as if the link were down) and its writer
+// writes what has queued up in one write of up to 256 KiB. Nobody who sends waits for the
+// stream, so a slow peer holds up nothing but its own queue. Incoming streams are read by
+// one goroutine each, and requests are handed to a queue per Call-ID, so one dialog's
+// messages are processed in the order they arrived. A peer may hold at most
+// [WithMaxTransactionsPerPeer] server transactions (503 beyond).
 //
 // # Routing
 //
-// Requests from UAs keep their order too: sipgo hands every received message to a goroutine
-// of its own, so the node's UDP reader reserves each request's place in its Call-ID's queue
-// as the datagram arrives, and the handler fills the place once sipgo lets the request
-// through (a place left empty, because sipgo absorbed a retransmission, is skipped after
-// 100 ms). An ACK therefore always leaves the node before the BYE that followed it.
+// Requests from UAs keep their order too: the UDP reader and each TCP connection's reader
+// queue every admitted request in its Call-ID's queue as they read it, and responses reach
+// their client transactions in the order they were read. An ACK therefore always leaves the
+// node before the BYE that followed it, and a 180 before the 200 that followed it.
 //
 // Every node is a transaction-stateful proxy. A request from a local UA (or from a node) is
 // validated (400, 416, 505; 483 when Max-Forwards is 0; 482 when it comes back to this node
@@ -87,14 +119,16 @@
 //
 // A request sent into the overlay gets a Via "SIP/2.0/P2P <peer-id>;branch=…", Max-Forwards
 // decremented, and the draft's §4.3 headers "Node-ID: <sip:user@domain>" (the originating
-// user) and "Overlay-ID: <sip:overlay@domain>" if absent. Requests are cloned, never
-// modified. Responses travel back along the Via path: each node matches a response to its
-// client transaction by branch, removes its Via and answers its own server transaction.
-// A CANCEL is matched to its INVITE (sipgo's transaction layer for UAs; branch and peer for
-// nodes), answered 200 and propagated; the INVITE then ends with 487. Retransmissions from
-// UAs are absorbed by sipgo's transaction layer; streams are reliable and need none.
-// Responses to UAs go to the address the request came from (symmetric response routing,
-// RFC 3581 style), which also suits UAs behind NAT.
+// user) and "Overlay-ID: <sip:overlay@domain>" if absent. The request as received is never
+// modified: the forwarded copy has a header list of its own, sharing the headers it does not
+// change. Responses travel back along the Via path: each node matches a response to its
+// client transaction by branch, removes its Via and answers its own server transaction; a
+// 2xx to an INVITE that matches none (retransmitted, or another fork's) is forwarded
+// statelessly. A CANCEL is matched to its INVITE (by branch and sent-by for UAs, branch and
+// peer for nodes), answered 200 and propagated; the INVITE then ends with the callee's 487
+// (the node's own after 32 s). Retransmissions from UAs are absorbed by the transaction
+// layer; streams are reliable and need none. Responses to UAs go to the address the request
+// came from (symmetric response routing, RFC 3581 style), which also suits UAs behind NAT.
 //
 // # The direct in-dialog path (draft §7 step 11)
 //
@@ -192,31 +226,23 @@
 //
 // # User agent
 //
-// [UA] is hiersip's own user agent for scripts, tests and demos: Register, Call (INVITE,
-// ACK), Hangup (BYE), Message, auto-answer or ring-only, built on sipgo's dialog API. Its
-// Ladder records each datagram it sent or received with a timestamp. It offers and
-// answers real SDP and sends and receives RTP (a 440 Hz PCMU tone; [Call.Media] counts
-// packets): late offers ([WithUALateOffer]), early media ([WithUAEarlyMedia]), a video
-// stream ([WithUAVideo]), hold and resume ([Call.Hold], [Call.Resume]) and new offers in
-// re-INVITE or UPDATE ([Call.Reoffer]).
+// hiersip's own user agent (Register, Call, Hangup, Message, SDP and RTP), for scripts,
+// tests and demos, is package sipua; it shares no code with the proxy.
 //
 // # Limits
 //
-// sipgo hands each received response to its own goroutine, so a 180 sent immediately
-// before a 200 can be overtaken between a UA and its node (the caller then sees no 180);
-// requests over TCP are not reordered by the node but get no arrival-order places either.
 // Requests to UAs over 1300 bytes (inter-domain INVITEs carry several Vias and
-// Record-Routes) are sent over UDP anyway and fragmented by IP, as Kamailio does: sipgo's
-// sip.UDPMTUSize is raised once for the process. A binding with several contacts is not forked: the
-// most recently registered contact gets the request. With [WithUsers], out-of-dialog requests
-// from UAs need credentials of their From user; in-dialog requests (with a To tag) are not
-// challenged.
+// Record-Routes) are sent over UDP anyway and fragmented by IP, as Kamailio does. A binding
+// with several contacts is not forked: the most recently registered contact gets the
+// request. With [WithUsers], out-of-dialog requests from UAs need credentials of their From
+// user; in-dialog requests (with a To tag) are not challenged. The UDP socket's buffers are
+// [WithUDPBuffer] (default 4 MiB; past net.core.rmem_max with CAP_NET_ADMIN).
 //
 // # Overload
 //
 // [Limits] ([WithLimits], [DefaultLimits]) gives every UA source IP and every peer token
 // buckets of its own: out-of-dialog requests beyond the rate are answered 503 with
-// Retry-After (UDP: statelessly, before sipgo's transaction layer), ACKs, in-dialog requests
+// Retry-After (statelessly, before the transaction layer), ACKs, in-dialog requests
 // and responses draw on a larger bucket, and whatever exceeds a source's overall budget is
 // dropped unparsed. Concurrent transactions are bounded per source, for all UAs, and per
 // peer (503). Wrong digest credentials are checked at most Limits.AuthFailures times per
@@ -237,12 +263,14 @@
 //     (401 stale=true otherwise); wrong passwords are checked at most Limits.AuthFailures
 //     times per window per source and per account (digest.go).
 //   - Bytes that are no SIP message: answered 400 where a response can be built, dropped
-//     otherwise, never handed to sipgo (which would log them at ERROR, payload and all).
-//     RFC 4475's messages get the answers the RFC names, over UDP and TCP (malformed.go,
-//     tcpscreen.go).
+//     otherwise, logged whole only at debug level. RFC 4475's messages get the answers the
+//     RFC names, over UDP and TCP (malformed.go, transport_tcp.go).
 //   - Logs: every line goes through a guard that lets a few lines per cause and source
 //     through per window and summarises the rest; payloads only at debug level, strings cut
-//     to 256 bytes (logguard.go). sipgo's own lines that peers trigger are demoted to debug.
+//     to 256 bytes (logguard.go).
+//   - Slow consumers: no reader waits for a consumer. A peer that reads slowly fills only
+//     its own link's bounded queue; a relay slow to take responses loses provisionals, not
+//     the reader (see Architecture).
 //   - Connections and streams: deadlines for idle connections and half messages, caps per
 //     source IP, per peer and in total, the TCP total within a quarter of RLIMIT_NOFILE
 //     ([ConnLimits], conncap.go).
@@ -253,7 +281,7 @@
 //     made within 2 s) cancels the call towards the callee; a 2xx it cannot send back it
 //     acknowledges and hangs up (ACK, BYE), so that no phone is left off-hook (orphans.go).
 //
-// The package sets sipgo's package logger (sip.SetDefaultLogger) once, at init, to a guard
-// around slog.Default(), and raises sip.UDPMTUSize (see Limits above): sipgo package state,
-// for the whole process.
+// The package changes no process-wide state: sipgo's package logger, sip.UDPMTUSize and
+// sipgo's timers stay as the program set them (the bridge uses neither sipgo's transports
+// nor its transaction layer, and keeps RFC 3261's timer values per transaction).
 package sipbridge

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // A node on a real network: bound to every address of its machine, advertising the public
@@ -44,7 +45,7 @@ func ExampleWithAdvertise() {
 		return b
 	}
 	b := start()
-	bob, _ := sipbridge.NewUA("sip:bob@pastry", "127.0.0.1:"+port(b.UDPAddr()), sipbridge.WithUALogger(quiet))
+	bob, _ := sipua.NewUA("sip:bob@pastry", "127.0.0.1:"+port(b.UDPAddr()), sipua.WithUALogger(quiet))
 	defer bob.Close()
 	if _, err := bob.Register(ctx, time.Hour); err != nil {
 		panic(err)

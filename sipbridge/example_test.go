@@ -15,6 +15,7 @@ import (
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // directory is a toy Locator shared by the example's two nodes; a real node uses its
@@ -71,10 +72,10 @@ func Example() {
 		defer b.Close()
 		nodes = append(nodes, b) // no explicit connect: the binding carries the node's addresses
 	}
-	alice, _ := sipbridge.NewUA("sip:alice@pastry", nodes[0].UDPAddr(), sipbridge.WithUALogger(quiet))
+	alice, _ := sipua.NewUA("sip:alice@pastry", nodes[0].UDPAddr(), sipua.WithUALogger(quiet))
 	defer alice.Close()
-	bob, _ := sipbridge.NewUA("sip:bob@pastry", nodes[1].UDPAddr(), sipbridge.WithUALogger(quiet),
-		sipbridge.WithUAAnswer(sipbridge.AnswerAuto, 10*time.Millisecond))
+	bob, _ := sipua.NewUA("sip:bob@pastry", nodes[1].UDPAddr(), sipua.WithUALogger(quiet),
+		sipua.WithUAAnswer(sipua.AnswerAuto, 10*time.Millisecond))
 	defer bob.Close()
 	if _, err := bob.Register(ctx, time.Hour); err != nil {
 		panic(err)
@@ -118,10 +119,10 @@ func ExampleWithMedia() {
 		defer b.Close()
 		nodes = append(nodes, b)
 	}
-	alice, _ := sipbridge.NewUA("sip:alice@pastry", nodes[0].UDPAddr(), sipbridge.WithUALogger(quiet))
+	alice, _ := sipua.NewUA("sip:alice@pastry", nodes[0].UDPAddr(), sipua.WithUALogger(quiet))
 	defer alice.Close()
-	bob, _ := sipbridge.NewUA("sip:bob@pastry", nodes[1].UDPAddr(), sipbridge.WithUALogger(quiet),
-		sipbridge.WithUAAnswer(sipbridge.AnswerAuto, 10*time.Millisecond))
+	bob, _ := sipua.NewUA("sip:bob@pastry", nodes[1].UDPAddr(), sipua.WithUALogger(quiet),
+		sipua.WithUAAnswer(sipua.AnswerAuto, 10*time.Millisecond))
 	defer bob.Close()
 	if _, err := bob.Register(ctx, time.Hour); err != nil {
 		panic(err)

@@ -16,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // floodCounts counts what a flooder sent and the answers it got.
@@ -152,10 +154,10 @@ func TestFlood(t *testing.T) {
 	n2 := newTestNode(t, dir, "pastry")
 	connect(t, n1, n2)
 	ctx := ctxT(t, floodFor+2*time.Minute)
-	ring := WithUAAnswer(AnswerAuto, 0)
+	ring := sipua.WithUAAnswer(sipua.AnswerAuto, 0)
 	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
 	bob := newTestUA(t, "sip:bob@pastry", n2, ring)
-	for _, u := range []*UA{alice, bob} {
+	for _, u := range []*sipua.UA{alice, bob} {
 		if _, err := u.Register(ctx, 0); err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"strconv"
+	"slices"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -13,13 +13,16 @@ import (
 
 // frameReader splits a byte stream into SIP messages as RFC 3261 §18.3 does for stream
 // transports: the header block ends at the first empty line and Content-Length (mandatory)
-// gives the body size. Empty lines between messages (keep-alives) are skipped.
+// gives the body size. Empty lines between messages (keep-alives) are skipped. The message
+// next returns lives in the reader's own buffer until the next call: the transports parse it
+// at once (the parser copies what it keeps).
 type frameReader struct {
 	r   *bufio.Reader
 	max int
 	// started, when set, is called when the first byte of a message (after keep-alives) is
 	// there: the reader's owner moves from the idle deadline to the message deadline.
 	started func()
+	buf     []byte // the message being read
 }
 
 func newFrameReader(r io.Reader, max int) *frameReader {
@@ -38,7 +41,7 @@ func (e *frameError) Unwrap() error { return e.err }
 
 // next returns the next whole message. Errors other than io.EOF leave the stream unusable.
 func (f *frameReader) next() ([]byte, error) {
-	var buf bytes.Buffer
+	buf := f.buf[:0]
 	// skip keep-alive CRLFs
 	for {
 		c, err := f.r.ReadByte()
@@ -63,30 +66,30 @@ func (f *frameReader) next() ([]byte, error) {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			if buf.Len() > 0 { // part of a header block: a 400 may still be built from it
-				return nil, &frameError{fmt.Errorf("%w: header block incomplete: %w", ErrFraming, err), bytes.Clone(buf.Bytes())}
+			if len(buf) > 0 { // part of a header block: a 400 may still be built from it
+				return nil, &frameError{fmt.Errorf("%w: header block incomplete: %w", ErrFraming, err), bytes.Clone(buf)}
 			}
 			return nil, err
 		}
-		if buf.Len()+len(line) > f.max {
+		if len(buf)+len(line) > f.max {
 			return nil, fmt.Errorf("%w: header block over %d bytes", ErrTooLarge, f.max)
 		}
-		buf.Write(line)
-		t := strings.TrimRight(string(line), "\r\n")
-		if t == "" {
+		buf = append(buf, line...)
+		t := bytes.TrimRight(line, "\r\n")
+		if len(t) == 0 {
 			break
 		}
 		if t[0] == ' ' || t[0] == '\t' {
 			continue // folded continuation
 		}
-		name, val, ok := strings.Cut(t, ":")
+		name, val, ok := bytes.Cut(t, []byte(":"))
 		if !ok {
 			continue // the parser decides
 		}
-		name = strings.TrimSpace(name)
-		if strings.EqualFold(name, "content-length") || strings.EqualFold(name, "l") {
-			n, err := strconv.Atoi(strings.TrimSpace(val))
-			if err != nil || n < 0 || (clen >= 0 && clen != n) {
+		name = bytes.TrimSpace(name)
+		if bytes.EqualFold(name, []byte("content-length")) || bytes.EqualFold(name, []byte("l")) {
+			n, ok := atoiBytes(bytes.TrimSpace(val))
+			if !ok || (clen >= 0 && clen != n) {
 				clen = -2
 				continue
 			}
@@ -95,33 +98,44 @@ func (f *frameReader) next() ([]byte, error) {
 			}
 		}
 	}
-	head := buf.Bytes()
+	f.buf = buf
+	head := len(buf)
 	switch {
 	case clen == -1:
-		return nil, &frameError{fmt.Errorf("%w: no Content-Length", ErrFraming), head}
+		return nil, &frameError{fmt.Errorf("%w: no Content-Length", ErrFraming), bytes.Clone(buf)}
 	case clen == -2:
-		return nil, &frameError{fmt.Errorf("%w: invalid Content-Length", ErrFraming), head}
-	case len(head)+clen > f.max:
-		return nil, &frameError{fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(head)+clen, f.max), head}
+		return nil, &frameError{fmt.Errorf("%w: invalid Content-Length", ErrFraming), bytes.Clone(buf)}
+	case head+clen > f.max:
+		return nil, &frameError{fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, head+clen, f.max), bytes.Clone(buf)}
 	}
-	msg := make([]byte, len(head)+clen)
-	copy(msg, head)
-	if _, err := io.ReadFull(f.r, msg[len(head):]); err != nil {
+	buf = slices.Grow(buf, clen)[:head+clen]
+	f.buf = buf
+	if _, err := io.ReadFull(f.r, buf[head:]); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		// the header block is whole: a 400 can still be built
-		return nil, &frameError{fmt.Errorf("%w: body incomplete (Content-Length %d): %w", ErrFraming, clen, err), head}
+		return nil, &frameError{fmt.Errorf("%w: body incomplete (Content-Length %d): %w", ErrFraming, clen, err), bytes.Clone(buf[:head])}
 	}
-	return msg, nil
+	if cap(f.buf) > 64<<10 {
+		f.buf = nil // a rare large message: do not keep its buffer
+	}
+	return buf, nil
 }
 
-// encode writes msg in stream form, always with a correct Content-Length.
-func encode(msg sip.Message) []byte {
-	msg.SetBody(msg.Body()) // msg is ours (a clone): make Content-Length exact
-	var sb strings.Builder
-	msg.StringWrite(&sb)
-	return []byte(sb.String())
+// atoiBytes parses a non-negative decimal number of at most 9 digits.
+func atoiBytes(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // parseFrame parses one framed message with sipgo's parser.

@@ -84,12 +84,7 @@ func FuzzPeerMessage(f *testing.F) {
 			if err != nil {
 				return
 			}
-			switch m := m.(type) {
-			case *sip.Request:
-				n.b.onPeerRequest(from, m)
-			case *sip.Response:
-				n.b.onPeerResponse(from, m)
-			}
+			n.b.receivePeer(from, m) // the admission chain, as the stream reader does
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // memDir is an in-memory location service shared by a test's nodes.
@@ -119,10 +120,10 @@ func connect(t testing.TB, a, b *testNode) {
 	}
 }
 
-func newTestUA(t testing.TB, aor string, n *testNode, opts ...UAOption) *UA {
+func newTestUA(t testing.TB, aor string, n *testNode, opts ...sipua.UAOption) *sipua.UA {
 	t.Helper()
-	opts = append([]UAOption{WithUALogger(testLogger(t))}, opts...)
-	u, err := NewUA(aor, n.b.UDPAddr(), opts...)
+	opts = append([]sipua.UAOption{sipua.WithUALogger(testLogger(t))}, opts...)
+	u, err := sipua.NewUA(aor, n.b.UDPAddr(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

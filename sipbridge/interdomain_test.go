@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestInterDomainHook routes alice@pastry → bob@can through an intermediate node: node 1
@@ -39,7 +40,7 @@ func TestInterDomainHook(t *testing.T) {
 	connect(t, n1, n2)
 	connect(t, n2, n3)
 	// no n1–n3 connection: node 1 learns node 3's addresses from its Hiersip-Node header
-	ring := WithUAAnswer(AnswerAuto, 10*time.Millisecond)
+	ring := sipua.WithUAAnswer(sipua.AnswerAuto, 10*time.Millisecond)
 	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
 	bob := newTestUA(t, "sip:bob@can", n3, ring)
 	ctx := ctxT(t, 20*time.Second)
@@ -54,7 +55,7 @@ func TestInterDomainHook(t *testing.T) {
 	if len(rr) != 2 {
 		t.Fatalf("Record-Route %v: want the two end nodes only", rr)
 	}
-	var in *Call
+	var in *sipua.Call
 	select {
 	case in = <-bob.Incoming():
 	case <-ctx.Done():
@@ -80,7 +81,7 @@ func TestInterDomainHook(t *testing.T) {
 	}
 	// unknown domain through the proxy: 404
 	_, err = alice.Call(ctx, "sip:x@chord")
-	if cf, ok := err.(*ErrCallFailed); !ok || cf.Response.StatusCode != 404 {
+	if cf, ok := err.(*sipua.ErrCallFailed); !ok || cf.Response.StatusCode != 404 {
 		t.Fatalf("unknown domain: %v", err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestIPv6UAs: IPv6 user agents register, call and are called — at a node bound to [::1]
@@ -17,8 +19,8 @@ func TestIPv6UAs(t *testing.T) {
 	connect(t, n1, n2)
 	ctx := ctxT(t, 30*time.Second)
 	port1 := fmt.Sprint(portOf(n1.b.UDPAddr()))
-	ua := func(aor, node, listen string) *UA {
-		u, err := NewUA(aor, node, WithUALogger(testLogger(t)), WithUAListen(listen), WithUAAnswer(AnswerAuto, 0))
+	ua := func(aor, node, listen string) *sipua.UA {
+		u, err := sipua.NewUA(aor, node, sipua.WithUALogger(testLogger(t)), sipua.WithUAListen(listen), sipua.WithUAAnswer(sipua.AnswerAuto, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,12 +33,12 @@ func TestIPv6UAs(t *testing.T) {
 	alice := ua("sip:alice@pastry", net.JoinHostPort("127.0.0.1", port1), "127.0.0.1:0")
 	bob := ua("sip:bob@pastry", net.JoinHostPort("::1", port1), "[::1]:0")
 	carol := ua("sip:carol@pastry", n2.b.UDPAddr(), "[::1]:0")
-	for _, c := range []struct{ from, to *UA }{{alice, bob}, {bob, alice}, {bob, carol}, {carol, bob}, {alice, carol}} {
+	for _, c := range []struct{ from, to *sipua.UA }{{alice, bob}, {bob, alice}, {bob, carol}, {carol, bob}, {alice, carol}} {
 		call, err := c.from.Call(ctx, c.to.AOR().String())
 		if err != nil {
 			t.Fatalf("%s → %s: %v", c.from.AOR(), c.to.AOR(), err)
 		}
-		var in *Call
+		var in *sipua.Call
 		select {
 		case in = <-c.to.Incoming():
 		case <-ctx.Done():

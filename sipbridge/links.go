@@ -1,6 +1,7 @@
 package sipbridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,9 +18,23 @@ import (
 
 const writeTimeout = 10 * time.Second
 
-// links holds one long-lived outgoing stream per peer. Everything this node sends to a peer
-// (requests and responses) goes on that stream, in order, under the link's lock; whatever
-// arrives on any stream from the peer is read by a reader goroutine per stream.
+// Link limits: what one peer's queue holds before the node refuses to queue more (the
+// peer, or the path to it, takes less than the node sends), and how much one write
+// carries.
+const (
+	linkQueueMax  = 4096
+	linkQueueSize = 8 << 20
+	linkBatchSize = 256 << 10
+)
+
+// links is the libp2p transport: one long-lived outgoing stream per peer, and a reader per
+// stream. Everything this node sends to a peer (requests and responses) is queued on the
+// peer's link, in order, and written by the link's writer, which writes whatever has
+// queued up meanwhile in one stream write (one yamux frame, one TLS record or noise
+// message for a burst, not one per message), opens the stream when there is none and
+// retires one idle for half the peers' StreamIdleTimeout. No one who sends waits for the
+// stream: not a reader answering a peer, not a relay. Whatever arrives on any stream from
+// the peer is read by that stream's reader, parsed once and handed to the admission chain.
 type links struct {
 	b       *Bridge
 	mu      sync.Mutex
@@ -28,11 +43,25 @@ type links struct {
 	closed  bool
 }
 
+// link is the outgoing side to one peer.
 type link struct {
-	p    peer.ID
-	mu   sync.Mutex
-	s    network.Stream
-	last time.Time // last write on s
+	ls *links
+	p  peer.ID
+
+	mu      sync.Mutex
+	q       []queued
+	qBytes  int
+	writing bool // a writer goroutine runs
+	closed  bool
+
+	s    network.Stream // written by the writer only
+	last time.Time      // last write on s
+}
+
+// queued is one encoded message waiting on a link.
+type queued struct {
+	buf  *bytes.Buffer
+	done func(error) // nil, or told the write's outcome
 }
 
 func newLinks(b *Bridge) *links {
@@ -62,9 +91,16 @@ func (ls *links) closeAll() {
 	for s := range ls.streams {
 		l = append(l, s)
 	}
+	out := make([]*link, 0, len(ls.out))
+	for _, k := range ls.out {
+		out = append(out, k)
+	}
 	ls.mu.Unlock()
 	for _, s := range l {
 		_ = s.Reset()
+	}
+	for _, k := range out {
+		k.close()
 	}
 }
 
@@ -76,16 +112,17 @@ func (ls *links) get(p peer.ID) (*link, error) {
 	}
 	l, ok := ls.out[p]
 	if !ok {
-		l = &link{p: p}
+		l = &link{ls: ls, p: p}
 		ls.out[p] = l
 	}
 	return l, nil
 }
 
-// send writes msg (which must be the caller's own copy) to peer p, opening or reopening
-// the peer's stream when needed. addrs, when given, are added to the peerstore first.
-func (ls *links) send(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, msg sip.Message) error {
-	if p == ls.b.self {
+// send queues msg (the caller's own) for peer p; addrs, when given, are added to the
+// peerstore first. done (if not nil) learns the outcome (see Bridge.send).
+func (ls *links) send(p peer.ID, addrs []ma.Multiaddr, msg sip.Message, done func(error)) error {
+	b := ls.b
+	if p == b.self {
 		return fmt.Errorf("%w: refusing to send to self", ErrLinkDown)
 	}
 	l, err := ls.get(p)
@@ -93,37 +130,146 @@ func (ls *links) send(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, msg 
 		return err
 	}
 	if len(addrs) > 0 {
-		ls.b.h.Peerstore().AddAddrs(p, addrs, peerstore.TempAddrTTL)
+		b.h.Peerstore().AddAddrs(p, addrs, peerstore.TempAddrTTL)
 	}
-	data := encode(msg)
+	buf := getBuf()
+	encodeTo(buf, msg)
+	b.traceMsg(time.Now(), true, p, msg) // the send's time: the answer can arrive before the write
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	switch {
+	case l.closed:
+		l.mu.Unlock()
+		putBuf(buf)
+		return ErrClosed
+	case len(l.q) >= linkQueueMax || l.qBytes+buf.Len() > linkQueueSize:
+		l.mu.Unlock()
+		putBuf(buf)
+		return fmt.Errorf("%w: %s: send queue full", ErrLinkDown, p)
+	}
+	l.q = append(l.q, queued{buf: buf, done: done})
+	l.qBytes += buf.Len()
+	start := !l.writing
+	l.writing = true
+	l.mu.Unlock()
+	if start && !b.spawn(l.write) {
+		// Closing: drop what is queued (this message, and any another sender queued
+		// meanwhile) without telling: the senders may hold locks their done needs, and
+		// whoever waits for a write also watches the bridge's closing.
+		l.mu.Lock()
+		q := l.q
+		l.q, l.qBytes, l.writing, l.closed = nil, 0, false, true
+		l.mu.Unlock()
+		for _, m := range q {
+			putBuf(m.buf)
+		}
+		return ErrClosed
+	}
+	return nil
+}
+
+// write is the link's writer: it writes what is queued, batch by batch, until the queue
+// is empty.
+func (l *link) write() {
+	for {
+		l.mu.Lock()
+		batch := l.q
+		l.q, l.qBytes = nil, 0
+		if len(batch) == 0 {
+			l.writing = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		for len(batch) > 0 {
+			n, size := 0, 0
+			for n < len(batch) && (n == 0 || size+batch[n].buf.Len() <= linkBatchSize) {
+				size += batch[n].buf.Len()
+				n++
+			}
+			err := l.writeBatch(batch[:n], size)
+			for _, q := range batch[:n] {
+				putBuf(q.buf)
+				if q.done != nil {
+					q.done(err)
+				}
+			}
+			batch = batch[n:]
+		}
+	}
+}
+
+// writeBatch writes the messages of batch (size bytes in all) on the stream in one write,
+// opening or reopening the stream when needed (twice at most).
+func (l *link) writeBatch(batch []queued, size int) error {
+	b := l.ls.b
+	var data []byte
+	var joined *bytes.Buffer
+	if len(batch) == 1 {
+		data = batch[0].buf.Bytes()
+	} else {
+		joined = getBuf()
+		joined.Grow(size)
+		for _, q := range batch {
+			joined.Write(q.buf.Bytes())
+		}
+		data = joined.Bytes()
+		defer putBuf(joined)
+	}
+	var err error
 	for attempt := 0; attempt < 2; attempt++ {
-		if l.s != nil && time.Since(l.last) > ls.b.cfg.conns.StreamIdleTimeout/2 {
+		if l.s != nil && time.Since(l.last) > b.cfg.conns.StreamIdleTimeout/2 {
 			// idle: the peer may be closing it (ConnLimits.StreamIdleTimeout); retire it
 			_ = l.s.Close()
-			l.s = nil
+			l.setStream(nil)
 		}
 		if l.s == nil {
-			s, err := ls.open(ctx, p)
-			if err != nil {
-				return err
+			s, oerr := l.ls.open(b.ctx, l.p)
+			if oerr != nil {
+				return oerr
 			}
-			l.s = s
+			l.setStream(s)
 		}
-		at := time.Now() // the send's time: the answer can arrive before Write returns
+		at := time.Now()
 		_ = l.s.SetWriteDeadline(at.Add(writeTimeout))
-		_, err = l.s.Write(data)
-		if err == nil {
+		if _, err = l.s.Write(data); err == nil {
 			l.last = at
-			ls.b.traceMsg(at, true, p, msg)
 			return nil
 		}
-		ls.b.log.Debug("stream write failed, reopening", "peer", p, "err", err)
+		b.log.Debug("stream write failed, reopening", "peer", l.p, "err", err)
 		_ = l.s.Reset()
+		l.setStream(nil)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrLinkDown, l.p, err)
+}
+
+func (l *link) setStream(s network.Stream) {
+	l.mu.Lock()
+	l.s = s
+	l.mu.Unlock()
+}
+
+// streamEnded forgets s when it is the link's stream (its reader saw it end).
+func (l *link) streamEnded(s network.Stream) {
+	l.mu.Lock()
+	if l.s == s && !l.writing {
 		l.s = nil
 	}
-	return fmt.Errorf("%w: %s: %w", ErrLinkDown, p, err)
+	l.mu.Unlock()
+}
+
+// close fails what is queued; the link takes nothing more.
+func (l *link) close() {
+	l.mu.Lock()
+	l.closed = true
+	q := l.q
+	l.q, l.qBytes = nil, 0
+	l.mu.Unlock()
+	for _, m := range q {
+		putBuf(m.buf)
+		if m.done != nil {
+			m.done(ErrClosed)
+		}
+	}
 }
 
 func (ls *links) open(ctx context.Context, p peer.ID) (network.Stream, error) {
@@ -140,13 +286,8 @@ func (ls *links) open(ctx context.Context, p peer.ID) (network.Stream, error) {
 	}
 	if !ls.b.spawn(func() {
 		ls.readLoop(s, p, false)
-		l, err := ls.get(p)
-		if err == nil {
-			l.mu.Lock()
-			if l.s == s {
-				l.s = nil
-			}
-			l.mu.Unlock()
+		if l, err := ls.get(p); err == nil {
+			l.streamEnded(s)
 		}
 	}) {
 		_ = s.Reset()
@@ -179,14 +320,15 @@ func (ls *links) handleStream(s network.Stream) {
 // parsed ends the stream (Reset) after a 400 when a response could be built. Deadlines
 // (ConnLimits) end an inbound stream that stays idle and any stream whose message does not
 // arrive whole in time.
-func (ls *links) readLoop(s network.Stream, p peer.ID, inbound bool) {
+func (ls *links) readLoop(s network.Stream, p peer.ID, incoming bool) {
 	defer ls.untrack(s)
 	b := ls.b
-	fr := newFrameReader(s, b.cfg.maxMsg)
-	before, started := b.streamDeadlines(s, inbound)
-	fr.started = started
+	sr := b.newStreamReader(s, incoming)
+	fr := newFrameReader(sr, b.cfg.maxMsg)
+	fr.started = sr.started
+	key := peerKey(p)
 	for {
-		before()
+		sr.between()
 		data, err := fr.next()
 		if err != nil {
 			var fe *frameError
@@ -194,17 +336,19 @@ func (ls *links) readLoop(s network.Stream, p peer.ID, inbound bool) {
 				b.log.Debug("bad framing from peer", "peer", p, "err", err)
 				if m, perr := parseFrame(withoutLength(fe.head)); perr == nil {
 					if req, ok := m.(*sip.Request); ok && !req.IsAck() {
-						b.replyPeer(p, req, 400, "Bad Request: "+err.Error())
+						b.respondTo(&inbound{req: req, from: path{kind: tpP2P, peer: p}}, 400, "Bad Request: "+err.Error())
 					}
 				}
 			} else if !errors.Is(err, io.EOF) && b.ctx.Err() == nil {
 				b.log.Debug("stream ended", "peer", p, "err", err)
 			}
 			_ = s.Reset()
-			b.streamEnded(p, inbound, err)
+			b.streamEnded(p, incoming, err)
 			return
 		}
-		if !b.admitPeerFrame(p) {
+		now := time.Now()
+		if !b.lim.peers.rawAllow(key, now) {
+			b.lim.stats.dropped.Add(1)
 			continue // over the peer's rate: dropped unparsed
 		}
 		msg, err := parseFrame(data)
@@ -213,14 +357,26 @@ func (ls *links) readLoop(s network.Stream, p peer.ID, inbound bool) {
 			_ = s.Reset()
 			return
 		}
-		b.traceMsg(time.Now(), false, p, msg)
+		b.traceMsg(now, false, p, msg)
+		in := &inbound{from: path{kind: tpP2P, peer: p}, key: key, at: now}
 		switch m := msg.(type) {
 		case *sip.Request:
-			if b.admitPeer(p, m) {
-				b.onPeerRequest(p, m)
-			}
+			in.req = m
 		case *sip.Response:
-			b.onPeerResponse(p, m)
+			in.res = m
 		}
+		b.receive(in)
 	}
+}
+
+// receivePeer hands msg, as read from a stream of peer p, to the admission chain (fuzzing).
+func (b *Bridge) receivePeer(p peer.ID, msg sip.Message) {
+	in := &inbound{from: path{kind: tpP2P, peer: p}, key: peerKey(p), at: time.Now()}
+	switch m := msg.(type) {
+	case *sip.Request:
+		in.req = m
+	case *sip.Response:
+		in.res = m
+	}
+	b.receive(in)
 }

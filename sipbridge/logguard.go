@@ -3,14 +3,11 @@ package sipbridge
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
-
-	"github.com/emiago/sipgo/sip"
 )
 
 // Logging that an outsider cannot turn into a disk-filling attack.
@@ -19,11 +16,10 @@ import (
 // (the record's level and message) and source (its "from", "src", "peer", … attribute)
 // through and suppresses the rest until the window ends; then it writes one line per cause
 // saying how many were suppressed. String attributes are cut to maxLogValue bytes, and
-// payloads (attributes "data", "msg", "payload", "body": whole SIP messages, as sipgo logs
-// an unparsable datagram) are written only at debug level: above it they are replaced by
-// their length. sipgo's own transport and transaction layers log what a peer triggers
-// (parse failures, read errors on connections the node closed by deadline) at ERROR; the
-// guard demotes those to debug.
+// payloads (attributes "data", "msg", "payload", "body": whole SIP messages) are written
+// only at debug level: above it they are replaced by their length. (The bridge has its own
+// transports: sipgo's transport and transaction layers, which logged what peers trigger at
+// ERROR through sipgo's package logger, are not used, and that logger is left alone.)
 
 // Log guard settings.
 const (
@@ -40,19 +36,11 @@ var payloadKeys = map[string]bool{"data": true, "msg": true, "payload": true, "b
 // sourceKeys are attributes naming who caused a line.
 var sourceKeys = []string{"from", "src", "source", "peer", "raddr", "addr"}
 
-// demoted are messages of sipgo's layers that a peer can trigger at will: written at debug.
-var demoted = map[string]bool{
-	"failed to parse": true, "Read error": true, "Read filter error": true,
-	"Failed to pong keep alive": true, "connection pool not clean cleanup": true,
-	"TCP ref went negative": true, "UDP ref went negative": true, "UDP ref went negative on try close": true,
-}
-
 // logGuard is the slog.Handler of a bridge's logs: it wraps the handler of the logger given
 // with WithLogger. Copies made by WithAttrs and WithGroup share one state.
 type logGuard struct {
-	next   slog.Handler
-	st     *guardState
-	demote bool // demote the messages of sipgo's layers that peers trigger
+	next slog.Handler
+	st   *guardState
 }
 
 type guardState struct {
@@ -80,26 +68,17 @@ func newLogGuard(next slog.Handler) *logGuard {
 	return &logGuard{next: next, st: st}
 }
 
-// sipgoLayer returns the handler for sipgo's layers: the same guard, demoting.
-func (g *logGuard) sipgoLayer() *logGuard { return &logGuard{next: g.next, st: g.st, demote: true} }
-
 func (g *logGuard) Enabled(ctx context.Context, l slog.Level) bool { return g.next.Enabled(ctx, l) }
 
 func (g *logGuard) WithAttrs(as []slog.Attr) slog.Handler {
-	return &logGuard{next: g.next.WithAttrs(as), st: g.st, demote: g.demote}
+	return &logGuard{next: g.next.WithAttrs(as), st: g.st}
 }
 
 func (g *logGuard) WithGroup(name string) slog.Handler {
-	return &logGuard{next: g.next.WithGroup(name), st: g.st, demote: g.demote}
+	return &logGuard{next: g.next.WithGroup(name), st: g.st}
 }
 
 func (g *logGuard) Handle(ctx context.Context, r slog.Record) error {
-	if g.demote && r.Level > slog.LevelDebug && demoted[r.Message] {
-		if !g.next.Enabled(ctx, slog.LevelDebug) {
-			return nil
-		}
-		r.Level = slog.LevelDebug
-	}
 	source := ""
 	r.Attrs(func(a slog.Attr) bool {
 		for _, k := range sourceKeys {
@@ -265,13 +244,6 @@ func (st *guardState) emit(summaries []*causeCnt) {
 	}
 }
 
-// sipgoLog is the logger of one of sipgo's layers: the bridge's guard, demoting what peers
-// trigger.
-func (b *Bridge) sipgoLog(layer string) *slog.Logger {
-	// sipgo repeats keys of its own ("caller"): uniqueKeys writes each once.
-	return uniqueKeysLogger(slog.New(b.guard.sipgoLayer())).With("layer", layer)
-}
-
 // flushLogs writes the log guard's summaries of a window that ended, until the bridge closes.
 func (b *Bridge) flushLogs() {
 	t := time.NewTicker(logWindow / 4)
@@ -286,35 +258,3 @@ func (b *Bridge) flushLogs() {
 		}
 	}
 }
-
-// sipgo logs some lines through its package logger (sip.DefaultLogger, slog.Default()
-// unless set), among them lines a peer can trigger by closing connections. The package sets
-// that logger once, at init, to a guard around whatever slog.Default() is when a line is
-// logged: the application's default logger, rate-limited and with those lines demoted.
-func init() {
-	g := newLogGuard(defaultHandler{})
-	g.demote = true
-	sip.SetDefaultLogger(slog.New(g))
-}
-
-// defaultHandler is slog.Default()'s handler at the time of each call.
-type defaultHandler struct{ attrs []slog.Attr }
-
-func (h defaultHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return slog.Default().Handler().Enabled(ctx, l)
-}
-
-func (h defaultHandler) Handle(ctx context.Context, r slog.Record) error {
-	if len(h.attrs) > 0 {
-		r = r.Clone()
-		r.AddAttrs(h.attrs...)
-	}
-	return slog.Default().Handler().Handle(ctx, r)
-}
-
-func (h defaultHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return defaultHandler{attrs: append(slices.Clone(h.attrs), as...)}
-}
-
-// WithGroup is not used by sipgo; groups are flattened.
-func (h defaultHandler) WithGroup(string) slog.Handler { return h }

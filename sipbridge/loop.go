@@ -1,12 +1,12 @@
 package sipbridge
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"hash/maphash"
+	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -27,15 +27,24 @@ const (
 	loopKeyLen = 16 // hex digits
 )
 
-// loopKey hashes the routing state of req (see above) with this node's identity.
+// loopKey hashes the routing state of req (see above) with this node's identity: 16 hex
+// digits of a 64-bit maphash under a seed of the bridge's own (an outsider cannot make a
+// request collide with a key, and two nodes never share keys).
 func (b *Bridge) loopKey(req *sip.Request) string {
-	h := sha256.New()
+	var out [loopKeyLen]byte
+	return string(b.appendLoopKey(out[:0], req))
+}
+
+func (b *Bridge) appendLoopKey(dst []byte, req *sip.Request) []byte {
+	h := hashPool.Get().(*maphash.Hash)
+	h.SetSeed(b.loopSeed)
 	w := func(s string) {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+		_, _ = h.WriteString(s)
+		_ = h.WriteByte(0)
 	}
 	w(b.selfStr)
-	w(req.Recipient.String())
+	req.Recipient.StringWrite(h)
+	_ = h.WriteByte(0)
 	if f := req.From(); f != nil {
 		tag, _ := f.Params.Get("tag")
 		w(tag)
@@ -45,22 +54,45 @@ func (b *Bridge) loopKey(req *sip.Request) string {
 		w(tag)
 	}
 	if c := req.CallID(); c != nil {
-		w(c.Value())
+		w(string(*c))
 	}
 	if c := req.CSeq(); c != nil {
-		w(strconv.FormatUint(uint64(c.SeqNo), 10))
+		var n [10]byte
+		_, _ = h.Write(strconv.AppendUint(n[:0], uint64(c.SeqNo), 10))
+		_ = h.WriteByte(0)
 	}
-	for _, name := range []string{"Route", "Proxy-Require", "Proxy-Authorization"} {
-		for _, hv := range req.GetHeaders(name) {
-			w(name + ":" + hv.Value())
+	for _, hv := range req.Headers() {
+		switch n := hv.Name(); {
+		case strings.EqualFold(n, "Route"), strings.EqualFold(n, "Proxy-Require"), strings.EqualFold(n, "Proxy-Authorization"):
+			hv.StringWrite(h)
+			_ = h.WriteByte(0)
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)[:loopKeyLen/2])
+	sum := h.Sum64()
+	hashPool.Put(h)
+	const digits = "0123456789abcdef"
+	for i := loopKeyLen - 1; i >= 0; i-- {
+		dst = append(dst, digits[(sum>>(4*uint(i)))&0xf])
+	}
+	return dst
 }
+
+var hashPool = sync.Pool{New: func() any { return new(maphash.Hash) }}
 
 // branch is the branch of a Via this node adds to the forwarded copy of req.
 func (b *Bridge) branch(req *sip.Request) string {
-	return branchMagic + loopTag + b.loopKey(req) + "." + sip.GenerateTagN(10)
+	var buf [len(branchMagic) + len(loopTag) + loopKeyLen + 1 + 12]byte
+	out := append(buf[:0], branchMagic...)
+	out = append(out, loopTag...)
+	out = b.appendLoopKey(out, req)
+	out = append(out, '.')
+	r := rand.Uint64()
+	const digits = "0123456789abcdefghijklmnopqrstuv" // 5 bits a character
+	for range 12 {
+		out = append(out, digits[r&31])
+		r >>= 5
+	}
+	return string(out)
 }
 
 // branchLoopKey returns the loop key in a branch made by branch.
@@ -83,7 +115,7 @@ func (b *Bridge) isMyVia(v *sip.ViaHeader) bool {
 // looped reports whether req already passed this node in the same state (see above).
 func (b *Bridge) looped(req *sip.Request) bool {
 	key := ""
-	for _, hv := range req.GetHeaders("Via") {
+	for _, hv := range req.Headers() {
 		v, ok := hv.(*sip.ViaHeader)
 		if !ok || !b.isMyVia(v) {
 			continue
@@ -106,20 +138,4 @@ func (b *Bridge) looped(req *sip.Request) bool {
 		}
 	}
 	return false
-}
-
-// addVia is the sipgo request option that adds this node's Via to a request sent to a user
-// agent: the address advertised towards its destination, a loop-detecting branch computed
-// from orig (the request as received), rport (RFC 3581).
-func (b *Bridge) addVia(orig *sip.Request) sipgo.ClientRequestOption {
-	return func(_ *sipgo.Client, r *sip.Request) error {
-		tp := strings.ToLower(r.Transport())
-		host, port := b.addrs.advertised(tp, r.Destination())
-		via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(tp),
-			Host: host, Port: port, Params: sip.NewParams()}
-		via.Params.Add("branch", b.branch(orig))
-		via.Params.Add("rport", "")
-		r.PrependHeader(via)
-		return nil
-	}
 }

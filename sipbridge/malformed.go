@@ -133,7 +133,7 @@ func normalizeParams(req *sip.Request) bool {
 		}
 		*p = out
 	}
-	for _, h := range req.GetHeaders("Via") {
+	for _, h := range req.Headers() {
 		if v, ok := h.(*sip.ViaHeader); ok {
 			fix(&v.Params)
 		}

@@ -362,17 +362,17 @@ func (b *Bridge) mediaRequest(req, fwd *sip.Request, h hop, from peer.ID) (int, 
 }
 
 // mediaResponse anchors the SDP of out, a response this node relays upstream, at an end node.
-func (b *Bridge) mediaResponse(req *sip.Request, res, out *sip.Response, up upstream, down downstream, toPeer bool) {
+// fromUA: the response comes from a local UA (else a peer); toPeer: it goes to a peer
+// (else to the local UA req came from).
+func (b *Bridge) mediaResponse(req *sip.Request, res, out *sip.Response, fromUA, toPeer bool) {
 	if b.cfg.media == nil || req.CallID() == nil || res.StatusCode <= 100 || res.StatusCode >= 300 || !hasSDP(out) {
 		return
 	}
-	_, fromUA := down.(*uaDownstream)
-	ua, toUA := up.(*uaUpstream)
 	switch {
 	case fromUA && toPeer:
 		b.mediaAnswer(req.CallID().Value(), out, true, hostIP(res.Source()))
-	case !fromUA && toUA:
-		b.mediaAnswer(req.CallID().Value(), out, false, hostIP(ua.src))
+	case !fromUA && !toPeer:
+		b.mediaAnswer(req.CallID().Value(), out, false, hostIP(req.Source()))
 	}
 }
 

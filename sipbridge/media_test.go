@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 
 	"github.com/hiersip/hiersip/media"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // mediaNode is a test node whose bridge anchors media at its relay.
@@ -57,11 +58,11 @@ func twoMediaNodes(t testing.TB, ropts ...media.Option) (*mediaNode, *mediaNode)
 }
 
 // mediaCallSetup registers bob at n2 and places alice's (at n1) call to him.
-func mediaCallSetup(t *testing.T, n1, n2 *mediaNode, aliceOpts, bobOpts []UAOption) (alice, bob *UA, out, in *Call) {
+func mediaCallSetup(t *testing.T, n1, n2 *mediaNode, aliceOpts, bobOpts []sipua.UAOption) (alice, bob *sipua.UA, out, in *sipua.Call) {
 	t.Helper()
-	ring := WithUAAnswer(AnswerAuto, 10*time.Millisecond)
-	alice = newTestUA(t, "sip:alice@pastry", n1.testNode, append([]UAOption{ring}, aliceOpts...)...)
-	bob = newTestUA(t, "sip:bob@pastry", n2.testNode, append([]UAOption{ring}, bobOpts...)...)
+	ring := sipua.WithUAAnswer(sipua.AnswerAuto, 10*time.Millisecond)
+	alice = newTestUA(t, "sip:alice@pastry", n1.testNode, append([]sipua.UAOption{ring}, aliceOpts...)...)
+	bob = newTestUA(t, "sip:bob@pastry", n2.testNode, append([]sipua.UAOption{ring}, bobOpts...)...)
 	ctx := ctxT(t, 20*time.Second)
 	if _, err := alice.Register(ctx, 0); err != nil {
 		t.Fatal(err)
@@ -82,7 +83,7 @@ func mediaCallSetup(t *testing.T, n1, n2 *mediaNode, aliceOpts, bobOpts []UAOpti
 }
 
 // received waits until every stream of c received at least n packets more than it had.
-func received(t *testing.T, c *Call, n uint64, what string) {
+func received(t *testing.T, c *sipua.Call, n uint64, what string) {
 	t.Helper()
 	base := c.Media()
 	eventually(t, 10*time.Second, what, func() bool {
@@ -217,7 +218,7 @@ func TestMediaHoldResume(t *testing.T) {
 // answers in the ACK; the media is anchored both ways.
 func TestMediaLateOffer(t *testing.T) {
 	n1, n2 := twoMediaNodes(t)
-	_, _, out, in := mediaCallSetup(t, n1, n2, []UAOption{WithUALateOffer()}, nil)
+	_, _, out, in := mediaCallSetup(t, n1, n2, []sipua.UAOption{sipua.WithUALateOffer()}, nil)
 	if hasSDP(in.Invite) {
 		t.Fatal("the INVITE carried an offer")
 	}
@@ -235,7 +236,7 @@ func TestMediaLateOffer(t *testing.T) {
 // TestMediaAudioVideo: each of two m-lines is anchored.
 func TestMediaAudioVideo(t *testing.T) {
 	n1, n2 := twoMediaNodes(t)
-	_, _, out, in := mediaCallSetup(t, n1, n2, []UAOption{WithUAVideo()}, nil)
+	_, _, out, in := mediaCallSetup(t, n1, n2, []sipua.UAOption{sipua.WithUAVideo()}, nil)
 	if len(out.Media()) != 2 || len(in.Media()) != 2 {
 		t.Fatalf("streams: %d, %d", len(out.Media()), len(in.Media()))
 	}
@@ -255,22 +256,22 @@ func TestMediaAudioVideo(t *testing.T) {
 func TestMediaCancelEarlyMedia(t *testing.T) {
 	n1, n2 := twoMediaNodes(t)
 	alice := newTestUA(t, "sip:alice@pastry", n1.testNode)
-	bob := newTestUA(t, "sip:bob@pastry", n2.testNode, WithUAAnswer(AnswerRingOnly, 0), WithUAEarlyMedia())
+	bob := newTestUA(t, "sip:bob@pastry", n2.testNode, sipua.WithUAAnswer(sipua.AnswerRingOnly, 0), sipua.WithUAEarlyMedia())
 	ctx := ctxT(t, 20*time.Second)
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	var call *Call
+	var call *sipua.Call
 	var err error
 	go func() { call, err = alice.Call(cctx, "sip:bob@pastry"); close(done) }()
 	eventually(t, 10*time.Second, "early media relayed to alice", func() bool { return n1.r.Stats().ToPhone >= 10 })
 	cancel()
 	<-done
 	// sipgo's WaitAnswer sends CANCEL, waits for the 487 and returns the context's error.
-	if !errors.Is(err, context.Canceled) || call.cs.InviteResponse == nil || call.cs.InviteResponse.StatusCode != 487 {
-		t.Fatalf("cancelled call: %v, last response %v", err, call.cs.InviteResponse)
+	if !errors.Is(err, context.Canceled) || call.InviteResponse() == nil || call.InviteResponse().StatusCode != 487 {
+		t.Fatalf("cancelled call: %v, last response %v", err, call.InviteResponse())
 	}
 	if m := call.Media(); len(m) != 1 || m[0].Received < 10 {
 		t.Fatalf("alice's early media: %+v", m)
@@ -283,9 +284,9 @@ func TestMediaCancelEarlyMedia(t *testing.T) {
 // A stranger's packets to the node's port are not relayed.
 func TestMediaLatching(t *testing.T) {
 	n1, n2 := twoMediaNodes(t)
-	lie := func(c *uaConfig) error { c.sdpPortOffset = 1000; return nil }
-	_, _, out, in := mediaCallSetup(t, n1, n2, nil, []UAOption{lie})
-	if got, real := in.Media()[0].Local, in.media.streams[0].port; strings.HasSuffix(got, ":"+strconv.Itoa(real)) {
+	lie := sipua.WithUASDPPortOffset(1000)
+	_, _, out, in := mediaCallSetup(t, n1, n2, nil, []sipua.UAOption{lie})
+	if got, real := in.Media()[0].Local, in.Media()[0].SDPPort; strings.HasSuffix(got, ":"+strconv.Itoa(real)) {
 		t.Fatalf("the SDP names the real port %s", got)
 	}
 	received(t, in, 25, "bob hears alice at the port he sends from")
@@ -323,14 +324,14 @@ func TestMediaFull(t *testing.T) {
 	n1 := newMediaNode(t, dir, "pastry")
 	n2 := newMediaNode(t, dir, "pastry", media.WithMaxSessions(1))
 	connect(t, n1.testNode, n2.testNode)
-	alice := newTestUA(t, "sip:alice@pastry", n1.testNode, WithUAVideo())
+	alice := newTestUA(t, "sip:alice@pastry", n1.testNode, sipua.WithUAVideo())
 	bob := newTestUA(t, "sip:bob@pastry", n2.testNode)
 	ctx := ctxT(t, 20*time.Second)
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	_, err := alice.Call(ctx, "sip:bob@pastry")
-	var cf *ErrCallFailed
+	var cf *sipua.ErrCallFailed
 	if !errors.As(err, &cf) || cf.Response.StatusCode != 503 {
 		t.Fatalf("call needing 2 sessions at a node with 1: %v", err)
 	}

@@ -81,16 +81,22 @@ func srcURI(src string) *sip.Uri {
 }
 
 // fixContact replaces host and port of m's Contact by src (and its transport by TCP when
-// the message came over TCP), keeping user and parameters.
-func fixContact(m interface{ Contact() *sip.ContactHeader }, src, transport string) {
-	c := m.Contact()
-	if c == nil {
+// the message came over TCP), keeping user and parameters. The Contact is replaced by a
+// changed copy: m shares its headers with the message as received (forward.go).
+func fixContact(m interface {
+	Contact() *sip.ContactHeader
+	ReplaceHeader(sip.Header)
+}, src, transport string) {
+	orig := m.Contact()
+	if orig == nil {
 		return
 	}
 	s := srcURI(src)
 	if s.Host == "" {
 		return
 	}
+	c := orig.Clone()
+	m.ReplaceHeader(c)
 	c.Address.Host, c.Address.Port = s.Host, s.Port
 	if strings.EqualFold(transport, "tcp") {
 		if c.Address.UriParams == nil {
@@ -148,6 +154,8 @@ func natFromUA(req, fwd *sip.Request, nat bool) {
 	if v := fwd.Via(); v != nil && v.Params != nil {
 		if rp, ok := v.Params.Get("rport"); ok && rp == "" {
 			if ip, ok := addrIP(req.Source()); ok {
+				v = v.Clone() // the received Via is shared (forward.go)
+				fwd.ReplaceHeader(v)
 				v.Params.Add("rport", strconv.Itoa(portOf(req.Source())))
 				v.Params.Add("received", ip.String())
 			}
@@ -179,18 +187,20 @@ func (r *registrar) dest(c *contactEntry) (string, string) {
 }
 
 // withTCPConn runs f (if not nil) with the open TCP connection from addr and reports
-// whether there is one. sipgo counts references to a connection to close it when idle: the
-// reference taken to look it up is given back.
-func (b *Bridge) withTCPConn(addr string, f func(sip.Connection) error) (bool, error) {
-	conn, _ := b.ua.TransportLayer().GetConnection("tcp", addr)
-	if conn == nil {
+// whether there is one.
+func (b *Bridge) withTCPConn(addr string, f func(*tcpConn) error) (bool, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
 		return false, nil
 	}
-	defer func() { _, _ = conn.TryClose() }()
+	c := b.tcpConn(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	if c == nil {
+		return false, nil
+	}
 	if f == nil {
 		return true, nil
 	}
-	return true, f(conn)
+	return true, f(c)
 }
 
 // target returns the latest registered live contact of aor at this node.
@@ -229,11 +239,9 @@ func (r *registrar) natDest(u *sip.Uri) (string, string) {
 	r.mu.Lock()
 	var found *contactEntry
 	now := time.Now()
-	for _, e := range r.aors {
-		for _, c := range e.contacts {
-			if c.nat && c.expires.After(now) && c.addr == key {
-				found = c
-			}
+	for _, c := range r.byAddr[key] {
+		if c.nat && c.expires.After(now) {
+			found = c
 		}
 	}
 	r.mu.Unlock()

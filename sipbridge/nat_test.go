@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // The phone's private address behind its NAT router, as it writes it into Via and Contact.
@@ -42,7 +44,7 @@ func TestPhoneBehindNAT(t *testing.T) {
 
 			alice := newTestUA(t, "sip:alice@pastry", n2)
 			type result struct {
-				c   *Call
+				c   *sipua.Call
 				err error
 			}
 			done := make(chan result, 1)
@@ -115,7 +117,7 @@ func TestNATKeepalive(t *testing.T) {
 func TestNATDialogContact(t *testing.T) {
 	n1, n2 := twoNodes(t)
 	ctx := ctxT(t, 30*time.Second)
-	bob := newTestUA(t, "sip:bob@pastry", n2, WithUAAnswer(AnswerAuto, 0))
+	bob := newTestUA(t, "sip:bob@pastry", n2, sipua.WithUAAnswer(sipua.AnswerAuto, 0))
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func TestNATDialogContact(t *testing.T) {
 	ack.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.ACK})
 	ack.SetBody(nil)
 	phone.sendMsg(ack)
-	var in *Call
+	var in *sipua.Call
 	select {
 	case in = <-bob.Incoming():
 	case <-ctx.Done():

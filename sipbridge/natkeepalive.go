@@ -3,7 +3,6 @@ package sipbridge
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
@@ -99,7 +98,7 @@ func (b *Bridge) keepalive(p natPeer) error {
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.OPTIONS})
 	req.SetBody(nil)
 	if p.tp == "tcp" {
-		open, err := b.withTCPConn(p.src, func(c sip.Connection) error { return c.WriteMsg(req) })
+		open, err := b.withTCPConn(p.src, func(c *tcpConn) error { return b.send(path{kind: tpTCP, addr: c.raddr, conn: c}, req, nil) })
 		if !open {
 			return fmt.Errorf("%w: no connection from %s", ErrLinkDown, p.src)
 		}
@@ -112,6 +111,5 @@ func (b *Bridge) keepalive(p natPeer) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.udp.WriteTo([]byte(req.String()), net.UDPAddrFromAddrPort(ap))
-	return err
+	return b.send(path{kind: tpUDP, addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, req, nil)
 }

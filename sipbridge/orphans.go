@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -33,7 +31,7 @@ const peerRecheck = 2 * time.Second
 func (b *Bridge) watchPeers() func() {
 	nb := &network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) {
 		p := c.RemotePeer()
-		if b.ctx.Err() != nil || !b.txs.hasPeer(p) {
+		if b.ctx.Err() != nil || !b.txl.hasPeer(p) {
 			return
 		}
 		b.spawn(func() { b.checkPeer(p) })
@@ -60,65 +58,34 @@ func (b *Bridge) checkPeer(p peer.ID) {
 // peerLost fails this node's requests to p and treats p's requests in progress here as
 // cancelled by p: their relays cancel downstream (CANCEL to the callee).
 func (b *Bridge) peerLost(p peer.ID, err error) {
-	b.txs.failPeer(p, err)
+	b.txl.failPeer(p, err)
 	n := 0
-	for _, st := range b.txs.serversOf(p) {
-		fired := false
-		st.cOnce.Do(func() { close(st.cancel); fired = true }) // st.signalCancel, counted once
-		if fired && strings.HasSuffix(st.key, "|"+string(sip.INVITE)) {
-			n++
+	for _, st := range b.txl.serversOf(p) {
+		count := func() {} // counted before the CANCEL can leave
+		if st.method == sip.INVITE {
+			count = func() { n++; b.lim.stats.calleeLegsEnded.Add(1) }
 		}
+		st.cancelled(nil, count)
 	}
 	if n > 0 {
-		b.lim.stats.calleeLegsEnded.Add(uint64(n))
 		b.log.Info("lost the node calls came from: cancelling their callee legs", "peer", p, "calls", n, "err", err)
 	}
-}
-
-// hasPeer reports whether any transaction, client or server, is with p.
-func (t *txTable) hasPeer(p peer.ID) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.perPeer[p] > 0 {
-		return true
-	}
-	for _, tx := range t.client {
-		if tx.peer == p {
-			return true
-		}
-	}
-	return false
-}
-
-// serversOf returns the server transactions of requests from p in progress.
-func (t *txTable) serversOf(p peer.ID) []*p2pServerTx {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var out []*p2pServerTx
-	for _, st := range t.server {
-		if st.peer == p {
-			out = append(out, st)
-		}
-	}
-	return out
 }
 
 // endCalleeLeg acknowledges and hangs up the dialog of res, a 2xx to inv that could not be
 // sent towards the caller: ACK and BYE go to the callee as the caller's side would send
 // them — to a local UA's contact directly, or to the callee's node (the topmost
-// Record-Route, which the callee's node added) over libp2p.
-func (b *Bridge) endCalleeLeg(inv *sip.Request, down downstream, res *sip.Response) {
+// Record-Route, which the callee's node added) over libp2p. h is the hop inv went to.
+func (b *Bridge) endCalleeLeg(inv *sip.Request, h hop, res *sip.Response) {
 	target := inv.Recipient
 	if c := res.Contact(); c != nil {
 		target = c.Address
 	}
-	var h hop
-	switch d := down.(type) {
-	case *uaDownstream:
-		u := *target.Clone()
-		h = hop{uri: &u}
-	case *peerDownstream:
-		h = hop{peer: d.tx.peer}
+	switch {
+	case h.uri != nil:
+		h = hop{uri: target.Clone(), dst: h.dst, dstTransport: h.dstTransport}
+	case h.peer != "":
+		h = hop{peer: h.peer}
 		if rr := res.RecordRoute(); rr != nil {
 			if id, ok := rr.Address.UriParams.Get(nodeParam); ok {
 				if pid, err := peer.Decode(id); err == nil && pid != b.self {
@@ -130,7 +97,7 @@ func (b *Bridge) endCalleeLeg(inv *sip.Request, down downstream, res *sip.Respon
 		return
 	}
 	build := func(m sip.RequestMethod, seq uint32) *sip.Request {
-		r := sip.NewRequest(m, *target.Clone())
+		r := sip.NewRequest(m, target)
 		r.AppendHeader(sip.HeaderClone(inv.From()))
 		r.AppendHeader(sip.HeaderClone(res.To()))
 		r.AppendHeader(sip.HeaderClone(inv.CallID()))
@@ -143,7 +110,7 @@ func (b *Bridge) endCalleeLeg(inv *sip.Request, down downstream, res *sip.Respon
 			}
 		}
 		r.SetBody(nil)
-		b.prepare(r, r, h, "")
+		b.prepare(&forwarding{req: r, fwd: r, hop: h})
 		return r
 	}
 	seq := inv.CSeq().SeqNo
@@ -154,19 +121,15 @@ func (b *Bridge) endCalleeLeg(inv *sip.Request, down downstream, res *sip.Respon
 	b.spawn(func() {
 		ctx, cancel := context.WithTimeout(b.ctx, nonInviteTimeout)
 		defer cancel()
-		if h.peer != "" {
-			for _, r := range []*sip.Request{ack, bye} {
-				if err := b.links.send(ctx, h.peer, nil, r); err != nil {
-					b.log.Debug("ending the callee's leg failed", "method", r.Method, "peer", h.peer, "err", err)
-					return
-				}
-			}
+		p, err := b.pathTo(h)
+		if err != nil {
+			b.log.Debug("ending the callee's leg failed", "err", err)
 			return
 		}
-		if err := b.cli.WriteRequest(ack, sipgo.ClientRequestAddVia); err != nil {
+		if err := b.send(p, ack, nil); err != nil {
 			b.log.Debug("ACK to the callee failed", "err", err)
 		}
-		tx, err := b.cli.TransactionRequest(ctx, bye, sipgo.ClientRequestAddVia)
+		tx, err := b.txl.request(p, bye)
 		if err != nil {
 			b.log.Debug("BYE to the callee failed", "err", err)
 			return

@@ -12,11 +12,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // laddered reports whether u's ladder holds a message (sent or received) whose first line
 // contains s.
-func laddered(u *UA, sent bool, s string) bool {
+func laddered(u *sipua.UA, sent bool, s string) bool {
 	for _, e := range u.Ladder() {
 		if e.Sent == sent && strings.Contains(e.First, s) {
 			return true
@@ -49,7 +50,7 @@ func TestProxyKilledWhileCalleeRings(t *testing.T) {
 	connect(t, n1, n2)
 	connect(t, n2, n3)
 	alice := newTestUA(t, "sip:alice@pastry", n1)
-	bob := newTestUA(t, "sip:bob@can", n3, WithUAAnswer(AnswerRingOnly, 0))
+	bob := newTestUA(t, "sip:bob@can", n3, sipua.WithUAAnswer(sipua.AnswerRingOnly, 0))
 	ctx := ctxT(t, 30*time.Second)
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)
@@ -79,7 +80,7 @@ func TestProxyKilledWhileCalleeRings(t *testing.T) {
 // and sends BYE: bob's call ends instead of retransmitting its 200 to nobody.
 func TestOrphanAnswerHungUp(t *testing.T) {
 	n := newTestNode(t, newMemDir(), "can")
-	bob := newTestUA(t, "sip:bob@can", n, WithUAAnswer(AnswerAuto, 500*time.Millisecond))
+	bob := newTestUA(t, "sip:bob@can", n, sipua.WithUAAnswer(sipua.AnswerAuto, 500*time.Millisecond))
 	ctx := ctxT(t, 30*time.Second)
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)

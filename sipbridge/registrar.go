@@ -22,6 +22,10 @@ type registrar struct {
 	mu    sync.Mutex
 	aors  map[string]*aorEntry
 	store *regStore // nil: registrations are not kept across restarts
+	// byAddr indexes the contacts by address (uriAddrKey): whether an address is one of the
+	// node's user agents is asked for every in-dialog request, and must not cost a walk of
+	// every registration (10,000 of them made that 80 % of a node's CPU).
+	byAddr map[string][]*contactEntry
 }
 
 type aorEntry struct {
@@ -42,7 +46,34 @@ type contactEntry struct {
 	nat     bool   // the UA is behind NAT: requests go to src (nat.go)
 }
 
-func newRegistrar(b *Bridge) *registrar { return &registrar{b: b, aors: map[string]*aorEntry{}} }
+func newRegistrar(b *Bridge) *registrar {
+	return &registrar{b: b, aors: map[string]*aorEntry{}, byAddr: map[string][]*contactEntry{}}
+}
+
+// indexLocked adds c to the address index; r.mu is held.
+func (r *registrar) indexLocked(c *contactEntry) {
+	if c.addr != "" {
+		r.byAddr[c.addr] = append(r.byAddr[c.addr], c)
+	}
+}
+
+// unindexLocked removes c from the address index; r.mu is held.
+func (r *registrar) unindexLocked(c *contactEntry) {
+	l := r.byAddr[c.addr]
+	for i, x := range l {
+		if x == c {
+			l[i] = l[len(l)-1]
+			l[len(l)-1] = nil
+			l = l[:len(l)-1]
+			break
+		}
+	}
+	if len(l) == 0 {
+		delete(r.byAddr, c.addr)
+	} else {
+		r.byAddr[c.addr] = l
+	}
+}
 
 // servesAddr reports whether u's host and port are those of a live contact
 // registered at this node.
@@ -54,11 +85,9 @@ func (r *registrar) servesAddr(u *sip.Uri) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
-	for _, e := range r.aors {
-		for _, c := range e.contacts {
-			if c.expires.After(now) && c.addr == key {
-				return true
-			}
+	for _, c := range r.byAddr[key] {
+		if c.expires.After(now) {
+			return true
 		}
 	}
 	return false
@@ -190,6 +219,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if wildcard {
 		for _, c := range e.contacts {
 			gone = append(gone, c.uri)
+			r.unindexLocked(c)
 		}
 		e.contacts = nil
 	}
@@ -210,13 +240,16 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 				return
 			}
 			e.contacts = append(e.contacts[:idx], e.contacts[idx+1:]...)
+			r.unindexLocked(old)
 			if c.expire == 0 {
 				gone = append(gone, old.uri)
 			}
 		}
 		if c.expire > 0 {
-			e.contacts = append(e.contacts, &contactEntry{uri: c.uri, key: key, addr: uriAddrKey(&c.uri), expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq,
-				src: src, tp: tp, nat: viaNAT && !sameAddr(&c.uri, src, tp)})
+			ce := &contactEntry{uri: c.uri, key: key, addr: uriAddrKey(&c.uri), expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq,
+				src: src, tp: tp, nat: viaNAT && !sameAddr(&c.uri, src, tp)}
+			e.contacts = append(e.contacts, ce)
+			r.indexLocked(ce)
 		}
 	}
 	r.mu.Unlock()
@@ -230,7 +263,12 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		if errors.Is(err, ErrForbidden) {
 			// The node may not register this AOR at all: keep nothing of it.
 			r.mu.Lock()
-			delete(r.aors, aor.String())
+			if cur := r.aors[aor.String()]; cur != nil {
+				for _, c := range cur.contacts {
+					r.unindexLocked(c)
+				}
+				delete(r.aors, aor.String())
+			}
 			r.mu.Unlock()
 			r.changed()
 			b.log.Info("registration refused", "aor", aor.String(), "err", err)
@@ -289,7 +327,6 @@ func (r *registrar) run(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
-		r.b.queue.purge(now)
 		var lapsed []*aorEntry
 		var gone []sip.Uri
 		r.mu.Lock()
@@ -301,6 +338,7 @@ func (r *registrar) run(ctx context.Context) {
 					n++
 				} else {
 					gone = append(gone, c.uri)
+					r.unindexLocked(c)
 				}
 			}
 			if n != len(e.contacts) {

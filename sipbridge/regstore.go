@@ -228,6 +228,7 @@ func (r *registrar) load() []*aorEntry {
 		}
 		if !dup {
 			e.contacts = append(e.contacts, c)
+			r.indexLocked(c)
 		}
 	}
 	if skipped > 0 {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // restartBridge closes n's bridge and starts another on the same host and locator, as a
@@ -36,7 +38,7 @@ func TestRegistrationsSurviveRestart(t *testing.T) {
 	n1, n2 := twoNodes(t)
 	restartBridge(t, n1, WithRegistrationStore(store))
 	ctx := ctxT(t, 30*time.Second)
-	bob := newTestUA(t, "sip:bob@pastry", n1, WithUAAnswer(AnswerAuto, 0))
+	bob := newTestUA(t, "sip:bob@pastry", n1, sipua.WithUAAnswer(sipua.AnswerAuto, 0))
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestCallOverRelay: the callee's node has no listen address at all (as behind a NAT) and is
@@ -55,7 +56,7 @@ func TestCallOverRelay(t *testing.T) {
 	t.Cleanup(func() { _ = b2.Close() })
 	n2 := &testNode{h: hidden, loc: loc.memLocator, b: b2}
 
-	ring := WithUAAnswer(AnswerAuto, 10*time.Millisecond)
+	ring := sipua.WithUAAnswer(sipua.AnswerAuto, 10*time.Millisecond)
 	alice := newTestUA(t, "sip:alice@pastry", n1, ring)
 	bob := newTestUA(t, "sip:bob@pastry", n2, ring)
 	if _, err := bob.Register(ctx, 0); err != nil {

@@ -95,19 +95,16 @@ func (b *Bridge) refuseUntrusted(req *sip.Request) *sip.Response {
 	return b.newResponse(req, 403, untrustedReason)
 }
 
-// mayRelayTo reports whether a request (from a UA, or from peer from) may be sent to the
-// UA address u over UDP/TCP: only to this node's own user agents.
-func (b *Bridge) mayRelayTo(u *sip.Uri, from peer.ID) bool {
-	if b.localUA(u) {
-		return true
-	}
+// relayRefused counts and logs a request (from a UA, or from peer from) that routing
+// refused to send to addr ("host:port"), an address that is no user agent of this node:
+// the node sends over UDP/TCP only to its own user agents (route.go asks localUA).
+func (b *Bridge) relayRefused(addr string, from peer.ID) {
 	b.lim.stats.relayRefused.Add(1)
 	src := "ua"
 	if from != "" {
 		src = from.String()
 	}
-	b.log.Info("refusing to relay to an address that is no user agent of this node", "to", uriAddrKey(u), "from", src)
-	return false
+	b.log.Info("refusing to relay to an address that is no user agent of this node", "to", addr, "from", src)
 }
 
 // logPolicy says at start whom the node serves.

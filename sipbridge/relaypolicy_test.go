@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hiersip/hiersip/integration/testenv"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // udpAsk sends req (with %[1]s for pc's address) from pc to dst and returns the final
@@ -130,7 +131,7 @@ func TestUntrustedUARefused(t *testing.T) {
 		n    *testNode
 		want int
 	}{{open, 403}, {trusting, 200}} {
-		ua := newTestUA(t, "sip:carol@pastry", c.n, WithUAListen(netip.AddrPortFrom(ip, 0).String()))
+		ua := newTestUA(t, "sip:carol@pastry", c.n, sipua.WithUAListen(netip.AddrPortFrom(ip, 0).String()))
 		res, err := ua.Register(ctx, 0)
 		if res == nil {
 			t.Fatalf("REGISTER: %v", err)

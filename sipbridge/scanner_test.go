@@ -17,6 +17,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/hiersip/hiersip/integration/testenv"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // sipvicious returns the path of one of sipvicious's tools (Debian names it svwar, newer
@@ -56,7 +57,7 @@ func scannerNode(t *testing.T, opts ...Option) *testNode {
 	n := newTestNode(t, newMemDir(), "pastry", append([]Option{WithUsers(users)}, opts...)...)
 	ctx := ctxT(t, 10*time.Second)
 	for _, u := range []string{"alice", "bob"} {
-		ua := newTestUA(t, "sip:"+u+"@pastry", n, WithUACredentials(u, u+"-secret"))
+		ua := newTestUA(t, "sip:"+u+"@pastry", n, sipua.WithUACredentials(u, u+"-secret"))
 		if _, err := ua.Register(ctx, time.Hour); err != nil {
 			t.Fatalf("register %s: %v", u, err)
 		}

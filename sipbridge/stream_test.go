@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // rawPeer is a bare libp2p host speaking ProtocolID by hand.
@@ -125,7 +127,7 @@ func expectReset(t *testing.T, s network.Stream) {
 func TestPeerTransactionLimit(t *testing.T) {
 	dir := newMemDir()
 	n := newTestNode(t, dir, "pastry", WithMaxTransactionsPerPeer(1))
-	bob := newTestUA(t, "sip:bob@pastry", n, WithUAAnswer(AnswerRingOnly, 0))
+	bob := newTestUA(t, "sip:bob@pastry", n, sipua.WithUAAnswer(sipua.AnswerRingOnly, 0))
 	ctx := ctxT(t, 10*time.Second)
 	if _, err := bob.Register(ctx, 0); err != nil {
 		t.Fatal(err)

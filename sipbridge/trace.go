@@ -2,7 +2,7 @@ package sipbridge
 
 import (
 	"bytes"
-	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -47,7 +47,7 @@ func (b *Bridge) traceMsg(at time.Time, sent bool, p peer.ID, msg sip.Message) {
 	b.cfg.trace(ev)
 }
 
-func (b *Bridge) traceRaw(sent bool, addr net.Addr, data []byte) {
+func (b *Bridge) traceRaw(sent bool, addr netip.AddrPort, data []byte) {
 	if b.cfg.trace == nil || len(data) == 0 {
 		return
 	}

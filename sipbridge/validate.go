@@ -1,6 +1,7 @@
 package sipbridge
 
 import (
+	"bytes"
 	"net/url"
 	"strconv"
 	"strings"
@@ -42,21 +43,28 @@ func canonicalIndex(n string) int {
 	return -1
 }
 
-// headerIndex counts the headers validation looks at, by position in knownNames, and keeps
-// the raw values of those whose text it checks. It lives on the stack: validation runs
-// twice for every request a UA sends, so it allocates only the values it needs.
-type headerIndex struct {
-	n [len(knownNames)]int
-	v [len(knownNames)][]string
-}
+// Positions in knownNames.
+const (
+	hVia = iota
+	hTo
+	hFrom
+	hCallID
+	hCSeq
+	hMaxForwards
+	hContentLength
+	hContentType
+	hExpires
+	hDate
+	hContact
+)
 
-// rawNeeded marks the headers whose raw values validation reads.
-var rawNeeded = func() (r [len(knownNames)]bool) {
-	for _, n := range []string{"cseq", "max-forwards", "content-length", "expires", "date", "contact"} {
-		r[knownIndex(n)] = true
-	}
-	return r
-}()
+// headerIndex counts the headers validation looks at, by position in knownNames, and keeps
+// the first of each. It lives on the stack: validation allocates nothing for a valid
+// request.
+type headerIndex struct {
+	n     [len(knownNames)]int
+	first [len(knownNames)]sip.Header
+}
 
 func knownIndex(n string) int {
 	for i, k := range knownNames {
@@ -69,29 +77,53 @@ func knownIndex(n string) int {
 
 func (idx *headerIndex) fill(m sip.Message) {
 	for _, h := range headersOf(m) {
-		if i := canonicalIndex(h.Name()); i >= 0 {
-			idx.n[i]++
-			if rawNeeded[i] {
-				idx.v[i] = append(idx.v[i], headerValue(h))
+		if i := headerKind(h); i >= 0 {
+			if idx.n[i] == 0 {
+				idx.first[i] = h
 			}
+			idx.n[i]++
 		}
 	}
 }
 
-// headerValue is h.Value() without sipgo's fmt.Sprintf for CSeq (3 % of a node's CPU
-// under load, on every request, twice).
-func headerValue(h sip.Header) string {
-	if cs, ok := h.(*sip.CSeqHeader); ok {
-		return strconv.FormatUint(uint64(cs.SeqNo), 10) + " " + string(cs.MethodName)
+// headerKind is canonicalIndex of h's name, typed headers first (no string compare).
+func headerKind(h sip.Header) int {
+	switch h.(type) {
+	case *sip.ViaHeader:
+		return hVia
+	case *sip.ToHeader:
+		return hTo
+	case *sip.FromHeader:
+		return hFrom
+	case *sip.CallIDHeader:
+		return hCallID
+	case *sip.CSeqHeader:
+		return hCSeq
+	case *sip.MaxForwardsHeader:
+		return hMaxForwards
+	case *sip.ContentLengthHeader:
+		return hContentLength
+	case *sip.ContentTypeHeader:
+		return hContentType
+	case *sip.ContactHeader:
+		return hContact
 	}
-	return h.Value()
+	return canonicalIndex(h.Name())
 }
 
 // count returns how many headers named name (canonical long form) there are.
 func (idx *headerIndex) count(name string) int { return idx.n[knownIndex(name)] }
 
-// values returns the raw values of name, which must be one of rawNeeded.
-func (idx *headerIndex) values(name string) []string { return idx.v[knownIndex(name)] }
+// scanHeader reports whether h, as written, has balanced quotes and, with brackets,
+// as many '<' as '>' (written into a pooled buffer: no string is built).
+func scanHeader(h sip.Header, brackets bool) bool {
+	w := getBuf()
+	writeHeader(w, h)
+	b := w.Bytes()
+	ok := quotesBalancedBytes(b) && (!brackets || bytes.Count(b, []byte("<")) == bytes.Count(b, []byte(">")))
+	putBuf(w)
+	return ok
+}
 
 // rawValues returns the header values named name (long or compact form), in order.
 func rawValues(m sip.Message, name string) []string {
@@ -126,55 +158,87 @@ func validateRequest(req *sip.Request) (int, string) {
 	if strings.ContainsAny(req.Recipient.Host, " \t<>\"") || strings.ContainsAny(req.Recipient.User, " \t<>\"") {
 		return 400, "Bad Request: invalid Request-URI"
 	}
-	if _, err := url.PathUnescape(req.Recipient.User); err != nil {
-		return 400, "Bad Request: invalid escape in Request-URI"
+	if strings.IndexByte(req.Recipient.User, '%') >= 0 {
+		if _, err := url.PathUnescape(req.Recipient.User); err != nil {
+			return 400, "Bad Request: invalid escape in Request-URI"
+		}
 	}
-	for _, n := range []string{"to", "from", "call-id", "cseq"} {
-		switch idx.count(n) {
+	for _, k := range [...]int{hTo, hFrom, hCallID, hCSeq} {
+		switch idx.n[k] {
 		case 0:
-			return 400, "Bad Request: missing " + n + " header"
+			return 400, "Bad Request: missing " + knownNames[k] + " header"
 		case 1:
 		default:
-			return 400, "Bad Request: duplicate " + n + " header"
+			return 400, "Bad Request: duplicate " + knownNames[k] + " header"
 		}
 	}
-	for _, n := range []string{"max-forwards", "content-length", "content-type", "expires"} {
-		if idx.count(n) > 1 {
-			return 400, "Bad Request: duplicate " + n + " header"
+	for _, k := range [...]int{hMaxForwards, hContentLength, hContentType, hExpires} {
+		if idx.n[k] > 1 {
+			return 400, "Bad Request: duplicate " + knownNames[k] + " header"
 		}
 	}
-	if idx.count("via") == 0 || req.Via() == nil {
+	if idx.n[hVia] == 0 || req.Via() == nil {
 		return 400, "Bad Request: missing Via header"
 	}
 	if req.To() == nil || req.From() == nil || req.CallID() == nil || strings.TrimSpace(req.CallID().Value()) == "" {
 		return 400, "Bad Request: malformed To, From or Call-ID"
 	}
-	for _, u := range []*sip.Uri{&req.To().Address, &req.From().Address} {
+	for _, u := range [...]*sip.Uri{&req.To().Address, &req.From().Address} {
 		if u.Scheme != "" && !validToken(u.Scheme) {
 			return 400, "Bad Request: malformed URI in To or From"
 		}
 	}
-	if !quotesBalanced(req.To().Value()) || !quotesBalanced(req.From().Value()) {
+	if !scanHeader(req.To(), false) || !scanHeader(req.From(), false) {
 		return 400, "Bad Request: unbalanced quotes"
 	}
 	// CSeq: "number METHOD", number < 2**31, method equal to the request's.
-	cs := strings.Fields(idx.values("cseq")[0])
-	if len(cs) != 2 {
-		return 400, "Bad Request: malformed CSeq"
+	var seq uint64
+	var method string
+	switch cs := idx.first[hCSeq].(type) {
+	case *sip.CSeqHeader:
+		seq, method = uint64(cs.SeqNo), string(cs.MethodName)
+		if method == "" || strings.ContainsAny(method, " \t") {
+			return 400, "Bad Request: malformed CSeq"
+		}
+	default:
+		f := strings.Fields(cs.Value())
+		if len(f) != 2 {
+			return 400, "Bad Request: malformed CSeq"
+		}
+		n, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil {
+			return 400, "Bad Request: CSeq number out of range"
+		}
+		seq, method = n, f[1]
 	}
-	if n, err := strconv.ParseUint(cs[0], 10, 32); err != nil || n > 1<<31-1 {
+	if seq > 1<<31-1 {
 		return 400, "Bad Request: CSeq number out of range"
 	}
-	if !strings.EqualFold(cs[1], string(req.Method)) { // sipgo upper-cases the Request-Line's method
+	if !strings.EqualFold(method, string(req.Method)) { // sipgo upper-cases the Request-Line's method
 		return 400, "Bad Request: CSeq method does not match the request method"
 	}
-	if v := idx.values("max-forwards"); len(v) == 1 {
-		if n, err := strconv.ParseUint(strings.TrimSpace(v[0]), 10, 8); err != nil || n > 255 {
+	switch mf := idx.first[hMaxForwards].(type) {
+	case nil:
+	case *sip.MaxForwardsHeader:
+		if mf.Val() > 255 {
+			return 400, "Bad Request: invalid Max-Forwards"
+		}
+	default:
+		if n, err := strconv.ParseUint(strings.TrimSpace(mf.Value()), 10, 8); err != nil || n > 255 {
 			return 400, "Bad Request: invalid Max-Forwards"
 		}
 	}
-	if v := idx.values("content-length"); len(v) == 1 {
-		n, err := strconv.ParseUint(strings.TrimSpace(v[0]), 10, 31)
+	switch cl := idx.first[hContentLength].(type) {
+	case nil:
+	case *sip.ContentLengthHeader:
+		if uint64(*cl) > 1<<31-1 {
+			return 400, "Bad Request: invalid Content-Length"
+		}
+		if int(*cl) != len(req.Body()) {
+			return 400, "Bad Request: Content-Length does not match the body"
+		}
+	default:
+		n, err := strconv.ParseUint(strings.TrimSpace(cl.Value()), 10, 31)
 		if err != nil {
 			return 400, "Bad Request: invalid Content-Length"
 		}
@@ -182,22 +246,26 @@ func validateRequest(req *sip.Request) (int, string) {
 			return 400, "Bad Request: Content-Length does not match the body"
 		}
 	}
-	if v := idx.values("expires"); len(v) == 1 {
-		if _, err := strconv.ParseUint(strings.TrimSpace(v[0]), 10, 32); err != nil {
+	if h := idx.first[hExpires]; h != nil {
+		if _, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32); err != nil {
 			return 400, "Bad Request: invalid Expires"
 		}
 	}
-	for _, v := range idx.values("date") {
-		if !strings.HasSuffix(strings.TrimSpace(v), "GMT") {
-			return 400, "Bad Request: Date must be in GMT"
+	if idx.n[hDate] > 0 || idx.n[hContact] > 0 {
+		for _, h := range req.Headers() {
+			switch headerKind(h) {
+			case hDate:
+				if !strings.HasSuffix(strings.TrimSpace(h.Value()), "GMT") {
+					return 400, "Bad Request: Date must be in GMT"
+				}
+			case hContact:
+				if !scanHeader(h, true) {
+					return 400, "Bad Request: malformed Contact"
+				}
+			}
 		}
 	}
-	for _, v := range idx.values("contact") {
-		if !quotesBalanced(v) || strings.Count(v, "<") != strings.Count(v, ">") {
-			return 400, "Bad Request: malformed Contact"
-		}
-	}
-	if len(req.Body()) > 0 && idx.count("content-type") == 0 {
+	if len(req.Body()) > 0 && idx.n[hContentType] == 0 {
 		return 400, "Bad Request: body without Content-Type"
 	}
 	return 0, ""
@@ -217,7 +285,9 @@ func validToken(s string) bool {
 
 // quotesBalanced reports whether every quoted string in s is closed; inside one, a backslash
 // escapes the next character (RFC 3261 quoted-pair), so "a \\\"" holds one quoted string.
-func quotesBalanced(s string) bool {
+func quotesBalanced(s string) bool { return quotesBalancedBytes([]byte(s)) }
+
+func quotesBalancedBytes(s []byte) bool {
 	in := false
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
@@ -234,7 +304,10 @@ func quotesBalanced(s string) bool {
 // supports none of (RFC 3261 §16.3 step 6: 420 Bad Extension, listing them in Unsupported).
 func proxyRequireTags(req *sip.Request) string {
 	var tags []string
-	for _, h := range req.GetHeaders("Proxy-Require") {
+	for _, h := range req.Headers() {
+		if !strings.EqualFold(h.Name(), "Proxy-Require") {
+			continue
+		}
 		for _, t := range strings.Split(h.Value(), ",") {
 			if t = strings.TrimSpace(t); t != "" {
 				tags = append(tags, t)

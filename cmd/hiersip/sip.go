@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/spf13/cobra"
+
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // uaFlags are the flags of the commands that act as a SIP user agent.
@@ -73,7 +74,7 @@ func localAddrFor(addr string) (local, remote string, err error) {
 }
 
 // start creates the UA and registers it with the node.
-func (f *uaFlags) start(ctx context.Context, out io.Writer, opts ...sipbridge.UAOption) (*sipbridge.UA, error) {
+func (f *uaFlags) start(ctx context.Context, out io.Writer, opts ...sipua.UAOption) (*sipua.UA, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return nil, err
@@ -89,12 +90,12 @@ func (f *uaFlags) start(ctx context.Context, out io.Writer, opts ...sipbridge.UA
 	if f.listen != "" {
 		listen = f.listen
 	}
-	opts = append(opts, sipbridge.WithUALogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))),
-		sipbridge.WithUAExpires(f.expires), sipbridge.WithUAListen(listen))
+	opts = append(opts, sipua.WithUALogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))),
+		sipua.WithUAExpires(f.expires), sipua.WithUAListen(listen))
 	if f.password != "" {
-		opts = append(opts, sipbridge.WithUACredentials(f.user, f.password))
+		opts = append(opts, sipua.WithUACredentials(f.user, f.password))
 	}
-	ua, err := sipbridge.NewUA(f.as, addr, opts...)
+	ua, err := sipua.NewUA(f.as, addr, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +112,7 @@ func (f *uaFlags) start(ctx context.Context, out io.Writer, opts ...sipbridge.UA
 }
 
 // stop unregisters the UA's contact and closes it.
-func (f *uaFlags) stop(ua *sipbridge.UA) {
+func (f *uaFlags) stop(ua *sipua.UA) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	defer cancel()
 	_, _ = ua.Unregister(ctx)
@@ -124,14 +125,14 @@ func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // printMedia prints the RTP the call's UA sent and received, per m-line, e.g.
 // "media audio: sent 250, received 249 RTP packets (longest gap 21ms) to 127.0.0.1:10000".
-func printMedia(out io.Writer, c *sipbridge.Call) {
+func printMedia(out io.Writer, c *sipua.Call) {
 	for _, m := range c.Media() {
 		fmt.Fprintf(out, "media %s: sent %d, received %d RTP packets (longest gap %s) to %s, %s\n",
 			m.Kind, m.Sent, m.Received, m.MaxGap.Round(time.Millisecond), m.Remote, m.Direction)
 	}
 }
 
-func printLadder(out io.Writer, ua *sipbridge.UA) {
+func printLadder(out io.Writer, ua *sipua.UA) {
 	fmt.Fprintln(out, "ladder:")
 	for _, e := range ua.Ladder() {
 		fmt.Fprintln(out, " ", e)
@@ -170,7 +171,7 @@ Exits 1 if the call fails.
 			call, err := ua.Call(cctx, args[0])
 			setup := time.Since(t0)
 			ccancel()
-			var failed *sipbridge.ErrCallFailed
+			var failed *sipua.ErrCallFailed
 			if errors.As(err, &failed) {
 				fmt.Fprintf(out, "final response: %d %s\n", failed.Response.StatusCode, failed.Response.Reason)
 				printLadder(out, ua)
@@ -237,12 +238,12 @@ MESSAGEs received, until SIGINT or SIGTERM; then unregister.
 			out := cmd.OutOrStdout()
 			ctx, cancel := signalContext(cmd.Context())
 			defer cancel()
-			ua, err := f.start(ctx, out, sipbridge.WithUAAnswer(sipbridge.AnswerAuto, ring))
+			ua, err := f.start(ctx, out, sipua.WithUAAnswer(sipua.AnswerAuto, ring))
 			if err != nil {
 				return err
 			}
 			defer f.stop(ua)
-			ended := make(chan *sipbridge.Call)
+			ended := make(chan *sipua.Call)
 			refresh := time.NewTicker(max(f.expires/2, time.Second))
 			defer refresh.Stop()
 			for {

@@ -17,7 +17,7 @@ import (
 	sdp "github.com/pion/sdp/v3"
 	"golang.org/x/net/ipv4"
 
-	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // The media section: G.711-like streams (172-byte RTP packets, 50 per second each way per
@@ -55,7 +55,7 @@ const (
 // mediaCall is one call of the load: where each side's phone sends.
 type mediaCall struct {
 	toA, toB netip.AddrPort // the caller's node's port, the callee's node's port
-	out, in  *sipbridge.Call
+	out, in  *sipua.Call
 }
 
 // mediaResult is one step of the load.
@@ -285,13 +285,13 @@ func (r *runner) media(ctx context.Context) error {
 	}
 	defer cl.Close()
 	a, b := cl.nodes["pastry"][0], cl.nodes["pastry"][1]
-	caller, err := sipbridge.NewUA("sip:caller@pastry", a.sip, sipbridge.WithUASilent(), sipbridge.WithUALogger(quietLog()))
+	caller, err := sipua.NewUA("sip:caller@pastry", a.sip, sipua.WithUASilent(), sipua.WithUALogger(quietLog()))
 	if err != nil {
 		return err
 	}
 	defer caller.Close()
-	callee, err := sipbridge.NewUA("sip:callee@pastry", b.sip, sipbridge.WithUASilent(),
-		sipbridge.WithUAAnswer(sipbridge.AnswerAuto, 0), sipbridge.WithUALogger(quietLog()))
+	callee, err := sipua.NewUA("sip:callee@pastry", b.sip, sipua.WithUASilent(),
+		sipua.WithUAAnswer(sipua.AnswerAuto, 0), sipua.WithUALogger(quietLog()))
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func (r *runner) media(ctx context.Context) error {
 	if _, err := callee.Register(rctx, time.Hour); err != nil {
 		return err
 	}
-	answered := map[string]*sipbridge.Call{}
+	answered := map[string]*sipua.Call{}
 	var amu sync.Mutex
 	drainCtx, stopDrain := context.WithCancel(ctx)
 	defer stopDrain()
@@ -444,7 +444,7 @@ func mediaStats(ctx context.Context, n *procNode) string {
 }
 
 // placeMediaCall places one call and returns the nodes' ports each side was given.
-func placeMediaCall(ctx context.Context, caller *sipbridge.UA, answered map[string]*sipbridge.Call, mu *sync.Mutex) (mediaCall, error) {
+func placeMediaCall(ctx context.Context, caller *sipua.UA, answered map[string]*sipua.Call, mu *sync.Mutex) (mediaCall, error) {
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	out, err := caller.Call(cctx, "sip:callee@pastry")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hiersip/hiersip/node"
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // clearEnv unsets every HIERSIP_ variable for the test.
@@ -380,7 +381,7 @@ log: {level: %s, format: json}
 	started := logLine("node started")
 	sipAddr, _ := started["sip_udp"].(string)
 	ua := func(user, pass string) error {
-		u, err := sipbridge.NewUA("sip:"+user+"@d", sipAddr, sipbridge.WithUACredentials(user, pass), sipbridge.WithUALogger(quiet))
+		u, err := sipua.NewUA("sip:"+user+"@d", sipAddr, sipua.WithUACredentials(user, pass), sipua.WithUALogger(quiet))
 		if err != nil {
 			return err
 		}

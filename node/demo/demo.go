@@ -15,6 +15,7 @@ import (
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/node"
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipua"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -113,10 +114,10 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	// One user per domain, on a node that is not its proxy.
-	uas := make([]*sipbridge.UA, cfg.Domains)
+	uas := make([]*sipua.UA, cfg.Domains)
 	for i, dom := range domainsUsed {
 		at := d.member(dom)
-		ua, err := sipbridge.NewUA(users[i], at.Bridge().UDPAddr(), sipbridge.WithUALogger(cfg.Logger))
+		ua, err := sipua.NewUA(users[i], at.Bridge().UDPAddr(), sipua.WithUALogger(cfg.Logger))
 		if err != nil {
 			return err
 		}
@@ -151,7 +152,7 @@ func (d *demo) run(ctx context.Context) error {
 	d.printf("\n%s calls %s\n", caller.AOR(), target)
 	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	var call *sipbridge.Call
+	var call *sipua.Call
 	var invited time.Time
 	for {
 		d.resetTrace()
@@ -161,7 +162,7 @@ func (d *demo) run(ctx context.Context) error {
 			call = c
 			break
 		}
-		var cf *sipbridge.ErrCallFailed
+		var cf *sipua.ErrCallFailed
 		if !errors.As(err, &cf) || cctx.Err() != nil {
 			return fmt.Errorf("demo: call: %w", err)
 		}
@@ -185,7 +186,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	// Half a second of audio each way: the two end nodes anchor it and carry it over
 	// libp2p (package media), the proxies never see it.
-	var answered *sipbridge.Call
+	var answered *sipua.Call
 	select {
 	case answered = <-callee.Incoming():
 	case <-cctx.Done():

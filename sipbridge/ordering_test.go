@@ -4,76 +4,18 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
 
-const ringing = "SIP/2.0 180 Ringing\r\n" +
-	"Via: SIP/2.0/UDP 127.0.0.1:5060;rport=5060;branch=z9hG4bK.abc;received=127.0.0.1\r\n" +
-	"v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK.other\r\n" +
-	"From: <sip:bob@bupt.pastry>;tag=1\r\nTo: <sip:alice@pku.can>;tag=2\r\n" +
-	"Call-ID: c1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n"
-
-func TestResponseKeyMatchesParsed(t *testing.T) {
-	code, key, ok := responseKey([]byte(ringing))
-	if !ok || code != 180 {
-		t.Fatalf("responseKey = %d %q %v", code, key, ok)
-	}
-	msg, err := sip.ParseMessage([]byte(ringing))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkey, ok := clientTxKey(msg.(*sip.Response))
-	if !ok || pkey != key {
-		t.Fatalf("parsed key %q, raw key %q", pkey, key)
-	}
-	for _, bad := range []string{"", "INVITE sip:a@b SIP/2.0\r\n\r\n", "SIP/2.0 1x0 X\r\n\r\n", "SIP/2.0 180 X\r\nVia: SIP/2.0/UDP h\r\nCSeq: 1 INVITE\r\n\r\n"} {
-		if _, _, ok := responseKey([]byte(bad)); ok {
-			t.Errorf("responseKey(%q) ok", bad)
-		}
-	}
-}
-
-func TestRespOrderFinalWaitsForProvisional(t *testing.T) {
-	o := newRespOrder()
-	o.maxWait = time.Minute
-	o.read([]byte(ringing))
-	final := []byte(ringing[:8] + "200 OK" + ringing[19:])
-	done := make(chan struct{})
-	go func() { o.read(final); close(done) }()
-	select {
-	case <-done:
-		t.Fatal("final response went on before the provisional was delivered")
-	case <-time.After(20 * time.Millisecond):
-	}
-	msg, _ := sip.ParseMessage([]byte(ringing))
-	o.delivered(msg.(*sip.Response))
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("final response still held after the provisional was delivered")
-	}
-}
-
-func TestRespOrderBounded(t *testing.T) {
-	o := newRespOrder()
-	o.maxWait = time.Millisecond
-	for i := range respOrderMax + 100 {
-		o.read([]byte("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=b" + string(rune('a'+i%26)) + itoa(i) + "\r\nCSeq: 1 INVITE\r\n\r\n"))
-	}
-	if n := len(o.pending); n > respOrderMax {
-		t.Fatalf("%d pending entries, max %d", n, respOrderMax)
-	}
-}
-
-func itoa(i int) string { return time.Duration(i).String() }
-
 // TestRingingBeforeOK: a callee UA that sends 180 Ringing and 200 OK back to back
 // (as sipp's uas and many phones do) must have both reach the caller, in that order.
-// sipgo hands every datagram to a goroutine of its own; without respOrder the INVITE
-// transaction at the callee's node often sees the 200 first and drops the 180.
+// The node's UDP reader hands responses to their client transaction in arrival order, and
+// the relay passes them on in that order (with sipgo's transport, which hands every
+// datagram to a goroutine of its own, the 200 often overtook the 180).
 func TestRingingBeforeOK(t *testing.T) {
 	n1, n2 := twoNodes(t)
 	ctx := ctxT(t, 60*time.Second)
@@ -145,5 +87,47 @@ func TestRingingBeforeOK(t *testing.T) {
 		if !slices.Equal(codes, []int{180, 200}) {
 			t.Fatalf("call %d: caller got %v, want [180 200]", i, codes)
 		}
+	}
+}
+
+// TestDialogOrder: requests of one dialog are served one after the other in the order they
+// were queued, while another dialog's go on; a dialog's queue leaves nothing behind.
+func TestDialogOrder(t *testing.T) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var got []string
+	block := make(chan struct{})
+	o := newDialogOrder(func(f func()) bool { wg.Add(1); go func() { defer wg.Done(); f() }(); return true },
+		func(in *inbound) {
+			id := in.req.CallID().Value() + " " + string(in.req.Method)
+			if id == "a INVITE" {
+				<-block // a slow lookup in dialog a
+			}
+			mu.Lock()
+			got = append(got, id)
+			mu.Unlock()
+		})
+	req := func(callID string, m sip.RequestMethod) *inbound {
+		r := sip.NewRequest(m, sip.Uri{Scheme: "sip", Host: "x"})
+		c := sip.CallIDHeader(callID)
+		r.AppendHeader(&c)
+		return &inbound{req: r}
+	}
+	o.push("a", req("a", sip.INVITE))
+	o.push("a", req("a", sip.ACK))
+	o.push("a", req("a", sip.BYE))
+	o.push("b", req("b", sip.OPTIONS))
+	eventually(t, 5*time.Second, "dialog b served while a waits", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 1 && got[0] == "b OPTIONS"
+	})
+	close(block)
+	wg.Wait()
+	if want := []string{"b OPTIONS", "a INVITE", "a ACK", "a BYE"}; !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+	if n := o.pending(); n != 0 {
+		t.Fatalf("%d dialog queues left", n)
 	}
 }

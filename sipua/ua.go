@@ -1,4 +1,4 @@
-package sipbridge
+package sipua
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 )
 
 // ErrUAClosed is returned by a UA after Close.
-var ErrUAClosed = fmt.Errorf("sipbridge: user agent closed: %w", net.ErrClosed)
+var ErrUAClosed = fmt.Errorf("sipua: user agent closed: %w", net.ErrClosed)
 
 // UA is hiersip's own SIP user agent: it registers an AOR with a node, places and answers
 // calls (sipgo dialogs), sends BYE and MESSAGE. It talks UDP to its node (outbound proxy)
@@ -72,7 +72,7 @@ type uaConfig struct {
 	// media (uamedia.go)
 	video, lateOffer, earlyMedia bool
 	silent                       bool
-	sdpPortOffset                int // tests: the SDP names another port than the UA uses
+	sdpPortOffset                int // WithUASDPPortOffset
 }
 
 // UAOption configures a UA.
@@ -124,6 +124,12 @@ func WithUAEarlyMedia() UAOption { return func(c *uaConfig) error { c.earlyMedia
 // own) but send and read no RTP: for load generators that drive RTP themselves.
 func WithUASilent() UAOption { return func(c *uaConfig) error { c.silent = true; return nil } }
 
+// WithUASDPPortOffset makes the UA's SDP name RTP ports n above those it sends and
+// receives on, as a phone behind a NAT on its LAN would: for tests of media latching.
+func WithUASDPPortOffset(n int) UAOption {
+	return func(c *uaConfig) error { c.sdpPortOffset = n; return nil }
+}
+
 // Message is a MESSAGE received by a UA.
 type Message struct {
 	From string
@@ -174,7 +180,7 @@ func NewUA(aor, proxy string, opts ...UAOption) (*UA, error) {
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	pc, err := net.ListenPacket("udp", cfg.listen)
 	if err != nil {
-		return nil, fmt.Errorf("sipbridge: ua listen: %w", err)
+		return nil, fmt.Errorf("sipua: ua listen: %w", err)
 	}
 	u.conn = &recordingConn{PacketConn: pc}
 	la := pc.LocalAddr().(*net.UDPAddr)
@@ -273,13 +279,13 @@ func (u *UA) Unregister(ctx context.Context) (*sip.Response, error) {
 	return u.RegisterContact(ctx, u.contact.Address, -1)
 }
 
-// query sends a REGISTER without Contact (a query of the current bindings).
-func (u *UA) query(ctx context.Context) (*sip.Response, error) {
+// Query sends a REGISTER without Contact: the 200 OK lists the AOR's current contacts.
+func (u *UA) Query(ctx context.Context) (*sip.Response, error) {
 	return u.register(ctx, nil, 0, false)
 }
 
-// unregisterAll sends Contact: * with Expires: 0.
-func (u *UA) unregisterAll(ctx context.Context) (*sip.Response, error) {
+// UnregisterAll removes every contact of the UA's AOR (Contact: * with Expires: 0).
+func (u *UA) UnregisterAll(ctx context.Context) (*sip.Response, error) {
 	return u.register(ctx, nil, 0, true)
 }
 
@@ -331,7 +337,7 @@ func (u *UA) register(ctx context.Context, contact *sip.Uri, expires time.Durati
 		}
 	}
 	if res.StatusCode != 200 {
-		return res, fmt.Errorf("sipbridge: register %s: %d %s", u.aor, res.StatusCode, res.Reason)
+		return res, fmt.Errorf("sipua: register %s: %d %s", u.aor, res.StatusCode, res.Reason)
 	}
 	return res, nil
 }
@@ -350,6 +356,15 @@ type Call struct {
 	Invite *sip.Request
 	media  *callMedia
 	watch  sync.Once
+}
+
+// InviteResponse is the last response to the INVITE of a call this UA placed (nil for an
+// answered call): after a cancelled call, the 487.
+func (c *Call) InviteResponse() *sip.Response {
+	if c.cs == nil {
+		return nil
+	}
+	return c.cs.InviteResponse
 }
 
 // Done is closed when the dialog ends (BYE sent or received).
@@ -415,7 +430,7 @@ func (c *Call) remoteTarget() sip.Uri {
 type ErrCallFailed struct{ Response *sip.Response }
 
 func (e *ErrCallFailed) Error() string {
-	return fmt.Sprintf("sipbridge: call failed: %d %s", e.Response.StatusCode, e.Response.Reason)
+	return fmt.Sprintf("sipua: call failed: %d %s", e.Response.StatusCode, e.Response.Reason)
 }
 
 // Call invites target (an AOR such as "sip:bob@pastry") through the node and waits for the
@@ -624,8 +639,8 @@ func (c *recordingConn) record(sent bool, b []byte, addr net.Addr) {
 		if !ok {
 			continue
 		}
-		switch canonicalName(n) {
-		case "call-id":
+		switch n = strings.ToLower(strings.TrimSpace(n)); n {
+		case "call-id", "i":
 			e.CallID = strings.TrimSpace(v)
 		case "cseq":
 			e.CSeq = strings.TrimSpace(v)
@@ -664,7 +679,7 @@ func waitUDPListener(tl *sip.TransportLayer, addr string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("sipbridge: udp listener %s not ready", addr)
+			return fmt.Errorf("sipua: udp listener %s not ready", addr)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -1,4 +1,4 @@
-package sipbridge
+package sipua
 
 import (
 	"context"
@@ -29,6 +29,8 @@ type MediaStats struct {
 	Kind string // "audio" or "video"
 	// Local is the UA's RTP address, Remote where it sends (from the other side's SDP).
 	Local, Remote string
+	// SDPPort is the RTP port the UA's SDP names: Local's port, unless WithUASDPPortOffset.
+	SDPPort int
 	// Direction is the UA's side of the negotiated direction: "sendrecv", "sendonly",
 	// "recvonly", "inactive", or "rejected" (port 0).
 	Direction string
@@ -114,7 +116,7 @@ func localIPToward(hostport string) netip.Addr {
 func (m *callMedia) addStream(kind string) (*uaStream, error) {
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(m.ip, 0)))
 	if err != nil {
-		return nil, fmt.Errorf("sipbridge: ua rtp socket: %w", err)
+		return nil, fmt.Errorf("sipua: ua rtp socket: %w", err)
 	}
 	st := &uaStream{kind: kind, conn: c, port: c.LocalAddr().(*net.UDPAddr).Port + m.u.cfg.sdpPortOffset,
 		ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(), dir: "sendrecv"}
@@ -222,7 +224,7 @@ func remoteOf(sd *sdp.SessionDescription, md *sdp.MediaDescription) netip.AddrPo
 	return netip.AddrPortFrom(ip.Unmap(), uint16(md.MediaName.Port.Value))
 }
 
-var errBadSDP = errors.New("sipbridge: bad SDP")
+var errBadSDP = errors.New("sipua: bad SDP")
 
 // answer answers an SDP offer: a stream per offered audio or video m-line (others
 // rejected), the direction mirrored.
@@ -415,7 +417,7 @@ func (m *callMedia) renew() error {
 	for _, st := range m.streams {
 		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(m.ip, 0)))
 		if err != nil {
-			return fmt.Errorf("sipbridge: ua rtp socket: %w", err)
+			return fmt.Errorf("sipua: ua rtp socket: %w", err)
 		}
 		st.mu.Lock()
 		old := st.conn
@@ -436,7 +438,7 @@ func (m *callMedia) stats() []MediaStats {
 	out := make([]MediaStats, 0, len(streams))
 	for _, st := range streams {
 		st.mu.Lock()
-		ms := MediaStats{Kind: st.kind, Local: st.conn.LocalAddr().String(), Direction: st.dir,
+		ms := MediaStats{Kind: st.kind, Local: st.conn.LocalAddr().String(), SDPPort: st.port, Direction: st.dir,
 			MaxGap: st.maxGap, FirstReceived: st.first, LastReceived: st.last}
 		if st.remote.IsValid() {
 			ms.Remote = st.remote.String()
