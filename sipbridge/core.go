@@ -1,7 +1,6 @@
 package sipbridge
 
 import (
-	"context"
 	"errors"
 	"sync"
 	"time"
@@ -282,9 +281,7 @@ func (b *Bridge) forwardAck(req *sip.Request, from peer.ID) {
 		b.log.Debug("dropping looped ACK")
 		return
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.locTimeout)
-	defer cancel()
-	d := b.decide(ctx, req, from)
+	d := b.decide(b.ctx, req, from)
 	if d.code != 0 || d.hop.self {
 		b.log.Debug("dropping unroutable ACK", "status", d.code, "reason", d.reason)
 		return

@@ -90,13 +90,17 @@ func decMaxForwards(fwd *sip.Request) {
 // "Node-ID: <sip:user@domain>" (the originating user) and "Overlay-ID:
 // <sip:overlay@domain>" when absent — and, at a record-routing node, its Hiersip-Node.
 func (b *Bridge) overlayHeaders(req, fwd *sip.Request, rr bool) {
-	if fwd.GetHeader(headerNodeID) == nil {
+	if !hasHeader(fwd, headerNodeID) {
 		if f := req.From(); f != nil {
-			u := sip.Uri{Scheme: f.Address.Scheme, User: f.Address.User, Host: f.Address.Host}
-			fwd.AppendHeader(sip.NewHeader(headerNodeID, "<"+u.String()+">"))
+			w := getBuf()
+			w.WriteByte('<')
+			writeURI(w, &sip.Uri{Scheme: f.Address.Scheme, User: f.Address.User, Host: f.Address.Host})
+			w.WriteByte('>')
+			fwd.AppendHeader(sip.NewHeader(headerNodeID, w.String()))
+			putBuf(w)
 		}
 	}
-	if fwd.GetHeader(headerOvlyID) == nil {
+	if !hasHeader(fwd, headerOvlyID) {
 		fwd.AppendHeader(sip.NewHeader(headerOvlyID, "<"+domains.OverlayURI(b.domain)+">"))
 	}
 	if rr {

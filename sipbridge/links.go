@@ -351,7 +351,7 @@ func (ls *links) readLoop(s network.Stream, p peer.ID, incoming bool) {
 			b.lim.stats.dropped.Add(1)
 			continue // over the peer's rate: dropped unparsed
 		}
-		msg, err := parseFrame(data)
+		msg, err := b.parser.ParseSIP(data)
 		if err != nil {
 			b.log.Debug("unparsable message from peer", "peer", p, "err", err, "msg", string(data))
 			_ = s.Reset()

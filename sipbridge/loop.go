@@ -3,9 +3,7 @@ package sipbridge
 import (
 	"hash/maphash"
 	"math/rand/v2"
-	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -36,48 +34,44 @@ func (b *Bridge) loopKey(req *sip.Request) string {
 }
 
 func (b *Bridge) appendLoopKey(dst []byte, req *sip.Request) []byte {
-	h := hashPool.Get().(*maphash.Hash)
-	h.SetSeed(b.loopSeed)
-	w := func(s string) {
-		_, _ = h.WriteString(s)
-		_ = h.WriteByte(0)
+	w := getBuf()
+	field := func(s string) {
+		w.WriteString(s)
+		w.WriteByte(0)
 	}
-	w(b.selfStr)
-	req.Recipient.StringWrite(h)
-	_ = h.WriteByte(0)
+	field(b.selfStr)
+	writeURI(w, &req.Recipient)
+	w.WriteByte(0)
 	if f := req.From(); f != nil {
 		tag, _ := f.Params.Get("tag")
-		w(tag)
+		field(tag)
 	}
 	if t := req.To(); t != nil {
 		tag, _ := t.Params.Get("tag")
-		w(tag)
+		field(tag)
 	}
 	if c := req.CallID(); c != nil {
-		w(string(*c))
+		field(string(*c))
 	}
 	if c := req.CSeq(); c != nil {
-		var n [10]byte
-		_, _ = h.Write(strconv.AppendUint(n[:0], uint64(c.SeqNo), 10))
-		_ = h.WriteByte(0)
+		writeInt(w, int(c.SeqNo))
+		w.WriteByte(0)
 	}
 	for _, hv := range req.Headers() {
 		switch n := hv.Name(); {
 		case strings.EqualFold(n, "Route"), strings.EqualFold(n, "Proxy-Require"), strings.EqualFold(n, "Proxy-Authorization"):
-			hv.StringWrite(h)
-			_ = h.WriteByte(0)
+			writeHeader(w, hv)
+			w.WriteByte(0)
 		}
 	}
-	sum := h.Sum64()
-	hashPool.Put(h)
+	sum := maphash.Bytes(b.loopSeed, w.Bytes())
+	putBuf(w)
 	const digits = "0123456789abcdef"
 	for i := loopKeyLen - 1; i >= 0; i-- {
 		dst = append(dst, digits[(sum>>(4*uint(i)))&0xf])
 	}
 	return dst
 }
-
-var hashPool = sync.Pool{New: func() any { return new(maphash.Hash) }}
 
 // branch is the branch of a Via this node adds to the forwarded copy of req.
 func (b *Bridge) branch(req *sip.Request) string {

@@ -68,7 +68,19 @@ func sameAddr(u *sip.Uri, src, transport string) bool {
 		b, ok2 := addrIP(src)
 		return ok1 && ok2 && a == b
 	}
-	return uriAddrKey(u) == uriAddrKey(srcURI(src))
+	ip, ok1 := addrIP(u.Host)
+	srcIP, ok2 := addrIP(src)
+	if !ok1 || !ok2 {
+		return uriAddrKey(u) == uriAddrKey(srcURI(src))
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+		if u.IsEncrypted() {
+			port = 5061
+		}
+	}
+	return ip == srcIP && port == portOf(src)
 }
 
 // srcURI is a URI naming address src ("ip:port").
@@ -232,14 +244,15 @@ func (r *registrar) target(aor domains.AOR) (regTarget, bool) {
 // natDest returns the source of a live registered contact at u's address that is behind
 // NAT ("" when there is none).
 func (r *registrar) natDest(u *sip.Uri) (string, string) {
-	key := uriAddrKey(u)
-	if key == "" {
+	var buf [64]byte
+	key := appendAddrKey(buf[:0], u)
+	if len(key) == 0 {
 		return "", ""
 	}
 	r.mu.Lock()
 	var found *contactEntry
 	now := time.Now()
-	for _, c := range r.byAddr[key] {
+	for _, c := range r.byAddr[string(key)] {
 		if c.nat && c.expires.After(now) {
 			found = c
 		}

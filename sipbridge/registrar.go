@@ -78,14 +78,15 @@ func (r *registrar) unindexLocked(c *contactEntry) {
 // servesAddr reports whether u's host and port are those of a live contact
 // registered at this node.
 func (r *registrar) servesAddr(u *sip.Uri) bool {
-	key := uriAddrKey(u)
-	if key == "" {
+	var buf [64]byte
+	key := appendAddrKey(buf[:0], u)
+	if len(key) == 0 {
 		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
-	for _, c := range r.byAddr[key] {
+	for _, c := range r.byAddr[string(key)] {
 		if c.expires.After(now) {
 			return true
 		}

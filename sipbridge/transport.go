@@ -131,11 +131,19 @@ func encodeTo(w *bytes.Buffer, msg sip.Message) {
 	}
 	switch m := msg.(type) {
 	case *sip.Request:
-		m.StartLineWrite(w)
+		w.WriteString(string(m.Method))
+		w.WriteByte(' ')
+		writeURI(w, &m.Recipient)
+		w.WriteByte(' ')
+		w.WriteString(m.SipVersion)
 		w.WriteString("\r\n")
 		writeHeaders(w, m.Headers())
 	case *sip.Response:
-		m.StartLineWrite(w)
+		w.WriteString(m.SipVersion)
+		w.WriteByte(' ')
+		writeInt(w, m.StatusCode)
+		w.WriteByte(' ')
+		w.WriteString(m.Reason)
 		w.WriteString("\r\n")
 		writeHeaders(w, m.Headers())
 	}

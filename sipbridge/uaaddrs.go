@@ -1,8 +1,8 @@
 package sipbridge
 
 import (
-	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,8 +30,24 @@ const (
 
 func (a *uaAddrs) note(m interface{ Contact() *sip.ContactHeader }) {
 	if c := m.Contact(); c != nil {
-		a.noteAddr(uriAddrKey(&c.Address))
+		var buf [64]byte
+		a.noteKey(appendAddrKey(buf[:0], &c.Address))
 	}
+}
+
+// noteKey is noteAddr for a key in a buffer: a key noted in the last minute is not
+// noted again (no string is made for it).
+func (a *uaAddrs) noteKey(key []byte) {
+	if len(key) == 0 {
+		return
+	}
+	a.mu.Lock()
+	at, ok := a.m[string(key)]
+	a.mu.Unlock()
+	if ok && time.Since(at) < time.Minute {
+		return
+	}
+	a.noteAddr(string(key))
 }
 
 // noteAddr remembers key ("host:port", as uriAddrKey makes it).
@@ -59,20 +75,27 @@ func (a *uaAddrs) noteAddr(key string) {
 }
 
 func (a *uaAddrs) has(u *sip.Uri) bool {
-	key := uriAddrKey(u)
-	if key == "" {
+	var buf [64]byte
+	key := appendAddrKey(buf[:0], u)
+	if len(key) == 0 {
 		return false
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	at, ok := a.m[key]
+	at, ok := a.m[string(key)]
 	return ok && time.Since(at) <= uaAddrTTL
 }
 
 // uriAddrKey is "host:port" of u, host lower-cased, the port defaulted.
 func uriAddrKey(u *sip.Uri) string {
+	var buf [64]byte
+	return string(appendAddrKey(buf[:0], u))
+}
+
+// appendAddrKey appends uriAddrKey(u) to dst (map lookups with it make no string).
+func appendAddrKey(dst []byte, u *sip.Uri) []byte {
 	if u == nil || u.Host == "" {
-		return ""
+		return dst
 	}
 	port := u.Port
 	if port == 0 {
@@ -81,7 +104,14 @@ func uriAddrKey(u *sip.Uri) string {
 			port = 5061
 		}
 	}
-	return net.JoinHostPort(normHost(u.Host), strconv.Itoa(port))
+	h := normHost(u.Host)
+	if strings.IndexByte(h, ':') >= 0 {
+		dst = append(append(append(dst, '['), h...), ']')
+	} else {
+		dst = append(dst, h...)
+	}
+	dst = append(dst, ':')
+	return strconv.AppendInt(dst, int64(port), 10)
 }
 
 // localUA reports whether u addresses one of this node's user agents.
