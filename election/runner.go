@@ -537,6 +537,10 @@ func (r *Runner) metrics() Metrics {
 	}
 }
 
+// dutyFailuresLogged is the number of duty calls failed in a row from which
+// the runner logs them as errors (warnings before).
+const dutyFailuresLogged = 5
+
 const metricsInterval = 10 * time.Second
 
 func (r *Runner) loop() {
@@ -750,6 +754,8 @@ func (r *Runner) dutyWorker() {
 		want    dutyReq
 		retry   *clock.Timer // armed after a failed call
 		retryC  <-chan time.Time
+		// failures counts the duty calls failed in a row.
+		failures int
 	)
 	stopRetry := func() {
 		if retry != nil {
@@ -763,6 +769,11 @@ func (r *Runner) dutyWorker() {
 		ctx, cancel := context.WithTimeout(r.ctx, r.o.dutyTimeout)
 		defer cancel()
 		var err error
+		defer func() {
+			if err == nil {
+				failures = 0
+			}
+		}()
 		switch {
 		case want.proxy && (!serving || epoch != want.promo.Epoch):
 			if err = r.duties.Promote(ctx, want.promo); err == nil {
@@ -775,7 +786,17 @@ func (r *Runner) dutyWorker() {
 			}
 		}
 		if err != nil {
-			r.log.Error("election: duties", "proxy", want.proxy, "epoch", want.promo.Epoch, "err", err)
+			// A failure right after an election is usual (a record of the
+			// epoch before still held, a rival of the same epoch not yet
+			// stepped down): a warning while retries may mend it, an error
+			// once they keep failing.
+			failures++
+			level := slog.LevelWarn
+			if failures >= dutyFailuresLogged {
+				level = slog.LevelError
+			}
+			r.log.Log(r.ctx, level, "election: duties failed, retrying in 1s", "proxy", want.proxy,
+				"epoch", want.promo.Epoch, "failures", failures, "err", err)
 			retry = r.o.clock.Timer(time.Second)
 			retryC = retry.C
 		}

@@ -1,8 +1,11 @@
 package election
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,7 +55,7 @@ func (d *clockDuties) calls() ([]time.Time, bool) {
 // startClockRunner starts a lone runner (default timings: Hello every
 // 500 ms, a quiet period of 2.5 s, an election window of 1 s) on a mock
 // clock set to a realistic date.
-func startClockRunner(t *testing.T, d Duties, clk *clock.Mock) *Runner {
+func startClockRunner(t *testing.T, d Duties, clk *clock.Mock, opts ...Option) *Runner {
 	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
@@ -63,7 +66,7 @@ func startClockRunner(t *testing.T, d Duties, clk *clock.Mock) *Runner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRunner(h, ps, "clock.example", d, WithClock(clk))
+	r, err := NewRunner(h, ps, "clock.example", d, append([]Option{WithClock(clk)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,4 +154,54 @@ func TestRunnerRetriesDutiesOnItsClock(t *testing.T) {
 			t.Errorf("retry %d came %v of the clock after the failure, want at least 1s", i, gap)
 		}
 	}
+}
+
+// TestRunnerLogsDutyFailuresAsWarningsFirst: failures of the duties right
+// after an election are warnings while the retries may mend them (a rival of
+// the same epoch not yet stepped down); they become errors once they keep
+// failing.
+func TestRunnerLogsDutyFailuresAsWarningsFirst(t *testing.T) {
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	d := &clockDuties{clk: clk, failures: dutyFailuresLogged + 1}
+	var logs syncBuffer
+	r := startClockRunner(t, d, clk, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	advanceUntil(t, clk, 100*time.Millisecond, 60*time.Second, "serving after the failed promotions", func() bool {
+		_, serving := d.calls()
+		return r.State().Serving && serving
+	})
+	var warns, errs int
+	for line := range strings.Lines(logs.String()) {
+		if !strings.Contains(line, "election: duties failed") {
+			continue
+		}
+		switch {
+		case strings.Contains(line, "level=WARN"):
+			warns++
+		case strings.Contains(line, "level=ERROR"):
+			errs++
+		}
+	}
+	if want := dutyFailuresLogged - 1; warns != want || errs != 2 {
+		t.Fatalf("%d warnings and %d errors for %d failures in a row, want %d and 2\n%s",
+			warns, errs, dutyFailuresLogged+1, want, logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the runner's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -250,15 +250,28 @@ func (d *demo) startNodes(ctx context.Context, doms []string) error {
 	return nil
 }
 
+// close stops every node at once: the whole network ends with the demo, so
+// no node is left to elect a new proxy while the others close (one at a time,
+// the last nodes of a domain would re-elect and fail to publish a proxy record
+// the closed electors can no longer endorse).
 func (d *demo) close() error {
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
 	for _, ns := range d.nodes {
 		for _, n := range ns {
-			if err := n.Close(); err != nil && !errors.Is(err, node.ErrClosed) {
-				errs = append(errs, err)
-			}
+			wg.Go(func() {
+				if err := n.Close(); err != nil && !errors.Is(err, node.ErrClosed) {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
 		}
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
