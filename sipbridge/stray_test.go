@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // TestStrayToStalledTCPUA: a peer's stream reader never waits for a UA. Stray 2xx
@@ -51,5 +55,54 @@ func TestStrayToStalledTCPUA(t *testing.T) {
 	}
 	if el := time.Since(start); el > 4*time.Second {
 		t.Fatalf("the stream reader answered after %v: it waited for the stalled UA", el)
+	}
+}
+
+// TestTxCloseWhileSending: a Close that ends the client transactions races no request
+// still being sent (run with -race): a transaction is complete before it is published,
+// and one the Close ended arms no timer.
+func TestTxCloseWhileSending(t *testing.T) {
+	n := newTestNode(t, newMemDir(), "pastry")
+	bb := n.b
+	sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	to := sink.LocalAddr().(*net.UDPAddr).AddrPort()
+	msg, err := bb.parser.ParseSIP(benchInvite("z9hG4bK-close", "close@test", int(to.Port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := msg.(*sip.Request)
+	for round := range 100 { // layers of their own: the bridge's stays open
+		l := newTxLayer(bb)
+		var wg sync.WaitGroup
+		for g := range 3 {
+			wg.Go(func() {
+				for i := range 20 {
+					fwd := copyRequest(req)
+					via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: "127.0.0.1",
+						Port: bb.udpPort, Params: sip.NewParams()}
+					via.Params.Add("branch", fmt.Sprintf("z9hG4bKclose%d-%d-%d", round, g, i))
+					fwd.PrependHeader(via)
+					if _, err := l.request(path{kind: tpUDP, addr: to}, fwd); err != nil {
+						return // closed
+					}
+				}
+			})
+		}
+		for { // close while requests are being sent
+			if _, c := l.size(); c >= 3 {
+				break
+			}
+			runtime.Gosched()
+		}
+		l.close(ErrClosed)
+		wg.Wait()
+		l.endAll(ErrClosed)
+		if s, c := l.size(); s != 0 || c != 0 {
+			t.Fatalf("%d server and %d client transactions left", s, c)
+		}
 	}
 }
