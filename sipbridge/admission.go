@@ -168,7 +168,9 @@ func (b *Bridge) boundLink(next handler) handler {
 				b.respondTx(in, 503, "Service Unavailable: too many transactions", sip.NewHeader("Retry-After", retryAfter))
 				return
 			}
-			st.release = func() { b.peerTx.release(p) }
+			if !st.holdRelease(func() { b.peerTx.release(p) }) {
+				return // ended meanwhile (the bridge closes)
+			}
 			next.serve(in)
 			return
 		}
@@ -178,7 +180,9 @@ func (b *Bridge) boundLink(next handler) handler {
 			b.respondTx(in, 503, "Service Unavailable: too many transactions", sip.NewHeader("Retry-After", retryAfter))
 			return
 		}
-		st.release = func() { l.ua.leave(key, &l.uaTx) }
+		if !st.holdRelease(func() { l.ua.leave(key, &l.uaTx) }) {
+			return
+		}
 		next.serve(in)
 	})
 }

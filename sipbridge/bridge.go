@@ -227,8 +227,9 @@ type Bridge struct {
 	order  *dialogOrder // order.go
 	peerTx *counter     // server transactions per peer (admission.go)
 
-	inflight atomic.Int64 // requests being proxied (relay running)
-	uas      uaAddrs      // contact addresses of local UAs
+	inflight atomic.Int64  // requests being proxied (relay running)
+	detached chan struct{} // slots of the TCP writes readers hand off (sendDetached)
+	uas      uaAddrs       // contact addresses of local UAs
 
 	lim     *limiter
 	binds   *bindingCache
@@ -283,6 +284,7 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	b.auth = newAuthGuard(cfg.limits) // digest.go
 	b.peerTx = newCounter(cfg.maxTxPerPeer, math.MaxInt)
 	b.order = newDialogOrder(b.spawn, b.serveRequest)
+	b.detached = make(chan struct{}, maxDetachedWrites)
 	b.chain = b.admission()
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)

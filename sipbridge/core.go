@@ -78,10 +78,13 @@ func (b *Bridge) proxy(req *sip.Request, st sip.ServerTransaction, from peer.ID)
 		return
 	}
 	r := &relayCall{req: req, st: st, from: from, canc: make(chan struct{})}
+	d := b.route(req, from, time.Now())
 	if req.IsInvite() {
-		// 100 Trying stops a UA's retransmissions; a peer's stream retransmits nothing,
-		// and the 100 would only cost a message each way.
-		if from == "" {
+		// 100 Trying stops a UA's retransmissions. A peer's stream retransmits nothing:
+		// it gets a 100 only when the node has a lookup to make first, which may take
+		// longer than 200 ms (RFC 3261 §17.2.1), as a proxy of draft Figure 3 (F4, F8)
+		// answers while it looks the next domain up; a warm hop costs no message back.
+		if from == "" || d.lookup != nil {
 			if err := st.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
 				b.log.Debug("100 Trying failed", "err", err)
 			}
@@ -92,7 +95,7 @@ func (b *Bridge) proxy(req *sip.Request, st sip.ServerTransaction, from peer.ID)
 			return
 		}
 	}
-	d := b.decide(b.ctx, req, from)
+	d = b.complete(b.ctx, d, from)
 	if d.code == 0 && d.hop.self {
 		if req.Method == sip.OPTIONS {
 			reply(200, "OK", sip.NewHeader("Allow", allowHeader))

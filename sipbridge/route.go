@@ -189,7 +189,11 @@ func (b *Bridge) interDomainHop(d decision, ai peer.AddrInfo, err error) decisio
 // decide routes req: route, then the lookup it asks for (I/O, bounded by the locator
 // timeout), then the logging of a refusal.
 func (b *Bridge) decide(ctx context.Context, req *sip.Request, from peer.ID) decision {
-	d := b.route(req, from, time.Now())
+	return b.complete(ctx, b.route(req, from, time.Now()), from)
+}
+
+// complete makes the lookup d, route's decision, asks for (if any) and logs a refusal.
+func (b *Bridge) complete(ctx context.Context, d decision, from peer.ID) decision {
 	if d.lookup != nil {
 		lctx, cancel := context.WithTimeout(ctx, b.cfg.locTimeout)
 		if d.inter {

@@ -50,6 +50,8 @@ func (b *Bridge) forwardStray(in *inbound) {
 			if p.conn = b.tcpConn(p.addr); p.conn == nil {
 				return // responses go on the UA's own connection only
 			}
+			b.sendDetached(p, out) // the caller is a reader: it must not wait for the UA
+			return
 		}
 	}
 	if err := b.send(p, out, nil); err != nil {

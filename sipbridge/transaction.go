@@ -216,6 +216,21 @@ func (t *serverTx) finalLocked() {
 	t.onCancel = nil
 }
 
+// holdRelease gives the transaction rel, the admission bound it holds, to run once at its
+// final response or end. When the transaction has its final answer or ended already
+// (a Close ended it meanwhile), rel runs at once and holdRelease returns false.
+func (t *serverTx) holdRelease(rel func()) bool {
+	t.mu.Lock()
+	if t.state == txTerminated || (t.state != txCalling && t.state != txProceeding) {
+		t.mu.Unlock()
+		rel()
+		return false
+	}
+	t.release = rel
+	t.mu.Unlock()
+	return true
+}
+
 func (t *serverTx) takeRelease() func() {
 	rel := t.release
 	t.release = nil
@@ -486,13 +501,20 @@ func (t *clientTx) end(err error) {
 func (t *clientTx) start() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.p.kind == tpP2P && t.method == sip.INVITE {
+	switch {
+	case t.state != txCalling && t.state != txProceeding:
+		return // answered finally or ended already (a fast answer, a Close)
+	case t.p.kind == tpP2P && t.method == sip.INVITE:
 		return
+	case t.state == txProceeding && t.method == sip.INVITE:
+		return // a provisional came first: Timer C, the proxy core's, bounds it
 	}
 	t.deadline = time.Now().Add(64 * t1)
 	if t.p.kind == tpUDP {
-		t.aWait = t1
-		t.timer = time.AfterFunc(t1, t.fire)
+		if t.state == txCalling {
+			t.aWait = t1
+		} // else a provisional came first: deliver set Timer E to T2
+		t.timer = time.AfterFunc(t.aWait, t.fire)
 		return
 	}
 	t.timer = time.AfterFunc(64*t1, t.fire)
@@ -612,6 +634,8 @@ func (t *clientTx) deliver(res *sip.Response) bool {
 		}
 		if t.timer != nil {
 			t.timer.Reset(wait)
+		} else { // answered before start armed anything
+			t.timer = time.AfterFunc(wait, t.fire)
 		}
 		t.mu.Unlock()
 		return true

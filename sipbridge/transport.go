@@ -192,6 +192,34 @@ func (b *Bridge) send(p path, msg sip.Message, done func(error)) error {
 	return err
 }
 
+// maxDetachedWrites bounds the writes to TCP connections that readers hand off at once.
+const maxDetachedWrites = 64
+
+// sendDetached sends msg along p, a TCP path, from a goroutine of its own, for a
+// transport's reader that has to send to another connection than its own (a stray 2xx
+// from a peer or another UA, forwarded to a UA on TCP): a UA that stops reading holds a
+// TCP write until its deadline (writeTimeout), and no reader may wait for it — a peer's
+// stream reader would stall every dialog with that peer. Writes are bounded
+// (maxDetachedWrites); beyond, msg is dropped (counted), as a datagram lost: the 2xx is
+// retransmitted by its sender until the ACK arrives.
+func (b *Bridge) sendDetached(p path, msg sip.Message) {
+	select {
+	case b.detached <- struct{}{}:
+	default:
+		b.lim.stats.dropped.Add(1)
+		b.log.Debug("dropping a forwarded response: too many TCP writes pending", "to", p.String())
+		return
+	}
+	if !b.spawn(func() {
+		defer func() { <-b.detached }()
+		if err := b.send(p, msg, nil); err != nil {
+			b.log.Debug("forwarding over TCP failed", "to", p.String(), "err", err)
+		}
+	}) {
+		<-b.detached
+	}
+}
+
 func (b *Bridge) write(p path, msg sip.Message, done func(error)) error {
 	switch p.kind {
 	case tpUDP:

@@ -176,6 +176,18 @@ func (l *txLayer) request(p path, req *sip.Request) (*clientTx, error) {
 	}
 	t := &clientTx{l: l, key: key, method: req.Method, p: p, req: req, resp: make(chan *sip.Response, respQueue),
 		done: make(chan struct{})}
+	// Everything the transaction holds is set before it is published in l.clients: from
+	// then on its fields belong to its lock (a Close may end it at once, from another
+	// goroutine). The encoded request is never modified, only dropped, so data may be sent
+	// from here unlocked.
+	var data []byte
+	if p.kind == tpUDP {
+		buf := getBuf()
+		encodeTo(buf, req)
+		data = bytes.Clone(buf.Bytes())
+		putBuf(buf)
+		t.data = data
+	}
 	l.mu.Lock()
 	switch {
 	case l.closed:
@@ -189,11 +201,7 @@ func (l *txLayer) request(p path, req *sip.Request) (*clientTx, error) {
 	l.mu.Unlock()
 	var err error
 	if p.kind == tpUDP {
-		buf := getBuf()
-		encodeTo(buf, req)
-		t.data = bytes.Clone(buf.Bytes())
-		putBuf(buf)
-		err = l.b.sendBytes(p, t.data)
+		err = l.b.sendBytes(p, data)
 	} else {
 		err = l.b.send(p, req, func(err error) {
 			if err != nil {
