@@ -455,6 +455,10 @@ var figureSteps = map[string]string{
 	"ACK caller>callee": "F18",
 }
 
+// trying are the figure's 100 Trying between nodes, which nodes do not send
+// (sipbridge answers 100 Trying to UAs only).
+var trying = []string{"F4", "F8"}
+
 // lookupSteps numbers the lookups: the caller's node finds its proxy (F1/F2),
 // P1 finds the callee domain's proxy (F5/F6), P2 finds the callee (F9/F10).
 func lookupSteps(ev node.LookupEvent) (string, string) {
@@ -552,7 +556,19 @@ func (d *demo) printLadder(callID string, t0 time.Time) {
 	d.printf("\nladder of Call-ID %s (as the nodes saw it; F1–F18 as in draft Figure 3,\n", callID)
 	d.printf("where the figure's \"Bob's UA\" is bob's node, his softphone's outbound proxy):\n")
 	d.printf("  %10s  %-4s  %-22s    %-22s  %s\n", "time", "fig.", "from", "to", "message")
+	seen := map[string]bool{}
 	for _, r := range rows {
+		seen[r.step] = true
 		d.printf("  %8.3fms  %-4s  %-22s -> %-22s  %s\n", float64(r.at.Sub(t0).Microseconds())/1000, r.step, r.from, r.to, r.msg)
+	}
+	var unsent []string
+	for _, step := range trying {
+		if !seen[step] {
+			unsent = append(unsent, step)
+		}
+	}
+	if len(unsent) > 0 {
+		d.printf("  (%s, the figure's 100 Trying between nodes, is not sent: a libp2p stream is reliable,\n", strings.Join(unsent, ", "))
+		d.printf("   so no INVITE is retransmitted for it to stop; a node answers 100 Trying to UAs only)\n")
 	}
 }
