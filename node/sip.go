@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"strconv"
 	"time"
 
+	"github.com/hiersip/hiersip/internal/hostport"
 	"github.com/hiersip/hiersip/sipbridge"
 )
 
@@ -85,15 +85,8 @@ func (c *SIPConfig) validate() error {
 
 // checkHostPort checks a host:port listen address ("" is none).
 func checkHostPort(field, addr string) error {
-	if addr == "" {
-		return nil
-	}
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return &ConfigError{field, fmt.Errorf("%q: want host:port", addr)}
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return &ConfigError{field, fmt.Errorf("%q: invalid port", addr)}
+	if err := hostport.Check(addr); err != nil {
+		return &ConfigError{field, err}
 	}
 	return nil
 }
