@@ -191,7 +191,7 @@ func TestAdminHandler(t *testing.T) {
 			t.Errorf("%s%v = %v, want ≥ %v", c.name, c.labels, v, c.min)
 		}
 	}
-	a.Metrics().CallRouted(sipbridge.CallInterDomain, 404)
+	a.Metrics().callRouted(sipbridge.CallInterDomain, 404)
 	if v := metricValue(scrape(t, srvA.URL), "hiersip_sip_calls_routed_total", "kind=inter-domain", "code=404"); v != 1 {
 		t.Errorf("calls routed: %v", v)
 	}
@@ -255,7 +255,7 @@ func TestAdminHandler(t *testing.T) {
 
 func TestMetricsNilSafe(t *testing.T) {
 	var m *Metrics
-	m.CallRouted("local", 200)
+	m.callRouted("local", 200)
 	m.observeLookup(overlayDomain, "binding", time.Millisecond, nil)
 	if m.Registry() == nil {
 		t.Fatal("nil registry")

@@ -107,7 +107,7 @@ func (n *Node) startBridge() error {
 	s := n.cfg.SIP
 	udp, tcp := s.listen()
 	opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.router.nextHop),
-		sipbridge.WithMembership(n.isMember), sipbridge.WithCallObserver(n.cfg.Metrics.CallRouted),
+		sipbridge.WithMembership(n.isMember), sipbridge.WithCallObserver(n.cfg.Metrics.callRouted),
 		sipbridge.WithUDP(udp), sipbridge.WithTCP(tcp)}
 	if n.users != nil {
 		opts = append(opts, sipbridge.WithUsers(n.users.digest))
