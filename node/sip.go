@@ -106,7 +106,7 @@ func (c *SIPConfig) listen() (udp, tcp string) {
 func (n *Node) startBridge() error {
 	s := n.cfg.SIP
 	udp, tcp := s.listen()
-	opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.router.nextHop),
+	opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithClock(n.cfg.Clock), sipbridge.WithInterDomain(n.router.nextHop),
 		sipbridge.WithMembership(n.isMember), sipbridge.WithCallObserver(n.cfg.Metrics.callRouted),
 		sipbridge.WithUDP(udp), sipbridge.WithTCP(tcp)}
 	if n.users != nil {

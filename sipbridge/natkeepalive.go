@@ -59,7 +59,7 @@ func (b *Bridge) runNATKeepalive(ctx context.Context) {
 	if d <= 0 {
 		return
 	}
-	t := time.NewTicker(d)
+	t := b.cfg.clock.Ticker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -67,7 +67,7 @@ func (b *Bridge) runNATKeepalive(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, p := range b.reg.natPeers(time.Now()) {
+		for _, p := range b.reg.natPeers(b.now()) {
 			if err := b.keepalive(p); err != nil {
 				b.log.Debug("NAT keep-alive failed", "to", p.src, "transport", p.tp, "err", err)
 			}

@@ -189,7 +189,7 @@ func (b *Bridge) interDomainHop(d decision, ai peer.AddrInfo, err error) decisio
 // decide routes req: route, then the lookup it asks for (I/O, bounded by the locator
 // timeout), then the logging of a refusal.
 func (b *Bridge) decide(ctx context.Context, req *sip.Request, from peer.ID) decision {
-	d := b.route(req, from, time.Now())
+	d := b.route(req, from, b.now())
 	if d.lookup != nil {
 		lctx, cancel := context.WithTimeout(ctx, b.cfg.locTimeout)
 		if d.inter {
@@ -201,7 +201,7 @@ func (b *Bridge) decide(ctx context.Context, req *sip.Request, from peer.ID) dec
 			if err != nil && !errors.Is(err, domains.ErrNotFound) {
 				b.log.Warn("lookup failed", "aor", aor.String(), "err", err)
 			}
-			now := time.Now()
+			now := b.now()
 			d = b.bindingHop(d, bind, err, now)
 			if !d.answer() {
 				b.binds.put(aor.String(), bind, now)
