@@ -1,6 +1,7 @@
 package sipbridge
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -29,3 +30,17 @@ func WithClock(clk clock.Clock) Option {
 
 // now is the time of the bridge's clock (WithClock).
 func (b *Bridge) now() time.Time { return b.cfg.clock.Now() }
+
+// every calls f every d of the bridge's clock until ctx ends.
+func (b *Bridge) every(ctx context.Context, d time.Duration, f func()) {
+	t := b.cfg.clock.Ticker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
