@@ -81,6 +81,18 @@
 // Every overlay answers at most a bounded number of GET_VALUE requests per
 // second and peer (WithLookupLimit), so that guessing names is slow.
 //
+// Every kind of record is sealed and opened the same way (sealed.go): the
+// size is checked before anything is parsed, then the envelope's signature,
+// the payload and the signer; each kind adds its own checks of who signed
+// and what it says (binding.go, proxyrecord.go, cert.go, revocation.go).
+//
+// # Time
+//
+// An overlay's validators and records follow its clock (WithClock,
+// github.com/benbjohnson/clock; package node passes its Config.Clock):
+// expiry, MaxClockSkew, certificate validity. Lookups and their latency
+// stay on the system clock.
+//
 // # Enrolled domains
 //
 // A domain configured with an authority key (NewEnrollment, WithEnrollment)

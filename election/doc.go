@@ -14,6 +14,9 @@
 //     a clock (WithClock), carries its messages, measures the node's metrics, follows
 //     AutoNAT's reachability, and calls the Duties (join the global overlay,
 //     publish records) when the node becomes or stops being a proxy.
+//     Duties.Promote receives the Promotion it serves (epoch, proxies,
+//     candidates, endorsements), so duties never read the runner back from
+//     inside its callback.
 //
 // # Utility
 //

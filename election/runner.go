@@ -37,7 +37,9 @@ func Topic(domain string) string { return "/hiersip/" + domain + "/election" }
 // record (Promote), and undo all of it (Demote). The runner calls them from
 // one goroutine, never concurrently, and retries a failed call. Promote is
 // called again when the epoch changes while the node stays proxy, so it must
-// be idempotent. Promote receives what the runner knew when it promoted the
+// be idempotent. Demote follows a Promote that failed as well as one that
+// succeeded (a failed Promote may have done part of its work), so it must be
+// idempotent too. Promote receives what the runner knew when it promoted the
 // node; the duties need not read the runner back.
 type Duties interface {
 	Promote(ctx context.Context, p Promotion) error
@@ -749,11 +751,12 @@ func (r *Runner) requestDutyLocked(d dutyReq) {
 func (r *Runner) dutyWorker() {
 	defer r.wg.Done()
 	var (
-		serving bool
-		epoch   uint64
-		want    dutyReq
-		retry   *clock.Timer // armed after a failed call
-		retryC  <-chan time.Time
+		serving  bool // the last Promote succeeded, and no Demote since
+		promoted bool // Promote was called (whatever it returned), and no Demote since
+		epoch    uint64
+		want     dutyReq
+		retry    *clock.Timer // armed after a failed call
+		retryC   <-chan time.Time
 		// failures counts the duty calls failed in a row.
 		failures int
 	)
@@ -776,13 +779,14 @@ func (r *Runner) dutyWorker() {
 		}()
 		switch {
 		case want.proxy && (!serving || epoch != want.promo.Epoch):
+			promoted = true
 			if err = r.duties.Promote(ctx, want.promo); err == nil {
 				serving, epoch = true, want.promo.Epoch
 				r.setServing(want.promo.Epoch)
 			}
-		case !want.proxy && serving:
+		case !want.proxy && promoted:
 			if err = r.duties.Demote(ctx); err == nil {
-				serving = false
+				serving, promoted = false, false
 			}
 		}
 		if err != nil {

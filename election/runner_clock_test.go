@@ -24,6 +24,7 @@ type clockDuties struct {
 	promoted []time.Time // clock time of every Promote call
 	last     Promotion   // what the last call received
 	serving  bool
+	demoted  int // Demote calls
 }
 
 func (d *clockDuties) Promote(_ context.Context, p Promotion) error {
@@ -43,6 +44,7 @@ func (d *clockDuties) Demote(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.serving = false
+	d.demoted++
 	return nil
 }
 
@@ -204,4 +206,26 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestRunnerDemotesAfterAFailedPromotion: a node whose promotion failed (its
+// duties may have done part of their work) is demoted when it stops being
+// proxy, here by Close, although it never served.
+func TestRunnerDemotesAfterAFailedPromotion(t *testing.T) {
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	d := &clockDuties{clk: clk, failures: 1 << 30}
+	r := startClockRunner(t, d, clk)
+	advanceUntil(t, clk, 100*time.Millisecond, 30*time.Second, "a failed promotion", func() bool {
+		calls, _ := d.calls()
+		return len(calls) > 0
+	})
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.serving || d.demoted != 1 {
+		t.Fatalf("after Close: serving %v, %d demotions, want 1", d.serving, d.demoted)
+	}
 }

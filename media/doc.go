@@ -41,7 +41,9 @@
 // hold timeout for sessions on hold), or with the relay. The relay holds at most
 // WithMaxSessions sessions, and a peer whose offers open sessions at most
 // WithMaxSessionsPerPeer of them (Open fails with ErrFull, ErrPeerFull, ErrNoPorts; the
-// bridge answers 503).
+// bridge answers 503). The timeouts follow the relay's clock (WithClock, the type of
+// go-libp2p's connection manager); a packet's age and network deadlines follow the system
+// clock, since the network runs in real time.
 //
 // # Between nodes
 //

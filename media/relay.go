@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -65,7 +66,8 @@ type config struct {
 	maxDelay         time.Duration
 	queueBytes       int
 	addr             netip.Addr
-	now              func() time.Time
+	clock            clock.Clock      // idle and hold timeouts, link linger, session times
+	stamp            func() time.Time // the enqueue time of a packet: its age is real time
 }
 
 // Option configures a Relay.
@@ -125,6 +127,20 @@ func WithAddress(ip netip.Addr) Option {
 	}
 }
 
+// WithClock sets the clock of the relay's timers and times (default the system
+// clock): the idle and hold timeouts of sessions, the linger of unused links and the
+// times sessions report. A packet's age (WithMaxDelay) and network deadlines stay on
+// the system clock: the network runs in real time.
+func WithClock(clk clock.Clock) Option {
+	return func(c *config) error {
+		if clk == nil {
+			return fmt.Errorf("%w: nil clock", ErrBadOption)
+		}
+		c.clock = clk
+		return nil
+	}
+}
+
 func (c *config) validate() error {
 	switch {
 	case c.portMin < 1 || c.portMax > 65535 || c.portMax < c.portMin:
@@ -179,7 +195,7 @@ func New(h host.Host, opts ...Option) (r *Relay, err error) {
 		log: slog.New(slog.DiscardHandler), portMin: DefaultPortMin, portMax: DefaultPortMax,
 		maxSessions: DefaultMaxSessions, maxPerPeer: DefaultMaxSessionsPerPeer,
 		idle: DefaultIdleTimeout, hold: DefaultHoldTimeout, maxDelay: DefaultMaxDelay,
-		queueBytes: DefaultQueueBytes, addr: netip.IPv4Unspecified(), now: time.Now,
+		queueBytes: DefaultQueueBytes, addr: netip.IPv4Unspecified(), clock: clock.New(), stamp: time.Now,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -380,7 +396,7 @@ func (r *Relay) Advertise(phone netip.Addr) netip.Addr {
 
 // janitor closes idle sessions and the links no session uses any more.
 func (r *Relay) janitor() {
-	t := time.NewTicker(janitorEvery)
+	t := r.cfg.clock.Ticker(janitorEvery)
 	defer t.Stop()
 	idleLinks := map[peer.ID]time.Time{}
 	for {
@@ -389,7 +405,7 @@ func (r *Relay) janitor() {
 			return
 		case <-t.C:
 		}
-		now := r.cfg.now()
+		now := r.cfg.clock.Now()
 		var idle []*Session
 		r.mu.Lock()
 		for _, s := range r.sessions {

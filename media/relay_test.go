@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -320,7 +321,7 @@ func TestLinkQueueDropsOldestAudio(t *testing.T) {
 // TestRelayDropsStaleAudio: packets that waited longer than the maximum delay are dropped,
 // RTCP has ten times as long.
 func TestRelayDropsStaleAudio(t *testing.T) {
-	old := func(c *config) error { c.now = func() time.Time { return time.Now().Add(-time.Second) }; return nil }
+	old := func(c *config) error { c.stamp = func() time.Time { return time.Now().Add(-time.Second) }; return nil }
 	p := newPair(t, WithMaxDelay(200*time.Millisecond), old) // every packet looks 1 s old
 	a, _ := p.sa.Ports()
 	for i := range 5 {
@@ -401,6 +402,36 @@ func TestRelayIdleTimeout(t *testing.T) {
 		t.Fatalf("port %d still taken: %v", rtp, err)
 	}
 	c.Close()
+}
+
+// TestRelayTimeoutsOnItsClock: the idle and hold timeouts follow the relay's clock: a
+// session without packets closes once its idle timeout has passed on the clock, and not
+// before, however little real time passes; one on hold stays for its hold timeout.
+func TestRelayTimeoutsOnItsClock(t *testing.T) {
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	const idle = 30 * time.Second
+	p := newPair(t, WithTimeouts(idle, time.Hour), WithClock(clk))
+	p.sb.SetHold(true)
+	for moved := time.Duration(0); moved < idle-2*janitorEvery; moved += janitorEvery {
+		clk.Add(janitorEvery)
+	}
+	if st := p.ra.Stats(); st.Sessions != 1 || st.SessionsIdle != 0 {
+		t.Fatalf("closed before its idle timeout on the clock: %+v", st)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.ra.Stats().Sessions != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle session still open %v after it opened on the clock", clk.Now().Sub(p.sa.Info().Opened))
+		}
+		clk.Add(janitorEvery / 4)
+	}
+	if gone := clk.Now().Sub(p.sa.Info().Opened); gone < idle {
+		t.Fatalf("closed %v after it opened on the clock, idle timeout %v", gone, idle)
+	}
+	if p.sb.Closed() || p.ra.Stats().SessionsIdle != 1 {
+		t.Fatalf("the session on hold closed (%v), or idle closes %d", p.sb.Closed(), p.ra.Stats().SessionsIdle)
+	}
 }
 
 // TestRelayCloseLeavesNothing: after a call's sessions close and the relays close, no

@@ -54,7 +54,7 @@ type Session struct {
 }
 
 func newSession(r *Relay, key Key, id SessionID, rtp, rtcp *net.UDPConn) *Session {
-	s := &Session{r: r, key: key, id: id, conns: [2]*net.UDPConn{rtp, rtcp}, opened: r.cfg.now()}
+	s := &Session{r: r, key: key, id: id, conns: [2]*net.UDPConn{rtp, rtcp}, opened: r.cfg.clock.Now()}
 	for i, c := range s.conns {
 		s.ports[i] = c.LocalAddr().(*net.UDPAddr).Port
 		_ = c.SetReadBuffer(256 << 10)
@@ -193,15 +193,14 @@ func (s *Session) fromPhone(comp int, p []byte, src netip.AddrPort) {
 		r.stats.drop(DropNoRemote)
 		return
 	}
-	now := r.cfg.now()
-	s.active.Store(now.UnixNano())
+	s.active.Store(r.cfg.clock.Now().UnixNano())
 	flags := byte(0)
 	if comp == RTCP {
 		flags |= flagRTCPPort | flagControl
 	} else if isRTCP(p) {
 		flags |= flagControl
 	}
-	l.enqueue(s.id, flags, p, now)
+	l.enqueue(s.id, flags, p, r.cfg.stamp())
 	s.toPeer.Add(1)
 	s.toPeerB.Add(uint64(len(p)))
 }
@@ -235,7 +234,7 @@ func (s *Session) toPhoneFrom(from peer.ID, comp int, p []byte) {
 		r.stats.drop(DropSendFailed)
 		return
 	}
-	s.active.Store(r.cfg.now().UnixNano())
+	s.active.Store(r.cfg.clock.Now().UnixNano())
 	s.toPhone.Add(1)
 	s.toPhoneB.Add(uint64(len(p)))
 	r.stats.toPhone.Add(1)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -101,9 +102,9 @@ func TestAdminHandler(t *testing.T) {
 	waitJoined(t, b)
 
 	const token = "0123456789abcdef"
-	srvA := httptest.NewServer(NewAdminHandler(a, WithAdminToken(token)))
+	srvA := httptest.NewServer(mustAdmin(t, a, WithAdminToken(token)))
 	defer srvA.Close()
-	srvB := httptest.NewServer(NewAdminHandler(b, WithPprof(true)))
+	srvB := httptest.NewServer(mustAdmin(t, b, WithPprof(true)))
 	defer srvB.Close()
 
 	bob := mustAOR(t, "sip:bob@x.adm")
@@ -190,7 +191,7 @@ func TestAdminHandler(t *testing.T) {
 			t.Errorf("%s%v = %v, want ≥ %v", c.name, c.labels, v, c.min)
 		}
 	}
-	a.Metrics().CallRouted(sipbridge.CallInterDomain, 404)
+	a.Metrics().callRouted(sipbridge.CallInterDomain, 404)
 	if v := metricValue(scrape(t, srvA.URL), "hiersip_sip_calls_routed_total", "kind=inter-domain", "code=404"); v != 1 {
 		t.Errorf("calls routed: %v", v)
 	}
@@ -254,9 +255,45 @@ func TestAdminHandler(t *testing.T) {
 
 func TestMetricsNilSafe(t *testing.T) {
 	var m *Metrics
-	m.CallRouted("local", 200)
+	m.callRouted("local", 200)
 	m.observeLookup(overlayDomain, "binding", time.Millisecond, nil)
 	if m.Registry() == nil {
 		t.Fatal("nil registry")
+	}
+}
+
+// mustAdmin returns the admin handler of n.
+func mustAdmin(t testing.TB, n *Node, opts ...AdminOption) http.Handler {
+	t.Helper()
+	h, err := NewAdminHandler(n, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestAdminHandlerRefusesBadOptions: a token short enough to guess, one with
+// white space around it, and a nil logger are config errors; no handler is
+// made.
+func TestAdminHandlerRefusesBadOptions(t *testing.T) {
+	n, err := New(context.Background(), Config{Domain: "adm", ListenAddrs: loopback, Logger: quiet,
+		Bootstrap: BootstrapConfig{DisableMDNS: true, DisableCache: true}, Election: ElectionConfig{Disable: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	for name, o := range map[string]AdminOption{
+		"short token":  WithAdminToken("0123456789abcde"),
+		"spaced token": WithAdminToken(" 0123456789abcdef"),
+		"nil logger":   WithAdminLogger(nil),
+	} {
+		h, err := NewAdminHandler(n, o)
+		var ce *ConfigError
+		if h != nil || !errors.As(err, &ce) || ce.Field != "admin" {
+			t.Errorf("%s: handler %v, error %v; want a *ConfigError of admin", name, h, err)
+		}
+	}
+	if _, err := NewAdminHandler(n, WithAdminToken("0123456789abcdef"), WithAdminLogger(quiet)); err != nil {
+		t.Errorf("valid options: %v", err)
 	}
 }

@@ -146,7 +146,7 @@ func (o *outsider) inject(p peer.ID, msg *pspb.Message) error {
 }
 
 // refused returns a node's count of refusals of what for reason.
-func refused(n *Node, what, reason string) float64 { return n.Metrics().RefusedCount(what, reason) }
+func refused(n *Node, what, reason string) float64 { return n.Metrics().refusedCount(what, reason) }
 
 // sumRefused sums refusals over nodes.
 func sumRefused(nodes []*Node, what, reason string) float64 {

@@ -81,8 +81,18 @@ func startCallDomains(t testing.TB, tr *tracer, n int, names ...string) map[stri
 	}
 	for _, d := range names {
 		eventually(t, 30*time.Second, d+" elects a proxy", func() error {
-			_, err := serving(out[d], min(2, n-1))
-			return err
+			p, err := serving(out[d], min(2, n-1))
+			if err != nil {
+				return err
+			}
+			// The duties follow the election: a node it demoted (one that
+			// was alone for a while) has stepped down.
+			for _, nd := range out[d] {
+				if nd != p && nd.IsProxy() {
+					return fmt.Errorf("%s still acts as proxy", nd.ID().ShortString())
+				}
+			}
+			return nil
 		})
 	}
 	return out

@@ -130,7 +130,7 @@ func (c Config) lookupLimit() []domains.OverlayOption {
 // logger, its refusal counter and its lookup bound.
 func (c Config) overlayOptions(log *slog.Logger) []domains.OverlayOption {
 	return append([]domains.OverlayOption{domains.WithClock(c.Clock), domains.WithLogger(log),
-		domains.WithRefusalHook(c.Metrics.Refused)}, c.lookupLimit()...)
+		domains.WithRefusalHook(c.Metrics.refuse)}, c.lookupLimit()...)
 }
 
 // users returns the users given already loaded (SIPConfig.Users), if any.

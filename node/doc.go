@@ -32,6 +32,30 @@
 // invalid setting is a *ConfigError named by the key users write in the
 // daemon's configuration ("nat.relays[0]").
 //
+// # The exported surface
+//
+// What an embedding application needs, and nothing it must not call:
+//
+//   - starting and stopping: New, NewWithHost, Config (with BootstrapConfig,
+//     NATConfig, ElectionConfig, SIPConfig, MediaConfig, EnrollmentConfig),
+//     Config.Validate, ConfigError, Node.Close, Node.IsClosed; the data
+//     directory's LoadIdentity, LoadOrCreateIdentity, LoadUsers (Users.Len,
+//     Users.Replace) and ResourceLimits for a host of the application's own;
+//   - identity and readiness: Node.Host, ID, Domain, Joined, Ready, ReadyFor,
+//     WaitReady (ReadyScope), IsProxy;
+//   - the location service: Node.ParseAOR, Register, Unregister, Lookup;
+//     Node.Enrollment and PublishRevocationList in an enrolled domain;
+//   - the services the node runs, to observe or configure further:
+//     Node.Bridge, Media, Election;
+//   - operating: Node.Status (Status and its parts, Status.WriteText),
+//     Node.Metrics (NewMetrics, Metrics.Registry), NewAdminHandler with its
+//     AdminOptions, LookupEvent (Config.LookupTrace);
+//   - the package's errors (ErrClosed, ErrTaken, ErrNoCertificate, …) and
+//     constants (file names, defaults, record timings).
+//
+// The roles below, the metrics' recording and the node's watchers are
+// unexported: an application reaches them only through these.
+//
 // # The roles of a node
 //
 // A Node is the composition root of the roles it plays; each is a type of

@@ -74,7 +74,7 @@ func (n *Node) electionOptions() []election.Option {
 	opts := []election.Option{election.WithConfig(c.Config), election.WithLogger(n.nodeLog), election.WithClock(n.cfg.Clock),
 		// Members only: peers of the domain overlay (README, "The proxy election").
 		election.WithMembership(n.isMember),
-		election.WithRefusalHook(func(reason string) { n.cfg.Metrics.Refused("election", reason) })}
+		election.WithRefusalHook(func(reason string) { n.cfg.Metrics.refuse("election", reason) })}
 	if n.enroll != nil {
 		// Certified nodes only; a node without a valid certificate of its
 		// own never becomes proxy or candidate.

@@ -82,6 +82,7 @@ type skewClock struct {
 func newSkewClock() *skewClock                       { return &skewClock{Clock: clock.New()} }
 func (c *skewClock) Now() time.Time                  { return time.Now().Add(time.Duration(c.skew.Load())) }
 func (c *skewClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c *skewClock) Until(t time.Time) time.Duration { return t.Sub(c.Now()) }
 func (c *skewClock) advance(d time.Duration)         { c.skew.Add(int64(d)) }
 
 // startEnrolledNode adds hiersip to h in domain, with the enrollment of

@@ -146,8 +146,12 @@ func ExampleNewAdminHandler() {
 	}
 	defer n.Close()
 
+	admin, err := node.NewAdminHandler(n)
+	if err != nil {
+		log.Fatal(err)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/hiersip/", http.StripPrefix("/hiersip", node.NewAdminHandler(n)))
+	mux.Handle("/hiersip/", http.StripPrefix("/hiersip", admin))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 

@@ -107,7 +107,7 @@ func (n *Node) startMedia(udp, tcp string) ([]sipbridge.Option, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := media.New(n.h, append([]media.Option{media.WithLogger(n.log)}, opts...)...)
+	r, err := media.New(n.h, append([]media.Option{media.WithLogger(n.log), media.WithClock(n.cfg.Clock)}, opts...)...)
 	if err != nil {
 		return nil, &ConfigError{"media", err}
 	}

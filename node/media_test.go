@@ -49,7 +49,7 @@ func checkAnchoredAt(t *testing.T, ends [2]*Node, others []*Node) {
 		if len(s.Media) != 1 || s.Media[0].Remote != ends[1-i].ID().String() || s.Media[0].Path != "direct" {
 			t.Errorf("end node %d /status media: %+v", i, s.Media)
 		}
-		srv := httptest.NewServer(NewAdminHandler(n))
+		srv := httptest.NewServer(mustAdmin(t, n))
 		mf := scrape(t, srv.URL)
 		srv.Close()
 		if v := metricValue(mf, "hiersip_media_packets_total", "direction=to_peer"); v <= 0 {

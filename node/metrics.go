@@ -83,19 +83,19 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Refused counts a record or message the node refused: what is "binding",
+// refuse counts a record or message the node refused: what is "binding",
 // "proxy", "lookup" (a GET_VALUE that had to wait) or "election"; reason as
 // domains.RefusalReason and election.WithRefusalHook give it.
-func (m *Metrics) Refused(what, reason string) {
+func (m *Metrics) refuse(what, reason string) {
 	if m == nil {
 		return
 	}
 	m.refused.WithLabelValues(what, reason).Inc()
 }
 
-// RefusedCount returns how many records or messages of what were refused for
+// refusedCount returns how many records or messages of what were refused for
 // reason (tests and status).
-func (m *Metrics) RefusedCount(what, reason string) float64 {
+func (m *Metrics) refusedCount(what, reason string) float64 {
 	if m == nil {
 		return 0
 	}
@@ -115,10 +115,10 @@ func (m *Metrics) Registry() *prometheus.Registry {
 	return m.reg
 }
 
-// CallRouted counts an initial INVITE routed by the SIP bridge: kind is
+// callRouted counts an initial INVITE routed by the SIP bridge: kind is
 // sipbridge.CallIntraDomain, CallInterDomain or CallInvalid, code the final
 // status code sent back. Every node on the path counts the call once.
-func (m *Metrics) CallRouted(kind string, code int) {
+func (m *Metrics) callRouted(kind string, code int) {
 	if m == nil {
 		return
 	}

@@ -155,6 +155,11 @@ func (n *Node) logConns() {
 			n.log.Debug("connection closed", "remote", c.RemotePeer(), "path", path(c), "addr", c.RemoteMultiaddr())
 		},
 	}
+	n.notifyUntilClose(nb)
+}
+
+// notifyUntilClose has the host's network notify nb until the node closes.
+func (n *Node) notifyUntilClose(nb network.Notifiee) {
 	n.h.Network().Notify(nb)
 	n.wg.Add(1)
 	go func() {

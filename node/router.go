@@ -172,7 +172,7 @@ func (r *router) remoteProxies(ctx context.Context, host string) (string, []peer
 			if !ok {
 				// The lookup settled on a record that does not continue the
 				// chain this node holds for d: never route d's calls to it.
-				r.metrics.Refused("proxy", domains.ReasonNoEvidence)
+				r.metrics.refuse("proxy", domains.ReasonNoEvidence)
 				r.log.Warn("proxy record without evidence refused", "domain", d, "signer", rec.Signer, "epoch", rec.Epoch,
 					"held", got.Signer, "held_epoch", got.Epoch)
 			}

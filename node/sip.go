@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"strconv"
 	"time"
 
+	"github.com/hiersip/hiersip/internal/hostport"
 	"github.com/hiersip/hiersip/sipbridge"
 )
 
@@ -85,15 +85,8 @@ func (c *SIPConfig) validate() error {
 
 // checkHostPort checks a host:port listen address ("" is none).
 func checkHostPort(field, addr string) error {
-	if addr == "" {
-		return nil
-	}
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return &ConfigError{field, fmt.Errorf("%q: want host:port", addr)}
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return &ConfigError{field, fmt.Errorf("%q: invalid port", addr)}
+	if err := hostport.Check(addr); err != nil {
+		return &ConfigError{field, err}
 	}
 	return nil
 }
@@ -113,8 +106,8 @@ func (c *SIPConfig) listen() (udp, tcp string) {
 func (n *Node) startBridge() error {
 	s := n.cfg.SIP
 	udp, tcp := s.listen()
-	opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithInterDomain(n.router.nextHop),
-		sipbridge.WithMembership(n.isMember), sipbridge.WithCallObserver(n.cfg.Metrics.CallRouted),
+	opts := []sipbridge.Option{sipbridge.WithLogger(n.log), sipbridge.WithClock(n.cfg.Clock), sipbridge.WithInterDomain(n.router.nextHop),
+		sipbridge.WithMembership(n.isMember), sipbridge.WithCallObserver(n.cfg.Metrics.callRouted),
 		sipbridge.WithUDP(udp), sipbridge.WithTCP(tcp)}
 	if n.users != nil {
 		opts = append(opts, sipbridge.WithUsers(n.users.digest))

@@ -19,7 +19,7 @@ func TestAbuseMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	srv := httptest.NewServer(NewAdminHandler(n))
+	srv := httptest.NewServer(mustAdmin(t, n))
 	defer srv.Close()
 	pc, err := net.Dial("udp", n.Bridge().UDPAddr())
 	if err != nil {

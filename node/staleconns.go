@@ -75,13 +75,7 @@ func (n *Node) watchStaleConns() {
 			}
 		},
 	}
-	n.h.Network().Notify(nb)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		<-n.ctx.Done()
-		n.h.Network().StopNotify(nb)
-	}()
+	n.notifyUntilClose(nb)
 }
 
 // checkConn closes c when it does not answer a ping.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -104,6 +105,7 @@ type config struct {
 	trusted          []netip.Prefix // UA networks served without users (relaypolicy.go)
 	digestAlgs       []string       // nil: MD5 (SHA-256 when a user has no MD5 HA1; digest.go)
 	maxContacts      int            // 0: DefaultMaxContacts (contactcap.go)
+	clock            clock.Clock    // WithClock (clock.go)
 }
 
 // Option configures a Bridge.
@@ -259,6 +261,7 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		limits: DefaultLimits(), conns: DefaultConnLimits(),
 		lookupTTL:    DefaultLookupCacheTTL,
 		natKeepalive: DefaultNATKeepalive,
+		clock:        clock.New(),
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -288,6 +291,7 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	b.chain = b.admission()
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
+	b.uas.clock, b.med.clock = cfg.clock, cfg.clock
 	b.binds = newBindingCache(cfg.lookupTTL)
 	b.streams = newCounter(cfg.conns.MaxStreamsPerPeer, cfg.conns.MaxStreams)
 	defer func() {

@@ -78,7 +78,7 @@ func (b *Bridge) proxy(req *sip.Request, st sip.ServerTransaction, from peer.ID)
 		return
 	}
 	r := &relayCall{req: req, st: st, from: from, canc: make(chan struct{})}
-	d := b.route(req, from, time.Now())
+	d := b.route(req, from, b.now())
 	if req.IsInvite() {
 		// 100 Trying stops a UA's retransmissions. A peer's stream retransmits nothing:
 		// it gets a 100 only when the node has a lookup to make first, which may take

@@ -281,6 +281,14 @@
 //     made within 2 s) cancels the call towards the callee; a 2xx it cannot send back it
 //     acknowledges and hangs up (ACK, BYE), so that no phone is left off-hook (orphans.go).
 //
+// # Time
+//
+// Record times, caches and periodic jobs (registrations and their sweep, the registration
+// store, NAT keep-alives, the lookup cache, the media call table) follow the bridge's
+// clock (WithClock, github.com/benbjohnson/clock; package node passes its own). Network
+// deadlines, arrival times and the rates measured on them, and the transaction layer's
+// timers follow the system clock (see WithClock).
+//
 // The package changes no process-wide state: sipgo's package logger, sip.UDPMTUSize and
 // sipgo's timers stay as the program set them (the bridge uses neither sipgo's transports
 // nor its transaction layer, and keeps RFC 3261's timer values per transaction).

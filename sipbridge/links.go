@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -87,14 +89,8 @@ func (ls *links) untrack(s network.Stream) {
 func (ls *links) closeAll() {
 	ls.mu.Lock()
 	ls.closed = true
-	l := make([]network.Stream, 0, len(ls.streams))
-	for s := range ls.streams {
-		l = append(l, s)
-	}
-	out := make([]*link, 0, len(ls.out))
-	for _, k := range ls.out {
-		out = append(out, k)
-	}
+	l := slices.Collect(maps.Keys(ls.streams))
+	out := slices.Collect(maps.Values(ls.out))
 	ls.mu.Unlock()
 	for _, s := range l {
 		_ = s.Reset()
@@ -358,25 +354,11 @@ func (ls *links) readLoop(s network.Stream, p peer.ID, incoming bool) {
 			return
 		}
 		b.traceMsg(now, false, p, msg)
-		in := &inbound{from: path{kind: tpP2P, peer: p}, key: key, at: now}
-		switch m := msg.(type) {
-		case *sip.Request:
-			in.req = m
-		case *sip.Response:
-			in.res = m
-		}
-		b.receive(in)
+		b.receive(newInbound(msg, path{kind: tpP2P, peer: p}, key, now))
 	}
 }
 
 // receivePeer hands msg, as read from a stream of peer p, to the admission chain (fuzzing).
 func (b *Bridge) receivePeer(p peer.ID, msg sip.Message) {
-	in := &inbound{from: path{kind: tpP2P, peer: p}, key: peerKey(p), at: time.Now()}
-	switch m := msg.(type) {
-	case *sip.Request:
-		in.req = m
-	case *sip.Response:
-		in.res = m
-	}
-	b.receive(in)
+	b.receive(newInbound(msg, path{kind: tpP2P, peer: p}, peerKey(p), time.Now()))
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
 	"github.com/libp2p/go-libp2p/core/peer"
 	sdp "github.com/pion/sdp/v3"
@@ -56,6 +57,7 @@ type mediaCall struct {
 type mediaCalls struct {
 	mu    sync.Mutex
 	calls map[string]*mediaCall
+	clock clock.Clock // the bridge's (WithClock)
 }
 
 // mediaCallsMax bounds the table: calls with open sessions are bounded by the relay; the
@@ -79,7 +81,7 @@ func (t *mediaCalls) get(callID string, create bool) (*mediaCall, error) {
 		t.calls = map[string]*mediaCall{}
 	}
 	if len(t.calls) >= mediaCallsMax {
-		now := time.Now()
+		now := t.clock.Now()
 		for id, c := range t.calls {
 			if now.Sub(c.created) > mediaCallLinger && !c.live() {
 				delete(t.calls, id)
@@ -89,7 +91,7 @@ func (t *mediaCalls) get(callID string, create bool) (*mediaCall, error) {
 			return nil, errMediaTable
 		}
 	}
-	c := &mediaCall{id: callID, created: time.Now()}
+	c := &mediaCall{id: callID, created: t.clock.Now()}
 	t.calls[callID] = c
 	return c, nil
 }

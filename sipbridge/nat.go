@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -221,7 +220,7 @@ func (r *registrar) target(aor domains.AOR) (regTarget, bool) {
 	e := r.aors[aor.String()]
 	var c *contactEntry
 	if e != nil {
-		now := time.Now()
+		now := r.b.now()
 		for i := len(e.contacts) - 1; i >= 0; i-- {
 			if e.contacts[i].expires.After(now) {
 				c = e.contacts[i]
@@ -251,7 +250,7 @@ func (r *registrar) natDest(u *sip.Uri) (string, string) {
 	}
 	r.mu.Lock()
 	var found *contactEntry
-	now := time.Now()
+	now := r.b.now()
 	for _, c := range r.byAddr[string(key)] {
 		if c.nat && c.expires.After(now) {
 			found = c

@@ -59,20 +59,13 @@ func (b *Bridge) runNATKeepalive(ctx context.Context) {
 	if d <= 0 {
 		return
 	}
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, p := range b.reg.natPeers(time.Now()) {
+	b.every(ctx, d, func() {
+		for _, p := range b.reg.natPeers(b.now()) {
 			if err := b.keepalive(p); err != nil {
 				b.log.Debug("NAT keep-alive failed", "to", p.src, "transport", p.tp, "err", err)
 			}
 		}
-	}
+	})
 }
 
 // keepalive sends one OPTIONS to p, statelessly: the answer, unmatched, is dropped.

@@ -85,7 +85,7 @@ func (r *registrar) servesAddr(u *sip.Uri) bool {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := time.Now()
+	now := r.b.now()
 	for _, c := range r.byAddr[string(key)] {
 		if c.expires.After(now) {
 			return true
@@ -201,7 +201,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
-	now := time.Now()
+	now := r.b.now()
 	src, tp, viaNAT := req.Source(), strings.ToLower(req.Transport()), viaNATted(req)
 
 	r.mu.Lock()
@@ -287,7 +287,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		to.Params.Add("tag", sip.GenerateTagN(16))
 	}
 	r.mu.Lock()
-	b.listContacts(req, res, e, adds, time.Now()) // contactcap.go
+	b.listContacts(req, res, e, adds, b.now()) // contactcap.go
 	r.mu.Unlock()
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
 	reply(res)
@@ -302,7 +302,7 @@ func (r *registrar) publish(ctx context.Context, e *aorEntry) error {
 	e.pub.Lock()
 	defer e.pub.Unlock()
 	r.mu.Lock()
-	now := time.Now()
+	now := r.b.now()
 	var cs []domains.Contact
 	for _, c := range e.contacts {
 		if c.expires.After(now) {
@@ -319,48 +319,44 @@ func (r *registrar) publish(ctx context.Context, e *aorEntry) error {
 
 // run expires lapsed contacts until ctx ends.
 func (r *registrar) run(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := time.Now()
-		var lapsed []*aorEntry
-		var gone []sip.Uri
-		r.mu.Lock()
-		for k, e := range r.aors {
-			n := 0
-			for _, c := range e.contacts {
-				if c.expires.After(now) {
-					e.contacts[n] = c
-					n++
-				} else {
-					gone = append(gone, c.uri)
-					r.unindexLocked(c)
-				}
-			}
-			if n != len(e.contacts) {
-				e.contacts = e.contacts[:n]
-				lapsed = append(lapsed, e)
-			}
-			if n == 0 {
-				delete(r.aors, k)
+	r.b.every(ctx, 250*time.Millisecond, func() { r.sweep(ctx) })
+}
+
+// sweep removes the contacts that lapsed, and withdraws them from the Locator.
+func (r *registrar) sweep(ctx context.Context) {
+	now := r.b.now()
+	var lapsed []*aorEntry
+	var gone []sip.Uri
+	r.mu.Lock()
+	for k, e := range r.aors {
+		n := 0
+		for _, c := range e.contacts {
+			if c.expires.After(now) {
+				e.contacts[n] = c
+				n++
+			} else {
+				gone = append(gone, c.uri)
+				r.unindexLocked(c)
 			}
 		}
-		r.mu.Unlock()
-		if len(lapsed) > 0 {
-			r.changed()
+		if n != len(e.contacts) {
+			e.contacts = e.contacts[:n]
+			lapsed = append(lapsed, e)
 		}
-		r.b.mediaContactsGone(gone)
-		for _, e := range lapsed {
-			pctx, cancel := context.WithTimeout(ctx, r.b.cfg.locTimeout)
-			if err := r.publish(pctx, e); err != nil {
-				r.b.log.Warn("withdrawing lapsed binding failed", "aor", e.aor.String(), "err", err)
-			}
-			cancel()
+		if n == 0 {
+			delete(r.aors, k)
 		}
+	}
+	r.mu.Unlock()
+	if len(lapsed) > 0 {
+		r.changed()
+	}
+	r.b.mediaContactsGone(gone)
+	for _, e := range lapsed {
+		pctx, cancel := context.WithTimeout(ctx, r.b.cfg.locTimeout)
+		if err := r.publish(pctx, e); err != nil {
+			r.b.log.Warn("withdrawing lapsed binding failed", "aor", e.aor.String(), "err", err)
+		}
+		cancel()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/hiersip/hiersip/sipua"
@@ -148,7 +149,7 @@ func TestRegistrarAddressIndex(t *testing.T) {
 func BenchmarkServesAddr(b *testing.B) {
 	for _, regs := range []int{10, 10000} {
 		b.Run(strconv.Itoa(regs), func(b *testing.B) {
-			r := newRegistrar(&Bridge{})
+			r := newRegistrar(&Bridge{cfg: config{clock: clock.New()}})
 			now := time.Now()
 			for i := range regs {
 				u := sip.Uri{Scheme: "sip", User: "u" + strconv.Itoa(i), Host: "10.0." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250), Port: 5060}

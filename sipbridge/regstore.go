@@ -87,7 +87,7 @@ func (r *registrar) changed() {
 
 // snapshot returns the live contacts to store.
 func (r *registrar) snapshot() storedFile {
-	now := time.Now()
+	now := r.b.now()
 	f := storedFile{Version: storeVersion, Domain: r.b.domain, Saved: now.UTC()}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -165,8 +165,8 @@ func (r *registrar) runStore(ctx context.Context) {
 			return
 		case <-s.kick:
 		}
-		if wait := time.Until(last.Add(s.gap())); wait > 0 {
-			t := time.NewTimer(wait)
+		if wait := r.b.cfg.clock.Until(last.Add(s.gap())); wait > 0 {
+			t := r.b.cfg.clock.Timer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -177,7 +177,7 @@ func (r *registrar) runStore(ctx context.Context) {
 		if err := r.flush(); err != nil {
 			r.b.log.Warn("saving registrations failed", "file", s.path, "err", err)
 		}
-		last = time.Now()
+		last = r.b.now()
 	}
 }
 
@@ -204,7 +204,7 @@ func (r *registrar) load() []*aorEntry {
 		r.b.log.Warn("registration store is of another domain, ignored", "file", s.path, "store_domain", f.Domain)
 		return nil
 	}
-	now := time.Now()
+	now := r.b.now()
 	maxUntil := now.Add(r.b.cfg.maxExp)
 	r.mu.Lock()
 	defer r.mu.Unlock()

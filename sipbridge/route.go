@@ -189,7 +189,7 @@ func (b *Bridge) interDomainHop(d decision, ai peer.AddrInfo, err error) decisio
 // decide routes req: route, then the lookup it asks for (I/O, bounded by the locator
 // timeout), then the logging of a refusal.
 func (b *Bridge) decide(ctx context.Context, req *sip.Request, from peer.ID) decision {
-	return b.complete(ctx, b.route(req, from, time.Now()), from)
+	return b.complete(ctx, b.route(req, from, b.now()), from)
 }
 
 // complete makes the lookup d, route's decision, asks for (if any) and logs a refusal.
@@ -205,7 +205,7 @@ func (b *Bridge) complete(ctx context.Context, d decision, from peer.ID) decisio
 			if err != nil && !errors.Is(err, domains.ErrNotFound) {
 				b.log.Warn("lookup failed", "aor", aor.String(), "err", err)
 			}
-			now := time.Now()
+			now := b.now()
 			d = b.bindingHop(d, bind, err, now)
 			if !d.answer() {
 				b.binds.put(aor.String(), bind, now)

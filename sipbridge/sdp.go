@@ -5,9 +5,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/libp2p/go-libp2p/core/peer"
 	sdp "github.com/pion/sdp/v3"
+
+	"github.com/hiersip/hiersip/internal/sipsdp"
 )
 
 // anchorAttr is the session-level SDP attribute by which an end node that anchors a call's
@@ -24,26 +25,11 @@ var iceAttrs = map[string]bool{
 	"ice-pacing": true, "candidate": true, "remote-candidates": true, "end-of-candidates": true,
 }
 
-// hasSDP reports whether m carries an SDP body (Content-Type application/sdp).
-func hasSDP(m sip.Message) bool {
-	if len(m.Body()) == 0 {
-		return false
-	}
-	ct, ok := m.(interface{ ContentType() *sip.ContentTypeHeader })
-	if !ok || ct.ContentType() == nil {
-		return false
-	}
-	mt, _, _ := strings.Cut(ct.ContentType().Value(), ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "application/sdp")
-}
-
-func parseSDP(body []byte) (*sdp.SessionDescription, error) {
-	sd := &sdp.SessionDescription{}
-	if err := sd.Unmarshal(body); err != nil {
-		return nil, err
-	}
-	return sd, nil
-}
+// hasSDP reports whether m carries an SDP body; parseSDP parses one (package sipsdp).
+var (
+	hasSDP   = sipsdp.Has
+	parseSDP = sipsdp.Parse
+)
 
 // sdpStream is what the relay needs of one m-line.
 type sdpStream struct {

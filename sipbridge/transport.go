@@ -80,6 +80,19 @@ type inbound struct {
 	stx  *serverTx // the server transaction of a request, once the transaction link made it
 }
 
+// newInbound is msg, read at at from from (key: the source's limiter key), for the
+// admission chain.
+func newInbound(msg sip.Message, from path, key string, at time.Time) *inbound {
+	in := &inbound{from: from, key: key, at: at}
+	switch m := msg.(type) {
+	case *sip.Request:
+		in.req = m
+	case *sip.Response:
+		in.res = m
+	}
+	return in
+}
+
 func (in *inbound) msg() sip.Message {
 	if in.req != nil {
 		return in.req

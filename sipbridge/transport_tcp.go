@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -147,10 +149,7 @@ func (t *tcpTransport) connTo(addr netip.AddrPort) (*tcpConn, error) {
 func (t *tcpTransport) close() {
 	_ = t.ln.Close()
 	t.mu.Lock()
-	l := make([]*tcpConn, 0, len(t.conns))
-	for _, c := range t.conns {
-		l = append(l, c)
-	}
+	l := slices.Collect(maps.Values(t.conns))
 	t.mu.Unlock()
 	for _, c := range l {
 		_ = c.Close()
@@ -237,14 +236,7 @@ func (c *tcpConn) serve() {
 		}
 		msg.SetTransport("TCP")
 		msg.SetSource(c.raddr.String())
-		in := &inbound{from: path{kind: tpTCP, addr: c.raddr, conn: c}, key: c.key, at: now}
-		switch m := msg.(type) {
-		case *sip.Request:
-			in.req = m
-		case *sip.Response:
-			in.res = m
-		}
-		b.receive(in)
+		b.receive(newInbound(msg, path{kind: tpTCP, addr: c.raddr, conn: c}, c.key, now))
 	}
 }
 

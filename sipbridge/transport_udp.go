@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"time"
-
-	"github.com/emiago/sipgo/sip"
 )
 
 // udpTransport is the UA-facing UDP socket. One goroutine reads it, in arrival order:
@@ -67,14 +65,7 @@ func (t *udpTransport) serve() {
 		}
 		msg.SetTransport("UDP")
 		msg.SetSource(ap.String())
-		in := &inbound{from: path{kind: tpUDP, addr: ap}, key: key, at: now}
-		switch m := msg.(type) {
-		case *sip.Request:
-			in.req = m
-		case *sip.Response:
-			in.res = m
-		}
-		b.receive(in)
+		b.receive(newInbound(msg, path{kind: tpUDP, addr: ap}, key, now))
 	}
 }
 

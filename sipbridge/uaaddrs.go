@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -19,8 +20,9 @@ import (
 // uaAddrs remembers the contact addresses (host:port) of the node's local user
 // agents, seen in their requests and responses, for uaAddrTTL. It is bounded.
 type uaAddrs struct {
-	mu sync.Mutex
-	m  map[string]time.Time
+	mu    sync.Mutex
+	m     map[string]time.Time
+	clock clock.Clock // the bridge's (WithClock)
 }
 
 const (
@@ -44,7 +46,7 @@ func (a *uaAddrs) noteKey(key []byte) {
 	a.mu.Lock()
 	at, ok := a.m[string(key)]
 	a.mu.Unlock()
-	if ok && time.Since(at) < time.Minute {
+	if ok && a.clock.Since(at) < time.Minute {
 		return
 	}
 	a.noteAddr(string(key))
@@ -55,7 +57,7 @@ func (a *uaAddrs) noteAddr(key string) {
 	if key == "" {
 		return
 	}
-	now := time.Now()
+	now := a.clock.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.m == nil {
@@ -83,7 +85,7 @@ func (a *uaAddrs) has(u *sip.Uri) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	at, ok := a.m[string(key)]
-	return ok && time.Since(at) <= uaAddrTTL
+	return ok && a.clock.Since(at) <= uaAddrTTL
 }
 
 // uriAddrKey is "host:port" of u, host lower-cased, the port defaulted.

@@ -112,6 +112,28 @@ func (f *uaFlags) start(ctx context.Context, out io.Writer, opts ...sipua.UAOpti
 }
 
 // stop unregisters the UA's contact and closes it.
+// run returns a command's RunE that starts the user agent (registered with
+// the node, with the options of opts, called once the flags are parsed)
+// under a context that ends on SIGINT or SIGTERM, runs do with it and stops
+// it.
+func (f *uaFlags) run(do func(ctx context.Context, out io.Writer, ua *sipua.UA, args []string) error, opts ...func() sipua.UAOption) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		out := cmd.OutOrStdout()
+		ctx, cancel := signalContext(cmd.Context())
+		defer cancel()
+		var uo []sipua.UAOption
+		for _, o := range opts {
+			uo = append(uo, o())
+		}
+		ua, err := f.start(ctx, out, uo...)
+		if err != nil {
+			return err
+		}
+		defer f.stop(ua)
+		return do(ctx, out, ua, args)
+	}
+}
+
 func (f *uaFlags) stop(ua *sipua.UA) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	defer cancel()
@@ -157,15 +179,7 @@ Exits 1 if the call fails.
 		Example: `  hiersip call --as sip:bob@bupt.pastry sip:alice@pku.can
   hiersip call --node 192.0.2.10:5060 --as sip:bob@bupt.pastry --password secret sip:alice@pku.can`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.OutOrStdout()
-			ctx, cancel := signalContext(cmd.Context())
-			defer cancel()
-			ua, err := f.start(ctx, out)
-			if err != nil {
-				return err
-			}
-			defer f.stop(ua)
+		RunE: f.run(func(ctx context.Context, out io.Writer, ua *sipua.UA, args []string) error {
 			cctx, ccancel := context.WithTimeout(ctx, f.timeout)
 			t0 := time.Now()
 			call, err := ua.Call(cctx, args[0])
@@ -211,7 +225,7 @@ Exits 1 if the call fails.
 			printMedia(out, call)
 			printLadder(out, ua)
 			return nil
-		},
+		}),
 	}
 	f.add(cmd)
 	cmd.Flags().DurationVar(&duration, "duration", 5*time.Second, "how long to keep the call up")
@@ -234,15 +248,7 @@ MESSAGEs received, until SIGINT or SIGTERM; then unregister.
 		Example: `  hiersip answer --as sip:alice@pku.can
   hiersip answer --node 192.0.2.10:5060 --as sip:alice@pku.can`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out := cmd.OutOrStdout()
-			ctx, cancel := signalContext(cmd.Context())
-			defer cancel()
-			ua, err := f.start(ctx, out, sipua.WithUAAnswer(sipua.AnswerAuto, ring))
-			if err != nil {
-				return err
-			}
-			defer f.stop(ua)
+		RunE: f.run(func(ctx context.Context, out io.Writer, ua *sipua.UA, _ []string) error {
 			ended := make(chan *sipua.Call)
 			refresh := time.NewTicker(max(f.expires/2, time.Second))
 			defer refresh.Stop()
@@ -276,7 +282,7 @@ MESSAGEs received, until SIGINT or SIGTERM; then unregister.
 					rcancel()
 				}
 			}
-		},
+		}, func() sipua.UAOption { return sipua.WithUAAnswer(sipua.AnswerAuto, ring) }),
 	}
 	f.add(cmd)
 	cmd.Flags().DurationVar(&ring, "ring", 0, "how long to ring before answering")
@@ -297,15 +303,7 @@ unless the answer is 2xx.
 		Example: `  hiersip message --as sip:bob@bupt.pastry sip:alice@pku.can "hello"
   hiersip message --node 192.0.2.10:5060 --as sip:bob@bupt.pastry --password secret sip:alice@pku.can "hello"`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.OutOrStdout()
-			ctx, cancel := signalContext(cmd.Context())
-			defer cancel()
-			ua, err := f.start(ctx, out)
-			if err != nil {
-				return err
-			}
-			defer f.stop(ua)
+		RunE: f.run(func(ctx context.Context, out io.Writer, ua *sipua.UA, args []string) error {
 			mctx, mcancel := context.WithTimeout(ctx, f.timeout)
 			defer mcancel()
 			res, err := ua.Message(mctx, args[0], args[1])
@@ -317,7 +315,7 @@ unless the answer is 2xx.
 				return fmt.Errorf("MESSAGE %s: %s", args[0], statusLine(res))
 			}
 			return nil
-		},
+		}),
 	}
 	f.add(cmd)
 	return cmd

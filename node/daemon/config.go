@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains/enroll"
 	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/internal/hostport"
 	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/node"
 	"github.com/hiersip/hiersip/sipbridge"
@@ -274,29 +274,14 @@ func (c Config) NodeConfig() (node.Config, error) {
 
 // check checks the settings only the daemon has.
 func (c Config) check() error {
-	if err := checkHostPort("admin.listen", c.Admin.Listen); err != nil {
-		return err
+	if err := hostport.Check(c.Admin.Listen); err != nil {
+		return &node.ConfigError{Field: "admin.listen", Err: err}
 	}
 	if c.ShutdownTimeout <= 0 {
 		return &node.ConfigError{Field: "shutdown_timeout", Err: fmt.Errorf("%v: want a positive duration", c.ShutdownTimeout)}
 	}
 	if len(c.ListenAddrs) == 0 {
 		return &node.ConfigError{Field: "listen_addrs", Err: errors.New("empty")}
-	}
-	return nil
-}
-
-// checkHostPort checks a host:port listen address ("" is none).
-func checkHostPort(field, addr string) error {
-	if addr == "" {
-		return nil
-	}
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return &node.ConfigError{Field: field, Err: fmt.Errorf("%q: want host:port", addr)}
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return &node.ConfigError{Field: field, Err: fmt.Errorf("%q: invalid port", addr)}
 	}
 	return nil
 }

@@ -69,6 +69,10 @@ func Run(ctx context.Context, c Config) error {
 		var tok [32]byte
 		_, _ = rand.Read(tok[:])
 		token := hex.EncodeToString(tok[:])
+		admin, err := node.NewAdminHandler(n, node.WithPprof(c.Admin.Pprof), node.WithAdminToken(token))
+		if err != nil {
+			return errors.Join(err, ln.Close(), n.Close())
+		}
 		if c.DataDir != "" {
 			f := filepath.Join(c.DataDir, AdminTokenFile)
 			if err := writePrivate(f, token+"\n"); err != nil {
@@ -82,7 +86,7 @@ func Run(ctx context.Context, c Config) error {
 			log.Warn("admin endpoint beyond loopback: /status, /metrics and /bootstrap are readable by anyone who reaches it (POST endpoints need the token)", "addr", ln.Addr().String())
 		}
 		srv = &http.Server{
-			Handler:           node.NewAdminHandler(n, node.WithPprof(c.Admin.Pprof), node.WithAdminToken(token)),
+			Handler:           admin,
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
