@@ -28,6 +28,7 @@ declare -A PKG=(
 	[kamailio]=kamailio
 	[make]=make
 	[systemd-analyze]=systemd
+	[chromium]=chromium
 )
 have() {
 	case "$1" in
