@@ -19,9 +19,16 @@ type Browser struct {
 	logs   *lockedLines
 }
 
+// Option adds a command-line switch to Chromium.
+type Option = chromedp.ExecAllocatorOption
+
+// WithFlag sets a Chromium switch, e.g. WithFlag("ignore-certificate-errors",
+// true) for a test server's self-signed WSS certificate.
+func WithFlag(name string, value any) Option { return chromedp.Flag(name, value) }
+
 // Start starts Chromium and opens a tab. The browser is closed when the
 // test ends.
-func Start(t testing.TB) *Browser {
+func Start(t testing.TB, extra ...Option) *Browser {
 	t.Helper()
 	bin := ""
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -43,7 +50,10 @@ func Start(t testing.TB) *Browser {
 		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.WindowSize(1280, 900),
+		// Two tabs of one test talk WebRTC over loopback.
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
 	)
+	opts = append(opts, extra...)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	logs := &lockedLines{}
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(logs.add), chromedp.WithErrorf(logs.add))
@@ -70,6 +80,19 @@ func Start(t testing.TB) *Browser {
 		}
 	})
 	return b
+}
+
+// NewTab opens another tab in the same browser, closed at the end of the
+// test.
+func (b *Browser) NewTab(t testing.TB) *Browser {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx)
+	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		t.Fatalf("browser: new tab: %v", err)
+	}
+	t.Cleanup(cancel)
+	return &Browser{ctx: ctx, cancel: cancel, logs: b.logs}
 }
 
 // Do runs steps in the tab, in order, within timeout.

@@ -10,6 +10,12 @@
 // next SRV target. It is what hiersip's outbound routing to ordinary SIP
 // domains will be tested against.
 //
+// With Options.WebSocket every Kamailio also serves SIP over WS and WSS
+// (RFC 7118; WSS with a self-signed certificate from siptls), handling the
+// browser's .invalid Contact with nathelper's aliases, so that the browser
+// phone of package web can register and call there (web's
+// TestPhoneOverWSSAtKamailio).
+//
 // Kamailio runs as a child process in its own process group with its config
 // and logs in the test's temporary directory; the test's cleanup stops it.
 // A missing kamailio binary or module directory skips the test, or fails it

@@ -23,6 +23,7 @@ auto_aliases=no
 alias="%[1]s"
 listen=udp:%[2]s
 listen=tcp:%[2]s
+%[5]s
 mpath="%[3]s"
 loadmodule "tm.so"
 loadmodule "sl.so"
@@ -37,6 +38,7 @@ loadmodule "ctl.so"
 modparam("ctl", "binrpc", "unix:%[4]s/kamailio_ctl")
 modparam("usrloc", "db_mode", 0)
 modparam("registrar", "use_path", 0)
+%[6]s
 
 request_route {
 	if (!mf_process_maxfwd_header("10")) {
@@ -47,11 +49,23 @@ request_route {
 		sl_send_reply("200", "OK");
 		exit;
 	}
+	if (proto == WS || proto == WSS) {
+		# RFC 7118: a browser's Contact names a .invalid host; requests
+		# go back over its WebSocket connection.
+		force_rport();
+		if (is_method("REGISTER")) {
+			fix_nated_register();
+		} else if (!add_contact_alias()) {
+			sl_send_reply("400", "Bad Contact");
+			exit;
+		}
+	}
 	if (is_method("REGISTER")) {
 		if (!save("location")) { sl_reply_error(); }
 		exit;
 	}
 	if (has_totag()) {
+		handle_ruri_alias();
 		if (loose_route()) {
 			if (!t_relay()) { sl_reply_error(); }
 			exit;
@@ -74,6 +88,49 @@ request_route {
 	}
 	if (!t_relay()) { sl_reply_error(); }
 }
+
+onreply_route {
+	if ((proto == WS || proto == WSS) && status =~ "[12][0-9][0-9]") {
+		add_contact_alias();
+	}
+}
+`
+
+// wsListen and wsModules are added to kamailioCfg for WebSocket: WS on a
+// TCP port and WSS on a TLS port (RFC 7118), with the handshake done in
+// xhttp's event route. Without them the placeholders hold nathelper alone.
+const wsListen = `listen=tcp:%[1]s
+listen=tls:%[2]s
+tcp_accept_no_cl=yes
+enable_tls=yes`
+
+const wsModules = `loadmodule "nathelper.so"
+loadmodule "tls.so"
+loadmodule "xhttp.so"
+loadmodule "websocket.so"
+modparam("tls", "config", "%[1]s")
+modparam("nathelper", "received_avp", "$avp(RECEIVED)")
+modparam("registrar", "received_avp", "$avp(RECEIVED)")
+
+event_route[xhttp:request] {
+	set_reply_close();
+	set_reply_no_connect();
+	if ($hdr(Upgrade) =~ "websocket" && $hdr(Connection) =~ "Upgrade" && $rm =~ "GET") {
+		if (ws_handle_handshake()) { exit; }
+	}
+	xhttp_reply("404", "Not Found", "", "");
+}`
+
+const noWSModules = `loadmodule "nathelper.so"
+modparam("nathelper", "received_avp", "$avp(RECEIVED)")
+modparam("registrar", "received_avp", "$avp(RECEIVED)")`
+
+const tlsCfg = `[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+certificate = %[1]s
+private_key = %[2]s
 `
 
 // kamailioModules finds Kamailio's module directory, or "".
@@ -93,19 +150,41 @@ type Kamailio struct {
 	Name string
 	// Addr is its UDP and TCP address, host:port.
 	Addr string
+	// CertFile is the certificate WSS serves (self-signed), for a client's
+	// CA file.
+	CertFile string
+	// WSAddr and WSSAddr are its WebSocket addresses (ws:// and wss://,
+	// any path), when the world was started with WebSocket.
+	WSAddr, WSSAddr string
 
 	cmd  *exec.Cmd
 	dir  string
 	done chan struct{}
 }
 
-// startKamailio starts Kamailio for domain at addr with its files in dir.
-func startKamailio(bin, mods, domain, name, addr, dir string) (*Kamailio, error) {
+// wsConfig is what a Kamailio needs to serve WS and WSS.
+type wsConfig struct {
+	wsAddr, wssAddr   string
+	certFile, keyFile string
+}
+
+// startKamailio starts Kamailio for domain at addr with its files in dir;
+// with ws, also on WebSocket.
+func startKamailio(bin, mods, domain, name, addr, dir string, ws *wsConfig) (*Kamailio, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	listen, modules := "", noWSModules
+	if ws != nil {
+		tlsPath := filepath.Join(dir, "tls.cfg")
+		if err := os.WriteFile(tlsPath, []byte(fmt.Sprintf(tlsCfg, ws.certFile, ws.keyFile)), 0o600); err != nil {
+			return nil, err
+		}
+		listen = fmt.Sprintf(wsListen, ws.wsAddr, ws.wssAddr)
+		modules = fmt.Sprintf(wsModules, tlsPath)
+	}
 	cfgPath := filepath.Join(dir, "kamailio.cfg")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(kamailioCfg, domain, addr, mods, dir)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(kamailioCfg, domain, addr, mods, dir, listen, modules)), 0o644); err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, "kamailio.log"))
@@ -123,6 +202,9 @@ func startKamailio(bin, mods, domain, name, addr, dir string) (*Kamailio, error)
 		return nil, fmt.Errorf("sipworld: start kamailio: %w", err)
 	}
 	k := &Kamailio{Name: name, Addr: addr, cmd: cmd, dir: dir, done: make(chan struct{})}
+	if ws != nil {
+		k.WSAddr, k.WSSAddr, k.CertFile = ws.wsAddr, ws.wssAddr, ws.certFile
+	}
 	go func() { _ = cmd.Wait(); close(k.done) }()
 	return k, nil
 }

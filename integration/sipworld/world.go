@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/hiersip/hiersip/integration/testenv"
 	"github.com/hiersip/hiersip/sipdns"
 	"github.com/hiersip/hiersip/sipdns/dnstest"
+	"github.com/hiersip/hiersip/siptls"
 )
 
 // Domain is the ordinary SIP domain the world serves.
@@ -29,11 +31,29 @@ type World struct {
 	Kamailios []*Kamailio
 }
 
+// Options are what StartWith starts.
+type Options struct {
+	// Servers is the number of Kamailios (at least 1).
+	Servers int
+	// WebSocket makes every Kamailio serve SIP over WS and WSS too (RFC
+	// 7118), WSS with a self-signed certificate (CertFile) for its name and
+	// 127.0.0.1. It needs Debian's kamailio-websocket-modules and
+	// kamailio-tls-modules.
+	WebSocket bool
+}
+
 // Start starts n Kamailios for example.test and a DNS server publishing
 // them, and stops all of it at the end of the test. It returns when every
 // Kamailio answers OPTIONS.
 func Start(t testing.TB, n int) *World {
 	t.Helper()
+	return StartWith(t, Options{Servers: n})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *World {
+	t.Helper()
+	n := o.Servers
 	if n < 1 {
 		t.Fatalf("sipworld: %d servers", n)
 	}
@@ -41,6 +61,13 @@ func Start(t testing.TB, n int) *World {
 	mods := kamailioModules()
 	if mods == "" {
 		testenv.Unavailable(t, "Kamailio's module directory (tm.so) not found")
+	}
+	if o.WebSocket {
+		for _, m := range []string{"websocket.so", "tls.so", "xhttp.so"} {
+			if _, err := os.Stat(filepath.Join(mods, m)); err != nil {
+				testenv.Unavailable(t, "Kamailio module %s (Debian packages kamailio-websocket-modules, kamailio-tls-modules)", m)
+			}
+		}
 	}
 	w := &World{}
 	dir := t.TempDir()
@@ -56,7 +83,23 @@ func Start(t testing.TB, n int) *World {
 			t.Fatal(err)
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		k, err := startKamailio(bin, mods, Domain, name, addr, filepath.Join(dir, name))
+		kdir := filepath.Join(dir, name)
+		var ws *wsConfig
+		if o.WebSocket {
+			ws = &wsConfig{}
+			for _, a := range []*string{&ws.wsAddr, &ws.wssAddr} {
+				p, err := freePort()
+				if err != nil {
+					t.Fatal(err)
+				}
+				*a = fmt.Sprintf("127.0.0.1:%d", p)
+			}
+			if _, err := siptls.Certificate(siptls.WithSelfSigned(kdir, name, "127.0.0.1")); err != nil {
+				t.Fatal(err)
+			}
+			ws.certFile, ws.keyFile = filepath.Join(kdir, siptls.CertFile), filepath.Join(kdir, siptls.KeyFile)
+		}
+		k, err := startKamailio(bin, mods, Domain, name, addr, kdir, ws)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,7 +33,10 @@ export function startPhone(doc, params) {
     const onTrack = (ev) => { if (ev.streams && ev.streams[0]) remote.srcObject = ev.streams[0]; };
     if (s.connection) s.connection.addEventListener('track', onTrack);
     s.on('peerconnection', (e) => e.peerconnection.addEventListener('track', onTrack));
-    s.on('progress', () => { state.call = s.direction === 'incoming' ? 'ringing' : 'ringing at the far end'; show(); });
+    s.on('progress', () => {
+      if (state.call === 'calling') { state.call = 'ringing at the far end'; show(); }
+    });
+    s.on('accepted', () => { state.call = 'answered'; show(); });
     s.on('confirmed', () => { state.call = 'established'; show(); });
     const end = (e) => { state.call = `ended (${e.cause})`; session = null; show(); };
     s.on('ended', end);
