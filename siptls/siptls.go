@@ -98,13 +98,25 @@ func WithValidity(validity, renewBefore time.Duration) CertOption {
 
 // WithClock sets the clock (default time.Now).
 func WithClock(now func() time.Time) CertOption {
-	return func(c *certConfig) error { c.now = now; return nil }
+	return func(c *certConfig) error {
+		if now == nil {
+			return fmt.Errorf("%w: nil clock", ErrConfig)
+		}
+		c.now = now
+		return nil
+	}
 }
 
 // WithLogger sets the logger (default none): it says when a certificate is
 // made or a key file is readable by others.
 func WithLogger(l *slog.Logger) CertOption {
-	return func(c *certConfig) error { c.log = l; return nil }
+	return func(c *certConfig) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrConfig)
+		}
+		c.log = l
+		return nil
+	}
 }
 
 // Certificate returns the certificate and key to serve: from files

@@ -45,27 +45,48 @@ func Start(records ...string) (*Server, error) {
 	if err := s.Add(records...); err != nil {
 		return nil, err
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("dnstest: %w", err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
+	// One port for UDP and TCP: a free UDP port's TCP twin may be taken,
+	// so try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	for range 20 {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("dnstest: %w", err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		if ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			break
+		}
 		pc.Close()
-		return nil, fmt.Errorf("dnstest: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dnstest: no port free for both UDP and TCP: %w", err)
 	}
 	s.Addr = pc.LocalAddr().String()
 	h := dns.HandlerFunc(s.serve)
 	s.udp = &dns.Server{PacketConn: pc, Handler: h}
 	s.tcp = &dns.Server{Listener: ln, Handler: h}
-	started := make(chan struct{}, 2)
+	started := make(chan error, 4)
 	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		srv.NotifyStartedFunc = func() { started <- struct{}{} }
-		s.wg.Go(func() { _ = srv.ActivateAndServe() })
+		srv.NotifyStartedFunc = func() { started <- nil }
+		s.wg.Go(func() {
+			if err := srv.ActivateAndServe(); err != nil && !s.closed.Load() {
+				started <- err
+			}
+		})
 	}
-	<-started
-	<-started
+	for range 2 {
+		if err := <-started; err != nil {
+			s.closed.Store(true)
+			_ = s.udp.Shutdown()
+			_ = s.tcp.Shutdown()
+			pc.Close()
+			ln.Close()
+			s.wg.Wait()
+			return nil, fmt.Errorf("dnstest: serve: %w", err)
+		}
+	}
 	return s, nil
 }
 
