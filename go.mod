@@ -6,6 +6,7 @@ require (
 	github.com/benbjohnson/clock v1.3.5
 	github.com/chromedp/chromedp v0.23.0
 	github.com/emiago/sipgo v1.7.2
+	github.com/gobwas/ws v1.3.2
 	github.com/google/gopacket v1.1.19
 	github.com/icholy/digest v1.2.0
 	github.com/ipfs/go-datastore v0.9.2
@@ -56,7 +57,6 @@ require (
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
 	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/gobwas/pool v0.2.1 // indirect
-	github.com/gobwas/ws v1.3.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/hashicorp/golang-lru v1.0.2 // indirect

@@ -2,6 +2,7 @@ package sipbridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -104,6 +105,9 @@ type config struct {
 	trusted          []netip.Prefix // UA networks served without users (relaypolicy.go)
 	digestAlgs       []string       // nil: MD5 (SHA-256 when a user has no MD5 HA1; digest.go)
 	maxContacts      int            // 0: DefaultMaxContacts (contactcap.go)
+	// transport_tls.go: TLS, WS and WSS listeners for UAs
+	tlsAddr, wsAddr, wssAddr    string
+	tlsConf, wssConf, tlsClient *tls.Config
 }
 
 // Option configures a Bridge.
@@ -169,8 +173,8 @@ func WithUDPBuffer(n int) Option { return func(c *config) error { c.udpBuf = n; 
 
 func (c *config) validate() error {
 	switch {
-	case c.udpAddr == "" && c.tcpAddr == "":
-		return fmt.Errorf("%w: neither UDP nor TCP listen address", ErrBadOption)
+	case c.udpAddr == "" && c.tcpAddr == "" && c.tlsAddr == "" && c.wsAddr == "" && c.wssAddr == "":
+		return fmt.Errorf("%w: no UDP, TCP, TLS, WS or WSS listen address", ErrBadOption)
 	case c.maxMsg < 1024:
 		return fmt.Errorf("%w: max message size %d < 1024", ErrBadOption, c.maxMsg)
 	case c.maxTxPerPeer < 1:
@@ -200,6 +204,8 @@ type Bridge struct {
 
 	udp     *udpTransport // nil when UDP is off
 	tcp     *tcpTransport // nil when TCP is off
+	tls     *tcpTransport // nil when TLS is off (transport_tls.go)
+	ws, wss *tcpTransport // nil when WS, WSS are off (transport_ws.go)
 	udpHost string        // bound IP ("::" for a wildcard: Go binds one dual-stack socket)
 	udpPort int
 	tcpHost string
@@ -327,6 +333,9 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		tcpA = a
 	}
 	b.addrs = newAddrBook(udpA, tcpA, cfg.advHost, cfg.advPort)
+	if err := b.listenSecure(); err != nil { // transport_tls.go
+		return nil, err
+	}
 	var restored []*aorEntry
 	if cfg.regStore != "" {
 		b.reg.store = newRegStore(cfg.regStore)
@@ -342,6 +351,7 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	if b.tcp != nil {
 		b.spawn(b.tcp.serve)
 	}
+	b.serveSecure()
 	b.spawn(func() { b.reg.run(b.ctx) })
 	b.spawn(func() { b.runNATKeepalive(b.ctx) })
 	if b.reg.store != nil {
@@ -383,6 +393,7 @@ func (b *Bridge) Close() error {
 	if b.tcp != nil {
 		b.tcp.close()
 	}
+	b.closeSecure()
 	b.links.closeAll()
 	b.wg.Wait()
 	b.txl.endAll(ErrClosed)

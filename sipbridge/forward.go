@@ -212,6 +212,9 @@ func uriTransport(u *sip.Uri) string {
 	if t, ok := u.UriParams.Get("transport"); ok && t != "" {
 		return strings.ToLower(t)
 	}
+	if u.IsEncrypted() {
+		return "tls" // sips: (RFC 5630)
+	}
 	return "udp"
 }
 

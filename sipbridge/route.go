@@ -105,7 +105,7 @@ func (b *Bridge) route(req *sip.Request, from peer.ID, now time.Time) decision {
 		d.ruri = &sip.Uri{Scheme: "sip", User: u.User, Host: b.domain}
 		u = d.ruri
 	}
-	if u.User == "" || u.Port != 0 || net.ParseIP(strings.Trim(u.Host, "[]")) != nil {
+	if u.User == "" || u.Port != 0 || net.ParseIP(strings.Trim(u.Host, "[]")) != nil || invalidHost(u.Host) {
 		// A contact address (the last hop of an in-dialog request, or a UA's explicit target).
 		uc := u.Clone()
 		if !b.localUA(uc) {

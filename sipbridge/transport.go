@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,7 +36,14 @@ const (
 	tpUDP tpKind = iota + 1
 	tpTCP
 	tpP2P
+	tpTLS // TCP over TLS (transport_tls.go)
+	tpWS  // WebSocket (transport_ws.go)
+	tpWSS // WebSocket over TLS
 )
+
+// stream reports whether k is one of the UA-facing connection transports (TCP, TLS, WS,
+// WSS), which share tcpTransport.
+func (k tpKind) stream() bool { return k == tpTCP || k == tpTLS || k == tpWS || k == tpWSS }
 
 func (k tpKind) String() string {
 	switch k {
@@ -47,6 +53,12 @@ func (k tpKind) String() string {
 		return "TCP"
 	case tpP2P:
 		return overlayTransport
+	case tpTLS:
+		return "TLS"
+	case tpWS:
+		return "WS"
+	case tpWSS:
+		return "WSS"
 	}
 	return "?"
 }
@@ -203,14 +215,15 @@ func (b *Bridge) write(p path, msg sip.Message, done func(error)) error {
 		err := b.udp.writeTo(buf.Bytes(), p.addr)
 		putBuf(buf)
 		return err
-	case tpTCP:
+	case tpTCP, tpTLS, tpWS, tpWSS:
 		c := p.conn
 		if c == nil || c.closed() {
-			if b.tcp == nil {
-				return fmt.Errorf("%w: no TCP listener", ErrLinkDown)
+			t := b.streamTP(p.kind)
+			if t == nil {
+				return fmt.Errorf("%w: no %s listener", ErrLinkDown, p.kind)
 			}
 			var err error
-			if c, err = b.tcp.connTo(p.addr); err != nil {
+			if c, err = t.connTo(p.addr); err != nil {
 				return err
 			}
 		}
@@ -244,10 +257,7 @@ func (b *Bridge) pathTo(h hop) (path, error) {
 	if err != nil {
 		return path{}, fmt.Errorf("%w: %s: %w", ErrLinkDown, dst, err)
 	}
-	if strings.EqualFold(tp, "tcp") {
-		return path{kind: tpTCP, addr: ap}, nil
-	}
-	return path{kind: tpUDP, addr: ap}, nil
+	return path{kind: kindOf(tp), addr: ap}, nil
 }
 
 // resolveAddrPort turns "host:port" into an address, looking a host name up in DNS

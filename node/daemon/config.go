@@ -52,6 +52,14 @@ type Config struct {
 	SIP        struct {
 		UDP            string        `koanf:"udp" help:"UA-facing SIP UDP address (empty: none; both empty: no SIP)"`
 		TCP            string        `koanf:"tcp" help:"UA-facing SIP TCP address (empty: none)"`
+		TLS            string        `koanf:"tls" help:"UA-facing SIP over TLS address, e.g. 0.0.0.0:5061 (empty: none)"`
+		WS             string        `koanf:"ws" help:"UA-facing SIP over WebSocket address (RFC 7118; empty: none)"`
+		WSS            string        `koanf:"wss" help:"UA-facing SIP over secure WebSocket address, for browser phones (empty: none)"`
+		TLSCert        string        `koanf:"tls_cert" help:"certificate file (PEM) of sip.tls and sip.wss (empty: a self-signed one in the data directory)"`
+		TLSKey         string        `koanf:"tls_key" help:"key file (PEM) of sip.tls_cert"`
+		TLSNames       []string      `koanf:"tls_names" help:"DNS names and IPs of the self-signed certificate (empty: the host of sip.advertise, sip.tls, sip.wss, and localhost)"`
+		TLSClientAuth  string        `koanf:"tls_client_auth" help:"client certificates over TLS/WSS: none, request or require"`
+		TLSCAFile      string        `koanf:"tls_ca_file" help:"CA file (PEM) that client certificates are checked against"`
 		UsersFile      string        `koanf:"users_file" help:"users file: turns on digest authentication of local UAs"`
 		MinExpires     time.Duration `koanf:"min_expires" help:"shortest registration accepted (0: the bridge's default)"`
 		DefaultExpires time.Duration `koanf:"default_expires" help:"registration interval when a REGISTER names none (0: default)"`
