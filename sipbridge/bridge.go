@@ -21,6 +21,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/media"
+	"github.com/hiersip/hiersip/sipdns"
 )
 
 // ProtocolID is the libp2p protocol that carries SIP between nodes.
@@ -108,6 +109,8 @@ type config struct {
 	// transport_tls.go: TLS, WS and WSS listeners for UAs
 	tlsAddr, wsAddr, wssAddr    string
 	tlsConf, wssConf, tlsClient *tls.Config
+	outbound                    *sipdns.Resolver // outbound.go
+	outboundTry                 time.Duration
 }
 
 // Option configures a Bridge.
@@ -235,6 +238,7 @@ type Bridge struct {
 
 	inflight atomic.Int64 // requests being proxied (relay running)
 	uas      uaAddrs      // contact addresses of local UAs
+	ext      uaAddrs      // addresses outside the overlay dialogs go to (outbound.go)
 
 	lim     *limiter
 	binds   *bindingCache

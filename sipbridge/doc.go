@@ -262,6 +262,19 @@
 // [WithTLSClient]. The WebSocket handshake needs the "sip" subprotocol; the node pings
 // WebSocket connections at a third of the idle timeout.
 //
+// # Ordinary SIP domains
+//
+// With [WithOutbound], a request for a domain that the inter-domain resolver does not
+// know (domains.ErrNotFound: not in the global overlay) goes to that domain's SIP servers
+// as RFC 3263 finds them (package sipdns: its policy first, then NAPTR, SRV, A/AAAA), with
+// failover to the next server when one stays silent for the try time or cannot be
+// reached; sipdns's errors become the answer (604 for a domain that does not exist, 404,
+// 403, 503). The node record-routes such dialogs. Only its own UAs and members of its
+// domain can make a request leave, and in-dialog requests go outside only to addresses
+// the dialog's INVITE went to or its answers named (outbound.go). The overlay's Vias are
+// disguised on the way out ("SIP/2.0/TCP <peer-id>.invalid;hsv": Kamailio parses no
+// "SIP/2.0/P2P") and restored in the answers.
+//
 // # Abuse and faults
 //
 // Who may send what, and what a forged, replayed or oversized message does:

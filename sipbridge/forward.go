@@ -53,6 +53,9 @@ func (b *Bridge) forward(req *sip.Request, d decision, from peer.ID) *forwarding
 		f.fwd.Recipient = *d.ruri
 	}
 	b.prepare(f)
+	if f.hop.ext != nil {
+		f.fwd = hideOverlayVias(f.fwd) // outbound.go
+	}
 	return f
 }
 

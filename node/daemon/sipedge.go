@@ -3,10 +3,13 @@ package daemon
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 
 	"github.com/hiersip/hiersip/node"
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/sipdns"
 	"github.com/hiersip/hiersip/siptls"
 )
 
@@ -23,6 +26,13 @@ func (c Config) sipEdgeOptions() ([]sipbridge.Option, error) {
 		}
 	}
 	var opts []sipbridge.Option
+	if s.Outbound.Enabled {
+		o, err := c.outboundOption()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o)
+	}
 	if s.WS != "" {
 		opts = append(opts, sipbridge.WithWS(s.WS))
 	}
@@ -115,4 +125,63 @@ func (c Config) tlsNames() []string {
 	}
 	add("localhost")
 	return names
+}
+
+// outboundOption builds the resolver of sip.outbound.* and the bridge option that routes
+// calls out of the overlay with it. The resolver holds no goroutine or socket between
+// questions: it needs no closing beyond the node's life.
+func (c Config) outboundOption() (sipbridge.Option, error) {
+	o := c.SIP.Outbound
+	pol := &sipdns.Policy{Allow: o.Allow, Deny: o.Deny}
+	if len(o.Routes) > 0 {
+		pol.Routes = map[string]string{}
+		for _, r := range o.Routes {
+			suffix, uri, ok := strings.Cut(r, "=")
+			if !ok || strings.TrimSpace(suffix) == "" || strings.TrimSpace(uri) == "" {
+				return nil, &node.ConfigError{Field: "sip.outbound.routes", Err: fmt.Errorf("%q: want suffix=sip:host[:port]", r)}
+			}
+			pol.Routes[strings.TrimSpace(suffix)] = strings.TrimSpace(uri)
+		}
+	}
+	if o.DenyInternal {
+		pol.DenyAddrs = sipdns.DenyInternal
+	}
+	if err := pol.Validate(); err != nil {
+		field := "sip.outbound.allow"
+		switch {
+		case strings.Contains(err.Error(), "route"):
+			field = "sip.outbound.routes"
+		case len(o.Deny) > 0:
+			field = "sip.outbound.deny"
+		}
+		return nil, &node.ConfigError{Field: field, Err: err}
+	}
+	if o.TryTimeout < 0 {
+		return nil, &node.ConfigError{Field: "sip.outbound.try_timeout", Err: fmt.Errorf("%v is negative", o.TryTimeout)}
+	}
+	ropts := []sipdns.Option{sipdns.WithPolicy(pol)}
+	for _, o := range []struct {
+		field string
+		set   bool
+		opt   sipdns.Option
+	}{
+		{"sip.outbound.dns", len(o.DNS) > 0, sipdns.WithServers(o.DNS...)},
+		{"sip.outbound.transports", len(o.Transports) > 0, sipdns.WithTransports(o.Transports...)},
+	} {
+		if !o.set {
+			continue
+		}
+		if _, err := sipdns.New(o.opt); err != nil {
+			return nil, &node.ConfigError{Field: o.field, Err: err}
+		}
+		ropts = append(ropts, o.opt)
+	}
+	if c.Logger != nil {
+		ropts = append(ropts, sipdns.WithLogger(c.Logger))
+	}
+	r, err := sipdns.New(ropts...)
+	if err != nil {
+		return nil, &node.ConfigError{Field: "sip.outbound", Err: err}
+	}
+	return sipbridge.WithOutbound(r, o.TryTimeout), nil
 }

@@ -124,3 +124,43 @@ func TestDaemonConfigTLSErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonConfigOutbound: sip.outbound.* build the resolver; their errors name the setting.
+func TestDaemonConfigOutbound(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("HIERSIP_SIP_OUTBOUND_ENABLED", "true")
+	t.Setenv("HIERSIP_SIP_OUTBOUND_DNS", "127.0.0.1:5353")
+	t.Setenv("HIERSIP_SIP_OUTBOUND_ROUTES", "example.org=sip:gw.example.net")
+	c, err := Load("", daemonFlags(t, "--domain", "pastry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Logger = quiet
+	if _, err := c.NodeConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.SIP.Outbound.DenyInternal || len(c.SIP.Outbound.Transports) != 2 {
+		t.Fatalf("defaults: %+v", c.SIP.Outbound)
+	}
+	for _, bad := range []struct{ env, value, field string }{
+		{"HIERSIP_SIP_OUTBOUND_TRANSPORTS", "sctp", "sip.outbound.transports"},
+		{"HIERSIP_SIP_OUTBOUND_ROUTES", "example.org", "sip.outbound.routes"},
+		{"HIERSIP_SIP_OUTBOUND_DENY", "bad..suffix", "sip.outbound.deny"},
+		{"HIERSIP_SIP_OUTBOUND_TRY_TIMEOUT", "-1s", "sip.outbound.try_timeout"},
+	} {
+		clearEnv(t)
+		t.Setenv("HIERSIP_SIP_OUTBOUND_ENABLED", "true")
+		t.Setenv(bad.env, bad.value)
+		c, err := Load("", daemonFlags(t, "--domain", "pastry"))
+		if err != nil {
+			if strings.Contains(err.Error(), bad.field) {
+				continue
+			}
+			t.Fatal(err)
+		}
+		c.Logger = quiet
+		if _, err := c.NodeConfig(); err == nil || !strings.Contains(err.Error(), bad.field) {
+			t.Fatalf("%s=%s: %v, want an error naming %s", bad.env, bad.value, err, bad.field)
+		}
+	}
+}
