@@ -447,7 +447,10 @@ func hopDest(h hop) (dst, transport string) {
 // called UA's is on top: it uses the first, the caller the last.
 func (b *Bridge) recordRoute(req, fwd *sip.Request, h hop, from peer.ID) {
 	var uris []sip.Uri
-	if from == "" {
+	switch {
+	case from == "" && b.isPublic(req):
+		uris = append(uris, b.publicURI(req.Source())) // public.go
+	case from == "":
 		uris = append(uris, b.selfURI(strings.ToLower(req.Transport()), req.Source()))
 	}
 	if h.uri != nil {

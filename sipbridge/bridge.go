@@ -111,6 +111,7 @@ type config struct {
 	tlsConf, wssConf, tlsClient *tls.Config
 	outbound                    *sipdns.Resolver // outbound.go
 	outboundTry                 time.Duration
+	publicAddr                  string // public.go
 }
 
 // Option configures a Bridge.
@@ -209,7 +210,9 @@ type Bridge struct {
 	tcp     *tcpTransport // nil when TCP is off
 	tls     *tcpTransport // nil when TLS is off (transport_tls.go)
 	ws, wss *tcpTransport // nil when WS, WSS are off (transport_ws.go)
-	udpHost string        // bound IP ("::" for a wildcard: Go binds one dual-stack socket)
+	pub     *udpTransport // nil without a public address (public.go)
+	pubShow string
+	udpHost string // bound IP ("::" for a wildcard: Go binds one dual-stack socket)
 	udpPort int
 	tcpHost string
 	tcpPort int

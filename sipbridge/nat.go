@@ -129,6 +129,9 @@ func uaNAT(req *sip.Request) bool {
 // NAT, else its Contact, but only when the Contact names the host the request came from
 // (a Contact naming another host would let a UA make the node a reflector to it).
 func (b *Bridge) noteUA(req *sip.Request) {
+	if b.isPublic(req) {
+		return // an ordinary SIP server, not a UA (public.go)
+	}
 	if uaNAT(req) {
 		b.uas.noteAddr(uriAddrKey(srcURI(req.Source())))
 		return

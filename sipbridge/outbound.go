@@ -71,7 +71,7 @@ func (b *Bridge) mayGoOut(from peer.ID) bool {
 // extAllowed reports whether u, named by an in-dialog request from from, is an address
 // outside the overlay the node may send to (see above).
 func (b *Bridge) extAllowed(u *sip.Uri, from peer.ID) bool {
-	return b.cfg.outbound != nil && b.mayGoOut(from) && b.ext.has(u)
+	return (b.cfg.outbound != nil || b.pub != nil) && b.mayGoOut(from) && b.ext.has(u)
 }
 
 // outboundWanted reports whether a request whose inter-domain lookup gave (ai, err) goes

@@ -71,6 +71,7 @@ type path struct {
 	conn  *tcpConn
 	peer  peer.ID
 	addrs []ma.Multiaddr // a peer's addresses, added to the peerstore before dialing it
+	pub   bool           // UDP: over the public socket (public.go)
 }
 
 func (p path) reliable() bool { return p.kind != tpUDP }
@@ -207,12 +208,16 @@ func (b *Bridge) send(p path, msg sip.Message, done func(error)) error {
 func (b *Bridge) write(p path, msg sip.Message, done func(error)) error {
 	switch p.kind {
 	case tpUDP:
-		if b.udp == nil {
+		u := b.udp
+		if p.pub && b.pub != nil {
+			u = b.pub
+		}
+		if u == nil {
 			return fmt.Errorf("%w: no UDP socket", ErrLinkDown)
 		}
 		buf := getBuf()
 		encodeTo(buf, msg)
-		err := b.udp.writeTo(buf.Bytes(), p.addr)
+		err := u.writeTo(buf.Bytes(), p.addr)
 		putBuf(buf)
 		return err
 	case tpTCP, tpTLS, tpWS, tpWSS:
@@ -240,6 +245,9 @@ func (b *Bridge) write(p path, msg sip.Message, done func(error)) error {
 
 // sendBytes writes an encoded message along p (retransmissions over UDP).
 func (b *Bridge) sendBytes(p path, data []byte) error {
+	if p.kind == tpUDP && p.pub && b.pub != nil {
+		return b.pub.writeTo(data, p.addr)
+	}
 	if p.kind == tpUDP && b.udp != nil {
 		return b.udp.writeTo(data, p.addr)
 	}

@@ -158,6 +158,9 @@ func (b *Bridge) listenSecure() error {
 		return t, nil
 	}
 	var err error
+	if err := b.listenPublic(); err != nil { // public.go
+		return err
+	}
 	if cfg.tlsAddr != "" {
 		if b.tls, err = open(tpTLS, cfg.tlsAddr, cfg.tlsConf); err != nil {
 			return err
@@ -178,6 +181,9 @@ func (b *Bridge) listenSecure() error {
 
 // serveSecure starts serving the TLS, WS and WSS listeners.
 func (b *Bridge) serveSecure() {
+	if b.pub != nil {
+		b.spawn(b.pub.serve)
+	}
 	for _, t := range []*tcpTransport{b.tls, b.ws, b.wss} {
 		if t != nil {
 			b.spawn(t.serve)
@@ -190,6 +196,9 @@ func (b *Bridge) serveSecure() {
 
 // closeSecure closes the TLS, WS and WSS listeners and their connections.
 func (b *Bridge) closeSecure() {
+	if b.pub != nil {
+		_ = b.pub.close()
+	}
 	for _, t := range []*tcpTransport{b.tls, b.ws, b.wss} {
 		if t != nil {
 			t.close()

@@ -22,6 +22,7 @@ type udpTransport struct {
 	b    *Bridge
 	conn *net.UDPConn
 	port int
+	pub  bool // the public socket of ordinary SIP servers (public.go)
 }
 
 // maxUDPPayload is the largest UDP datagram payload (IPv4).
@@ -67,7 +68,10 @@ func (t *udpTransport) serve() {
 		}
 		msg.SetTransport("UDP")
 		msg.SetSource(ap.String())
-		in := &inbound{from: path{kind: tpUDP, addr: ap}, key: key, at: now}
+		in := &inbound{from: path{kind: tpUDP, addr: ap, pub: t.pub}, key: key, at: now}
+		if t.pub {
+			msg.SetDestination(b.pubShow) // public.go: isPublic
+		}
 		switch m := msg.(type) {
 		case *sip.Request:
 			in.req = m

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -82,6 +84,7 @@ request_route {
 		exit;
 	}
 	if (is_method("INVITE|SUBSCRIBE")) { record_route(); }
+%[7]s
 	if (!lookup("location")) {
 		sl_send_reply("404", "Not Found");
 		exit;
@@ -170,7 +173,7 @@ type wsConfig struct {
 
 // startKamailio starts Kamailio for domain at addr with its files in dir;
 // with ws, also on WebSocket.
-func startKamailio(bin, mods, domain, name, addr, dir string, ws *wsConfig) (*Kamailio, error) {
+func startKamailio(bin, mods, domain, name, addr, dir string, ws *wsConfig, routes map[string]string) (*Kamailio, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -184,7 +187,7 @@ func startKamailio(bin, mods, domain, name, addr, dir string, ws *wsConfig) (*Ka
 		modules = fmt.Sprintf(wsModules, tlsPath)
 	}
 	cfgPath := filepath.Join(dir, "kamailio.cfg")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(kamailioCfg, domain, addr, mods, dir, listen, modules)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(kamailioCfg, domain, addr, mods, dir, listen, modules, routeBlock(routes))), 0o644); err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, "kamailio.log"))
@@ -248,3 +251,18 @@ func (k *Kamailio) Stop() error {
 }
 
 func (k *Kamailio) String() string { return k.Name + " " + k.Addr }
+
+// routeBlock is the request_route part that sends requests for other domains to a fixed
+// server, as an operator's static route (or its DNS) would: Options.Routes.
+func routeBlock(routes map[string]string) string {
+	doms := make([]string, 0, len(routes))
+	for d := range routes {
+		doms = append(doms, d)
+	}
+	sort.Strings(doms)
+	var b strings.Builder
+	for _, d := range doms {
+		fmt.Fprintf(&b, "\tif ($rd == \"%s\") {\n\t\tremove_hf(\"Route\"); # the phone's preloaded Route to this server\n\t\t$du = \"sip:%s\";\n\t\tif (!t_relay()) { sl_reply_error(); }\n\t\texit;\n\t}\n", d, routes[d])
+	}
+	return b.String()
+}

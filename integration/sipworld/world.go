@@ -40,6 +40,10 @@ type Options struct {
 	// 127.0.0.1. It needs Debian's kamailio-websocket-modules and
 	// kamailio-tls-modules.
 	WebSocket bool
+	// Routes sends requests for other domains to a fixed server: domain →
+	// host:port (a hiersip proxy's public address, sip.public.udp), as an
+	// operator routes a peer domain.
+	Routes map[string]string
 }
 
 // Start starts n Kamailios for example.test and a DNS server publishing
@@ -99,7 +103,7 @@ func StartWith(t testing.TB, o Options) *World {
 			}
 			ws.certFile, ws.keyFile = filepath.Join(kdir, siptls.CertFile), filepath.Join(kdir, siptls.KeyFile)
 		}
-		k, err := startKamailio(bin, mods, Domain, name, addr, kdir, ws)
+		k, err := startKamailio(bin, mods, Domain, name, addr, kdir, ws, o.Routes)
 		if err != nil {
 			t.Fatal(err)
 		}

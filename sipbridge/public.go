@@ -1,0 +1,119 @@
+package sipbridge
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Inbound from ordinary SIP. A proxy can listen on a public SIP address for its domain
+// (WithPublic: what an operator publishes in the domain's DNS SRV records) where ordinary
+// SIP servers (Kamailio, a provider) send requests for its users. What arrives there is
+// admitted as from a user agent — the same raw budget, rate limits and transaction
+// bounds per source IP — but it is no user agent of the node: no digest is asked (the
+// servers hold no credentials here), REGISTER is refused, and a request is served only
+// when its route stays inside the domain: an initial request for a user of the node's
+// domain (looked up in the domain as any), OPTIONS to the node itself, or an in-dialog
+// request whose route set names this node and then another node (or a local UA). Anything
+// else — a request for another domain, a Route to an address outside — gets 403 and
+// goes nowhere: the public address is no relay, not even towards the servers the node
+// talks to (WithOutbound's requests never start there). The node record-routes the
+// dialogs it admits there with the public address, notes the addresses of the calling
+// side (its source, Contact, Record-Route) as those the dialog's requests may go back to
+// (outbound.go), and answers from the public socket.
+
+// publicTransport names the public listener among the node's addresses (addrBook).
+const publicTransport = "public"
+
+// WithPublic serves ordinary SIP servers on the UDP address addr ("" none, the default):
+// requests for the users of the node's domain only (see above). Port 0 picks a free port.
+func WithPublic(addr string) Option {
+	return func(c *config) error { c.publicAddr = addr; return nil }
+}
+
+// PublicAddr is the bound public SIP address ("" when off), as UDPAddr.
+func (b *Bridge) PublicAddr() string {
+	if b.pub == nil {
+		return ""
+	}
+	return b.pubShow
+}
+
+// listenPublic opens the public UDP socket.
+func (b *Bridge) listenPublic() error {
+	if b.cfg.publicAddr == "" {
+		return nil
+	}
+	la, err := net.ResolveUDPAddr("udp", b.cfg.publicAddr)
+	if err != nil {
+		return &ListenError{Transport: publicTransport + ".udp", Err: err}
+	}
+	uc, err := net.ListenUDP("udp", la)
+	if err != nil {
+		return &ListenError{Transport: publicTransport + ".udp", Err: err}
+	}
+	if b.cfg.udpBuf > 0 {
+		setSocketBuffers(uc, b.cfg.udpBuf)
+	}
+	b.pub = newUDPTransport(b, uc)
+	b.pub.pub = true
+	a := uc.LocalAddr().(*net.UDPAddr)
+	b.pubShow = shownAddr(b.cfg.publicAddr, a.IP, a.Port)
+	b.addrs.addStream(publicTransport, &net.TCPAddr{IP: a.IP, Port: a.Port})
+	return nil
+}
+
+// isPublic reports whether req arrived at the public address.
+func (b *Bridge) isPublic(req *sip.Request) bool {
+	return b.pub != nil && req.Destination() == b.pubShow
+}
+
+// publicURI is this node's Record-Route URI for the public side of a dialog.
+func (b *Bridge) publicURI(dst string) sip.Uri {
+	host, port := b.addrs.advertised(publicTransport, dst)
+	u := sip.Uri{Scheme: "sip", Host: host, Port: port}
+	u.UriParams = sip.NewParams()
+	u.UriParams.Add("lr", "")
+	u.UriParams.Add(nodeParam, b.selfStr)
+	return u
+}
+
+// publicLink is the admission link of the public address (see above).
+func (b *Bridge) publicLink(next handler) handler {
+	return handlerFunc(func(in *inbound) {
+		if !in.from.pub || in.req == nil {
+			next.serve(in)
+			return
+		}
+		req := in.req
+		if req.Method == sip.REGISTER {
+			b.respondTo(in, 403, "Forbidden: no registrations at this address")
+			return
+		}
+		d := b.route(req, "", in.at)
+		switch {
+		case d.code != 0:
+			b.respondTo(in, d.code, d.reason)
+			return
+		case d.inter || d.hop.ext != nil || (d.lookup == nil && d.hop.peer == "" && d.hop.uri == nil && !d.hop.self):
+			b.lim.stats.relayRefused.Add(1)
+			b.respondTo(in, 403, fmt.Sprintf("Forbidden: this address serves only the users of %s", b.domain))
+			return
+		}
+		if req.IsInvite() && !hasTag(req.To()) {
+			// The calling side: where the dialog's requests may go back to.
+			b.ext.noteAddr(req.Source())
+			b.ext.note(req)
+			for _, h := range req.GetHeaders("Record-Route") {
+				for _, v := range splitAddrList(h.Value()) {
+					var u sip.Uri
+					if _, err := sip.ParseAddressValue(v, &u, nil); err == nil && !u.UriParams.Has(nodeParam) {
+						b.ext.noteAddr(uriAddrKey(&u))
+					}
+				}
+			}
+		}
+		next.serve(in)
+	})
+}

@@ -1,0 +1,120 @@
+package sipbridge
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/integration/sipworld"
+	"github.com/hiersip/hiersip/integration/softphone"
+)
+
+// TestInboundFromKamailio: a baresip registered at the Kamailio of example.test calls a
+// baresip of the hiersip domain pastry; Kamailio routes pastry to the public address of
+// pastry's proxy, which sends the call through the overlay to the callee's node; audio
+// flows both ways and the callee's BYE goes back through the proxy and Kamailio. At the
+// public address a request for another domain, a REGISTER and a Route outside get 403, a
+// user nobody registered 404.
+func TestInboundFromKamailio(t *testing.T) {
+	dir := newMemDir()
+	n1 := newMediaNodeWith(t, dir, "pastry")
+	isMember := func(p peer.ID) bool { return p == n1.h.ID() }
+	noDomain := func(ctx context.Context, a domains.AOR) (peer.AddrInfo, error) {
+		return peer.AddrInfo{}, domains.ErrNotFound
+	}
+	n2 := newMediaNodeWith(t, dir, "pastry", WithPublic("127.0.0.1:0"), WithMembership(isMember), WithInterDomain(noDomain))
+	connect(t, n1.testNode, n2.testNode)
+	pub := n2.b.PublicAddr()
+	if pub == "" {
+		t.Fatal("no public address")
+	}
+	w := sipworld.StartWith(t, sipworld.Options{Servers: 1, Routes: map[string]string{"pastry": pub}})
+	k := w.Kamailios[0]
+
+	alice := softphone.Start(t, softphone.Account{AOR: "sip:alice@pastry", Node: n1.b.UDPAddr()}, softphone.Options{RTPPorts: "43000-43009"})
+	bob := softphone.Start(t, softphone.Account{AOR: "sip:bob@" + sipworld.Domain, Node: k.Addr}, softphone.Options{RTPPorts: "43010-43019"})
+	eventually(t, 20*time.Second, "alice to register at node 1", func() bool {
+		b := n1.loc.binding("sip:alice@pastry")
+		return b != nil && len(b.Contacts) > 0
+	})
+	ctx := ctxT(t, 60*time.Second)
+	if err := bob.WaitFor(ctx, "200 OK"); err != nil {
+		t.Fatalf("bob's registration at Kamailio: %v", err)
+	}
+
+	start := time.Now()
+	if err := bob.Command("/dial sip:alice@pastry"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*softphone.Baresip{alice, bob} {
+		eventually(t, 20*time.Second, "the call from example.test to be established", func() bool {
+			return strings.Contains(p.Output(), "Call established")
+		})
+	}
+	t.Logf("call from example.test established in %v", time.Since(start).Round(time.Millisecond))
+	eventually(t, 15*time.Second, "audio both ways through both relays", func() bool {
+		s1, s2 := n1.r.Stats(), n2.r.Stats()
+		return s1.ToPeer > 50 && s1.ToPhone > 50 && s2.ToPeer > 50 && s2.ToPhone > 50
+	})
+	s1, s2 := n1.r.Stats(), n2.r.Stats()
+	t.Logf("node 1 relayed %d to the proxy, %d to alice; the proxy %d to node 1, %d towards bob", s1.ToPeer, s1.ToPhone, s2.ToPeer, s2.ToPhone)
+	if err := alice.Command("/hangup"); err != nil { // BYE: node 1 → proxy → Kamailio → bob
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "bob to see alice's BYE", func() bool { return sawBye(bob.Output()) })
+
+	// What the public address refuses.
+	c, err := net.Dial("udp", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func(method, ruri, extra string) string {
+		t.Helper()
+		la := c.LocalAddr().String()
+		msg := strings.ReplaceAll(fmt.Sprintf(`%s %s SIP/2.0
+Via: SIP/2.0/UDP %s;branch=z9hG4bK%d;rport
+Max-Forwards: 70
+To: <%s>
+From: <sip:probe@example.test>;tag=p1
+Call-ID: probe-%d@example.test
+CSeq: 1 %s
+Contact: <sip:probe@%s>
+%sContent-Length: 0
+
+`, method, ruri, la, time.Now().UnixNano(), ruri, time.Now().UnixNano(), method, la, extra), "\n", "\r\n")
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("%s %s: no answer: %v", method, ruri, err)
+			}
+			line, _, _ := strings.Cut(string(buf[:n]), "\r\n")
+			if !strings.Contains(line, " 100 ") {
+				return line
+			}
+		}
+	}
+	for _, tc := range []struct{ method, ruri, extra, want string }{
+		{"INVITE", "sip:someone@example.org", "", "403"},
+		{"OPTIONS", "sip:someone@" + sipworld.Domain, "", "403"},
+		{"REGISTER", "sip:pastry", "", "403"},
+		{"INVITE", "sip:nobody@pastry", "", "404"},
+		{"INVITE", "sip:alice@pastry", "Route: <sip:" + pub + ";lr>, <sip:192.0.2.9:5060;lr>\n", "403"},
+		{"OPTIONS", "sip:" + pub, "", "200"},
+	} {
+		if got := ask(tc.method, tc.ruri, tc.extra); !strings.Contains(got, "SIP/2.0 "+tc.want) {
+			t.Errorf("%s %s %q at the public address: %q, want %s", tc.method, tc.ruri, tc.extra, got, tc.want)
+		}
+	}
+}
