@@ -61,6 +61,10 @@ type Config struct {
 		TLSNames      []string `koanf:"tls_names" help:"DNS names and IPs of the self-signed certificate (empty: the host of sip.advertise, sip.tls, sip.wss, and localhost)"`
 		TLSClientAuth string   `koanf:"tls_client_auth" help:"client certificates over TLS/WSS: none, request or require"`
 		TLSCAFile     string   `koanf:"tls_ca_file" help:"CA file (PEM) that client certificates are checked against"`
+		// Public maps onto sipbridge.WithPublic (sipedge.go).
+		Public struct {
+			UDP string `koanf:"udp" help:"public SIP address for ordinary SIP servers (what the domain's DNS SRV names), e.g. 0.0.0.0:5070: requests for this domain's users only (empty: none)"`
+		} `koanf:"public"`
 		// Outbound maps onto sipbridge.WithOutbound with a sipdns resolver (sipedge.go).
 		Outbound struct {
 			Enabled      bool          `koanf:"enabled" help:"as the domain's proxy, route calls to domains outside the overlay to their SIP servers found in DNS (RFC 3263)"`
@@ -142,6 +146,7 @@ type Config struct {
 	Admin struct {
 		Listen string `koanf:"listen" help:"admin HTTP address: /status, /metrics, /bootstrap (empty: none)"`
 		Pprof  bool   `koanf:"pprof" help:"serve /debug/pprof/ on the admin address"`
+		Web    bool   `koanf:"web" help:"serve the status page and the browser phone at /ui/ on the admin address (the phone registers over sip.wss)"`
 	} `koanf:"admin"`
 	Log struct {
 		Level  string `koanf:"level" help:"log level: debug, info, warn or error"`

@@ -82,7 +82,7 @@ func Run(ctx context.Context, c Config) error {
 			log.Warn("admin endpoint beyond loopback: /status, /metrics and /bootstrap are readable by anyone who reaches it (POST endpoints need the token)", "addr", ln.Addr().String())
 		}
 		srv = &http.Server{
-			Handler:           node.NewAdminHandler(n, node.WithPprof(c.Admin.Pprof), node.WithAdminToken(token)),
+			Handler:           c.adminHandler(n, token), // web.go
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}

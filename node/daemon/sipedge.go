@@ -20,7 +20,7 @@ import (
 // when a TLS or WSS listener is configured.
 func (c Config) sipEdgeOptions() ([]sipbridge.Option, error) {
 	s := c.SIP
-	for _, a := range []struct{ key, addr string }{{"sip.tls", s.TLS}, {"sip.ws", s.WS}, {"sip.wss", s.WSS}} {
+	for _, a := range []struct{ key, addr string }{{"sip.tls", s.TLS}, {"sip.ws", s.WS}, {"sip.wss", s.WSS}, {"sip.public.udp", s.Public.UDP}} {
 		if err := checkHostPort(a.key, a.addr); err != nil {
 			return nil, err
 		}
@@ -35,6 +35,9 @@ func (c Config) sipEdgeOptions() ([]sipbridge.Option, error) {
 	}
 	if s.WS != "" {
 		opts = append(opts, sipbridge.WithWS(s.WS))
+	}
+	if s.Public.UDP != "" {
+		opts = append(opts, sipbridge.WithPublic(s.Public.UDP))
 	}
 	if s.TLS == "" && s.WSS == "" {
 		return opts, nil

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,6 +107,7 @@ func TestDaemonConfigTLSErrors(t *testing.T) {
 	for _, bad := range []struct{ env, value, field string }{
 		{"HIERSIP_SIP_TLS", "nope", "sip.tls"},
 		{"HIERSIP_SIP_WSS", "1.2.3.4:99999", "sip.wss"},
+		{"HIERSIP_SIP_PUBLIC_UDP", "nohost", "sip.public.udp"},
 		{"HIERSIP_SIP_TLS_CERT", "/nonexistent/cert.pem", "sip.tls_key"},
 		{"HIERSIP_SIP_TLS_CLIENT_AUTH", "sometimes", "sip.tls_client_auth"},
 	} {
@@ -161,6 +164,70 @@ func TestDaemonConfigOutbound(t *testing.T) {
 		c.Logger = quiet
 		if _, err := c.NodeConfig(); err == nil || !strings.Contains(err.Error(), bad.field) {
 			t.Fatalf("%s=%s: %v, want an error naming %s", bad.env, bad.value, err, bad.field)
+		}
+	}
+}
+
+// TestDaemonAdminWeb: with admin.web the admin server serves the page at /ui/ (and still
+// /status); without it, /ui/ is not found.
+func TestDaemonAdminWeb(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		clearEnv(t)
+		dir := t.TempDir()
+		path := filepath.Join(dir, "hiersip.yaml")
+		if err := os.WriteFile(path, []byte(fmt.Sprintf(`domain: d
+data_dir: %s
+listen_addrs: [/ip4/127.0.0.1/tcp/0]
+bootstrap: {mdns: false, cache: false}
+global: {mdns: false}
+sip: {udp: "127.0.0.1:0", tcp: ""}
+admin: {listen: "127.0.0.1:0", web: %v}
+log: {level: info, format: json}
+`, filepath.Join(dir, "data"), on)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs lockedBuffer
+		if c.Logger, c.LogLevel, err = c.NewLoggerLevel(&logs); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- Run(ctx, c) }()
+		var base string
+		eventually(t, 20*time.Second, "the admin URL", func() error {
+			b, err := os.ReadFile(filepath.Join(dir, "data", AdminURLFile))
+			if err != nil {
+				return err
+			}
+			base = strings.TrimSpace(string(b))
+			return nil
+		})
+		get := func(p string) (int, string) {
+			res, err := http.Get(base + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			body, _ := io.ReadAll(res.Body)
+			return res.StatusCode, string(body)
+		}
+		code, body := get("/ui/")
+		switch {
+		case on && (code != 200 || !strings.Contains(body, "app.js")):
+			t.Errorf("admin.web on: /ui/ %d\n%s", code, body)
+		case !on && code != 404:
+			t.Errorf("admin.web off: /ui/ %d", code)
+		}
+		if code, _ := get("/status"); code != 200 {
+			t.Errorf("/status %d", code)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	}
 }

@@ -1,0 +1,96 @@
+package sipbridge
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/hiersip/hiersip/integration/browser"
+	"github.com/hiersip/hiersip/web"
+)
+
+// TestBrowserPhonesOverWSS: the web package's JsSIP phone, in two tabs of headless
+// Chromium (fake audio devices), registers over WSS at two hiersip nodes with media
+// relays on — alice at node 1, bob at node 2 — and bob calls alice through the overlay.
+// The nodes leave the WebRTC SDP alone (no anchoring: DTLS fingerprint and ICE go end to
+// end), and WebRTC's own statistics show audio flowing both ways; the relays opened no
+// session.
+func TestBrowserPhonesOverWSS(t *testing.T) {
+	conf, _ := tlsConf(t)
+	dir := newMemDir()
+	n1 := newMediaNodeWith(t, dir, "pastry", WithWSS("127.0.0.1:0", conf))
+	n2 := newMediaNodeWith(t, dir, "pastry", WithWSS("127.0.0.1:0", conf))
+	connect(t, n1.testNode, n2.testNode)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"peer_id": "x", "domain": "pastry", "role": "member", "registrations": [], "peers": [], "connections": []}`))
+	})
+	mux.Handle("/ui/", http.StripPrefix("/ui", web.Handler()))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	alice := browser.Start(t, browser.WithFlag("ignore-certificate-errors", true)) // the nodes' certificate is self-signed
+	bob := alice.NewTab(t)
+	open := func(b *browser.Browser, user string, n *mediaNode) {
+		t.Helper()
+		q := url.Values{"wss": {"wss://" + n.b.WSSAddr()}, "aor": {"sip:" + user + "@pastry"},
+			"target": {"sip:alice@pastry"}, "autoanswer": {"1"}}
+		if err := b.Do(30*time.Second,
+			chromedp.Navigate(srv.URL+"/ui/?"+q.Encode()),
+			chromedp.Click(chromedp.ID("phone-register-button")),
+		); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WaitFor(20*time.Second, `document.body.dataset.phone === "registered"`); err != nil {
+			state, _ := browser.Eval[string](b, 5*time.Second, `document.getElementById("phone-state").textContent`)
+			t.Fatalf("%s: %v (phone: %q)", user, err, state)
+		}
+	}
+	open(alice, "alice", n1)
+	open(bob, "bob", n2)
+	if reg := n1.b.reg.snapshotContacts("sip:alice@pastry"); len(reg) != 1 || reg[0].tp != "wss" || !invalidHost(reg[0].uri.Host) {
+		t.Fatalf("alice's contact: %+v", reg)
+	}
+
+	if err := bob.Do(10*time.Second, chromedp.Click(chromedp.ID("phone-call-button"))); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string]*browser.Browser{"alice": alice, "bob": bob} {
+		if err := b.WaitFor(30*time.Second, `document.body.dataset.call === "established"`); err != nil {
+			state, _ := browser.Eval[string](b, 5*time.Second, `document.getElementById("call-state").textContent`)
+			t.Fatalf("%s: %v (call: %q)", name, err, state)
+		}
+	}
+	for name, b := range map[string]*browser.Browser{"alice": alice, "bob": bob} {
+		expr := `window.hiersip.phone.rtpStats().then(s => s && s.inbound > 50 && s.outbound > 50)`
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ok, err := browser.Eval[bool](b, 5*time.Second, expr)
+			if err == nil && ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				stats, _ := browser.Eval[map[string]int](b, 5*time.Second, `window.hiersip.phone.rtpStats()`)
+				t.Fatalf("%s: no audio flowing: %v (%v)", name, stats, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		stats, _ := browser.Eval[map[string]int](b, 5*time.Second, `window.hiersip.phone.rtpStats()`)
+		t.Logf("%s: RTP packets %v", name, stats)
+	}
+	if s1, s2 := n1.r.Stats(), n2.r.Stats(); s1.SessionsOpened != 0 || s2.SessionsOpened != 0 {
+		t.Fatalf("the relays anchored WebRTC media: %d and %d sessions", s1.SessionsOpened, s2.SessionsOpened)
+	}
+	if err := bob.Do(10*time.Second, chromedp.Click(chromedp.ID("phone-hangup-button"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.WaitFor(15*time.Second, `document.body.dataset.call.startsWith("ended")`); err != nil {
+		t.Errorf("alice never saw the BYE: %v", err)
+	}
+}
