@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/hiersip/hiersip/siptls"
 	"github.com/hiersip/hiersip/sipua"
 )
 
@@ -237,5 +239,71 @@ func TestWSNeedsSubprotocol(t *testing.T) {
 	h, err := ws.ReadHeader(conn)
 	if err != nil || h.OpCode != ws.OpPong {
 		t.Fatalf("answer to a ping: %+v %v", h, err)
+	}
+}
+
+// TestWSKeepalive: the node pings an idle WebSocket connection at a third of the idle
+// timeout; a client that answers (gobwas answers pings itself) keeps its connection
+// beyond the idle timeout and can still register on it. A TCP connection that says
+// nothing for as long is closed.
+func TestWSKeepalive(t *testing.T) {
+	idle := 900 * time.Millisecond
+	n := newTestNode(t, newMemDir(), "pastry", WithWS("127.0.0.1:0"), WithConnLimits(ConnLimits{TCPIdleTimeout: idle}))
+	ph := dialWSPhone(t, n.b.WSAddr(), "sip:idle@pastry", nil)
+	// the phone's reader answers pings with pongs (wsutil.ReadServerData)
+	time.Sleep(3 * idle) // idle on purpose: the pings must keep the connection
+	if res := ph.register("pastry"); res.StatusCode != 200 {
+		t.Fatalf("REGISTER after %v idle: %d", 3*idle, res.StatusCode)
+	}
+	tc, err := net.Dial("tcp", n.b.TCPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	_ = tc.SetReadDeadline(time.Now().Add(10 * idle))
+	if _, err := tc.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("an idle TCP connection stayed open: %v", err)
+	}
+}
+
+// TestTLSClientAuthRequire: with client certificates required, a client without one
+// fails the handshake and sends nothing.
+func TestTLSClientAuthRequire(t *testing.T) {
+	dir := t.TempDir()
+	cert, err := siptls.Certificate(siptls.WithSelfSigned(dir, "127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, siptls.CertFile)
+	conf, err := siptls.Server(cert, siptls.WithClientAuth(siptls.ClientAuthRequire, caFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNode(t, newMemDir(), "pastry", WithTLS("127.0.0.1:0", conf))
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	c, err := tls.Dial("tcp", n.b.TLSAddr(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+	if err == nil {
+		// TLS 1.3: the client learns of the refusal at its first read
+		_, _ = c.Write([]byte("OPTIONS sip:x SIP/2.0\r\n\r\n"))
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a client without a certificate: %v, want a certificate error", err)
+	}
+	// With the node's own certificate as client certificate: admitted.
+	c, err = tls.Dial("tcp", n.b.TLSAddr(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
 	}
 }
