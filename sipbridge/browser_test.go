@@ -1,30 +1,47 @@
 package sipbridge
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/integration/browser"
 	"github.com/hiersip/hiersip/web"
 )
 
 // TestBrowserPhonesOverWSS: the web package's JsSIP phone, in two tabs of headless
-// Chromium (fake audio devices), registers over WSS at two hiersip nodes with media
-// relays on — alice at node 1, bob at node 2 — and bob calls alice through the overlay.
+// Chromium (fake audio devices), registers over WSS at nodes of two domains with media
+// relays on — alice at a node of pastry, bob at a node of can — and bob calls alice
+// through pastry's proxy.
 // The nodes leave the WebRTC SDP alone (no anchoring: DTLS fingerprint and ICE go end to
 // end), and WebRTC's own statistics show audio flowing both ways; the relays opened no
 // session.
 func TestBrowserPhonesOverWSS(t *testing.T) {
 	conf, _ := tlsConf(t)
-	dir := newMemDir()
-	n1 := newMediaNodeWith(t, dir, "pastry", WithWSS("127.0.0.1:0", conf))
-	n2 := newMediaNodeWith(t, dir, "pastry", WithWSS("127.0.0.1:0", conf))
-	connect(t, n1.testNode, n2.testNode)
+	pastry, can := newMemDir(), newMemDir()
+	var proxy atomic.Pointer[mediaNode]
+	toPastry := func(ctx context.Context, a domains.AOR) (peer.AddrInfo, error) {
+		if !a.InDomain("pastry") {
+			return peer.AddrInfo{}, domains.ErrNotFound
+		}
+		p := proxy.Load()
+		return peer.AddrInfo{ID: p.h.ID(), Addrs: p.h.Addrs()}, nil
+	}
+	// alice@pastry at node 1; pastry's proxy, node p; bob@can at node 2
+	n1 := newMediaNodeWith(t, pastry, "pastry", WithWSS("127.0.0.1:0", conf))
+	np := newMediaNodeWith(t, pastry, "pastry")
+	proxy.Store(np)
+	n2 := newMediaNodeWith(t, can, "can", WithWSS("127.0.0.1:0", conf), WithInterDomain(toPastry))
+	connect(t, n1.testNode, np.testNode)
+	connect(t, n2.testNode, np.testNode)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
@@ -37,9 +54,9 @@ func TestBrowserPhonesOverWSS(t *testing.T) {
 
 	alice := browser.Start(t, browser.WithFlag("ignore-certificate-errors", true)) // the nodes' certificate is self-signed
 	bob := alice.NewTab(t)
-	open := func(b *browser.Browser, user string, n *mediaNode) {
+	open := func(b *browser.Browser, aor string, n *mediaNode) {
 		t.Helper()
-		q := url.Values{"wss": {"wss://" + n.b.WSSAddr()}, "aor": {"sip:" + user + "@pastry"},
+		q := url.Values{"wss": {"wss://" + n.b.WSSAddr()}, "aor": {aor},
 			"target": {"sip:alice@pastry"}, "autoanswer": {"1"}}
 		if err := b.Do(30*time.Second,
 			chromedp.Navigate(srv.URL+"/ui/?"+q.Encode()),
@@ -49,11 +66,11 @@ func TestBrowserPhonesOverWSS(t *testing.T) {
 		}
 		if err := b.WaitFor(20*time.Second, `document.body.dataset.phone === "registered"`); err != nil {
 			state, _ := browser.Eval[string](b, 5*time.Second, `document.getElementById("phone-state").textContent`)
-			t.Fatalf("%s: %v (phone: %q)", user, err, state)
+			t.Fatalf("%s: %v (phone: %q)", aor, err, state)
 		}
 	}
-	open(alice, "alice", n1)
-	open(bob, "bob", n2)
+	open(alice, "sip:alice@pastry", n1)
+	open(bob, "sip:bob@can", n2)
 	if reg := n1.b.reg.snapshotContacts("sip:alice@pastry"); len(reg) != 1 || reg[0].tp != "wss" || !invalidHost(reg[0].uri.Host) {
 		t.Fatalf("alice's contact: %+v", reg)
 	}
@@ -84,8 +101,10 @@ func TestBrowserPhonesOverWSS(t *testing.T) {
 		stats, _ := browser.Eval[map[string]int](b, 5*time.Second, `window.hiersip.phone.rtpStats()`)
 		t.Logf("%s: RTP packets %v", name, stats)
 	}
-	if s1, s2 := n1.r.Stats(), n2.r.Stats(); s1.SessionsOpened != 0 || s2.SessionsOpened != 0 {
-		t.Fatalf("the relays anchored WebRTC media: %d and %d sessions", s1.SessionsOpened, s2.SessionsOpened)
+	for _, n := range []*mediaNode{n1, np, n2} {
+		if s := n.r.Stats(); s.SessionsOpened != 0 {
+			t.Fatalf("a relay anchored WebRTC media: %d sessions", s.SessionsOpened)
+		}
 	}
 	if err := bob.Do(10*time.Second, chromedp.Click(chromedp.ID("phone-hangup-button"))); err != nil {
 		t.Fatal(err)
