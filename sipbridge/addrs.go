@@ -456,6 +456,9 @@ func (b *Bridge) recordRoute(req, fwd *sip.Request, h hop, from peer.ID) {
 	if h.uri != nil {
 		dst, tp := hopDest(h)
 		u := b.selfURI(tp, dst)
+		if b.outPublic(h, tp) {
+			u = b.publicURI(dst) // outbound.go
+		}
 		if len(uris) == 0 || uris[0].String() != u.String() {
 			uris = append(uris, u)
 		}

@@ -125,6 +125,9 @@ func (b *Bridge) addOverlayVia(req, fwd *sip.Request) {
 func (b *Bridge) addUAVia(req, fwd *sip.Request, h hop) {
 	dst, tp := hopDest(h)
 	host, port := b.addrs.advertised(tp, dst)
+	if b.outPublic(h, tp) {
+		host, port = b.addrs.advertised(publicTransport, dst) // outbound.go
+	}
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(tp),
 		Host: host, Port: port, Params: sip.NewParams()}
 	via.Params.Add("branch", b.branch(req))

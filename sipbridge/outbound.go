@@ -288,3 +288,11 @@ func hasOverlayVia(hs []sip.Header, tp string) bool {
 	}
 	return false
 }
+
+// outPublic reports whether a request for hop h over transport tp leaves from the public
+// socket (public.go): a server outside the overlay reached over UDP by a node that has
+// one — the address that server can reach back, where its answers and the dialog's
+// requests then arrive.
+func (b *Bridge) outPublic(h hop, tp string) bool {
+	return h.ext != nil && b.pub != nil && kindOf(tp) == tpUDP
+}

@@ -42,7 +42,8 @@ func newOutboundWorld(t *testing.T) *outboundWorld {
 	o := &outboundWorld{w: w}
 	o.n1 = newMediaNodeWith(t, dir, "pastry", WithInterDomain(toProxy))
 	member.Store(o.n1.h.ID())
-	o.n2 = newMediaNodeWith(t, dir, "pastry", WithInterDomain(noDomain), WithMembership(isMember), WithOutbound(r, time.Second))
+	// the proxy's calls out leave from its public address (public.go)
+	o.n2 = newMediaNodeWith(t, dir, "pastry", WithInterDomain(noDomain), WithMembership(isMember), WithOutbound(r, time.Second), WithPublic("127.0.0.1:0"))
 	proxy.Store(o.n2)
 	o.stranger = newTestNode(t, dir, "pastry", WithInterDomain(toProxy))
 	connect(t, o.n1.testNode, o.n2.testNode)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hiersip/hiersip/domains"
@@ -116,5 +117,33 @@ Contact: <sip:probe@%s>
 		if got := ask(tc.method, tc.ruri, tc.extra); !strings.Contains(got, "SIP/2.0 "+tc.want) {
 			t.Errorf("%s %s %q at the public address: %q, want %s", tc.method, tc.ruri, tc.extra, got, tc.want)
 		}
+	}
+}
+
+// TestOutboundFromPublic: a node with a public address sends requests to servers outside
+// the overlay from it, with it in Via and Record-Route; requests to its own UAs keep the
+// UA-facing address.
+func TestOutboundFromPublic(t *testing.T) {
+	n := newTestNode(t, newMemDir(), "pastry", WithPublic("127.0.0.1:0"))
+	u := &sip.Uri{Scheme: "sip", User: "bob", Host: "example.test"}
+	ext := hop{uri: u, dst: "127.0.0.1:5999", dstTransport: "udp", ext: &outboundHop{}}
+	p, err := n.b.pathTo(ext)
+	if err != nil || !p.pub {
+		t.Fatalf("path to a server outside: %+v %v, want the public socket", p, err)
+	}
+	ua := hop{uri: u, dst: "127.0.0.1:5999", dstTransport: "udp"}
+	if p, _ := n.b.pathTo(ua); p.pub {
+		t.Fatal("a local UA's path uses the public socket")
+	}
+	req := sip.NewRequest(sip.INVITE, *u)
+	fwd := sip.NewRequest(sip.INVITE, *u)
+	n.b.addUAVia(req, fwd, ext)
+	_, pubPort, _ := net.SplitHostPort(n.b.PublicAddr())
+	if v := fwd.Via(); v == nil || fmt.Sprint(v.Port) != pubPort {
+		t.Fatalf("Via %v, want the public port %s", v, pubPort)
+	}
+	n.b.recordRoute(req, fwd, ext, "x")
+	if rr := fwd.GetHeader("Record-Route"); rr == nil || !strings.Contains(rr.Value(), ":"+pubPort) {
+		t.Fatalf("Record-Route %v, want the public port %s", rr, pubPort)
 	}
 }

@@ -265,7 +265,7 @@ func (b *Bridge) pathTo(h hop) (path, error) {
 	if err != nil {
 		return path{}, fmt.Errorf("%w: %s: %w", ErrLinkDown, dst, err)
 	}
-	return path{kind: kindOf(tp), addr: ap}, nil
+	return path{kind: kindOf(tp), addr: ap, pub: b.outPublic(h, tp)}, nil // outbound.go
 }
 
 // resolveAddrPort turns "host:port" into an address, looking a host name up in DNS
