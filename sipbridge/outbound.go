@@ -56,8 +56,18 @@ func WithOutbound(r *sipdns.Resolver, try time.Duration) Option {
 
 // outboundHop is what a hop outside the overlay carries: the targets left to fail over to.
 type outboundHop struct {
-	rest []sipdns.Target
-	pop  int // Route entries of this node removed from the request
+	rest   []sipdns.Target
+	pop    int    // Route entries of this node removed from the request
+	domain string // the SIP domain a TLS server must prove (sipdns.Target.Domain)
+}
+
+// tlsName is the name a TLS connection for hop h verifies: the SIP domain of a server
+// outside the overlay ("" otherwise: the address dialled).
+func tlsName(h hop) string {
+	if h.ext == nil {
+		return ""
+	}
+	return h.ext.domain
 }
 
 // mayGoOut reports whether a request from from ("" a local UA) may leave the overlay.
@@ -105,7 +115,7 @@ func (b *Bridge) outboundHop(ctx context.Context, req *sip.Request, d decision, 
 		return answerWith(503, "Service Unavailable: no server of "+host+" on a transport this node has")
 	}
 	t := usable[0]
-	d.hop = hop{uri: u, dst: t.Addr.String(), dstTransport: t.Transport, ext: &outboundHop{rest: usable[1:], pop: d.pop}}
+	d.hop = hop{uri: u, dst: t.Addr.String(), dstTransport: t.Transport, ext: &outboundHop{rest: usable[1:], pop: d.pop, domain: t.Domain}}
 	return d
 }
 
@@ -171,7 +181,7 @@ func (b *Bridge) failover(r *relayCall) bool {
 	for len(e.rest) > 0 {
 		t := e.rest[0]
 		d := decision{pop: e.pop, hop: hop{uri: r.f.hop.uri, dst: t.Addr.String(), dstTransport: t.Transport,
-			ext: &outboundHop{rest: e.rest[1:], pop: e.pop}}}
+			ext: &outboundHop{rest: e.rest[1:], pop: e.pop, domain: t.Domain}}}
 		b.log.Info("outbound server did not answer, trying the next", "domain", r.f.hop.uri.Host, "failed", prev, "next", t.String())
 		if code, _ := b.sendRequest(r, d); code == 0 {
 			return true
@@ -221,7 +231,7 @@ func (b *Bridge) nextTarget(h hop, err error) (decision, bool) {
 	t := e.rest[0]
 	b.log.Info("outbound server unreachable, trying the next", "domain", h.uri.Host, "failed", h.dst, "err", err, "next", t.String())
 	return decision{pop: e.pop, hop: hop{uri: h.uri, dst: t.Addr.String(), dstTransport: t.Transport,
-		ext: &outboundHop{rest: e.rest[1:], pop: e.pop}}}, true
+		ext: &outboundHop{rest: e.rest[1:], pop: e.pop, domain: t.Domain}}}, true
 }
 
 // Overlay Vias outside the overlay. A request that leaves the overlay carries the Vias of

@@ -2,6 +2,10 @@ package sipbridge
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/netip"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +16,7 @@ import (
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/integration/sipworld"
 	"github.com/hiersip/hiersip/integration/softphone"
+	"github.com/hiersip/hiersip/sipdns"
 	"github.com/hiersip/hiersip/sipua"
 )
 
@@ -144,4 +149,58 @@ func TestOutboundToKamailio(t *testing.T) {
 func sawBye(out string) bool {
 	return strings.Contains(strings.ToLower(out), "connection reset by peer") ||
 		strings.Contains(out, "Call closed") || strings.Contains(out, "terminated")
+}
+
+// TestOutboundTLS: example.test publishes SIP over TLS first (NAPTR SIPS+D2T): the proxy
+// opens a TLS connection to Kamailio, verifying that its certificate names the SIP domain
+// example.test (RFC 5922), and the call goes over it. A proxy whose roots do not hold
+// Kamailio's certificate fails over to UDP.
+func TestOutboundTLS(t *testing.T) {
+	w := sipworld.StartWith(t, sipworld.Options{Servers: 1, WebSocket: true})
+	k := w.Kamailios[0]
+	pem, err := os.ReadFile(k.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	conf, _ := tlsConf(t)
+	ctx := ctxT(t, 60*time.Second)
+	bob, err := sipua.NewUA("sip:bob@"+sipworld.Domain, k.Addr, sipua.WithUALogger(testLogger(t)), sipua.WithUAAnswer(sipua.AnswerAuto, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bob.Close() })
+	if _, err := bob.Register(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		roots   *x509.CertPool
+		wantTLS bool
+	}{{"trusted", roots, true}, {"untrusted", x509.NewCertPool(), false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := w.Resolver(t, sipdns.WithTransports("tls", "udp"))
+			n := newTestNode(t, newMemDir(), "pastry", WithTLS("127.0.0.1:0", conf),
+				WithTLSClient(&tls.Config{RootCAs: tc.roots, MinVersion: tls.VersionTLS12}), WithOutbound(r, time.Second),
+				WithInterDomain(func(context.Context, domains.AOR) (peer.AddrInfo, error) { return peer.AddrInfo{}, domains.ErrNotFound }))
+			alice := newTestUA(t, "sip:alice@pastry", n)
+			call, err := alice.Call(ctx, "sip:bob@"+sipworld.Domain)
+			if err != nil {
+				t.Fatalf("call over %s: %v", tc.name, err)
+			}
+			select {
+			case <-bob.Incoming():
+			case <-ctx.Done():
+				t.Fatal("bob never saw the call")
+			}
+			ap := netip.MustParseAddrPort(k.WSSAddr)
+			if open := n.b.streamConn(tpTLS, ap) != nil; open != tc.wantTLS {
+				t.Fatalf("TLS connection to Kamailio open: %v, want %v", open, tc.wantTLS)
+			}
+			if err := call.Hangup(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

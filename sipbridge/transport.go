@@ -72,6 +72,7 @@ type path struct {
 	peer  peer.ID
 	addrs []ma.Multiaddr // a peer's addresses, added to the peerstore before dialing it
 	pub   bool           // UDP: over the public socket (public.go)
+	name  string         // TLS: the name to verify when a connection is opened (outbound.go)
 }
 
 func (p path) reliable() bool { return p.kind != tpUDP }
@@ -228,7 +229,7 @@ func (b *Bridge) write(p path, msg sip.Message, done func(error)) error {
 				return fmt.Errorf("%w: no %s listener", ErrLinkDown, p.kind)
 			}
 			var err error
-			if c, err = t.connTo(p.addr); err != nil {
+			if c, err = t.connToName(p.addr, p.name); err != nil {
 				return err
 			}
 		}
@@ -265,7 +266,7 @@ func (b *Bridge) pathTo(h hop) (path, error) {
 	if err != nil {
 		return path{}, fmt.Errorf("%w: %s: %w", ErrLinkDown, dst, err)
 	}
-	return path{kind: kindOf(tp), addr: ap, pub: b.outPublic(h, tp)}, nil // outbound.go
+	return path{kind: kindOf(tp), addr: ap, pub: b.outPublic(h, tp), name: tlsName(h)}, nil // outbound.go
 }
 
 // resolveAddrPort turns "host:port" into an address, looking a host name up in DNS

@@ -132,7 +132,11 @@ func (t *tcpTransport) conn(addr netip.AddrPort) *tcpConn {
 }
 
 // connTo returns the connection to addr, dialling one when there is none.
-func (t *tcpTransport) connTo(addr netip.AddrPort) (*tcpConn, error) {
+func (t *tcpTransport) connTo(addr netip.AddrPort) (*tcpConn, error) { return t.connToName(addr, "") }
+
+// connToName is connTo; a TLS connection it opens verifies name (the SIP domain of a
+// server outside the overlay; "" the address).
+func (t *tcpTransport) connToName(addr netip.AddrPort, name string) (*tcpConn, error) {
 	if c := t.conn(addr); c != nil && !c.closed() {
 		return c, nil
 	}
@@ -145,7 +149,7 @@ func (t *tcpTransport) connTo(addr netip.AddrPort) (*tcpConn, error) {
 	case tpWS, tpWSS:
 		return nil, fmt.Errorf("%w: no WebSocket connection from %s (the node opens none)", ErrLinkDown, addr)
 	case tpTLS:
-		c, err = t.dialTLS(ctx, addr)
+		c, err = t.dialTLS(ctx, addr, name)
 	default:
 		var d net.Dialer
 		c, err = d.DialContext(ctx, "tcp", addr.String())

@@ -241,11 +241,16 @@ func (c *tcpConn) handshake() error {
 }
 
 // dialTLS opens a TLS connection to addr, verified with the client configuration.
-func (t *tcpTransport) dialTLS(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
+func (t *tcpTransport) dialTLS(ctx context.Context, addr netip.AddrPort, name string) (net.Conn, error) {
 	if t.clientTLS == nil {
 		return nil, fmt.Errorf("%w: no TLS connection from %s (the node opens none)", ErrLinkDown, addr)
 	}
-	d := tls.Dialer{Config: t.clientTLS}
+	conf := t.clientTLS
+	if name != "" {
+		conf = conf.Clone()
+		conf.ServerName = name // the identity checked and the SNI sent (RFC 5922 §4)
+	}
+	d := tls.Dialer{Config: conf}
 	return d.DialContext(ctx, "tcp", addr.String())
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -36,8 +37,10 @@ type Options struct {
 	// Servers is the number of Kamailios (at least 1).
 	Servers int
 	// WebSocket makes every Kamailio serve SIP over WS and WSS too (RFC
-	// 7118), WSS with a self-signed certificate (CertFile) for its name and
-	// 127.0.0.1. It needs Debian's kamailio-websocket-modules and
+	// 7118), and SIP over TLS on the WSS port, with a self-signed
+	// certificate (CertFile) for its name, the domain and 127.0.0.1; the
+	// DNS then publishes SIPS+D2T (NAPTR order 5, first) and _sips._tcp SRV
+	// records for it. It needs Debian's kamailio-websocket-modules and
 	// kamailio-tls-modules.
 	WebSocket bool
 	// Routes sends requests for other domains to a fixed server: domain →
@@ -98,7 +101,8 @@ func StartWith(t testing.TB, o Options) *World {
 				}
 				*a = fmt.Sprintf("127.0.0.1:%d", p)
 			}
-			if _, err := siptls.Certificate(siptls.WithSelfSigned(kdir, name, "127.0.0.1")); err != nil {
+			// the certificate names the SIP domain too: a client checks that (RFC 5922 §4)
+			if _, err := siptls.Certificate(siptls.WithSelfSigned(kdir, name, Domain, "127.0.0.1")); err != nil {
 				t.Fatal(err)
 			}
 			ws.certFile, ws.keyFile = filepath.Join(kdir, siptls.CertFile), filepath.Join(kdir, siptls.KeyFile)
@@ -119,7 +123,14 @@ func StartWith(t testing.TB, o Options) *World {
 		for _, proto := range []string{"udp", "tcp"} {
 			records = append(records, fmt.Sprintf("_sip._%s.%s. 60 IN SRV %d 0 %d %s.", proto, Domain, 10*(i+1), port, name))
 		}
+		if ws != nil { // Kamailio's TLS port serves SIP over TLS too
+			_, tlsPort, _ := strings.Cut(ws.wssAddr, ":")
+			records = append(records, fmt.Sprintf("_sips._tcp.%s. 60 IN SRV %d 0 %s %s.", Domain, 10*(i+1), tlsPort, name))
+		}
 		records = append(records, fmt.Sprintf("%s. 60 IN A 127.0.0.1", name))
+	}
+	if o.WebSocket {
+		records = append(records, fmt.Sprintf(`%s. 60 IN NAPTR 5 50 "s" "SIPS+D2T" "" _sips._tcp.%s.`, Domain, Domain))
 	}
 	var err error
 	if w.DNS, err = dnstest.Start(records...); err != nil {

@@ -69,7 +69,8 @@ type Config struct {
 		Outbound struct {
 			Enabled      bool          `koanf:"enabled" help:"as the domain's proxy, route calls to domains outside the overlay to their SIP servers found in DNS (RFC 3263)"`
 			DNS          []string      `koanf:"dns" help:"DNS servers host[:port] to ask (empty: those of /etc/resolv.conf)"`
-			Transports   []string      `koanf:"transports" help:"transports to reach ordinary SIP servers, preferred first: udp, tcp"`
+			Transports   []string      `koanf:"transports" help:"transports to reach ordinary SIP servers, preferred first: udp, tcp, tls (tls needs sip.tls)"`
+			TLSCAFile    string        `koanf:"tls_ca_file" help:"CA file (PEM) that servers reached over TLS are verified against (empty: the system's roots); their certificate must name the SIP domain"`
 			Allow        []string      `koanf:"allow" help:"domain suffixes calls may go to (empty: all that deny does not refuse)"`
 			Deny         []string      `koanf:"deny" help:"domain suffixes calls may not go to (the longest matching suffix of allow and deny decides)"`
 			Routes       []string      `koanf:"routes" help:"suffix=sip:URI: send calls for these domains to a fixed next hop instead of their DNS"`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/hiersip/hiersip/node"
@@ -32,6 +33,11 @@ func (c Config) sipEdgeOptions() ([]sipbridge.Option, error) {
 			return nil, err
 		}
 		opts = append(opts, o)
+		if o, err = c.outboundTLSOption(); err != nil {
+			return nil, err
+		} else if o != nil {
+			opts = append(opts, o)
+		}
 	}
 	if s.WS != "" {
 		opts = append(opts, sipbridge.WithWS(s.WS))
@@ -187,4 +193,26 @@ func (c Config) outboundOption() (sipbridge.Option, error) {
 		return nil, &node.ConfigError{Field: "sip.outbound", Err: err}
 	}
 	return sipbridge.WithOutbound(r, o.TryTimeout), nil
+}
+
+// outboundTLSOption is the client configuration for servers reached over TLS (nil when
+// sip.outbound.transports names no tls): verified against sip.outbound.tls_ca_file or the
+// system's roots, for the SIP domain (the bridge sets it per connection).
+func (c Config) outboundTLSOption() (sipbridge.Option, error) {
+	o := c.SIP.Outbound
+	if !o.Enabled || !slices.ContainsFunc(o.Transports, func(t string) bool { return strings.EqualFold(t, "tls") }) {
+		return nil, nil
+	}
+	if c.SIP.TLS == "" {
+		return nil, &node.ConfigError{Field: "sip.outbound.transports", Err: errors.New("tls needs sip.tls (the node's TLS transport)")}
+	}
+	var copts []siptls.ClientOption
+	if o.TLSCAFile != "" {
+		copts = append(copts, siptls.WithRootCAFile(o.TLSCAFile))
+	}
+	conf, err := siptls.Client("", copts...)
+	if err != nil {
+		return nil, &node.ConfigError{Field: "sip.outbound.tls_ca_file", Err: err}
+	}
+	return sipbridge.WithTLSClient(conf), nil
 }

@@ -150,9 +150,16 @@ func TestDaemonConfigOutbound(t *testing.T) {
 		{"HIERSIP_SIP_OUTBOUND_ROUTES", "example.org", "sip.outbound.routes"},
 		{"HIERSIP_SIP_OUTBOUND_DENY", "bad..suffix", "sip.outbound.deny"},
 		{"HIERSIP_SIP_OUTBOUND_TRY_TIMEOUT", "-1s", "sip.outbound.try_timeout"},
+		{"HIERSIP_SIP_OUTBOUND_TRANSPORTS", "tls,udp", "sip.outbound.transports"}, // without sip.tls
+		{"HIERSIP_SIP_OUTBOUND_TLS_CA_FILE", "/nonexistent.pem", "sip.outbound.tls_ca_file"},
 	} {
 		clearEnv(t)
 		t.Setenv("HIERSIP_SIP_OUTBOUND_ENABLED", "true")
+		if bad.env == "HIERSIP_SIP_OUTBOUND_TLS_CA_FILE" { // read only for TLS, which needs sip.tls
+			t.Setenv("HIERSIP_SIP_OUTBOUND_TRANSPORTS", "tls,udp")
+			t.Setenv("HIERSIP_SIP_TLS", "127.0.0.1:0")
+			t.Setenv("HIERSIP_DATA_DIR", t.TempDir())
+		}
 		t.Setenv(bad.env, bad.value)
 		c, err := Load("", daemonFlags(t, "--domain", "pastry"))
 		if err != nil {
