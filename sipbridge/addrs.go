@@ -449,7 +449,7 @@ func (b *Bridge) recordRoute(req, fwd *sip.Request, h hop, from peer.ID) {
 	var uris []sip.Uri
 	switch {
 	case from == "" && b.isPublic(req):
-		uris = append(uris, b.publicURI(req.Source())) // public.go
+		uris = append(uris, b.publicURI(req.Transport(), req.Source())) // public.go
 	case from == "":
 		uris = append(uris, b.selfURI(strings.ToLower(req.Transport()), req.Source()))
 	}
@@ -457,7 +457,7 @@ func (b *Bridge) recordRoute(req, fwd *sip.Request, h hop, from peer.ID) {
 		dst, tp := hopDest(h)
 		u := b.selfURI(tp, dst)
 		if b.outPublic(h, tp) {
-			u = b.publicURI(dst) // outbound.go
+			u = b.publicURI("udp", dst) // outbound.go
 		}
 		if len(uris) == 0 || uris[0].String() != u.String() {
 			uris = append(uris, u)

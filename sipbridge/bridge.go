@@ -111,7 +111,7 @@ type config struct {
 	tlsConf, wssConf, tlsClient *tls.Config
 	outbound                    *sipdns.Resolver // outbound.go
 	outboundTry                 time.Duration
-	publicAddr                  string // public.go
+	publicAddr, publicTCP       string // public.go
 }
 
 // Option configures a Bridge.
@@ -211,6 +211,7 @@ type Bridge struct {
 	tls     *tcpTransport // nil when TLS is off (transport_tls.go)
 	ws, wss *tcpTransport // nil when WS, WSS are off (transport_ws.go)
 	pub     *udpTransport // nil without a public address (public.go)
+	pubTCP  *tcpTransport // nil without a public TCP address
 	pubShow string
 	udpHost string // bound IP ("::" for a wildcard: Go binds one dual-stack socket)
 	udpPort int

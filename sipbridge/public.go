@@ -32,6 +32,15 @@ func WithPublic(addr string) Option {
 	return func(c *config) error { c.publicAddr = addr; return nil }
 }
 
+// WithPublicTCP serves ordinary SIP servers over TCP on addr as WithPublic does over UDP
+// ("" none, the default); its connections count in the caps of the UA-facing ones.
+func WithPublicTCP(addr string) Option {
+	return func(c *config) error { c.publicTCP = addr; return nil }
+}
+
+// PublicTCPAddr is the bound public SIP/TCP address ("" when off), as UDPAddr.
+func (b *Bridge) PublicTCPAddr() string { return b.pubTCP.shown() }
+
 // PublicAddr is the bound public SIP address ("" when off), as UDPAddr.
 func (b *Bridge) PublicAddr() string {
 	if b.pub == nil {
@@ -42,6 +51,21 @@ func (b *Bridge) PublicAddr() string {
 
 // listenPublic opens the public UDP socket.
 func (b *Bridge) listenPublic() error {
+	if b.cfg.publicTCP != "" {
+		l, err := net.Listen("tcp", b.cfg.publicTCP)
+		if err != nil {
+			return &ListenError{Transport: publicTransport + ".tcp", Err: err}
+		}
+		t := newTCPTransport(b, l)
+		if b.tcp != nil {
+			t.count = b.tcp.count // one cap for all UA-facing connections
+		}
+		t.pub = true
+		a := l.Addr().(*net.TCPAddr)
+		t.show = shownAddr(b.cfg.publicTCP, a.IP, a.Port)
+		b.addrs.addStream(publicTransport+"-tcp", a)
+		b.pubTCP = t
+	}
 	if b.cfg.publicAddr == "" {
 		return nil
 	}
@@ -66,14 +90,22 @@ func (b *Bridge) listenPublic() error {
 
 // isPublic reports whether req arrived at the public address.
 func (b *Bridge) isPublic(req *sip.Request) bool {
-	return b.pub != nil && req.Destination() == b.pubShow
+	d := req.Destination()
+	return d != "" && (b.pub != nil && d == b.pubShow || b.pubTCP != nil && d == b.pubTCP.show)
 }
 
 // publicURI is this node's Record-Route URI for the public side of a dialog.
-func (b *Bridge) publicURI(dst string) sip.Uri {
-	host, port := b.addrs.advertised(publicTransport, dst)
+func (b *Bridge) publicURI(transport, dst string) sip.Uri {
+	key := publicTransport
+	if kindOf(transport) == tpTCP && b.pubTCP != nil {
+		key += "-tcp"
+	}
+	host, port := b.addrs.advertised(key, dst)
 	u := sip.Uri{Scheme: "sip", Host: host, Port: port}
 	u.UriParams = sip.NewParams()
+	if key != publicTransport {
+		u.UriParams.Add("transport", "tcp")
+	}
 	u.UriParams.Add("lr", "")
 	u.UriParams.Add(nodeParam, b.selfStr)
 	return u

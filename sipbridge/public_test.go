@@ -23,19 +23,29 @@ import (
 // public address a request for another domain, a REGISTER and a Route outside get 403, a
 // user nobody registered 404.
 func TestInboundFromKamailio(t *testing.T) {
+	for _, tp := range []string{"udp", "tcp"} {
+		t.Run(tp, func(t *testing.T) { inboundFromKamailio(t, tp) })
+	}
+}
+
+func inboundFromKamailio(t *testing.T, tp string) {
 	dir := newMemDir()
 	n1 := newMediaNodeWith(t, dir, "pastry")
 	isMember := func(p peer.ID) bool { return p == n1.h.ID() }
 	noDomain := func(ctx context.Context, a domains.AOR) (peer.AddrInfo, error) {
 		return peer.AddrInfo{}, domains.ErrNotFound
 	}
-	n2 := newMediaNodeWith(t, dir, "pastry", WithPublic("127.0.0.1:0"), WithMembership(isMember), WithInterDomain(noDomain))
+	n2 := newMediaNodeWith(t, dir, "pastry", WithPublic("127.0.0.1:0"), WithPublicTCP("127.0.0.1:0"), WithMembership(isMember), WithInterDomain(noDomain))
 	connect(t, n1.testNode, n2.testNode)
 	pub := n2.b.PublicAddr()
-	if pub == "" {
+	if pub == "" || n2.b.PublicTCPAddr() == "" {
 		t.Fatal("no public address")
 	}
-	w := sipworld.StartWith(t, sipworld.Options{Servers: 1, Routes: map[string]string{"pastry": pub}})
+	route := pub
+	if tp == "tcp" {
+		route = n2.b.PublicTCPAddr() + ";transport=tcp"
+	}
+	w := sipworld.StartWith(t, sipworld.Options{Servers: 1, Routes: map[string]string{"pastry": route}})
 	k := w.Kamailios[0]
 
 	alice := softphone.Start(t, softphone.Account{AOR: "sip:alice@pastry", Node: n1.b.UDPAddr()}, softphone.Options{RTPPorts: "43000-43009"})
@@ -69,6 +79,15 @@ func TestInboundFromKamailio(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "bob to see alice's BYE", func() bool { return sawBye(bob.Output()) })
+	if tp == "tcp" {
+		n2.b.pubTCP.mu.Lock()
+		n := len(n2.b.pubTCP.conns)
+		n2.b.pubTCP.mu.Unlock()
+		if n == 0 {
+			t.Fatal("Kamailio's call did not come over the public TCP address")
+		}
+		return // the refusals below are the same over TCP
+	}
 
 	// What the public address refuses.
 	c, err := net.Dial("udp", pub)

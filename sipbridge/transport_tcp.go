@@ -41,6 +41,7 @@ type tcpTransport struct {
 	kind                 tpKind
 	serverTLS, clientTLS *tls.Config
 	show                 string // the bound address as configured (TLSAddr, ...)
+	pub                  bool   // the public listener of ordinary SIP servers (public.go)
 
 	mu    sync.Mutex
 	conns map[netip.AddrPort]*tcpConn
@@ -272,7 +273,10 @@ func (c *tcpConn) serve() {
 		}
 		msg.SetTransport(c.t.kind.String())
 		msg.SetSource(c.raddr.String())
-		in := &inbound{from: path{kind: c.t.kind, addr: c.raddr, conn: c}, key: c.key, at: now}
+		in := &inbound{from: path{kind: c.t.kind, addr: c.raddr, conn: c, pub: c.t.pub}, key: c.key, at: now}
+		if c.t.pub {
+			msg.SetDestination(c.t.show) // public.go: isPublic
+		}
 		switch m := msg.(type) {
 		case *sip.Request:
 			in.req = m

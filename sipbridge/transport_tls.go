@@ -184,6 +184,9 @@ func (b *Bridge) serveSecure() {
 	if b.pub != nil {
 		b.spawn(b.pub.serve)
 	}
+	if b.pubTCP != nil {
+		b.spawn(b.pubTCP.serve)
+	}
 	for _, t := range []*tcpTransport{b.tls, b.ws, b.wss} {
 		if t != nil {
 			b.spawn(t.serve)
@@ -198,6 +201,9 @@ func (b *Bridge) serveSecure() {
 func (b *Bridge) closeSecure() {
 	if b.pub != nil {
 		_ = b.pub.close()
+	}
+	if b.pubTCP != nil {
+		b.pubTCP.close()
 	}
 	for _, t := range []*tcpTransport{b.tls, b.ws, b.wss} {
 		if t != nil {

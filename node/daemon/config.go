@@ -64,6 +64,7 @@ type Config struct {
 		// Public maps onto sipbridge.WithPublic (sipedge.go).
 		Public struct {
 			UDP string `koanf:"udp" help:"public SIP address for ordinary SIP servers (what the domain's DNS SRV names), e.g. 0.0.0.0:5070: requests for this domain's users only (empty: none)"`
+			TCP string `koanf:"tcp" help:"the same over TCP (empty: none)"`
 		} `koanf:"public"`
 		// Outbound maps onto sipbridge.WithOutbound with a sipdns resolver (sipedge.go).
 		Outbound struct {

@@ -21,7 +21,7 @@ import (
 // when a TLS or WSS listener is configured.
 func (c Config) sipEdgeOptions() ([]sipbridge.Option, error) {
 	s := c.SIP
-	for _, a := range []struct{ key, addr string }{{"sip.tls", s.TLS}, {"sip.ws", s.WS}, {"sip.wss", s.WSS}, {"sip.public.udp", s.Public.UDP}} {
+	for _, a := range []struct{ key, addr string }{{"sip.tls", s.TLS}, {"sip.ws", s.WS}, {"sip.wss", s.WSS}, {"sip.public.udp", s.Public.UDP}, {"sip.public.tcp", s.Public.TCP}} {
 		if err := checkHostPort(a.key, a.addr); err != nil {
 			return nil, err
 		}
@@ -44,6 +44,9 @@ func (c Config) sipEdgeOptions() ([]sipbridge.Option, error) {
 	}
 	if s.Public.UDP != "" {
 		opts = append(opts, sipbridge.WithPublic(s.Public.UDP))
+	}
+	if s.Public.TCP != "" {
+		opts = append(opts, sipbridge.WithPublicTCP(s.Public.TCP))
 	}
 	if s.TLS == "" && s.WSS == "" {
 		return opts, nil
