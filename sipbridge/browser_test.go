@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/integration/browser"
+	"github.com/hiersip/hiersip/integration/softphone"
 	"github.com/hiersip/hiersip/web"
 )
 
@@ -112,4 +114,56 @@ func TestBrowserPhonesOverWSS(t *testing.T) {
 	if err := alice.WaitFor(15*time.Second, `document.body.dataset.call.startsWith("ended")`); err != nil {
 		t.Errorf("alice never saw the BYE: %v", err)
 	}
+}
+
+// TestBrowserToRTPPhone: a browser phone (WebRTC: DTLS-SRTP, ICE) calls a baresip (plain
+// RTP) at another node. The node does not translate between the two: baresip finds no
+// common audio codec in the WebRTC offer and rejects it (488, JsSIP's "Incompatible SDP"),
+// the call ends at once, and no relay anchored it.
+func TestBrowserToRTPPhone(t *testing.T) {
+	conf, _ := tlsConf(t)
+	dir := newMemDir()
+	n1 := newMediaNodeWith(t, dir, "pastry")
+	n2 := newMediaNodeWith(t, dir, "pastry", WithWSS("127.0.0.1:0", conf))
+	connect(t, n1.testNode, n2.testNode)
+	carol := softphone.Start(t, softphone.Account{AOR: "sip:carol@pastry", Node: n1.b.UDPAddr()}, softphone.Options{RTPPorts: "44000-44009"})
+	eventually(t, 20*time.Second, "carol to register", func() bool {
+		b := n1.loc.binding("sip:carol@pastry")
+		return b != nil && len(b.Contacts) > 0
+	})
+	srv := httptest.NewServer(http.StripPrefix("/ui", web.Handler()))
+	defer srv.Close()
+	tab := browser.Start(t, browser.WithFlag("ignore-certificate-errors", true))
+	q := url.Values{"wss": {"wss://" + n2.b.WSSAddr()}, "aor": {"sip:web@pastry"}, "target": {"sip:carol@pastry"}}
+	if err := tab.Do(30*time.Second, chromedp.Navigate(srv.URL+"/ui/?"+q.Encode()), chromedp.Click(chromedp.ID("phone-register-button"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.WaitFor(20*time.Second, `document.body.dataset.phone === "registered"`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Do(10*time.Second, chromedp.Click(chromedp.ID("phone-call-button"))); err != nil {
+		t.Fatal(err)
+	}
+	err := tab.WaitFor(40*time.Second, `(document.body.dataset.call || "").startsWith("ended") || document.body.dataset.call === "established"`)
+	state, _ := browser.Eval[string](tab, 5*time.Second, `document.body.dataset.call`)
+	t.Logf("browser → baresip: %q (%v); baresip: %s", state, err, lastLines(carol.Output(), 4))
+	if state == "established" {
+		stats, _ := browser.Eval[map[string]int](tab, 5*time.Second, `window.hiersip.phone.rtpStats()`)
+		t.Logf("established: browser RTP %v", stats)
+		_ = tab.Do(10*time.Second, chromedp.Click(chromedp.ID("phone-hangup-button")))
+	}
+	if err != nil || state != "ended (Incompatible SDP)" {
+		t.Fatalf("browser → RTP phone: %q (%v), want it rejected as Incompatible SDP (488)", state, err)
+	}
+	if s1, s2 := n1.r.Stats(), n2.r.Stats(); s1.SessionsOpened != 0 || s2.SessionsOpened != 0 {
+		t.Fatalf("a relay anchored the WebRTC offer: %d, %d", s1.SessionsOpened, s2.SessionsOpened)
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, " | ")
 }
