@@ -112,6 +112,8 @@ type config struct {
 	outbound                    *sipdns.Resolver // outbound.go
 	outboundTry                 time.Duration
 	publicAddr, publicTCP       string // public.go
+	publicTLS                   string
+	publicTLSConf               *tls.Config
 }
 
 // Option configures a Bridge.
@@ -212,6 +214,7 @@ type Bridge struct {
 	ws, wss *tcpTransport // nil when WS, WSS are off (transport_ws.go)
 	pub     *udpTransport // nil without a public address (public.go)
 	pubTCP  *tcpTransport // nil without a public TCP address
+	pubTLS  *tcpTransport // nil without a public TLS address
 	pubShow string
 	udpHost string // bound IP ("::" for a wildcard: Go binds one dual-stack socket)
 	udpPort int

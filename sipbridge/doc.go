@@ -275,8 +275,8 @@
 // disguised on the way out ("SIP/2.0/TCP <peer-id>.invalid;hsv": Kamailio parses no
 // "SIP/2.0/P2P") and restored in the answers.
 //
-// With [WithPublic] and [WithPublicTCP], ordinary SIP servers reach the domain's users at a
-// public UDP and TCP address: no digest, no REGISTER, only routes that stay inside the domain (403
+// With [WithPublic], [WithPublicTCP] and [WithPublicTLS], ordinary SIP servers reach the
+// domain's users at a public UDP, TCP and TLS address: no digest, no REGISTER, only routes that stay inside the domain (403
 // otherwise), rate limits as for UAs; the node record-routes those dialogs with that
 // address (public.go). A call whose SDP is WebRTC (DTLS fingerprint, UDP/TLS/RTP/SAVPF) is
 // not anchored: browsers' media go end to end (webrtc.go).

@@ -125,9 +125,10 @@ func (b *Bridge) streamTPFor(transport string) bool {
 	case tpUDP:
 		return b.udp != nil
 	case tpTLS:
-		return b.tls != nil && b.tls.clientTLS != nil
+		t := b.sendTP(k)
+		return t != nil && t.clientTLS != nil
 	default:
-		return b.streamTP(k) != nil
+		return b.sendTP(k) != nil
 	}
 }
 

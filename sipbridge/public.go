@@ -1,8 +1,10 @@
 package sipbridge
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -38,6 +40,22 @@ func WithPublicTCP(addr string) Option {
 	return func(c *config) error { c.publicTCP = addr; return nil }
 }
 
+// WithPublicTLS serves ordinary SIP servers over TLS on addr (as WithPublic; "" none, the
+// default) with the server configuration conf (siptls.Server; client_auth require for
+// mutual TLS between servers, RFC 5922 §7.3).
+func WithPublicTLS(addr string, conf *tls.Config) Option {
+	return func(c *config) error {
+		if addr != "" && (conf == nil || (len(conf.Certificates) == 0 && conf.GetCertificate == nil)) {
+			return fmt.Errorf("%w: public TLS listener %s without a certificate", ErrBadOption, addr)
+		}
+		c.publicTLS, c.publicTLSConf = addr, conf
+		return nil
+	}
+}
+
+// PublicTLSAddr is the bound public SIP/TLS address ("" when off), as UDPAddr.
+func (b *Bridge) PublicTLSAddr() string { return b.pubTLS.shown() }
+
 // PublicTCPAddr is the bound public SIP/TCP address ("" when off), as UDPAddr.
 func (b *Bridge) PublicTCPAddr() string { return b.pubTCP.shown() }
 
@@ -51,20 +69,32 @@ func (b *Bridge) PublicAddr() string {
 
 // listenPublic opens the public UDP socket.
 func (b *Bridge) listenPublic() error {
-	if b.cfg.publicTCP != "" {
-		l, err := net.Listen("tcp", b.cfg.publicTCP)
+	for _, s := range []struct {
+		kind tpKind
+		addr string
+		conf *tls.Config
+		to   **tcpTransport
+	}{{tpTCP, b.cfg.publicTCP, nil, &b.pubTCP}, {tpTLS, b.cfg.publicTLS, b.cfg.publicTLSConf, &b.pubTLS}} {
+		if s.addr == "" {
+			continue
+		}
+		name := strings.ToLower(s.kind.String())
+		l, err := net.Listen("tcp", s.addr)
 		if err != nil {
-			return &ListenError{Transport: publicTransport + ".tcp", Err: err}
+			return &ListenError{Transport: publicTransport + "." + name, Err: err}
 		}
 		t := newTCPTransport(b, l)
 		if b.tcp != nil {
 			t.count = b.tcp.count // one cap for all UA-facing connections
 		}
-		t.pub = true
+		t.pub, t.kind, t.serverTLS = true, s.kind, s.conf
+		if s.kind == tpTLS {
+			t.clientTLS = b.cfg.tlsClient
+		}
 		a := l.Addr().(*net.TCPAddr)
-		t.show = shownAddr(b.cfg.publicTCP, a.IP, a.Port)
-		b.addrs.addStream(publicTransport+"-tcp", a)
-		b.pubTCP = t
+		t.show = shownAddr(s.addr, a.IP, a.Port)
+		b.addrs.addStream(publicTransport+"-"+name, a)
+		*s.to = t
 	}
 	if b.cfg.publicAddr == "" {
 		return nil
@@ -91,20 +121,22 @@ func (b *Bridge) listenPublic() error {
 // isPublic reports whether req arrived at the public address.
 func (b *Bridge) isPublic(req *sip.Request) bool {
 	d := req.Destination()
-	return d != "" && (b.pub != nil && d == b.pubShow || b.pubTCP != nil && d == b.pubTCP.show)
+	return d != "" && (b.pub != nil && d == b.pubShow || b.pubTCP != nil && d == b.pubTCP.show || b.pubTLS != nil && d == b.pubTLS.show)
 }
 
 // publicURI is this node's Record-Route URI for the public side of a dialog.
 func (b *Bridge) publicURI(transport, dst string) sip.Uri {
-	key := publicTransport
-	if kindOf(transport) == tpTCP && b.pubTCP != nil {
-		key += "-tcp"
+	key, tp := publicTransport, ""
+	switch k := kindOf(transport); {
+	case k == tpTCP && b.pubTCP != nil, k == tpTLS && b.pubTLS != nil:
+		tp = strings.ToLower(k.String())
+		key += "-" + tp
 	}
 	host, port := b.addrs.advertised(key, dst)
 	u := sip.Uri{Scheme: "sip", Host: host, Port: port}
 	u.UriParams = sip.NewParams()
-	if key != publicTransport {
-		u.UriParams.Add("transport", "tcp")
+	if tp != "" {
+		u.UriParams.Add("transport", tp)
 	}
 	u.UriParams.Add("lr", "")
 	u.UriParams.Add(nodeParam, b.selfStr)
@@ -148,4 +180,20 @@ func (b *Bridge) publicLink(next handler) handler {
 		}
 		next.serve(in)
 	})
+}
+
+// sendTP is the transport that sends over kind k when no connection is given: the
+// UA-facing one, else the public one of that kind (a node that talks TLS or TCP only to
+// other servers, on its public address).
+func (b *Bridge) sendTP(k tpKind) *tcpTransport {
+	if t := b.streamTP(k); t != nil {
+		return t
+	}
+	switch k {
+	case tpTCP:
+		return b.pubTCP
+	case tpTLS:
+		return b.pubTLS
+	}
+	return nil
 }

@@ -2,9 +2,14 @@ package sipbridge
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +28,7 @@ import (
 // public address a request for another domain, a REGISTER and a Route outside get 403, a
 // user nobody registered 404.
 func TestInboundFromKamailio(t *testing.T) {
-	for _, tp := range []string{"udp", "tcp"} {
+	for _, tp := range []string{"udp", "tcp", "tls"} {
 		t.Run(tp, func(t *testing.T) { inboundFromKamailio(t, tp) })
 	}
 }
@@ -35,18 +40,46 @@ func inboundFromKamailio(t *testing.T, tp string) {
 	noDomain := func(ctx context.Context, a domains.AOR) (peer.AddrInfo, error) {
 		return peer.AddrInfo{}, domains.ErrNotFound
 	}
-	n2 := newMediaNodeWith(t, dir, "pastry", WithPublic("127.0.0.1:0"), WithPublicTCP("127.0.0.1:0"), WithMembership(isMember), WithInterDomain(noDomain))
+	conf, _ := tlsConf(t)
+	// Kamailio's TLS port, for the dialog's requests towards it, has a certificate of its
+	// own, made when the world starts (after the node, whose port the world's routes name):
+	// verified against it once it exists.
+	var kamailioRoots atomic.Pointer[x509.CertPool]
+	client := &tls.Config{InsecureSkipVerify: true, // the verification is VerifyConnection's
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			roots := kamailioRoots.Load()
+			if roots == nil || len(cs.PeerCertificates) == 0 {
+				return errors.New("no Kamailio certificate to verify against")
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, DNSName: "127.0.0.1"})
+			return err
+		}}
+	n2 := newMediaNodeWith(t, dir, "pastry", WithPublic("127.0.0.1:0"), WithPublicTCP("127.0.0.1:0"), WithPublicTLS("127.0.0.1:0", conf),
+		WithTLSClient(client), WithMembership(isMember), WithInterDomain(noDomain))
 	connect(t, n1.testNode, n2.testNode)
 	pub := n2.b.PublicAddr()
 	if pub == "" || n2.b.PublicTCPAddr() == "" {
 		t.Fatal("no public address")
 	}
 	route := pub
-	if tp == "tcp" {
+	switch tp {
+	case "tcp":
 		route = n2.b.PublicTCPAddr() + ";transport=tcp"
+	case "tls":
+		route = n2.b.PublicTLSAddr() + ";transport=tls"
 	}
-	w := sipworld.StartWith(t, sipworld.Options{Servers: 1, Routes: map[string]string{"pastry": route}})
+	// WebSocket: Kamailio with its TLS module, for tls
+	w := sipworld.StartWith(t, sipworld.Options{Servers: 1, WebSocket: tp == "tls", Routes: map[string]string{"pastry": route}})
 	k := w.Kamailios[0]
+	if tp == "tls" {
+		pem, err := os.ReadFile(k.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		kamailioRoots.Store(roots)
+	}
 
 	alice := softphone.Start(t, softphone.Account{AOR: "sip:alice@pastry", Node: n1.b.UDPAddr()}, softphone.Options{RTPPorts: "43000-43009"})
 	bob := softphone.Start(t, softphone.Account{AOR: "sip:bob@" + sipworld.Domain, Node: k.Addr}, softphone.Options{RTPPorts: "43010-43019"})
@@ -79,14 +112,18 @@ func inboundFromKamailio(t *testing.T, tp string) {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "bob to see alice's BYE", func() bool { return sawBye(bob.Output()) })
-	if tp == "tcp" {
-		n2.b.pubTCP.mu.Lock()
-		n := len(n2.b.pubTCP.conns)
-		n2.b.pubTCP.mu.Unlock()
-		if n == 0 {
-			t.Fatal("Kamailio's call did not come over the public TCP address")
+	if tp != "udp" {
+		pt := n2.b.pubTCP
+		if tp == "tls" {
+			pt = n2.b.pubTLS
 		}
-		return // the refusals below are the same over TCP
+		pt.mu.Lock()
+		n := len(pt.conns)
+		pt.mu.Unlock()
+		if n == 0 {
+			t.Fatalf("Kamailio's call did not come over the public %s address", tp)
+		}
+		return // the refusals below are the same over TCP and TLS
 	}
 
 	// What the public address refuses.

@@ -224,7 +224,7 @@ func (b *Bridge) write(p path, msg sip.Message, done func(error)) error {
 	case tpTCP, tpTLS, tpWS, tpWSS:
 		c := p.conn
 		if c == nil || c.closed() {
-			t := b.streamTP(p.kind)
+			t := b.sendTP(p.kind) // public.go
 			if t == nil {
 				return fmt.Errorf("%w: no %s listener", ErrLinkDown, p.kind)
 			}

@@ -187,6 +187,9 @@ func (b *Bridge) serveSecure() {
 	if b.pubTCP != nil {
 		b.spawn(b.pubTCP.serve)
 	}
+	if b.pubTLS != nil {
+		b.spawn(b.pubTLS.serve)
+	}
 	for _, t := range []*tcpTransport{b.tls, b.ws, b.wss} {
 		if t != nil {
 			b.spawn(t.serve)
@@ -204,6 +207,9 @@ func (b *Bridge) closeSecure() {
 	}
 	if b.pubTCP != nil {
 		b.pubTCP.close()
+	}
+	if b.pubTLS != nil {
+		b.pubTLS.close()
 	}
 	for _, t := range []*tcpTransport{b.tls, b.ws, b.wss} {
 		if t != nil {

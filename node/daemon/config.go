@@ -65,12 +65,13 @@ type Config struct {
 		Public struct {
 			UDP string `koanf:"udp" help:"public SIP address for ordinary SIP servers (what the domain's DNS SRV names), e.g. 0.0.0.0:5070: requests for this domain's users only (empty: none)"`
 			TCP string `koanf:"tcp" help:"the same over TCP (empty: none)"`
+			TLS string `koanf:"tls" help:"the same over TLS, with the certificate of sip.tls_cert (empty: none)"`
 		} `koanf:"public"`
 		// Outbound maps onto sipbridge.WithOutbound with a sipdns resolver (sipedge.go).
 		Outbound struct {
 			Enabled      bool          `koanf:"enabled" help:"as the domain's proxy, route calls to domains outside the overlay to their SIP servers found in DNS (RFC 3263)"`
 			DNS          []string      `koanf:"dns" help:"DNS servers host[:port] to ask (empty: those of /etc/resolv.conf)"`
-			Transports   []string      `koanf:"transports" help:"transports to reach ordinary SIP servers, preferred first: udp, tcp, tls (tls needs sip.tls)"`
+			Transports   []string      `koanf:"transports" help:"transports to reach ordinary SIP servers, preferred first: udp, tcp, tls (tls needs sip.tls or sip.public.tls)"`
 			TLSCAFile    string        `koanf:"tls_ca_file" help:"CA file (PEM) that servers reached over TLS are verified against (empty: the system's roots); their certificate must name the SIP domain"`
 			Allow        []string      `koanf:"allow" help:"domain suffixes calls may go to (empty: all that deny does not refuse)"`
 			Deny         []string      `koanf:"deny" help:"domain suffixes calls may not go to (the longest matching suffix of allow and deny decides)"`

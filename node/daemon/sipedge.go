@@ -21,7 +21,7 @@ import (
 // when a TLS or WSS listener is configured.
 func (c Config) sipEdgeOptions() ([]sipbridge.Option, error) {
 	s := c.SIP
-	for _, a := range []struct{ key, addr string }{{"sip.tls", s.TLS}, {"sip.ws", s.WS}, {"sip.wss", s.WSS}, {"sip.public.udp", s.Public.UDP}, {"sip.public.tcp", s.Public.TCP}} {
+	for _, a := range []struct{ key, addr string }{{"sip.tls", s.TLS}, {"sip.ws", s.WS}, {"sip.wss", s.WSS}, {"sip.public.udp", s.Public.UDP}, {"sip.public.tcp", s.Public.TCP}, {"sip.public.tls", s.Public.TLS}} {
 		if err := checkHostPort(a.key, a.addr); err != nil {
 			return nil, err
 		}
@@ -33,11 +33,11 @@ func (c Config) sipEdgeOptions() ([]sipbridge.Option, error) {
 			return nil, err
 		}
 		opts = append(opts, o)
-		if o, err = c.outboundTLSOption(); err != nil {
-			return nil, err
-		} else if o != nil {
-			opts = append(opts, o)
-		}
+	}
+	if o, err := c.outboundTLSOption(); err != nil {
+		return nil, err
+	} else if o != nil {
+		opts = append(opts, o)
 	}
 	if s.WS != "" {
 		opts = append(opts, sipbridge.WithWS(s.WS))
@@ -48,7 +48,7 @@ func (c Config) sipEdgeOptions() ([]sipbridge.Option, error) {
 	if s.Public.TCP != "" {
 		opts = append(opts, sipbridge.WithPublicTCP(s.Public.TCP))
 	}
-	if s.TLS == "" && s.WSS == "" {
+	if s.TLS == "" && s.WSS == "" && s.Public.TLS == "" {
 		return opts, nil
 	}
 	conf, err := c.tlsServerConfig()
@@ -60,6 +60,9 @@ func (c Config) sipEdgeOptions() ([]sipbridge.Option, error) {
 	}
 	if s.WSS != "" {
 		opts = append(opts, sipbridge.WithWSS(s.WSS, conf))
+	}
+	if s.Public.TLS != "" {
+		opts = append(opts, sipbridge.WithPublicTLS(s.Public.TLS, conf))
 	}
 	return opts, nil
 }
@@ -203,11 +206,12 @@ func (c Config) outboundOption() (sipbridge.Option, error) {
 // system's roots, for the SIP domain (the bridge sets it per connection).
 func (c Config) outboundTLSOption() (sipbridge.Option, error) {
 	o := c.SIP.Outbound
-	if !o.Enabled || !slices.ContainsFunc(o.Transports, func(t string) bool { return strings.EqualFold(t, "tls") }) {
-		return nil, nil
+	outTLS := o.Enabled && slices.ContainsFunc(o.Transports, func(t string) bool { return strings.EqualFold(t, "tls") })
+	if !outTLS && c.SIP.Public.TLS == "" {
+		return nil, nil // no TLS connection to other servers to open
 	}
-	if c.SIP.TLS == "" {
-		return nil, &node.ConfigError{Field: "sip.outbound.transports", Err: errors.New("tls needs sip.tls (the node's TLS transport)")}
+	if outTLS && c.SIP.TLS == "" && c.SIP.Public.TLS == "" {
+		return nil, &node.ConfigError{Field: "sip.outbound.transports", Err: errors.New("tls needs sip.tls or sip.public.tls (the node's TLS transport)")}
 	}
 	var copts []siptls.ClientOption
 	if o.TLSCAFile != "" {

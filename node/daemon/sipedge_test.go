@@ -109,6 +109,7 @@ func TestDaemonConfigTLSErrors(t *testing.T) {
 		{"HIERSIP_SIP_WSS", "1.2.3.4:99999", "sip.wss"},
 		{"HIERSIP_SIP_PUBLIC_UDP", "nohost", "sip.public.udp"},
 		{"HIERSIP_SIP_PUBLIC_TCP", "nohost", "sip.public.tcp"},
+		{"HIERSIP_SIP_PUBLIC_TLS", "nohost", "sip.public.tls"},
 		{"HIERSIP_SIP_TLS_CERT", "/nonexistent/cert.pem", "sip.tls_key"},
 		{"HIERSIP_SIP_TLS_CLIENT_AUTH", "sometimes", "sip.tls_client_auth"},
 	} {
