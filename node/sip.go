@@ -154,7 +154,7 @@ func (n *Node) Bridge() *sipbridge.Bridge { return n.bridge }
 // call through the node.
 func (n *Node) warnOpenSIP(b *sipbridge.Bridge) {
 	var open []string
-	for _, a := range []string{b.UDPAddr(), b.TCPAddr()} {
+	for _, a := range []string{b.UDPAddr(), b.TCPAddr(), b.TLSAddr(), b.WSAddr(), b.WSSAddr()} {
 		host, _, err := net.SplitHostPort(a)
 		if err != nil {
 			continue
@@ -172,6 +172,10 @@ func (n *Node) warnOpenSIP(b *sipbridge.Bridge) {
 // bridgeError names the setting behind a failed sipbridge.New: a listen
 // error (a busy port) is sip.udp's or sip.tcp's.
 func bridgeError(err error) error {
+	var le *sipbridge.ListenError
+	if errors.As(err, &le) {
+		return &ConfigError{"sip." + le.Transport, err} // sip.tls, sip.ws, sip.wss
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "listen" {
 		switch op.Net {

@@ -83,6 +83,9 @@ type StatusContact struct {
 type StatusSIP struct {
 	UDP string `json:"udp,omitempty"`
 	TCP string `json:"tcp,omitempty"`
+	TLS string `json:"tls,omitempty"`
+	WS  string `json:"ws,omitempty"`
+	WSS string `json:"wss,omitempty"`
 }
 
 // StatusConn is a libp2p connection.
@@ -129,7 +132,7 @@ func (n *Node) Status() Status {
 	}
 	slices.SortFunc(s.Registrations, func(a, b StatusRegistration) int { return strings.Compare(a.AOR, b.AOR) })
 	if b := n.Bridge(); b != nil {
-		s.SIP = &StatusSIP{UDP: b.UDPAddr(), TCP: b.TCPAddr()}
+		s.SIP = &StatusSIP{UDP: b.UDPAddr(), TCP: b.TCPAddr(), TLS: b.TLSAddr(), WS: b.WSAddr(), WSS: b.WSSAddr()}
 	}
 	for _, c := range n.h.Network().Conns() {
 		s.Connections = append(s.Connections, StatusConn{
@@ -174,6 +177,9 @@ func (s Status) WriteText(w io.Writer) error {
 	}
 	if s.SIP != nil {
 		p("sip\tudp %s, tcp %s", orNone(s.SIP.UDP), orNone(s.SIP.TCP))
+		if s.SIP.TLS != "" || s.SIP.WS != "" || s.SIP.WSS != "" {
+			p("sip\ttls %s, ws %s, wss %s", orNone(s.SIP.TLS), orNone(s.SIP.WS), orNone(s.SIP.WSS))
+		}
 	}
 	for _, m := range s.Proxies {
 		p("proxy\t%s (utility %.3g)", m.PeerID, m.Utility)

@@ -30,10 +30,16 @@ declare -A PKG=(
 	[make]=make
 	[systemd-analyze]=systemd
 	[tcpdump]=tcpdump
+	[chromium]=chromium
+	[kamailio-ws]=kamailio-websocket-modules
+	[kamailio-tls]=kamailio-tls-modules
 )
 have() {
 	case "$1" in
 	svmap) command -v svmap >/dev/null 2>&1 || command -v sipvicious_svmap >/dev/null 2>&1 ;;
+	# Kamailio modules, not commands (integration/sipworld's WebSocket).
+	kamailio-ws) compgen -G '/usr/lib/*/kamailio/modules/websocket.so' >/dev/null ;;
+	kamailio-tls) compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null ;;
 	*) command -v "$1" >/dev/null 2>&1 ;;
 	esac
 }

@@ -143,6 +143,9 @@ type addrBook struct {
 	udpPort, tcpPort int
 	advHost          string // WithAdvertise host, normalized ("" none)
 	advPort          int
+	// streams are the bound addresses of the TLS, WS and WSS listeners, by transport
+	// ("tls", "ws", "wss"), set before the bridge serves and read-only after.
+	streams map[string]netip.AddrPort
 
 	// ifaceAddrs and routeLookup are the system's; tests replace them.
 	ifaceAddrs  func() ([]net.Addr, error)
@@ -269,12 +272,31 @@ func (a *addrBook) mine(host string, port int) bool {
 	if err != nil {
 		return false
 	}
-	return (port == a.udpPort && a.boundTo(a.udpIP, ip)) || (port == a.tcpPort && a.boundTo(a.tcpIP, ip))
+	if (port == a.udpPort && a.boundTo(a.udpIP, ip)) || (port == a.tcpPort && a.boundTo(a.tcpIP, ip)) {
+		return true
+	}
+	for _, ap := range a.streams {
+		if port == int(ap.Port()) && a.boundTo(ap.Addr(), ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// addStream records the bound address of the listener of transport ("tls", "ws", "wss").
+func (a *addrBook) addStream(transport string, addr *net.TCPAddr) {
+	if a.streams == nil {
+		a.streams = map[string]netip.AddrPort{}
+	}
+	a.streams[transport] = netip.AddrPortFrom(netipOf(addr.IP), uint16(addr.Port))
 }
 
 // bound returns the bound address and port of transport ("udp" or "tcp"; the other one
 // when that one is off).
 func (a *addrBook) bound(transport string) (netip.Addr, int) {
+	if ap, ok := a.streams[transport]; ok {
+		return ap.Addr(), int(ap.Port())
+	}
 	if transport == "tcp" && a.tcpIP.IsValid() || !a.udpIP.IsValid() {
 		return a.tcpIP, a.tcpPort
 	}
@@ -297,7 +319,7 @@ func (a *addrBook) advertised(transport, dst string) (string, int) {
 		return "::1", port
 	}
 	if a.advHost != "" {
-		if a.advPort != 0 {
+		if _, tls := a.streams[transport]; a.advPort != 0 && !tls {
 			port = a.advPort
 		}
 		return a.advHost, port
@@ -385,6 +407,9 @@ func (b *Bridge) isMine(u *sip.Uri) bool {
 // address that UA reaches the node at, and the node's peer ID in the hsn parameter for
 // other nodes.
 func (b *Bridge) selfURI(transport, dst string) sip.Uri {
+	if k := kindOf(transport); k != tpTCP && k.stream() && b.streamTP(k) != nil {
+		return b.streamSelfURI(transport, dst) // transport_tls.go
+	}
 	if transport != "tcp" || b.tcp == nil {
 		transport = "udp"
 	}
@@ -422,12 +447,18 @@ func hopDest(h hop) (dst, transport string) {
 // called UA's is on top: it uses the first, the caller the last.
 func (b *Bridge) recordRoute(req, fwd *sip.Request, h hop, from peer.ID) {
 	var uris []sip.Uri
-	if from == "" {
+	switch {
+	case from == "" && b.isPublic(req):
+		uris = append(uris, b.publicURI(req.Transport(), req.Source())) // public.go
+	case from == "":
 		uris = append(uris, b.selfURI(strings.ToLower(req.Transport()), req.Source()))
 	}
 	if h.uri != nil {
 		dst, tp := hopDest(h)
 		u := b.selfURI(tp, dst)
+		if b.outPublic(h, tp) {
+			u = b.publicURI("udp", dst) // outbound.go
+		}
 		if len(uris) == 0 || uris[0].String() != u.String() {
 			uris = append(uris, u)
 		}
@@ -458,6 +489,11 @@ func shownAddr(configured string, ip net.IP, port int) string {
 // a wildcard-bound node answers on, and what it advertises.
 func (b *Bridge) addrAttrs() []any {
 	attrs := []any{"udp", b.UDPAddr(), "tcp", b.TCPAddr()}
+	for _, t := range []*tcpTransport{b.tls, b.ws, b.wss} {
+		if t != nil {
+			attrs = append(attrs, strings.ToLower(t.kind.String()), t.show)
+		}
+	}
 	wildcard := b.addrs.udpIP.IsUnspecified() || b.addrs.tcpIP.IsUnspecified()
 	if wildcard {
 		attrs = append(attrs, "local_addrs", b.addrs.localList())

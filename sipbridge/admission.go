@@ -47,7 +47,7 @@ func chain(final handler, plugins ...plugin) handler {
 
 // admission is the bridge's chain.
 func (b *Bridge) admission() handler {
-	return chain(handlerFunc(b.serveRequest), b.rateLink, b.validLink, b.trustLink, b.txLink, b.boundLink,
+	return chain(handlerFunc(b.serveRequest), b.rateLink, b.validLink, b.publicLink, b.trustLink, b.txLink, b.boundLink,
 		b.digestLink, b.orderLink)
 }
 
@@ -119,7 +119,7 @@ func (b *Bridge) validLink(next handler) handler {
 
 func (b *Bridge) trustLink(next handler) handler {
 	return handlerFunc(func(in *inbound) {
-		if in.req != nil && in.from.kind != tpP2P {
+		if in.req != nil && in.from.kind != tpP2P && !in.from.pub { // public.go: admitted by publicLink
 			if res := b.refuseUntrusted(in.req); res != nil { // relaypolicy.go
 				if !in.req.IsAck() {
 					_ = b.send(in.from, res, nil)
@@ -192,7 +192,7 @@ func (b *Bridge) boundLink(next handler) handler {
 func (b *Bridge) digestLink(next handler) handler {
 	return handlerFunc(func(in *inbound) {
 		req := in.req
-		if b.cfg.users == nil || in.from.kind == tpP2P || in.stx == nil || req.Method == sip.REGISTER || classify(req) != classInitial {
+		if b.cfg.users == nil || in.from.kind == tpP2P || in.from.pub || in.stx == nil || req.Method == sip.REGISTER || classify(req) != classInitial {
 			next.serve(in)
 			return
 		}

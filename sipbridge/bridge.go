@@ -2,6 +2,7 @@ package sipbridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/media"
+	"github.com/hiersip/hiersip/sipdns"
 )
 
 // ProtocolID is the libp2p protocol that carries SIP between nodes.
@@ -106,6 +108,14 @@ type config struct {
 	digestAlgs       []string       // nil: MD5 (SHA-256 when a user has no MD5 HA1; digest.go)
 	maxContacts      int            // 0: DefaultMaxContacts (contactcap.go)
 	clock            clock.Clock    // WithClock (clock.go)
+	// transport_tls.go: TLS, WS and WSS listeners for UAs
+	tlsAddr, wsAddr, wssAddr    string
+	tlsConf, wssConf, tlsClient *tls.Config
+	outbound                    *sipdns.Resolver // outbound.go
+	outboundTry                 time.Duration
+	publicAddr, publicTCP       string // public.go
+	publicTLS                   string
+	publicTLSConf               *tls.Config
 }
 
 // Option configures a Bridge.
@@ -171,8 +181,8 @@ func WithUDPBuffer(n int) Option { return func(c *config) error { c.udpBuf = n; 
 
 func (c *config) validate() error {
 	switch {
-	case c.udpAddr == "" && c.tcpAddr == "":
-		return fmt.Errorf("%w: neither UDP nor TCP listen address", ErrBadOption)
+	case c.udpAddr == "" && c.tcpAddr == "" && c.tlsAddr == "" && c.wsAddr == "" && c.wssAddr == "":
+		return fmt.Errorf("%w: no UDP, TCP, TLS, WS or WSS listen address", ErrBadOption)
 	case c.maxMsg < 1024:
 		return fmt.Errorf("%w: max message size %d < 1024", ErrBadOption, c.maxMsg)
 	case c.maxTxPerPeer < 1:
@@ -202,7 +212,13 @@ type Bridge struct {
 
 	udp     *udpTransport // nil when UDP is off
 	tcp     *tcpTransport // nil when TCP is off
-	udpHost string        // bound IP ("::" for a wildcard: Go binds one dual-stack socket)
+	tls     *tcpTransport // nil when TLS is off (transport_tls.go)
+	ws, wss *tcpTransport // nil when WS, WSS are off (transport_ws.go)
+	pub     *udpTransport // nil without a public address (public.go)
+	pubTCP  *tcpTransport // nil without a public TCP address
+	pubTLS  *tcpTransport // nil without a public TLS address
+	pubShow string
+	udpHost string // bound IP ("::" for a wildcard: Go binds one dual-stack socket)
 	udpPort int
 	tcpHost string
 	tcpPort int
@@ -232,6 +248,7 @@ type Bridge struct {
 	inflight atomic.Int64  // requests being proxied (relay running)
 	detached chan struct{} // slots of the TCP writes readers hand off (sendDetached)
 	uas      uaAddrs       // contact addresses of local UAs
+	ext      uaAddrs       // addresses outside the overlay dialogs go to (outbound.go)
 
 	lim     *limiter
 	binds   *bindingCache
@@ -333,6 +350,9 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		tcpA = a
 	}
 	b.addrs = newAddrBook(udpA, tcpA, cfg.advHost, cfg.advPort)
+	if err := b.listenSecure(); err != nil { // transport_tls.go
+		return nil, err
+	}
 	var restored []*aorEntry
 	if cfg.regStore != "" {
 		b.reg.store = newRegStore(cfg.regStore)
@@ -348,6 +368,7 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	if b.tcp != nil {
 		b.spawn(b.tcp.serve)
 	}
+	b.serveSecure()
 	b.spawn(func() { b.reg.run(b.ctx) })
 	b.spawn(func() { b.runNATKeepalive(b.ctx) })
 	if b.reg.store != nil {
@@ -389,6 +410,7 @@ func (b *Bridge) Close() error {
 	if b.tcp != nil {
 		b.tcp.close()
 	}
+	b.closeSecure()
 	b.links.closeAll()
 	b.wg.Wait()
 	b.txl.endAll(ErrClosed)

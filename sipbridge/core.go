@@ -95,7 +95,7 @@ func (b *Bridge) proxy(req *sip.Request, st sip.ServerTransaction, from peer.ID)
 			return
 		}
 	}
-	d = b.complete(b.ctx, d, from)
+	d = b.complete(b.ctx, req, d, from)
 	if d.code == 0 && d.hop.self {
 		if req.Method == sip.OPTIONS {
 			reply(200, "OK", sip.NewHeader("Allow", allowHeader))
@@ -134,6 +134,9 @@ func (b *Bridge) sendRequest(r *relayCall, d decision) (int, string) {
 		ct, err = b.txl.request(p, f.fwd)
 	}
 	if err != nil {
+		if next, ok := b.nextTarget(f.hop, err); ok { // outbound.go
+			return b.sendRequest(r, next)
+		}
 		if f.hop.peer != "" {
 			b.log.Debug("node unreachable", "peer", f.hop.peer, "err", err)
 			return 480, "Temporarily Unavailable: serving node unreachable"
@@ -142,6 +145,7 @@ func (b *Bridge) sendRequest(r *relayCall, d decision) (int, string) {
 		return 480, "Temporarily Unavailable: user agent unreachable"
 	}
 	r.f, r.ct, r.rr = f, ct, recordRoutes(r.req, f.hop, r.from)
+	b.outboundSent(f.hop) // outbound.go
 	return 0, ""
 }
 
@@ -163,6 +167,7 @@ func (b *Bridge) relay(r *relayCall) {
 	defer timer.Stop()
 	cancelCh := (<-chan struct{})(r.canc)
 	cancelled, answered, retried := false, false, false
+	tryC := b.outboundTimer(r) // outbound.go: the next server when this one stays silent
 	final := func(code int, reason string) {
 		b.observeCall(r.req, code)
 		if err := r.st.Respond(b.newResponse(r.req, code, reason)); err != nil {
@@ -172,7 +177,7 @@ func (b *Bridge) relay(r *relayCall) {
 	for {
 		select {
 		case res := <-r.ct.Responses():
-			answered = true
+			answered, tryC = true, nil
 			if b.relayResponse(r, res) {
 				return
 			}
@@ -193,6 +198,10 @@ func (b *Bridge) relay(r *relayCall) {
 				}
 			}
 			err := r.ct.Err()
+			if !answered && !cancelled && b.failover(r) {
+				tryC = b.outboundTimer(r)
+				continue
+			}
 			if !answered && !retried && !cancelled && errors.Is(err, ErrLinkDown) && r.f.hop.aor != "" {
 				// The cached binding named a node that is gone: look the AOR up again.
 				retried = true
@@ -217,6 +226,11 @@ func (b *Bridge) relay(r *relayCall) {
 				final(480, "Temporarily Unavailable")
 			}
 			return
+		case <-tryC:
+			tryC = nil
+			if !answered && !cancelled && b.failover(r) {
+				tryC = b.outboundTimer(r)
+			}
 		case <-b.ctx.Done():
 			final(503, "Service Unavailable: node shutting down")
 			return
@@ -243,8 +257,9 @@ func (b *Bridge) relayResponse(r *relayCall, res *sip.Response) bool {
 		return false // hop by hop
 	}
 	fromUA, toPeer := r.f.hop.uri != nil, r.from != ""
-	out := upResponse(res) // forward.go
-	if fromUA && res.StatusCode < 300 {
+	out := upResponse(res)                // forward.go
+	out = b.outboundResponse(r, res, out) // outbound.go
+	if fromUA && res.StatusCode < 300 && r.f.hop.ext == nil {
 		b.natResponse(res, out) // nat.go
 	}
 	b.nodeHeaders(out, r.rr, toPeer)

@@ -249,6 +249,38 @@
 // source and window; further attempts get 503 unchecked. Known and unknown users get the
 // same answers (401 with a fresh nonce, or 403). [Bridge.Stats] counts what was refused.
 //
+// # TLS and WebSocket
+//
+// [WithTLS], [WithWS] and [WithWSS] add SIP over TLS (RFC 5630: sips: and transport=tls
+// URIs route over it) and over WebSocket (RFC 7118, gobwas/ws) for user agents; they are
+// the TCP transport with crypto/tls and WebSocket framing between the socket and the
+// messages (transport_tls.go, transport_ws.go), with the same admission chain, raw budget,
+// deadlines and caps (MaxTCP and MaxTCPPerSource count the connections of all four
+// together). A contact registered over TLS, WS or WSS is reached on the connection it
+// registered on (the flow is the contact): a WebSocket client's .invalid Contact is never
+// looked up; the node never dials a WebSocket client and dials a TLS one only with
+// [WithTLSClient]. The WebSocket handshake needs the "sip" subprotocol; the node pings
+// WebSocket connections at a third of the idle timeout.
+//
+// # Ordinary SIP domains
+//
+// With [WithOutbound], a request for a domain that the inter-domain resolver does not
+// know (domains.ErrNotFound: not in the global overlay) goes to that domain's SIP servers
+// as RFC 3263 finds them (package sipdns: its policy first, then NAPTR, SRV, A/AAAA), with
+// failover to the next server when one stays silent for the try time or cannot be
+// reached; sipdns's errors become the answer (604 for a domain that does not exist, 404,
+// 403, 503). The node record-routes such dialogs. Only its own UAs and members of its
+// domain can make a request leave, and in-dialog requests go outside only to addresses
+// the dialog's INVITE went to or its answers named (outbound.go). The overlay's Vias are
+// disguised on the way out ("SIP/2.0/TCP <peer-id>.invalid;hsv": Kamailio parses no
+// "SIP/2.0/P2P") and restored in the answers.
+//
+// With [WithPublic], [WithPublicTCP] and [WithPublicTLS], ordinary SIP servers reach the
+// domain's users at a public UDP, TCP and TLS address: no digest, no REGISTER, only routes that stay inside the domain (403
+// otherwise), rate limits as for UAs; the node record-routes those dialogs with that
+// address (public.go). A call whose SDP is WebRTC (DTLS fingerprint, UDP/TLS/RTP/SAVPF) is
+// not anchored: browsers' media go end to end (webrtc.go).
+//
 // # Abuse and faults
 //
 // Who may send what, and what a forged, replayed or oversized message does:
@@ -277,6 +309,14 @@
 //   - Registrations: contacts per AOR and per REGISTER bounded; over UDP a REGISTER's answer
 //     stays within twice its size, so that it cannot amplify a spoofed source
 //     (contactcap.go).
+//   - TLS, WS and WSS listeners: a TLS handshake or a WebSocket upgrade must finish
+//     within the message timeout, else the connection closes (a client that connects and
+//     says nothing holds a place of the caps no longer); a WebSocket message is bounded by
+//     the message size limit (a bigger one closes the connection, 1009); the WebSocket
+//     Origin is not checked: a page of another site can make a visitor's browser connect,
+//     but it gains nothing — the registrar asks digest credentials, which the browser does
+//     not hold for it (no cookies or ambient authority). Over TLS, digest passwords are
+//     never seen on the wire; a self-signed certificate protects only phones that pin it.
 //   - Faults: a node that loses the node a call came from (no connection left, none to be
 //     made within 2 s) cancels the call towards the callee; a 2xx it cannot send back it
 //     acknowledges and hangs up (ACK, BYE), so that no phone is left off-hook (orphans.go).

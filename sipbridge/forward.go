@@ -53,6 +53,9 @@ func (b *Bridge) forward(req *sip.Request, d decision, from peer.ID) *forwarding
 		f.fwd.Recipient = *d.ruri
 	}
 	b.prepare(f)
+	if f.hop.ext != nil {
+		f.fwd = hideOverlayVias(f.fwd) // outbound.go
+	}
 	return f
 }
 
@@ -122,6 +125,9 @@ func (b *Bridge) addOverlayVia(req, fwd *sip.Request) {
 func (b *Bridge) addUAVia(req, fwd *sip.Request, h hop) {
 	dst, tp := hopDest(h)
 	host, port := b.addrs.advertised(tp, dst)
+	if b.outPublic(h, tp) {
+		host, port = b.addrs.advertised(publicTransport, dst) // outbound.go
+	}
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(tp),
 		Host: host, Port: port, Params: sip.NewParams()}
 	via.Params.Add("branch", b.branch(req))
@@ -211,6 +217,9 @@ func hasTag(to *sip.ToHeader) bool {
 func uriTransport(u *sip.Uri) string {
 	if t, ok := u.UriParams.Get("transport"); ok && t != "" {
 		return strings.ToLower(t)
+	}
+	if u.IsEncrypted() {
+		return "tls" // sips: (RFC 5630)
 	}
 	return "udp"
 }

@@ -316,6 +316,9 @@ func (b *Bridge) mediaRequest(req, fwd *sip.Request, h hop, from peer.ID) (int, 
 		b.med.end(callID)
 		return 0, ""
 	}
+	if hasSDP(fwd) && isWebRTC(fwd.Body()) {
+		return 0, "" // webrtc.go: left to the browsers
+	}
 	initial := req.IsInvite() && !hasTag(req.To())
 	c, err := b.med.get(callID, initial)
 	if err != nil {

@@ -46,7 +46,7 @@ func viaNATted(req *sip.Request) bool {
 	if vip, err := netip.ParseAddr(normHost(via.Host)); err != nil || vip.Unmap() != srcIP {
 		return true // a host name, or another address
 	}
-	if strings.EqualFold(req.Transport(), "tcp") {
+	if isStream(req.Transport()) {
 		return false
 	}
 	return viaPort(via) != portOf(src)
@@ -62,7 +62,7 @@ func viaPort(v *sip.ViaHeader) int {
 // sameAddr reports whether u's host and port are src ("ip:port"); over TCP only the
 // addresses are compared.
 func sameAddr(u *sip.Uri, src, transport string) bool {
-	if strings.EqualFold(transport, "tcp") {
+	if isStream(transport) {
 		a, ok1 := addrIP(u.Host)
 		b, ok2 := addrIP(src)
 		return ok1 && ok2 && a == b
@@ -109,11 +109,11 @@ func fixContact(m interface {
 	c := orig.Clone()
 	m.ReplaceHeader(c)
 	c.Address.Host, c.Address.Port = s.Host, s.Port
-	if strings.EqualFold(transport, "tcp") {
+	if isStream(transport) {
 		if c.Address.UriParams == nil {
 			c.Address.UriParams = sip.NewParams()
 		}
-		c.Address.UriParams.Add("transport", "tcp")
+		c.Address.UriParams.Add("transport", strings.ToLower(transport))
 	}
 }
 
@@ -128,6 +128,9 @@ func uaNAT(req *sip.Request) bool {
 // NAT, else its Contact, but only when the Contact names the host the request came from
 // (a Contact naming another host would let a UA make the node a reflector to it).
 func (b *Bridge) noteUA(req *sip.Request) {
+	if b.isPublic(req) {
+		return // an ordinary SIP server, not a UA (public.go)
+	}
 	if uaNAT(req) {
 		b.uas.noteAddr(uriAddrKey(srcURI(req.Source())))
 		return
@@ -189,29 +192,12 @@ func (r *registrar) dest(c *contactEntry) (string, string) {
 	if !c.nat || c.src == "" {
 		return "", ""
 	}
-	if c.tp == "tcp" {
-		if open, _ := r.b.withTCPConn(c.src, nil); !open {
+	if isStream(c.tp) {
+		if open, _ := r.b.withConn(c.tp, c.src, nil); !open {
 			return "", ""
 		}
 	}
 	return c.src, c.tp
-}
-
-// withTCPConn runs f (if not nil) with the open TCP connection from addr and reports
-// whether there is one.
-func (b *Bridge) withTCPConn(addr string, f func(*tcpConn) error) (bool, error) {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return false, nil
-	}
-	c := b.tcpConn(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-	if c == nil {
-		return false, nil
-	}
-	if f == nil {
-		return true, nil
-	}
-	return true, f(c)
 }
 
 // target returns the latest registered live contact of aor at this node.

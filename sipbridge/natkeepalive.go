@@ -72,10 +72,7 @@ func (b *Bridge) runNATKeepalive(ctx context.Context) {
 func (b *Bridge) keepalive(p natPeer) error {
 	req := sip.NewRequest(sip.OPTIONS, p.uri)
 	host, port := b.addrs.advertised(p.tp, p.src)
-	tr := "UDP"
-	if p.tp == "tcp" {
-		tr = "TCP"
-	}
+	tr := kindOf(p.tp).String()
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr, Host: host, Port: port, Params: sip.NewParams()}
 	via.Params.Add("branch", branchMagic+sip.GenerateTagN(16))
 	via.Params.Add("rport", "")
@@ -90,8 +87,8 @@ func (b *Bridge) keepalive(p natPeer) error {
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.OPTIONS})
 	req.SetBody(nil)
-	if p.tp == "tcp" {
-		open, err := b.withTCPConn(p.src, func(c *tcpConn) error { return b.send(path{kind: tpTCP, addr: c.raddr, conn: c}, req, nil) })
+	if isStream(p.tp) {
+		open, err := b.withConn(p.tp, p.src, func(c *tcpConn) error { return b.send(path{kind: c.t.kind, addr: c.raddr, conn: c}, req, nil) })
 		if !open {
 			return fmt.Errorf("%w: no connection from %s", ErrLinkDown, p.src)
 		}

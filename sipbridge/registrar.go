@@ -248,7 +248,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		if c.expire > 0 {
 			ce := &contactEntry{uri: c.uri, key: key, addr: uriAddrKey(&c.uri), expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq,
-				src: src, tp: tp, nat: viaNAT && !sameAddr(&c.uri, src, tp)}
+				src: src, tp: tp, nat: flowTransport(tp) || viaNAT && !sameAddr(&c.uri, src, tp)}
 			e.contacts = append(e.contacts, ce)
 			r.indexLocked(ce)
 		}

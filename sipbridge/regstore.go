@@ -252,7 +252,7 @@ func (r *registrar) restoreContact(sc storedContact, now, maxUntil time.Time) (*
 			return nil, aor, false
 		}
 	}
-	if sc.Transport != "" && sc.Transport != "udp" && sc.Transport != "tcp" {
+	if sc.Transport != "" && sc.Transport != "udp" && !isStream(sc.Transport) {
 		return nil, aor, false
 	}
 	exp := sc.Expires

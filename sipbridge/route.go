@@ -33,6 +33,7 @@ type hop struct {
 	// dst, when set, is where a request for uri goes instead of uri's address: the
 	// source of the UA's registration, behind NAT (nat.go), over dstTransport.
 	dst, dstTransport string
+	ext               *outboundHop // a server outside the overlay (outbound.go)
 }
 
 // decision is what route decides for a request.
@@ -89,10 +90,13 @@ func (b *Bridge) route(req *sip.Request, from peer.ID, now time.Time) decision {
 			return d
 		}
 		u := r.Address.Clone()
-		if !b.localUA(u) {
-			return refusal(u)
-		}
 		d.hop = hop{uri: u}
+		if !b.localUA(u) {
+			if !b.extAllowed(u, from) {
+				return refusal(u)
+			}
+			d.hop.ext = &outboundHop{} // outbound.go
+		}
 		return d
 	}
 	u := &req.Recipient
@@ -105,11 +109,15 @@ func (b *Bridge) route(req *sip.Request, from peer.ID, now time.Time) decision {
 		d.ruri = &sip.Uri{Scheme: "sip", User: u.User, Host: b.domain}
 		u = d.ruri
 	}
-	if u.User == "" || u.Port != 0 || net.ParseIP(strings.Trim(u.Host, "[]")) != nil {
+	if u.User == "" || u.Port != 0 || net.ParseIP(strings.Trim(u.Host, "[]")) != nil || invalidHost(u.Host) {
 		// A contact address (the last hop of an in-dialog request, or a UA's explicit target).
 		uc := u.Clone()
 		if !b.localUA(uc) {
-			return refusal(uc)
+			if !b.extAllowed(uc, from) {
+				return refusal(uc)
+			}
+			d.hop = hop{uri: uc, ext: &outboundHop{}} // outbound.go
+			return d
 		}
 		d.hop = hop{uri: uc}
 		d.hop.dst, d.hop.dstTransport = b.reg.natDest(uc)
@@ -125,6 +133,9 @@ func (b *Bridge) route(req *sip.Request, from peer.ID, now time.Time) decision {
 	if !aor.InDomain(b.domain) {
 		if b.relayDenied(from, "") {
 			return answerWith(403, b.relayDeniedReason())
+		}
+		if d, ok := b.outboundRoute(aor); ok && b.cfg.interDomain == nil {
+			return d // outbound.go
 		}
 		if b.cfg.interDomain == nil {
 			return answerWith(404, fmt.Sprintf("Not Found: no route to domain of %s (this node serves %s)", aor.Host, b.domain))
@@ -189,16 +200,25 @@ func (b *Bridge) interDomainHop(d decision, ai peer.AddrInfo, err error) decisio
 // decide routes req: route, then the lookup it asks for (I/O, bounded by the locator
 // timeout), then the logging of a refusal.
 func (b *Bridge) decide(ctx context.Context, req *sip.Request, from peer.ID) decision {
-	return b.complete(ctx, b.route(req, from, b.now()), from)
+	return b.complete(ctx, req, b.route(req, from, b.now()), from)
 }
 
-// complete makes the lookup d, route's decision, asks for (if any) and logs a refusal.
-func (b *Bridge) complete(ctx context.Context, d decision, from peer.ID) decision {
+// complete makes the lookup d, route's decision for req, asks for (if any): in the
+// overlay, or outside it by DNS (outbound.go); and logs a refusal.
+func (b *Bridge) complete(ctx context.Context, req *sip.Request, d decision, from peer.ID) decision {
 	if d.lookup != nil {
 		lctx, cancel := context.WithTimeout(ctx, b.cfg.locTimeout)
 		if d.inter {
-			ai, err := b.cfg.interDomain(lctx, *d.lookup)
-			d = b.interDomainHop(d, ai, err)
+			var ai peer.AddrInfo
+			err := fmt.Errorf("%w: no inter-domain route", domains.ErrNotFound)
+			if b.cfg.interDomain != nil {
+				ai, err = b.cfg.interDomain(lctx, *d.lookup)
+			}
+			if b.outboundWanted(ai, err) {
+				d = b.outboundHop(lctx, req, d, from) // outbound.go
+			} else {
+				d = b.interDomainHop(d, ai, err)
+			}
 		} else {
 			aor := *d.lookup
 			bind, err := b.loc.Lookup(lctx, aor)

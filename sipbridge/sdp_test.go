@@ -130,3 +130,12 @@ func FuzzSDPRewrite(f *testing.F) {
 		_, _ = sd.Marshal()
 	})
 }
+
+// TestIsWebRTC: a browser's offer is WebRTC (left un-anchored), a softphone's is not.
+func TestIsWebRTC(t *testing.T) {
+	browser := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 AA:BB\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:x\r\na=ice-pwd:yyyyyyyyyyyyyyyyyyyyyy\r\na=setup:actpass\r\na=rtpmap:111 opus/48000/2\r\n"
+	phone := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+	if !isWebRTC([]byte(browser)) || isWebRTC([]byte(phone)) {
+		t.Fatalf("isWebRTC: browser %v, phone %v", isWebRTC([]byte(browser)), isWebRTC([]byte(phone)))
+	}
+}

@@ -46,8 +46,8 @@ func (b *Bridge) forwardStray(in *inbound) {
 		if p, ok = viaPath(next); !ok {
 			return
 		}
-		if p.kind == tpTCP {
-			if p.conn = b.tcpConn(p.addr); p.conn == nil {
+		if p.kind.stream() {
+			if p.conn = b.streamConn(p.kind, p.addr); p.conn == nil {
 				return // responses go on the UA's own connection only
 			}
 			b.sendDetached(p, out) // the caller is a reader: it must not wait for the UA
@@ -80,8 +80,8 @@ func viaPath(v *sip.ViaHeader) (path, bool) {
 		return path{}, false
 	}
 	p := path{kind: tpUDP, addr: netip.AddrPortFrom(ip.Unmap(), uint16(port))}
-	if strings.EqualFold(v.Transport, "tcp") {
-		p.kind = tpTCP
+	if k := kindOf(v.Transport); k.stream() {
+		p.kind = k
 	}
 	return p, true
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,7 +36,14 @@ const (
 	tpUDP tpKind = iota + 1
 	tpTCP
 	tpP2P
+	tpTLS // TCP over TLS (transport_tls.go)
+	tpWS  // WebSocket (transport_ws.go)
+	tpWSS // WebSocket over TLS
 )
+
+// stream reports whether k is one of the UA-facing connection transports (TCP, TLS, WS,
+// WSS), which share tcpTransport.
+func (k tpKind) stream() bool { return k == tpTCP || k == tpTLS || k == tpWS || k == tpWSS }
 
 func (k tpKind) String() string {
 	switch k {
@@ -47,6 +53,12 @@ func (k tpKind) String() string {
 		return "TCP"
 	case tpP2P:
 		return overlayTransport
+	case tpTLS:
+		return "TLS"
+	case tpWS:
+		return "WS"
+	case tpWSS:
+		return "WSS"
 	}
 	return "?"
 }
@@ -59,6 +71,8 @@ type path struct {
 	conn  *tcpConn
 	peer  peer.ID
 	addrs []ma.Multiaddr // a peer's addresses, added to the peerstore before dialing it
+	pub   bool           // UDP: over the public socket (public.go)
+	name  string         // TLS: the name to verify when a connection is opened (outbound.go)
 }
 
 func (p path) reliable() bool { return p.kind != tpUDP }
@@ -236,22 +250,27 @@ func (b *Bridge) sendDetached(p path, msg sip.Message) {
 func (b *Bridge) write(p path, msg sip.Message, done func(error)) error {
 	switch p.kind {
 	case tpUDP:
-		if b.udp == nil {
+		u := b.udp
+		if p.pub && b.pub != nil {
+			u = b.pub
+		}
+		if u == nil {
 			return fmt.Errorf("%w: no UDP socket", ErrLinkDown)
 		}
 		buf := getBuf()
 		encodeTo(buf, msg)
-		err := b.udp.writeTo(buf.Bytes(), p.addr)
+		err := u.writeTo(buf.Bytes(), p.addr)
 		putBuf(buf)
 		return err
-	case tpTCP:
+	case tpTCP, tpTLS, tpWS, tpWSS:
 		c := p.conn
 		if c == nil || c.closed() {
-			if b.tcp == nil {
-				return fmt.Errorf("%w: no TCP listener", ErrLinkDown)
+			t := b.sendTP(p.kind) // public.go
+			if t == nil {
+				return fmt.Errorf("%w: no %s listener", ErrLinkDown, p.kind)
 			}
 			var err error
-			if c, err = b.tcp.connTo(p.addr); err != nil {
+			if c, err = t.connToName(p.addr, p.name); err != nil {
 				return err
 			}
 		}
@@ -268,6 +287,9 @@ func (b *Bridge) write(p path, msg sip.Message, done func(error)) error {
 
 // sendBytes writes an encoded message along p (retransmissions over UDP).
 func (b *Bridge) sendBytes(p path, data []byte) error {
+	if p.kind == tpUDP && p.pub && b.pub != nil {
+		return b.pub.writeTo(data, p.addr)
+	}
 	if p.kind == tpUDP && b.udp != nil {
 		return b.udp.writeTo(data, p.addr)
 	}
@@ -285,10 +307,7 @@ func (b *Bridge) pathTo(h hop) (path, error) {
 	if err != nil {
 		return path{}, fmt.Errorf("%w: %s: %w", ErrLinkDown, dst, err)
 	}
-	if strings.EqualFold(tp, "tcp") {
-		return path{kind: tpTCP, addr: ap}, nil
-	}
-	return path{kind: tpUDP, addr: ap}, nil
+	return path{kind: kindOf(tp), addr: ap, pub: b.outPublic(h, tp), name: tlsName(h)}, nil // outbound.go
 }
 
 // resolveAddrPort turns "host:port" into an address, looking a host name up in DNS

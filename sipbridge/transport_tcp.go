@@ -2,6 +2,7 @@ package sipbridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,12 @@ type tcpTransport struct {
 	ln    net.Listener
 	count *counter
 	port  int
+	// kind is tpTCP, or tpTLS, tpWS, tpWSS for the transports of transport_tls.go and
+	// transport_ws.go, with serverTLS (TLS, WSS) and clientTLS (TLS: dialling UAs).
+	kind                 tpKind
+	serverTLS, clientTLS *tls.Config
+	show                 string // the bound address as configured (TLSAddr, ...)
+	pub                  bool   // the public listener of ordinary SIP servers (public.go)
 
 	mu    sync.Mutex
 	conns map[netip.AddrPort]*tcpConn
@@ -45,7 +52,7 @@ type tcpTransport struct {
 func newTCPTransport(b *Bridge, ln net.Listener) *tcpTransport {
 	max := tcpCap(b.cfg.conns.MaxTCP, nofileLimit())
 	return &tcpTransport{b: b, ln: ln, count: newCounter(b.cfg.conns.MaxTCPPerSource, max),
-		port: ln.Addr().(*net.TCPAddr).Port, conns: map[netip.AddrPort]*tcpConn{}}
+		port: ln.Addr().(*net.TCPAddr).Port, conns: map[netip.AddrPort]*tcpConn{}, kind: tpTCP}
 }
 
 // serve accepts connections until the listener is closed.
@@ -63,7 +70,7 @@ func (t *tcpTransport) serve() {
 			}
 			// Out of file descriptors (or a connection aborted before accept): wait and
 			// go on, as net/http does; the connections that hold them time out.
-			b.log.Warn("accepting SIP/TCP connection failed, retrying", "err", err, "retry_in", backoff)
+			b.log.Warn("accepting SIP connection failed, retrying", "transport", t.kind.String(), "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
 			case <-b.ctx.Done():
@@ -77,11 +84,14 @@ func (t *tcpTransport) serve() {
 		key := addrKey(ra.Addr())
 		if why := t.count.take(key); why != "" {
 			b.lim.stats.tcpRefused.Add(1)
-			b.log.Info("refusing SIP/TCP connection", "from", c.RemoteAddr().String(), "cap", why)
+			b.log.Info("refusing SIP connection", "transport", t.kind.String(), "from", c.RemoteAddr().String(), "cap", why)
 			_ = c.Close()
 			continue
 		}
 		b.lim.stats.tcpConns.Add(1)
+		if t.serverTLS != nil {
+			c = tls.Server(c, t.serverTLS) // the handshake runs in the connection's goroutine
+		}
 		tc := t.add(c, ra, key, true)
 		if !b.spawn(tc.serve) {
 			_ = tc.Close()
@@ -125,17 +135,30 @@ func (t *tcpTransport) conn(addr netip.AddrPort) *tcpConn {
 }
 
 // connTo returns the connection to addr, dialling one when there is none.
-func (t *tcpTransport) connTo(addr netip.AddrPort) (*tcpConn, error) {
+func (t *tcpTransport) connTo(addr netip.AddrPort) (*tcpConn, error) { return t.connToName(addr, "") }
+
+// connToName is connTo; a TLS connection it opens verifies name (the SIP domain of a
+// server outside the overlay; "" the address).
+func (t *tcpTransport) connToName(addr netip.AddrPort, name string) (*tcpConn, error) {
 	if c := t.conn(addr); c != nil && !c.closed() {
 		return c, nil
 	}
 	b := t.b
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.dialTimeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr.String())
+	var c net.Conn
+	var err error
+	switch t.kind {
+	case tpWS, tpWSS:
+		return nil, fmt.Errorf("%w: no WebSocket connection from %s (the node opens none)", ErrLinkDown, addr)
+	case tpTLS:
+		c, err = t.dialTLS(ctx, addr, name)
+	default:
+		var d net.Dialer
+		c, err = d.DialContext(ctx, "tcp", addr.String())
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: tcp %s: %w", ErrLinkDown, addr, err)
+		return nil, fmt.Errorf("%w: %s %s: %w", ErrLinkDown, t.kind, addr, err)
 	}
 	tc := t.add(c, addr, addrKey(addr.Addr()), false)
 	if !b.spawn(tc.serve) {
@@ -166,6 +189,7 @@ type tcpConn struct {
 	fr      *frameReader
 
 	wmu       sync.Mutex
+	ws        bool // a WebSocket connection whose upgrade is done: writes are frames
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
 }
@@ -185,6 +209,9 @@ func (c *tcpConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if c.ws {
+		return c.writeWS(p) // transport_ws.go
+	}
 	return c.Conn.Write(p)
 }
 
@@ -206,6 +233,15 @@ func (c *tcpConn) Close() error {
 func (c *tcpConn) serve() {
 	defer c.Close()
 	b := c.t.b
+	if c.t.serverTLS != nil && c.counted {
+		if c.handshake() != nil { // transport_tls.go
+			return
+		}
+	}
+	if c.t.kind == tpWS || c.t.kind == tpWSS {
+		c.serveWS() // transport_ws.go
+		return
+	}
 	for {
 		if err := c.keepalives(); err != nil {
 			c.failed(err, nil)
@@ -234,9 +270,12 @@ func (c *tcpConn) serve() {
 			c.answer(res)
 			continue
 		}
-		msg.SetTransport("TCP")
+		msg.SetTransport(c.t.kind.String())
 		msg.SetSource(c.raddr.String())
-		b.receive(newInbound(msg, path{kind: tpTCP, addr: c.raddr, conn: c}, c.key, now))
+		if c.t.pub {
+			msg.SetDestination(c.t.show) // public.go: isPublic
+		}
+		b.receive(newInbound(msg, path{kind: c.t.kind, addr: c.raddr, conn: c, pub: c.t.pub}, c.key, now))
 	}
 }
 

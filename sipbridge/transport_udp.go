@@ -20,6 +20,7 @@ type udpTransport struct {
 	b    *Bridge
 	conn *net.UDPConn
 	port int
+	pub  bool // the public socket of ordinary SIP servers (public.go)
 }
 
 // maxUDPPayload is the largest UDP datagram payload (IPv4).
@@ -65,7 +66,10 @@ func (t *udpTransport) serve() {
 		}
 		msg.SetTransport("UDP")
 		msg.SetSource(ap.String())
-		b.receive(newInbound(msg, path{kind: tpUDP, addr: ap}, key, now))
+		if t.pub {
+			msg.SetDestination(b.pubShow) // public.go: isPublic
+		}
+		b.receive(newInbound(msg, path{kind: tpUDP, addr: ap, pub: t.pub}, key, now))
 	}
 }
 

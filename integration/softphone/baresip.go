@@ -64,7 +64,7 @@ func Start(t testing.TB, acct Account, o Options) *Baresip {
 	t.Helper()
 	bin := testenv.RequireBinary(t, "baresip")
 	if o.Listen == "" {
-		o.Listen = fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
+		o.Listen = fmt.Sprintf("127.0.0.1:%d", freeSIPPort(t))
 	}
 	if o.RTPPorts == "" {
 		o.RTPPorts = "40000-40999"
@@ -168,6 +168,30 @@ func modulesDir() string {
 		}
 	}
 	return "/usr/lib/baresip/modules"
+}
+
+// freeSIPPort is a loopback port free for baresip's SIP transports: UDP and TCP on it, and
+// TCP on the next one (its TLS transport), so that a port some other test holds over TCP
+// does not keep baresip from starting its transports (and registering).
+func freeSIPPort(t testing.TB) int {
+	t.Helper()
+	for range 50 {
+		p := freeUDPPort(t)
+		free := true
+		for _, q := range []int{p, p + 1} {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if free {
+			return p
+		}
+	}
+	t.Fatal("softphone: no free port for baresip's UDP, TCP and TLS transports")
+	return 0
 }
 
 func freeUDPPort(t testing.TB) int {

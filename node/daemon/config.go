@@ -18,6 +18,7 @@ import (
 	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/node"
 	"github.com/hiersip/hiersip/sipbridge"
+	"github.com/hiersip/hiersip/siptls"
 )
 
 // EnvPrefix prefixes the environment variables of the daemon's settings: a
@@ -50,8 +51,34 @@ type Config struct {
 	} `koanf:"global"`
 	GlobalSeed bool `koanf:"global_seed" help:"stay in the global overlay whatever the role, as an entry point for other domains' proxies"`
 	SIP        struct {
-		UDP            string        `koanf:"udp" help:"UA-facing SIP UDP address (empty: none; both empty: no SIP)"`
-		TCP            string        `koanf:"tcp" help:"UA-facing SIP TCP address (empty: none)"`
+		UDP           string   `koanf:"udp" help:"UA-facing SIP UDP address (empty: none; both empty: no SIP)"`
+		TCP           string   `koanf:"tcp" help:"UA-facing SIP TCP address (empty: none)"`
+		TLS           string   `koanf:"tls" help:"UA-facing SIP over TLS address, e.g. 0.0.0.0:5061 (empty: none)"`
+		WS            string   `koanf:"ws" help:"UA-facing SIP over WebSocket address (RFC 7118; empty: none)"`
+		WSS           string   `koanf:"wss" help:"UA-facing SIP over secure WebSocket address, for browser phones (empty: none)"`
+		TLSCert       string   `koanf:"tls_cert" help:"certificate file (PEM) of sip.tls and sip.wss (empty: a self-signed one in the data directory)"`
+		TLSKey        string   `koanf:"tls_key" help:"key file (PEM) of sip.tls_cert"`
+		TLSNames      []string `koanf:"tls_names" help:"DNS names and IPs of the self-signed certificate (empty: the host of sip.advertise, sip.tls, sip.wss, and localhost)"`
+		TLSClientAuth string   `koanf:"tls_client_auth" help:"client certificates over TLS/WSS: none, request or require"`
+		TLSCAFile     string   `koanf:"tls_ca_file" help:"CA file (PEM) that client certificates are checked against"`
+		// Public maps onto sipbridge.WithPublic (sipedge.go).
+		Public struct {
+			UDP string `koanf:"udp" help:"public SIP address for ordinary SIP servers (what the domain's DNS SRV names), e.g. 0.0.0.0:5070: requests for this domain's users only (empty: none)"`
+			TCP string `koanf:"tcp" help:"the same over TCP (empty: none)"`
+			TLS string `koanf:"tls" help:"the same over TLS, with the certificate of sip.tls_cert (empty: none)"`
+		} `koanf:"public"`
+		// Outbound maps onto sipbridge.WithOutbound with a sipdns resolver (sipedge.go).
+		Outbound struct {
+			Enabled      bool          `koanf:"enabled" help:"as the domain's proxy, route calls to domains outside the overlay to their SIP servers found in DNS (RFC 3263)"`
+			DNS          []string      `koanf:"dns" help:"DNS servers host[:port] to ask (empty: those of /etc/resolv.conf)"`
+			Transports   []string      `koanf:"transports" help:"transports to reach ordinary SIP servers, preferred first: udp, tcp, tls (tls needs sip.tls or sip.public.tls)"`
+			TLSCAFile    string        `koanf:"tls_ca_file" help:"CA file (PEM) that servers reached over TLS are verified against (empty: the system's roots); their certificate must name the SIP domain"`
+			Allow        []string      `koanf:"allow" help:"domain suffixes calls may go to (empty: all that deny does not refuse)"`
+			Deny         []string      `koanf:"deny" help:"domain suffixes calls may not go to (the longest matching suffix of allow and deny decides)"`
+			Routes       []string      `koanf:"routes" help:"suffix=sip:URI: send calls for these domains to a fixed next hop instead of their DNS"`
+			DenyInternal bool          `koanf:"deny_internal" help:"refuse servers at loopback, private and link-local addresses (a domain's DNS cannot point the proxy at its own network)"`
+			TryTimeout   time.Duration `koanf:"try_timeout" help:"wait this long for any answer from one server before the next one (0: 3s)"`
+		} `koanf:"outbound"`
 		UsersFile      string        `koanf:"users_file" help:"users file: turns on digest authentication of local UAs"`
 		MinExpires     time.Duration `koanf:"min_expires" help:"shortest registration accepted (0: the bridge's default)"`
 		DefaultExpires time.Duration `koanf:"default_expires" help:"registration interval when a REGISTER names none (0: default)"`
@@ -122,6 +149,7 @@ type Config struct {
 	Admin struct {
 		Listen string `koanf:"listen" help:"admin HTTP address: /status, /metrics, /bootstrap (empty: none)"`
 		Pprof  bool   `koanf:"pprof" help:"serve /debug/pprof/ on the admin address"`
+		Web    bool   `koanf:"web" help:"serve the status page and the browser phone at /ui/ on the admin address (the phone registers over sip.wss)"`
 	} `koanf:"admin"`
 	Log struct {
 		Level  string `koanf:"level" help:"log level: debug, info, warn or error"`
@@ -157,6 +185,9 @@ func Defaults() Config {
 	c.Global.MDNS, c.Global.Cache = true, true
 	c.NAT.AutoRelay, c.NAT.HolePunching = true, true
 	c.SIP.UDP, c.SIP.TCP = node.DefaultSIPListen, node.DefaultSIPListen
+	c.SIP.Outbound.Transports = []string{"udp", "tcp"}
+	c.SIP.Outbound.DenyInternal = true
+	c.SIP.TLSClientAuth = string(siptls.ClientAuthNone)
 	c.SIP.NATKeepalive = sipbridge.DefaultNATKeepalive
 	l := sipbridge.DefaultLimits()
 	c.SIP.Limits.SourceRate, c.SIP.Limits.SourceBurst = l.SourceRate, l.SourceBurst

@@ -86,7 +86,7 @@ func Run(ctx context.Context, c Config) error {
 			log.Warn("admin endpoint beyond loopback: /status, /metrics and /bootstrap are readable by anyone who reaches it (POST endpoints need the token)", "addr", ln.Addr().String())
 		}
 		srv = &http.Server{
-			Handler:           admin,
+			Handler:           c.adminHandler(admin), // web.go
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}

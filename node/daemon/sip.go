@@ -12,7 +12,7 @@ import (
 // builds the bridge options of the settings node.SIPConfig has no field
 // for, naming the first invalid one; node.Config checks the rest.
 func (c Config) sipConfig() (*node.SIPConfig, error) {
-	if c.SIP.UDP == "" && c.SIP.TCP == "" {
+	if c.SIP.UDP == "" && c.SIP.TCP == "" && c.SIP.TLS == "" && c.SIP.WS == "" && c.SIP.WSS == "" {
 		return nil, nil
 	}
 	dl := c.SIP.Limits
@@ -28,6 +28,11 @@ func (c Config) sipConfig() (*node.SIPConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	edge, err := c.sipEdgeOptions() // sipedge.go
+	if err != nil {
+		return nil, err
+	}
+	abuse = append(abuse, edge...)
 	s := &node.SIPConfig{
 		UDP: c.SIP.UDP, TCP: c.SIP.TCP, UsersFile: c.SIP.UsersFile,
 		MinExpires: c.SIP.MinExpires, DefaultExpires: c.SIP.DefaultExpires, MaxExpires: c.SIP.MaxExpires,
