@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -64,12 +65,13 @@ func DeviceSetKey(a AOR) string {
 // InstanceTag returns the name a device has in a device set: the unpadded
 // base64url of the first 16 bytes of SHA-256 over a prefix, the AOR and the
 // device's RFC 5626 instance ID (the +sip.instance value, e.g.
-// "<urn:uuid:…>", angle brackets and case as the device sent them, which a
-// registrar keeps). A caller who knows a device's public GRUU (the AOR with
-// gr=<instance>) computes the same tag; a storer sees only the hash. A
-// contact without an instance ID gets a tag of the serving node's own choice
-// (a keyed hash of its contact), never published in clear.
+// "<urn:uuid:…>"), taken without its angle brackets and lower-cased, so
+// that the gr parameter of the device's public GRUU (RFC 5627: the AOR with
+// gr=urn:uuid:…) gives the same tag. A storer sees only the hash. A contact
+// without an instance ID gets a tag of the serving node's own choice (a
+// keyed hash of its contact), never published in clear.
 func InstanceTag(aor AOR, instance string) string {
+	instance = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(instance), "<"), ">"))
 	h := sha256.Sum256([]byte("hiersip-instance/1\n" + aor.String() + "\n" + instance))
 	return base64.RawURLEncoding.EncodeToString(h[:16])
 }
