@@ -29,6 +29,10 @@ func LookupDeviceSet(ctx context.Context, vs routing.ValueStore, v DeviceSetVali
 // lookupDevices returns the set a lookup settles on and the merged view.
 func lookupDevices(ctx context.Context, vs routing.ValueStore, v DeviceSetValidator, aor AOR) (best, merged *DeviceSet, err error) {
 	key := DeviceSetKey(aor)
+	// kad-dht's lookup goroutines block sending values past the quorum
+	// until the context ends: end it when done, or they leak.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	ch, err := vs.SearchValue(ctx, key, dht.Quorum(DefaultQuorum))
 	if err != nil {
 		return nil, nil, lookupErr(aor, err)

@@ -197,3 +197,20 @@ func qValue(q float64) float64 {
 	}
 	return q
 }
+
+// Home returns the node where the AOR's presence lives (package presence:
+// its presence agent, where PUBLISH and SUBSCRIBE for the AOR go): the live
+// entry of the device set with the lowest peer ID. ok is false when the
+// set has no live entry (the AOR is offline: its mailbox takes messages,
+// nobody serves its presence).
+func Home(set *domains.DeviceSet, now time.Time) (home peer.ID, ok bool) {
+	if set == nil {
+		return "", false
+	}
+	for _, e := range set.Entries {
+		if e.Live(now) && (!ok || e.Peer < home) {
+			home, ok = e.Peer, true
+		}
+	}
+	return home, ok
+}

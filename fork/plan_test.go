@@ -148,3 +148,19 @@ func TestNewPlanBounded(t *testing.T) {
 		t.Error("local devices come first")
 	}
 }
+
+func TestHome(t *testing.T) {
+	a, b, c := newPeer(t), newPeer(t), newPeer(t)
+	lapsed := ent(c, domains.DeviceRef{Tag: "x", Expires: t0})
+	got, ok := Home(set(ent(a, dev("<urn:uuid:1>", 0)), ent(b, dev("<urn:uuid:2>", 0)), lapsed), t0.Add(time.Minute))
+	want := min(a, b)
+	if !ok || got != want {
+		t.Errorf("home %s, want %s", got, want)
+	}
+	if _, ok := Home(set(lapsed), t0.Add(time.Minute)); ok {
+		t.Error("a home without a live entry")
+	}
+	if _, ok := Home(nil, t0); ok {
+		t.Error("a home without a set")
+	}
+}

@@ -325,6 +325,8 @@ func (m *Mailbox) Publish(ctx context.Context, r Recipient) error {
 // lookupKey looks up aor's mailbox key (ErrNoMailbox if none is live).
 func (m *Mailbox) lookupKey(ctx context.Context, aor domains.AOR) (*domains.MailboxKey, []byte, error) {
 	key := domains.MailboxKeyKey(aor)
+	ctx, cancel := context.WithCancel(ctx) // see view
+	defer cancel()
 	raw, err := m.vs.GetValue(ctx, key, dht.Quorum(domains.DefaultQuorum))
 	if errors.Is(err, routing.ErrNotFound) || (err != nil && raw == nil && ctx.Err() == nil) {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNoMailbox, aor)
@@ -589,6 +591,10 @@ func othersIn(recs []domains.MailRecord, self peer.ID, tag string, probe int, re
 // may hold different queues when two writers took a free slot at once
 // (each storer keeps the first it got).
 func (m *Mailbox) view(ctx context.Context, key string) ([]domains.MailRecord, error) {
+	// kad-dht's lookup goroutines block sending values past the quorum
+	// until the context ends: end it when done, or they leak.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	ch, err := m.vs.SearchValue(ctx, key, dht.Quorum(domains.DefaultQuorum))
 	if err != nil {
 		if errors.Is(err, routing.ErrNotFound) || ctx.Err() == nil {
