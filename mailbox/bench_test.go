@@ -35,12 +35,12 @@ func BenchmarkMailbox(b *testing.B) {
 
 func benchMailbox(b *testing.B, senders int) {
 	stores := make([]ds.Batching, 10)
-	var clk clock
+	clk := newTestClock()
 	opts := func(i int) []domains.OverlayOption {
 		stores[i] = dssync.MutexWrap(ds.NewMapDatastore())
-		return append(mailOptions(clk.Now), domains.WithDatastore(stores[i]))
+		return append(mailOptions(clk), domains.WithDatastore(stores[i]))
 	}
-	ns := benchNodes(b, 10, opts, clk.Now)
+	ns := benchNodes(b, 10, opts, clk)
 	ctx := context.Background()
 	users := max(1, b.N/10)
 	recips := make([]Recipient, users)
@@ -141,7 +141,7 @@ func settle(base int) {
 }
 
 // benchNodes is testNodes with per-node overlay options.
-func benchNodes(b *testing.B, n int, opts func(int) []domains.OverlayOption, now func() time.Time) []*node {
+func benchNodes(b *testing.B, n int, opts func(int) []domains.OverlayOption, clk *testClock) []*node {
 	b.Helper()
 	var ns []*node
 	for i := range n {
@@ -156,7 +156,7 @@ func benchNodes(b *testing.B, n int, opts func(int) []domains.OverlayOption, now
 		}
 		b.Cleanup(func() { _ = ov.Close() })
 		k := h.Peerstore().PrivKey(h.ID())
-		mb, err := New(ov.DHT(), "pastry", k, WithClock(now))
+		mb, err := New(ov.DHT(), "pastry", k, WithClock(clk))
 		if err != nil {
 			b.Fatal(err)
 		}

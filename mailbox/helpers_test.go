@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/hiersip/hiersip/domains"
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -17,20 +18,23 @@ import (
 	swarm "github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
-// clock is a test clock that starts at the real time (libp2p signs and
-// dates things with it) and moves on only when told.
-type clock struct {
+// testClock is a test clock that follows the real time (libp2p signs and
+// dates things with it) and jumps ahead when told.
+type testClock struct {
+	clock.Clock
 	mu  sync.Mutex
 	off time.Duration
 }
 
-func (c *clock) Now() time.Time {
+func newTestClock() *testClock { return &testClock{Clock: clock.New()} }
+
+func (c *testClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return time.Now().Add(c.off)
 }
 
-func (c *clock) Advance(d time.Duration) {
+func (c *testClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.off += d
 	c.mu.Unlock()
@@ -38,13 +42,13 @@ func (c *clock) Advance(d time.Duration) {
 
 // mailOptions are the overlay options that make a domain overlay hold
 // mailbox records (what package node will register by default).
-func mailOptions(now func() time.Time) []domains.OverlayOption {
+func mailOptions(clk *testClock) []domains.OverlayOption {
 	return []domains.OverlayOption{
-		domains.WithClock(now),
+		domains.WithClock(clk),
 		domains.WithLookupLimit(0, 0),
 		domains.WithDHTOptions(
-			dht.NamespacedValidator(domains.NSMail, domains.MailValidator{Domain: "pastry", Now: now}),
-			dht.NamespacedValidator(domains.NSMailboxKey, domains.MailboxKeyValidator{Domain: "pastry", Now: now}),
+			dht.NamespacedValidator(domains.NSMail, domains.MailValidator{Domain: "pastry", Now: clk.Now}),
+			dht.NamespacedValidator(domains.NSMailboxKey, domains.MailboxKeyValidator{Domain: "pastry", Now: clk.Now}),
 		),
 	}
 }
@@ -59,7 +63,7 @@ type node struct {
 
 // testNodes starts n hosts on loopback in domain pastry, connected to each
 // other, each with a mailbox; everything is closed when tb ends.
-func testNodes(tb testing.TB, n int, now func() time.Time, opts ...Option) []*node {
+func testNodes(tb testing.TB, n int, clk *testClock, opts ...Option) []*node {
 	tb.Helper()
 	var ns []*node
 	for range n {
@@ -68,13 +72,13 @@ func testNodes(tb testing.TB, n int, now func() time.Time, opts ...Option) []*no
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { _ = h.Close() })
-		ov, err := domains.NewDomainOverlay(h, "pastry", mailOptions(now)...)
+		ov, err := domains.NewDomainOverlay(h, "pastry", mailOptions(clk)...)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { _ = ov.Close() })
 		k := h.Peerstore().PrivKey(h.ID())
-		mb, err := New(ov.DHT(), "pastry", k, append([]Option{WithClock(now)}, opts...)...)
+		mb, err := New(ov.DHT(), "pastry", k, append([]Option{WithClock(clk)}, opts...)...)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -16,8 +16,8 @@ import (
 // lookup goroutines blocked until the context ends; before the mailbox
 // ended it, this test ended with 265 goroutines more than it began with.
 func TestNoLookupLeak(t *testing.T) {
-	var clk clock
-	ns := testNodes(t, 10, clk.Now)
+	clk := newTestClock()
+	ns := testNodes(t, 10, clk)
 	ctx := context.Background()
 	uk, _ := domains.GenerateUserKey()
 	r := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}

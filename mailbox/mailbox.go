@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/hiersip/hiersip/domains"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -126,20 +127,20 @@ type ackRef struct {
 type Option func(*config) error
 
 type config struct {
-	now         func() time.Time
+	clock       clock.Clock
 	retention   time.Duration
 	keyLifetime time.Duration
 	maxQueues   int
 	log         *slog.Logger
 }
 
-// WithClock sets the clock (default time.Now).
-func WithClock(now func() time.Time) Option {
+// WithClock sets the clock (default the wall clock, clock.New()).
+func WithClock(clk clock.Clock) Option {
 	return func(c *config) error {
-		if now == nil {
+		if clk == nil {
 			return errors.New("mailbox: WithClock: nil clock")
 		}
-		c.now = now
+		c.clock = clk
 		return nil
 	}
 }
@@ -242,7 +243,7 @@ func New(vs routing.ValueStore, domain string, nodeKey crypto.PrivKey, opts ...O
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: node key: %w", err)
 	}
-	cfg := config{now: time.Now, retention: DefaultRetention, keyLifetime: DefaultKeyLifetime,
+	cfg := config{clock: clock.New(), retention: DefaultRetention, keyLifetime: DefaultKeyLifetime,
 		maxQueues: DefaultMaxQueues, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -250,8 +251,8 @@ func New(vs routing.ValueStore, domain string, nodeKey crypto.PrivKey, opts ...O
 		}
 	}
 	return &Mailbox{vs: vs, domain: domain, key: nodeKey, self: self, cfg: cfg,
-		mv:     domains.MailValidator{Domain: domain, Now: cfg.now},
-		kv:     domains.MailboxKeyValidator{Domain: domain, Now: cfg.now},
+		mv:     domains.MailValidator{Domain: domain, Now: cfg.clock.Now},
+		kv:     domains.MailboxKeyValidator{Domain: domain, Now: cfg.clock.Now},
 		queues: map[string]*queue{}, keys: map[string]cachedKey{}, seen: map[string][][]byte{}}, nil
 }
 
@@ -296,7 +297,7 @@ func (m *Mailbox) Publish(ctx context.Context, r Recipient) error {
 	if err != nil {
 		return err
 	}
-	now := m.cfg.now()
+	now := m.cfg.clock.Now()
 	k := &domains.MailboxKey{AOR: r.AOR.String(), Node: m.self, KEM: priv.PublicKey().Bytes(), Seq: domains.SeqAt(now),
 		Expires: now.Add(m.cfg.keyLifetime), Cert: r.Cert}
 	if cur, _, err := m.lookupKey(ctx, r.AOR); err == nil {
@@ -335,7 +336,7 @@ func (m *Mailbox) lookupKey(ctx context.Context, aor domains.AOR) (*domains.Mail
 		return nil, nil, err
 	}
 	k, err := m.kv.Open(key, raw)
-	if err != nil || !k.Live(m.cfg.now()) {
+	if err != nil || !k.Live(m.cfg.clock.Now()) {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNoMailbox, aor)
 	}
 	return k, raw, nil
@@ -343,7 +344,7 @@ func (m *Mailbox) lookupKey(ctx context.Context, aor domains.AOR) (*domains.Mail
 
 // recipientKey returns aor's mailbox key, from a short-lived cache.
 func (m *Mailbox) recipientKey(ctx context.Context, aor domains.AOR) (*domains.MailboxKey, []byte, error) {
-	now := m.cfg.now()
+	now := m.cfg.clock.Now()
 	m.mu.Lock()
 	c, ok := m.keys[aor.String()]
 	m.mu.Unlock()
@@ -445,7 +446,7 @@ func (m *Mailbox) Store(ctx context.Context, msg Message) (Receipt, error) {
 		if busy {
 			return Receipt{}, fmt.Errorf("%w: %d queues", ErrBusy, m.cfg.maxQueues)
 		}
-		now := m.cfg.now()
+		now := m.cfg.clock.Now()
 		box, err := seal(mk.KEM, to, id, msg, now)
 		if err != nil {
 			return Receipt{}, err
@@ -505,7 +506,7 @@ const (
 // the recipient acknowledged and what lapsed; or the slot's state when it
 // holds another live queue.
 func (m *Mailbox) base(ctx context.Context, to domains.AOR, key string, slot int, tag string, probe int, recipient crypto.PubKey) (*queue, slotState, error) {
-	now := m.cfg.now()
+	now := m.cfg.clock.Now()
 	m.mu.Lock()
 	local := m.queues[key]
 	m.mu.Unlock()
@@ -649,7 +650,7 @@ func (m *Mailbox) Fetch(ctx context.Context, r Recipient) (*Batch, error) {
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, fetchParallel)
 	)
-	now := m.cfg.now()
+	now := m.cfg.clock.Now()
 	for slot := range domains.MailSlots {
 		wg.Go(func() {
 			select {
@@ -815,7 +816,7 @@ func (m *Mailbox) Republish(ctx context.Context) (int, error) {
 		if q == nil {
 			continue
 		}
-		now := m.cfg.now()
+		now := m.cfg.clock.Now()
 		next := prune(q, 0, now)
 		recs, _ := m.view(ctx, key)
 		for _, rec := range recs {

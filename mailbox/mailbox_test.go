@@ -45,8 +45,8 @@ func testCtx(t *testing.T) context.Context {
 // once, in order, by a node holding her user key; not by a node without
 // it; gone after the ack; a message after the ack waits on its own.
 func TestStoreFetchAck(t *testing.T) {
-	var clk clock
-	ns := testNodes(t, 10, clk.Now)
+	clk := newTestClock()
+	ns := testNodes(t, 10, clk)
 	ctx := testCtx(t)
 	uk, _ := domains.GenerateUserKey()
 	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
@@ -122,8 +122,8 @@ func TestStoreFetchAck(t *testing.T) {
 
 // TestRetention: a message waits for the retention time and is gone after.
 func TestRetention(t *testing.T) {
-	var clk clock
-	ns := testNodes(t, 4, clk.Now, WithRetention(2*time.Hour))
+	clk := newTestClock()
+	ns := testNodes(t, 4, clk, WithRetention(2*time.Hour))
 	ctx := testCtx(t)
 	uk, _ := domains.GenerateUserKey()
 	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
@@ -149,8 +149,8 @@ func TestRetention(t *testing.T) {
 // TestSenderBound: one sender fills at most MaxSenderQueues queues of
 // MaxMailPerQueue messages for one recipient.
 func TestSenderBound(t *testing.T) {
-	var clk clock
-	ns := testNodes(t, 4, clk.Now)
+	clk := newTestClock()
+	ns := testNodes(t, 4, clk)
 	ctx := testCtx(t)
 	uk, _ := domains.GenerateUserKey()
 	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
@@ -181,8 +181,8 @@ func TestSenderBound(t *testing.T) {
 // rest is refused (the senders get an error, nothing is lost silently);
 // once alice takes her messages, new ones get through again.
 func TestFlood(t *testing.T) {
-	var clk clock
-	ns := testNodes(t, 4, clk.Now)
+	clk := newTestClock()
+	ns := testNodes(t, 4, clk)
 	ctx := testCtx(t)
 	uk, _ := domains.GenerateUserKey()
 	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
@@ -228,8 +228,8 @@ func TestFlood(t *testing.T) {
 // TestForgedAckAndReplay: an ack signed without alice's key removes
 // nothing; a replay of an acknowledged queue is refused by every storer.
 func TestForgedAckAndReplay(t *testing.T) {
-	var clk clock
-	ns := testNodes(t, 5, clk.Now)
+	clk := newTestClock()
+	ns := testNodes(t, 5, clk)
 	ctx := testCtx(t)
 	uk, _ := domains.GenerateUserKey()
 	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
@@ -281,8 +281,8 @@ func TestForgedAckAndReplay(t *testing.T) {
 // TestMailboxKeyOwner: a mailbox name goes to its first owner; a sender
 // that knows the recipient's owner key refuses a mailbox key of another.
 func TestMailboxKeyOwner(t *testing.T) {
-	var clk clock
-	ns := testNodes(t, 4, clk.Now)
+	clk := newTestClock()
+	ns := testNodes(t, 4, clk)
 	ctx := testCtx(t)
 	dave := aor(t, "sip:dave@pastry")
 	rogueKey, _ := domains.GenerateUserKey()
@@ -306,8 +306,8 @@ func TestMailboxKeyOwner(t *testing.T) {
 // TestKeyless: a user without a user key has a mailbox its node owns:
 // only that node reads it.
 func TestKeyless(t *testing.T) {
-	var clk clock
-	ns := testNodes(t, 4, clk.Now)
+	clk := newTestClock()
+	ns := testNodes(t, 4, clk)
 	ctx := testCtx(t)
 	erin := Recipient{AOR: aor(t, "sip:erin@pastry")}
 	if err := ns[2].mb.Publish(ctx, erin); err != nil {
@@ -327,8 +327,8 @@ func TestKeyless(t *testing.T) {
 // TestWriterRestart: a writer that lost its state continues the queue the
 // overlay holds.
 func TestWriterRestart(t *testing.T) {
-	var clk clock
-	ns := testNodes(t, 4, clk.Now)
+	clk := newTestClock()
+	ns := testNodes(t, 4, clk)
 	ctx := testCtx(t)
 	uk, _ := domains.GenerateUserKey()
 	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
@@ -338,7 +338,7 @@ func TestWriterRestart(t *testing.T) {
 	if _, err := ns[1].mb.Store(ctx, msg("sip:bob@pastry", "sip:alice@pastry", 1, "one")); err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := New(ns[1].ov.DHT(), "pastry", ns[1].key, WithClock(clk.Now))
+	fresh, err := New(ns[1].ov.DHT(), "pastry", ns[1].key, WithClock(clk))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,8 +353,8 @@ func TestWriterRestart(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	var clk clock
-	ns := testNodes(t, 2, clk.Now)
+	clk := newTestClock()
+	ns := testNodes(t, 2, clk)
 	ctx := testCtx(t)
 	mb := ns[0].mb
 	big := msg("sip:bob@pastry", "sip:alice@pastry", 1, strings.Repeat("x", MaxBody+1))

@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/benbjohnson/clock"
 )
 
 // Errors of the push client.
@@ -75,6 +77,19 @@ type config struct {
 	header   http.Header
 	inFlight int
 	log      *slog.Logger
+	clock    clock.Clock
+}
+
+// WithClock sets the clock the retries wait on (default the wall clock,
+// clock.New()).
+func WithClock(clk clock.Clock) Option {
+	return func(c *config) error {
+		if clk == nil {
+			return errors.New("push: WithClock: nil clock")
+		}
+		c.clock = clk
+		return nil
+	}
 }
 
 // WithHTTPClient sets the HTTP client (default: a client of its own, with
@@ -173,7 +188,7 @@ func NewClient(gatewayURL string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("push: gateway URL %q: scheme %q", gatewayURL, u.Scheme)
 	}
 	cfg := config{hc: &http.Client{}, timeout: 5 * time.Second, retries: 2, backoff: 500 * time.Millisecond,
-		header: http.Header{}, inFlight: 64, log: slog.New(slog.DiscardHandler)}
+		header: http.Header{}, inFlight: 64, log: slog.New(slog.DiscardHandler), clock: clock.New()}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -220,7 +235,7 @@ func (c *Client) Push(ctx context.Context, n Notification) error {
 		d := max(wait, retryAfter)
 		wait *= 2
 		c.cfg.log.Debug("push: retrying", "id", n.ID, "in", d, "err", err)
-		t := time.NewTimer(d)
+		t := c.cfg.clock.Timer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
