@@ -91,6 +91,7 @@ type config struct {
 	dialTimeout      time.Duration
 	udpBuf           int
 	lookupTTL        time.Duration
+	mbox             MessageBox // WithMessageBox (mailbox.go)
 	trace            func(TraceEvent)
 	callObserver     func(kind string, code int)
 	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
@@ -230,13 +231,15 @@ type Bridge struct {
 	inflight atomic.Int64 // requests being proxied (relay running)
 	uas      uaAddrs      // contact addresses of local UAs
 
-	lim     *limiter
-	binds   *bindingCache
-	med     mediaCalls // calls whose media the node anchors (media.go)
-	guard   *logGuard  // the log guard under b.log (logguard.go)
-	streams *counter   // inbound streams per peer (conncap.go)
-	unwatch func()     // stops watching the host's connections (orphans.go)
-	auth    *authGuard
+	lim        *limiter
+	binds      *bindingCache
+	devs       deviceCache // device sets looked up (fork.go)
+	delivering deliveries  // AORs whose waiting messages are being delivered (mailbox.go)
+	med        mediaCalls  // calls whose media the node anchors (media.go)
+	guard      *logGuard   // the log guard under b.log (logguard.go)
+	streams    *counter    // inbound streams per peer (conncap.go)
+	unwatch    func()      // stops watching the host's connections (orphans.go)
+	auth       *authGuard
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -287,6 +290,7 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
 	b.binds = newBindingCache(cfg.lookupTTL)
+	b.devs.ttl = cfg.lookupTTL
 	b.streams = newCounter(cfg.conns.MaxStreamsPerPeer, cfg.conns.MaxStreams)
 	defer func() {
 		if err != nil {

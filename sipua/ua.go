@@ -46,6 +46,7 @@ type UA struct {
 	closed   bool
 	regCSeq  uint32
 	regCall  string
+	gruu     string
 	calls    map[string]*Call // calls with media, by Call-ID (uamedia.go)
 }
 
@@ -73,6 +74,14 @@ type uaConfig struct {
 	video, lateOffer, earlyMedia bool
 	silent                       bool
 	sdpPortOffset                int // WithUASDPPortOffset
+	instance                     string
+}
+
+// WithUAInstance makes the UA register as the device instance (RFC 5626
+// +sip.instance, e.g. "<urn:uuid:…>"): one of several devices of its AOR,
+// reachable by its public GRUU (RFC 5627; see GRUU).
+func WithUAInstance(instance string) UAOption {
+	return func(c *uaConfig) error { c.instance = instance; return nil }
 }
 
 // UAOption configures a UA.
@@ -313,7 +322,12 @@ func (u *UA) register(ctx context.Context, contact *sip.Uri, expires time.Durati
 		req.AppendHeader(sip.NewHeader("Contact", "*"))
 		req.AppendHeader(sip.NewHeader("Expires", "0"))
 	case contact != nil:
-		req.AppendHeader(&sip.ContactHeader{Address: *contact.Clone()})
+		ch := &sip.ContactHeader{Address: *contact.Clone(), Params: sip.NewParams()}
+		if u.cfg.instance != "" {
+			ch.Params.Add("+sip.instance", `"`+u.cfg.instance+`"`)
+			req.AppendHeader(sip.NewHeader("Supported", "gruu"))
+		}
+		req.AppendHeader(ch)
 		secs := int(expires / time.Second)
 		if expires < 0 {
 			secs = 0
@@ -339,7 +353,45 @@ func (u *UA) register(ctx context.Context, contact *sip.Uri, expires time.Durati
 	if res.StatusCode != 200 {
 		return res, fmt.Errorf("sipua: register %s: %d %s", u.aor, res.StatusCode, res.Reason)
 	}
+	if u.cfg.instance != "" {
+		for _, h := range res.GetHeaders("Contact") {
+			if ch, ok := h.(*sip.ContactHeader); ok {
+				if g := quotedParam(ch.Params, "pub-gruu"); g != "" && contact != nil && ch.Address.Port == contact.Port {
+					u.mu.Lock()
+					u.gruu = g
+					u.mu.Unlock()
+				}
+			}
+		}
+	}
 	return res, nil
+}
+
+// quotedParam returns the value of parameter name without its quotes. sipgo splits a
+// quoted value at its semicolons (pub-gruu="sip:a@b;gr=urn:…"): the parts are joined again.
+func quotedParam(ps sip.HeaderParams, name string) string {
+	for i, kv := range ps {
+		if !strings.EqualFold(kv.K, name) {
+			continue
+		}
+		v := kv.V
+		for j := i + 1; strings.HasPrefix(v, `"`) && !strings.HasSuffix(v[1:], `"`) && j < len(ps); j++ {
+			v += ";" + ps[j].K
+			if ps[j].V != "" {
+				v += "=" + ps[j].V
+			}
+		}
+		return strings.Trim(v, `"`)
+	}
+	return ""
+}
+
+// GRUU returns the public GRUU (RFC 5627) the UA's node gave its device in
+// the last 200 to REGISTER, "" if none (WithUAInstance).
+func (u *UA) GRUU() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.gruu
 }
 
 // Call is one dialog of a UA, placed or answered.
