@@ -72,6 +72,9 @@ type Config struct {
 	SIP *SIPConfig
 	// Media configures the media relay that runs with the SIP bridge (on by default).
 	Media MediaConfig
+	// Push configures the waking of sleeping phones through a push gateway
+	// (off without a gateway URL).
+	Push PushConfig
 	// Mailbox configures messages that wait for users with no live device
 	// (on by default, with a SIP bridge).
 	Mailbox MailboxConfig
@@ -228,6 +231,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, err
 	}
 	if err := c.Mailbox.validate(); err != nil {
+		return c, err
+	}
+	if err := c.Push.validate(); err != nil {
 		return c, err
 	}
 	if c.SIP != nil {

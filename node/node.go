@@ -14,6 +14,7 @@ import (
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/mailbox"
 	"github.com/hiersip/hiersip/media"
+	"github.com/hiersip/hiersip/push"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -59,6 +60,7 @@ type Node struct {
 	election *election.Runner // election.go; nil when disabled
 	bridge   *sipbridge.Bridge
 	mailbox  *mailbox.Mailbox // messages that wait (mailbox.go); nil without a SIP bridge
+	push     *push.Waiter     // wakes sleeping phones (push.go); nil without a gateway
 	media    *media.Relay     // media.go
 
 	ctx       context.Context
@@ -414,6 +416,9 @@ func (n *Node) stopServices() error {
 	}
 	if n.mailbox != nil {
 		errs = append(errs, n.mailbox.Close())
+	}
+	if n.push != nil {
+		errs = append(errs, n.push.Close())
 	}
 	errs = append(errs, n.stopMedia())
 	return errors.Join(errs...)

@@ -147,6 +147,11 @@ func (n *Node) startBridge() error {
 		return errors.Join(err, n.stopMedia())
 	}
 	mopts = append(mopts, bopts...)
+	popts, err := n.startPush() // push.go
+	if err != nil {
+		return errors.Join(err, n.stopMedia())
+	}
+	mopts = append(mopts, popts...)
 	b, err := sipbridge.New(n.h, n.locator, append(append(opts, mopts...), s.Options...)...)
 	if err != nil {
 		return errors.Join(bridgeError(err), n.stopMedia())

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/media"
+	"github.com/hiersip/hiersip/push"
 )
 
 // ProtocolID is the libp2p protocol that carries SIP between nodes.
@@ -91,7 +92,8 @@ type config struct {
 	dialTimeout      time.Duration
 	udpBuf           int
 	lookupTTL        time.Duration
-	mbox             MessageBox // WithMessageBox (mailbox.go)
+	mbox             MessageBox   // WithMessageBox (mailbox.go)
+	push             *push.Waiter // WithPush (push.go)
 	trace            func(TraceEvent)
 	callObserver     func(kind string, code int)
 	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
@@ -233,12 +235,13 @@ type Bridge struct {
 
 	lim        *limiter
 	binds      *bindingCache
-	devs       deviceCache // device sets looked up (fork.go)
-	delivering deliveries  // AORs whose waiting messages are being delivered (mailbox.go)
-	med        mediaCalls  // calls whose media the node anchors (media.go)
-	guard      *logGuard   // the log guard under b.log (logguard.go)
-	streams    *counter    // inbound streams per peer (conncap.go)
-	unwatch    func()      // stops watching the host's connections (orphans.go)
+	devs       deviceCache    // device sets looked up (fork.go)
+	delivering deliveries     // AORs whose waiting messages are being delivered (mailbox.go)
+	pres       *presenceState // the presence agent (presence.go); nil without a DeviceLocator
+	med        mediaCalls     // calls whose media the node anchors (media.go)
+	guard      *logGuard      // the log guard under b.log (logguard.go)
+	streams    *counter       // inbound streams per peer (conncap.go)
+	unwatch    func()         // stops watching the host's connections (orphans.go)
 	auth       *authGuard
 }
 
@@ -291,6 +294,11 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	b.reg = newRegistrar(b)
 	b.binds = newBindingCache(cfg.lookupTTL)
 	b.devs.ttl = cfg.lookupTTL
+	if _, ok := loc.(DeviceLocator); ok {
+		if b.pres, err = newPresence(); err != nil {
+			return nil, err
+		}
+	}
 	b.streams = newCounter(cfg.conns.MaxStreamsPerPeer, cfg.conns.MaxStreams)
 	defer func() {
 		if err != nil {
@@ -347,6 +355,9 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		b.spawn(b.tcp.serve)
 	}
 	b.spawn(func() { b.reg.run(b.ctx) })
+	if b.pres != nil {
+		b.spawn(b.runPresence) // presence.go
+	}
 	b.spawn(func() { b.runNATKeepalive(b.ctx) })
 	if b.reg.store != nil {
 		b.spawn(func() { b.reg.runStore(b.ctx) })

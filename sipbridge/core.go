@@ -104,6 +104,10 @@ func (b *Bridge) proxy(req *sip.Request, st sip.ServerTransaction, from peer.ID)
 		b.forkRequest(r, d, reply) // fork.go
 		return
 	}
+	if d.presence != nil && d.code == 0 {
+		b.servePresence(r, d, reply) // presence.go
+		return
+	}
 	code, reason := d.code, d.reason
 	if code == 0 {
 		code, reason = b.sendRequest(r, d)

@@ -16,7 +16,7 @@ import (
 )
 
 // Several devices per AOR (issue 19): a request that starts a dialog or stands alone
-// (INVITE, MESSAGE, SUBSCRIBE without a To tag) for an AOR of the node's domain is forked
+// (INVITE, MESSAGE without a To tag) for an AOR of the node's domain is forked
 // to every live device of the user, on this node and on every other node of the domain
 // that serves one (the AOR's device set, DeviceLocator). The plan is package fork's
 // (fork.NewPlan); the response context is fork.Selector (RFC 3261 §16.7): the best final
@@ -48,7 +48,7 @@ func (b *Bridge) forks(req *sip.Request) bool {
 		return false
 	}
 	switch req.Method {
-	case sip.INVITE, sip.MESSAGE, sip.SUBSCRIBE:
+	case sip.INVITE, sip.MESSAGE:
 		return true
 	}
 	return false
@@ -110,7 +110,7 @@ func (r *registrar) forkContacts(aor domains.AOR, now time.Time) []fork.Contact 
 	for _, c := range e.contacts {
 		if c.expires.After(now) {
 			out = append(out, fork.Contact{URI: c.uri.String(), Instance: c.instance, RegID: c.regID,
-				Since: c.since, Expires: c.expires})
+				Since: c.since, Expires: c.expires, Asleep: r.b.asleep(c)})
 		}
 	}
 	return out
@@ -233,6 +233,7 @@ func (b *Bridge) branchDecision(d decision, t fork.Target) (decision, bool) {
 			return bd, false
 		}
 		bd.hop, bd.ruri = h, h.uri.Clone()
+		stripPush(bd.ruri) // push.go
 		return bd, true
 	}
 	bd.hop = hop{peer: t.Node.ID, addrs: t.Node.Addrs}
@@ -251,7 +252,11 @@ func (b *Bridge) forkRequest(r *relayCall, d decision, reply func(int, string, .
 		reply(p.Status, p.Reason)
 		return
 	}
-	if len(p.Targets) == 1 {
+	wake := false
+	for _, t := range p.Targets {
+		wake = wake || t.Wake
+	}
+	if len(p.Targets) == 1 && !wake {
 		bd, ok := b.branchDecision(d, p.Targets[0])
 		if !ok {
 			reply(480, "Temporarily Unavailable")
@@ -276,12 +281,16 @@ func (b *Bridge) forkRequest(r *relayCall, d decision, reply func(int, string, .
 		}
 		return
 	}
-	fc := &forkCall{r: r, aor: d.fork.String(), events: make(chan forkEvent, 4*len(p.Targets)+4), stop: make(chan struct{})}
+	fc := &forkCall{r: r, d: d, aor: d.fork.String(), events: make(chan forkEvent, 4*len(p.Targets)+4), stop: make(chan struct{})}
 	starts := make([]fork.State, 0, len(p.Targets))
 	var failed []int
 	for i, t := range p.Targets {
-		br := &forkBranch{}
+		br := &forkBranch{target: t}
 		fc.branches = append(fc.branches, br)
+		if t.Wake {
+			starts = append(starts, fork.Waiting) // push.go: sent when the device woke
+			continue
+		}
 		starts = append(starts, fork.Calling)
 		bd, ok := b.branchDecision(d, t)
 		if !ok {
@@ -356,6 +365,7 @@ func (b *Bridge) sendBranch(r *relayCall, bd decision) (*forwarding, *clientTx, 
 // forkCall is a request forked to several targets.
 type forkCall struct {
 	r        *relayCall
+	d        decision
 	aor      string
 	sel      *fork.Selector
 	branches []*forkBranch
@@ -370,13 +380,15 @@ type forkBranch struct {
 	failCode int
 	timerC   time.Time     // Timer C's deadline (zero: not running)
 	last     *sip.Response // the branch's latest response
+	target   fork.Target
 }
 
 type forkEvent struct {
-	b    int
-	res  *sip.Response
-	done bool
-	err  error
+	b     int
+	res   *sip.Response
+	done  bool
+	woken bool // the branch's device woke (err nil) or did not (push.go)
+	err   error
 }
 
 func (fc *forkCall) terminate() {
@@ -433,8 +445,15 @@ func (b *Bridge) forkRelay(fc *forkCall, first fork.Actions, failed []int) {
 	defer b.inflight.Add(-1)
 	defer fc.terminate()
 	defer close(fc.stop)
+	wctx, wcancel := context.WithCancel(b.ctx)
+	defer wcancel()
 	for i, br := range fc.branches {
-		if br.ct != nil && !b.spawn(func() { fc.readBranch(i) }) {
+		switch {
+		case br.target.Wake:
+			if !b.spawn(func() { b.wakeTarget(wctx, fc, i, *fc.d.fork, br.target) }) { // push.go
+				failed = append(failed, i)
+			}
+		case br.ct != nil && !b.spawn(func() { fc.readBranch(i) }):
 			failed = append(failed, i)
 		}
 	}
@@ -512,6 +531,18 @@ func (b *Bridge) forkRelay(fc *forkCall, first fork.Actions, failed []int) {
 		select {
 		case ev := <-fc.events:
 			br := fc.branches[ev.b]
+			if ev.woken {
+				if ev.err != nil {
+					apply(fc.sel.Failed(ev.b, 480, "Temporarily Unavailable: the device did not wake"), ev.b)
+					continue
+				}
+				ok, acts := fc.sel.Send(ev.b)
+				apply(acts, ev.b)
+				if ok {
+					b.sendWoken(fc, ev.b, apply)
+				}
+				continue
+			}
 			if ev.res != nil {
 				if ev.res.StatusCode == 100 {
 					continue
@@ -553,6 +584,27 @@ func (b *Bridge) forkRelay(fc *forkCall, first fork.Actions, failed []int) {
 			final(503, "Service Unavailable: node shutting down")
 			return
 		}
+	}
+}
+
+// sendWoken sends branch i, whose device woke, to the contact it registered last.
+func (b *Bridge) sendWoken(fc *forkCall, i int, apply func(fork.Actions, int)) {
+	br := fc.branches[i]
+	h, ok := b.reg.wokenHop(*fc.d.fork, br.target.Instance, br.target.Contact)
+	if !ok {
+		apply(fc.sel.Failed(i, 480, "Temporarily Unavailable"), i)
+		return
+	}
+	bd := decision{pop: fc.d.pop, hop: h, ruri: h.uri.Clone()}
+	stripPush(bd.ruri)
+	f, ct, code, reason := b.sendBranch(fc.r, bd)
+	if code != 0 {
+		apply(fc.sel.Failed(i, code, reason), i)
+		return
+	}
+	br.f, br.ct, br.rr = f, ct, recordRoutes(fc.r.req, f.hop, fc.r.from)
+	if !b.spawn(func() { fc.readBranch(i) }) {
+		apply(fc.sel.Failed(i, 503, "Service Unavailable: node shutting down"), i)
 	}
 }
 

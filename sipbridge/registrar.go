@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/push"
 )
 
 // registrar keeps the contacts of this node's local user agents and publishes them to the
@@ -49,6 +50,7 @@ type contactEntry struct {
 	instance string
 	regID    int
 	since    time.Time
+	push     *push.Params // RFC 8599 push parameters (push.go), nil if none
 }
 
 func newRegistrar(b *Bridge) *registrar {
@@ -150,6 +152,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		expire   int
 		instance string
 		regID    int
+		push     *push.Params // RFC 8599 (push.go)
 	}
 	var changes []change
 	wildcard := false
@@ -184,7 +187,14 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			fail(400, "Bad Request: invalid +sip.instance or reg-id")
 			return
 		}
-		changes = append(changes, change{*ch.Address.Clone(), exp, inst, regID})
+		var pp *push.Params
+		if p, has, err := push.ParseContact(&ch.Address); err != nil {
+			fail(400, "Bad Request: invalid push parameters (RFC 8599)")
+			return
+		} else if has {
+			pp = &p
+		}
+		changes = append(changes, change{*ch.Address.Clone(), exp, inst, regID, pp})
 	}
 	if wildcard && (len(changes) > 0 || defExp != 0) {
 		fail(400, "Bad Request: Contact * needs Expires: 0 and no other contact")
@@ -266,7 +276,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		if c.expire > 0 {
 			fresh = fresh || idx < 0
 			ce := &contactEntry{uri: c.uri, key: key, addr: uriAddrKey(&c.uri), expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq,
-				src: src, tp: tp, nat: viaNAT && !sameAddr(&c.uri, src, tp), instance: c.instance, regID: c.regID, since: since}
+				src: src, tp: tp, nat: viaNAT && !sameAddr(&c.uri, src, tp), instance: c.instance, regID: c.regID, since: since, push: c.push}
 			e.contacts = append(e.contacts, ce)
 			r.indexLocked(ce)
 		}
@@ -309,8 +319,20 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	r.mu.Unlock()
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
 	reply(res)
+	var regd []*contactEntry
+	r.mu.Lock()
+	for _, c := range e.contacts {
+		if adds[c.key] {
+			regd = append(regd, c)
+		}
+	}
+	r.mu.Unlock()
+	b.pushRegistered(aor, regd) // push.go: a woken device registered
 	if fresh {
-		b.deliverWaiting(aor)
+		b.deliverWaiting(aor) // mailbox.go
+	}
+	if modified {
+		b.presenceRegistration(aor) // presence.go
 	}
 }
 
@@ -377,6 +399,7 @@ func (r *registrar) run(ctx context.Context) {
 		}
 		r.b.mediaContactsGone(gone)
 		for _, e := range lapsed {
+			r.b.presenceRegistration(e.aor) // presence.go
 			pctx, cancel := context.WithTimeout(ctx, r.b.cfg.locTimeout)
 			if err := r.publish(pctx, e); err != nil {
 				r.b.log.Warn("withdrawing lapsed binding failed", "aor", e.aor.String(), "err", err)

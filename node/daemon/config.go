@@ -125,6 +125,10 @@ type Config struct {
 		Enabled   bool          `koanf:"enabled" help:"keep MESSAGEs for users with no live device in the domain overlay and deliver them when a device registers"`
 		Retention time.Duration `koanf:"retention" help:"how long a message this node stores waits for its recipient (at most 720h)"`
 	} `koanf:"mailbox"`
+	// Push maps onto node.PushConfig (issue 19: RFC 8599 push for sleeping phones).
+	Push struct {
+		GatewayURL string `koanf:"gateway_url" help:"push gateway URL (https, or http on loopback) that wakes phones registered with RFC 8599 push parameters (empty: none)"`
+	} `koanf:"push"`
 	Admin struct {
 		Listen string `koanf:"listen" help:"admin HTTP address: /status, /metrics, /bootstrap (empty: none)"`
 		Pprof  bool   `koanf:"pprof" help:"serve /debug/pprof/ on the admin address"`
@@ -262,6 +266,7 @@ func (c Config) NodeConfig() (node.Config, error) {
 			Config: election.Config{Proxies: c.Election.Proxies, Candidates: c.Election.Candidates},
 		},
 		Mailbox: node.MailboxConfig{Disable: !c.Mailbox.Enabled, Retention: c.Mailbox.Retention},
+		Push:    node.PushConfig{GatewayURL: c.Push.GatewayURL},
 		Logger:  log,
 	}
 	var err error

@@ -26,6 +26,17 @@ func TestDaemonConfigMailbox(t *testing.T) {
 	if nc, err = c.NodeConfig(); err != nil || !nc.Mailbox.Disable {
 		t.Fatalf("disabled: %+v %v", nc.Mailbox, err)
 	}
+	c = Defaults()
+	c.Domain = "pastry"
+	c.Push.GatewayURL = "http://push.example.com/wake"
+	var ce *node.ConfigError
+	if _, err := c.NodeConfig(); !errors.As(err, &ce) || ce.Field != "push.gateway_url" {
+		t.Errorf("plain http gateway off loopback: %v, want a ConfigError for push.gateway_url", err)
+	}
+	c.Push.GatewayURL = "https://push.example.com/wake"
+	if nc, err := c.NodeConfig(); err != nil || nc.Push.GatewayURL != c.Push.GatewayURL {
+		t.Errorf("https gateway: %+v %v", nc.Push, err)
+	}
 	for _, d := range []time.Duration{-time.Second, 31 * 24 * time.Hour} {
 		c := Defaults()
 		c.Domain = "pastry"
