@@ -97,6 +97,13 @@ func TestDevicesForkAcrossNodes(t *testing.T) {
 	if received(desk, "CANCEL", c.CallID) != 0 {
 		t.Error("the device that answered was cancelled")
 	}
+	// The media of the call flow between carol and the device that answered (anchored at
+	// both end nodes), not to the others.
+	var callee *sipua.Call
+	for callee == nil || callee.CallID != c.CallID {
+		callee = answered(t, desk)
+	}
+	mediaFlows(t, 25, c, callee)
 	eventually(t, 10*time.Second, "the answering device gets the ACK", func() error {
 		if got := received(desk, "ACK", c.CallID); got != 1 {
 			return fmt.Errorf("%d ACKs", got)
@@ -160,4 +167,46 @@ func TestDevicesForkAcrossNodes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// BenchmarkForkedCallSetup: call setup (INVITE to ACK sent) to a user with 1, 3 and 10
+// devices spread over two nodes of her domain, the caller at a third node: every device
+// rings, the first answers, the others are cancelled.
+func BenchmarkForkedCallSetup(b *testing.B) {
+	for _, n := range []int{1, 3, 10} {
+		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+			users := usersLine(b, "alice", "pastry", "alicepw", true) + usersLine(b, "bob", "pastry", "bobpw", true)
+			p := startSpecDomains(b, domainSpec{name: "pastry", n: 3, users: users})["pastry"]
+			for i := range n {
+				mode, at := sipua.AnswerRingOnly, p[1+i%2]
+				if i == 0 {
+					mode = sipua.AnswerAuto
+				}
+				device(b, "sip:alice@pastry", "alicepw", fmt.Sprintf("<urn:uuid:00000000-0000-0000-0000-0000000000%02d>", i), at, mode, 0)
+			}
+			bob := uaAt(b, "sip:bob@pastry", "bobpw", p[0])
+			ctx := context.Background()
+			// A first call opens the connections and fills the caches.
+			eventually(b, 30*time.Second, "the first call", func() error {
+				c, err := bob.Call(ctx, "sip:alice@pastry")
+				if err != nil {
+					return err
+				}
+				return c.Hangup(ctx)
+			})
+			var lat []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				c, err := bob.Call(ctx, "sip:alice@pastry")
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+				if err := c.Hangup(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportLatency(b, lat)
+		})
+	}
 }
