@@ -49,6 +49,12 @@ type Contact struct {
 	// node keeps it; bindings in the overlay carry it empty (Redacted).
 	URI     string
 	Expires time.Time // when this contact lapses
+	// Instance is the device's RFC 5626 +sip.instance ("<urn:uuid:…>"), ""
+	// when it sent none; Since is when it registered at this node. Neither
+	// leaves the node: device sets carry a hash of the instance
+	// (InstanceTag).
+	Instance string
+	Since    time.Time
 }
 
 // Binding maps a user's AOR to the node that serves its user agents. It is

@@ -253,6 +253,12 @@ func newOverlay(h host.Host, name string, global bool, opts []OverlayOption) (*O
 		if cfg.enroll != nil {
 			val[NSRevocation] = RevocationValidator{Enrollment: cfg.enroll}
 		}
+		// Issue 19: a user's devices at every serving node, and messages that wait.
+		val[NSDeviceSet] = DeviceSetValidator{Domain: name, Now: cfg.clock.Now, Enrollment: cfg.enroll,
+			OnConflict: o.confl.note, OnRefuse: refuse("devices")}
+		val[NSMail] = MailValidator{Domain: name, Now: cfg.clock.Now, OnRefuse: refuse("mail")}
+		val[NSMailboxKey] = MailboxKeyValidator{Domain: name, Now: cfg.clock.Now, Enrollment: cfg.enroll,
+			OnRefuse: refuse("mailbox-key")}
 	}
 	o.vals = val
 	o.store = records.NewValueStore(cfg.datastore, val, amino.DefaultMaxRecordAge)
@@ -471,6 +477,34 @@ func (o *Overlay) LookupBinding(ctx context.Context, aor AOR) (*Binding, error) 
 		return nil, fmt.Errorf("lookup %s: %w", aor, err)
 	}
 	return b, nil
+}
+
+// DeviceSetValidator returns the validator of the overlay's device sets
+// (the zero validator for the global overlay).
+func (o *Overlay) DeviceSetValidator() DeviceSetValidator {
+	v, _ := o.vals[NSDeviceSet].(DeviceSetValidator)
+	return v
+}
+
+// LookupDevices looks up the device set of aor (LookupDeviceSet).
+func (o *Overlay) LookupDevices(ctx context.Context, aor AOR) (*DeviceSet, error) {
+	if o.isClosed() {
+		return nil, ErrOverlayClosed
+	}
+	set, err := LookupDeviceSet(ctx, o.dht, o.DeviceSetValidator(), aor)
+	if err != nil && !errors.Is(err, ErrNotFound) && !o.Joined() {
+		return nil, fmt.Errorf("%w (overlay %s has no peers: %v)", ErrNotFound, o.name, err)
+	}
+	return set, err
+}
+
+// PublishDevices stores this node's entry of p.AOR's device set
+// (PublishDevices).
+func (o *Overlay) PublishDevices(ctx context.Context, p DevicePublish) (*DeviceSet, error) {
+	if o.isClosed() {
+		return nil, ErrOverlayClosed
+	}
+	return PublishDevices(ctx, o.dht, o.DeviceSetValidator(), p)
 }
 
 // Enrollment returns the overlay's enrollment, nil for an open domain.

@@ -72,6 +72,12 @@ type Config struct {
 	SIP *SIPConfig
 	// Media configures the media relay that runs with the SIP bridge (on by default).
 	Media MediaConfig
+	// Push configures the waking of sleeping phones through a push gateway
+	// (off without a gateway URL).
+	Push PushConfig
+	// Mailbox configures messages that wait for users with no live device
+	// (on by default, with a SIP bridge).
+	Mailbox MailboxConfig
 	// Election configures the node's part in the proxy election.
 	Election ElectionConfig
 	// PubSub is the gossipsub the election announces on. Nil: the node
@@ -222,6 +228,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, err
 	}
 	if err := c.Election.validate(); err != nil {
+		return c, err
+	}
+	if err := c.Mailbox.validate(); err != nil {
+		return c, err
+	}
+	if err := c.Push.validate(); err != nil {
 		return c, err
 	}
 	if c.SIP != nil {

@@ -45,10 +45,11 @@ type locator struct {
 
 	mu   sync.Mutex
 	regs map[domains.AOR]*registration
+	devs map[domains.AOR][]domains.Contact // the devices this node lists in device sets, to re-store
 	seq  uint64
 }
 
-var _ sipbridge.Locator = (*locator)(nil)
+var _ sipbridge.DeviceLocator = (*locator)(nil)
 
 // registration is what the locator keeps of an AOR it serves, to re-store
 // it: the binding with its contacts, and the sealed record published
@@ -142,6 +143,13 @@ func (l *locator) Register(ctx context.Context, aor domains.AOR, contacts []doma
 		l.forget(aor)
 		return err
 	}
+	// The device set first: it decides whether this node may serve the AOR
+	// beside the others that do (issue 19); the binding names the node the
+	// user registered at last, for lookups of one node.
+	if err := l.publishDevices(ctx, aor, contacts, cert); err != nil {
+		l.forget(aor)
+		return err
+	}
 	l.mu.Lock()
 	prev, had := l.regs[aor]
 	live := had && !prev.binding.Removed && prev.binding.Live(now)
@@ -151,10 +159,18 @@ func (l *locator) Register(ctx context.Context, aor domains.AOR, contacts []doma
 	case !live:
 		if floor, err = l.claim(ctx, aor, now); err != nil {
 			l.forget(aor)
-			return err
+			if errors.Is(err, ErrTaken) {
+				return err
+			}
+			// The device set holds this node's devices: calls find them.
+			l.log.Debug("binding not stored, the device set was", "aor", aor, "err", err)
+			return nil
 		}
 	case !addsContact(prev.binding.Contacts, contacts) && !l.stillOurs(ctx, aor, prev.binding):
 		l.forget(aor) // the user registered elsewhere since
+		l.mu.Lock()
+		l.devs[aor] = slices.Clone(contacts) // its devices here are still re-stored
+		l.mu.Unlock()
 		return nil
 	}
 	created := now
@@ -169,7 +185,70 @@ func (l *locator) Register(ctx context.Context, aor domains.AOR, contacts []doma
 	start := time.Now()
 	err = l.publish(ctx, aor, b)
 	l.metrics.observeRegistration("register", time.Since(start), err)
+	if err != nil && !errors.Is(err, ErrTaken) && !errors.Is(err, sipbridge.ErrForbidden) {
+		// Another node of the user stored a newer binding meanwhile; the
+		// device set, stored above, lists this node's devices.
+		l.log.Debug("binding not stored, the device set was", "aor", aor, "err", err)
+		return nil
+	}
 	return err
+}
+
+// publishDevices stores this node's entry of aor's device set with the
+// devices of contacts (none: the entry is removed), and keeps them for
+// re-stores. Another owner's live set is ErrTaken.
+func (l *locator) publishDevices(ctx context.Context, aor domains.AOR, contacts []domains.Contact, cert []byte) error {
+	now := l.clock.Now()
+	var refs []domains.DeviceRef
+	for _, c := range contacts {
+		if !c.Expires.After(now) {
+			continue
+		}
+		id := c.Instance
+		if id == "" {
+			id = c.URI // a device without an instance ID: its contact, hashed
+		}
+		since := c.Since
+		if since.IsZero() || since.After(now) {
+			since = now
+		}
+		refs = append(refs, domains.DeviceRef{Tag: domains.InstanceTag(aor, id), Since: since, Expires: c.Expires})
+	}
+	if len(refs) > domains.MaxDevicesPerNode {
+		refs = refs[len(refs)-domains.MaxDevicesPerNode:]
+	}
+	_, err := l.ov.PublishDevices(ctx, domains.DevicePublish{AOR: aor, NodeKey: l.key, UserKey: l.users.key(aor.User),
+		Cert: cert, Addrs: l.addrs(), Devices: refs})
+	if err != nil && !errors.Is(err, domains.ErrOtherOwner) && !l.ov.Joined() {
+		// A lone node: the entry is stored when the overlay has peers
+		// (republish, also at the join); its own devices are found locally.
+		l.log.Debug("device set not stored: overlay has no peers yet", "aor", aor, "err", err)
+		err = nil
+	}
+	l.mu.Lock()
+	if len(refs) > 0 && err == nil {
+		l.devs[aor] = slices.Clone(contacts)
+	} else {
+		delete(l.devs, aor)
+	}
+	l.mu.Unlock()
+	if errors.Is(err, domains.ErrOtherOwner) {
+		reason := aor.String() + " is served by devices of another owner"
+		return fmt.Errorf("%w: %w", ErrTaken, &sipbridge.ForbiddenError{Reason: reason})
+	}
+	return err
+}
+
+// LookupDevices returns aor's device set: every node of the domain that
+// serves a device of the user (sipbridge.DeviceLocator).
+func (l *locator) LookupDevices(ctx context.Context, aor domains.AOR) (*domains.DeviceSet, error) {
+	if l.closed() {
+		return nil, ErrClosed
+	}
+	if err := l.checkAOR(aor); err != nil {
+		return nil, err
+	}
+	return l.ov.LookupDevices(ctx, aor)
 }
 
 // claim looks aor up before this node first registers it, and returns the
@@ -260,6 +339,9 @@ func (l *locator) Unregister(ctx context.Context, aor domains.AOR) error {
 	if err != nil {
 		l.forget(aor)
 		return err
+	}
+	if err := l.publishDevices(ctx, aor, nil, cert); err != nil {
+		l.log.Debug("removing the node's devices failed", "aor", aor, "err", err)
 	}
 	now := l.clock.Now()
 	l.mu.Lock()
@@ -361,6 +443,33 @@ func (l *locator) republish() {
 		todo = append(todo, job{aor: aor, b: b})
 	}
 	l.mu.Unlock()
+	type devJob struct {
+		aor      domains.AOR
+		contacts []domains.Contact
+	}
+	var devJobs []devJob
+	l.mu.Lock()
+	for aor, cs := range l.devs {
+		var live []domains.Contact
+		for _, c := range cs {
+			if c.Expires.After(now) {
+				live = append(live, c)
+			}
+		}
+		devJobs = append(devJobs, devJob{aor, live})
+	}
+	l.mu.Unlock()
+	for _, j := range devJobs {
+		ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+		cert, err := l.enroll.certFor(j.aor)
+		if err == nil {
+			err = l.publishDevices(ctx, j.aor, j.contacts, cert)
+		}
+		if err != nil && l.ctx.Err() == nil {
+			l.log.Warn("re-store device set failed", "aor", j.aor, "err", err)
+		}
+		cancel()
+	}
 	for _, j := range todo {
 		ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
 		var err error

@@ -12,7 +12,9 @@ import (
 	"github.com/hiersip/hiersip/bootstrap"
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/election"
+	"github.com/hiersip/hiersip/mailbox"
 	"github.com/hiersip/hiersip/media"
+	"github.com/hiersip/hiersip/push"
 	"github.com/hiersip/hiersip/sipbridge"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -57,7 +59,9 @@ type Node struct {
 
 	election *election.Runner // election.go; nil when disabled
 	bridge   *sipbridge.Bridge
-	media    *media.Relay // media.go
+	mailbox  *mailbox.Mailbox // messages that wait (mailbox.go); nil without a SIP bridge
+	push     *push.Waiter     // wakes sleeping phones (push.go); nil without a gateway
+	media    *media.Relay     // media.go
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -226,6 +230,7 @@ func (n *Node) compose() {
 		ctx: n.ctx, domain: cfg.Domain, known: known, self: self, key: n.key, ov: n.domain, clock: cfg.Clock,
 		addrs: n.advertisedAddrs, enroll: n.enroll, users: n.users, lookups: lk, metrics: cfg.Metrics, log: n.log,
 		regs: make(map[domains.AOR]*registration),
+		devs: make(map[domains.AOR][]domains.Contact),
 	}
 	n.global = &globalMembership{open: n.openGlobal}
 	n.duties = &proxyDuties{
@@ -370,6 +375,7 @@ func (n *Node) loop() {
 		case <-t.C:
 			n.refreshRevocations(true)
 			n.locator.republish()
+			n.republishMail() // mailbox.go
 		case <-revC:
 			n.refreshRevocations(false)
 		}
@@ -407,6 +413,12 @@ func (n *Node) stopServices() error {
 	}
 	if n.bridge != nil {
 		errs = append(errs, n.bridge.Close())
+	}
+	if n.mailbox != nil {
+		errs = append(errs, n.mailbox.Close())
+	}
+	if n.push != nil {
+		errs = append(errs, n.push.Close())
 	}
 	errs = append(errs, n.stopMedia())
 	return errors.Join(errs...)

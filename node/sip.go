@@ -135,6 +135,16 @@ func (n *Node) startBridge() error {
 	if err != nil {
 		return err
 	}
+	bopts, err := n.startMailbox() // mailbox.go
+	if err != nil {
+		return errors.Join(err, n.stopMedia())
+	}
+	mopts = append(mopts, bopts...)
+	popts, err := n.startPush() // push.go
+	if err != nil {
+		return errors.Join(err, n.stopMedia())
+	}
+	mopts = append(mopts, popts...)
 	b, err := sipbridge.New(n.h, n.locator, append(append(opts, mopts...), s.Options...)...)
 	if err != nil {
 		return errors.Join(bridgeError(err), n.stopMedia())

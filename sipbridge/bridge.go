@@ -22,6 +22,7 @@ import (
 
 	"github.com/hiersip/hiersip/domains"
 	"github.com/hiersip/hiersip/media"
+	"github.com/hiersip/hiersip/push"
 	"github.com/hiersip/hiersip/sipdns"
 )
 
@@ -94,6 +95,8 @@ type config struct {
 	dialTimeout      time.Duration
 	udpBuf           int
 	lookupTTL        time.Duration
+	mbox             MessageBox   // WithMessageBox (mailbox.go)
+	push             *push.Waiter // WithPush (push.go)
 	trace            func(TraceEvent)
 	callObserver     func(kind string, code int)
 	member           func(peer.ID) bool // nil: relay for any peer (WithMembership)
@@ -250,13 +253,16 @@ type Bridge struct {
 	uas      uaAddrs       // contact addresses of local UAs
 	ext      uaAddrs       // addresses outside the overlay dialogs go to (outbound.go)
 
-	lim     *limiter
-	binds   *bindingCache
-	med     mediaCalls // calls whose media the node anchors (media.go)
-	guard   *logGuard  // the log guard under b.log (logguard.go)
-	streams *counter   // inbound streams per peer (conncap.go)
-	unwatch func()     // stops watching the host's connections (orphans.go)
-	auth    *authGuard
+	lim        *limiter
+	binds      *bindingCache
+	devs       deviceCache    // device sets looked up (fork.go)
+	delivering deliveries     // AORs whose waiting messages are being delivered (mailbox.go)
+	pres       *presenceState // the presence agent (presence.go); nil without a DeviceLocator
+	med        mediaCalls     // calls whose media the node anchors (media.go)
+	guard      *logGuard      // the log guard under b.log (logguard.go)
+	streams    *counter       // inbound streams per peer (conncap.go)
+	unwatch    func()         // stops watching the host's connections (orphans.go)
+	auth       *authGuard
 }
 
 // New creates a Bridge on h, binds its UA-facing listeners and starts serving.
@@ -310,6 +316,12 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	b.reg = newRegistrar(b)
 	b.uas.clock, b.med.clock = cfg.clock, cfg.clock
 	b.binds = newBindingCache(cfg.lookupTTL)
+	b.devs.ttl = cfg.lookupTTL
+	if _, ok := loc.(DeviceLocator); ok {
+		if b.pres, err = newPresence(); err != nil {
+			return nil, err
+		}
+	}
 	b.streams = newCounter(cfg.conns.MaxStreamsPerPeer, cfg.conns.MaxStreams)
 	defer func() {
 		if err != nil {
@@ -370,6 +382,9 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	}
 	b.serveSecure()
 	b.spawn(func() { b.reg.run(b.ctx) })
+	if b.pres != nil {
+		b.spawn(b.runPresence) // presence.go
+	}
 	b.spawn(func() { b.runNATKeepalive(b.ctx) })
 	if b.reg.store != nil {
 		b.spawn(func() { b.reg.runStore(b.ctx) })

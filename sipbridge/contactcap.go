@@ -87,6 +87,7 @@ func (b *Bridge) listContacts(req *sip.Request, res *sip.Response, e *aorEntry, 
 		}
 		ch := &sip.ContactHeader{Address: *c.uri.Clone(), Params: sip.NewParams()}
 		ch.Params.Add("expires", strconv.Itoa(left))
+		b.addGRUU(ch, e.aor, c) // fork.go
 		if limited && i >= len(own1) {
 			size := len("Contact: \r\n") + len(ch.Value())
 			if size > budget {

@@ -103,6 +103,14 @@ func (b *Bridge) proxy(req *sip.Request, st sip.ServerTransaction, from peer.ID)
 		}
 		d = answerWith(404, "Not Found: no user part in Request-URI")
 	}
+	if d.fork != nil && d.code == 0 {
+		b.forkRequest(r, d, reply) // fork.go
+		return
+	}
+	if d.presence != nil && d.code == 0 {
+		b.servePresence(r, d, reply) // presence.go
+		return
+	}
 	code, reason := d.code, d.reason
 	if code == 0 {
 		code, reason = b.sendRequest(r, d)
@@ -206,7 +214,12 @@ func (b *Bridge) relay(r *relayCall) {
 				// The cached binding named a node that is gone: look the AOR up again.
 				retried = true
 				b.binds.forget(r.f.hop.aor)
+				b.devs.forget(r.f.hop.aor)
 				d := b.decide(b.ctx, r.req, r.from)
+				if d.fork != nil && d.code == 0 {
+					b.refork(r, d) // fork.go
+					return
+				}
 				if d.code == 0 && !d.hop.self {
 					if code, _ := b.sendRequest(r, d); code == 0 {
 						continue

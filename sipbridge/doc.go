@@ -207,6 +207,18 @@
 // directory that holds the node's key (mode 0600): whoever can write it can redirect the
 // node's calls anyway.
 //
+// # Several devices, messages that wait, presence (issue 19)
+//
+// With a DeviceLocator (the node's locator) an INVITE or MESSAGE for a user of the domain
+// is forked to every live device of the user, on this node and at every other node of the
+// AOR's device set (fork.go: fork.NewPlan, fork.Selector as the RFC 3261 §16.7 response
+// context; a branch to another node carries Hiersip-Fork, and that node forks to its own
+// devices only). A REGISTER's +sip.instance is kept and answered with the device's public
+// GRUU; a request to a GRUU reaches that device. A MESSAGE no device can take goes to the
+// MessageBox (WithMessageBox, mailbox.go: 202 Accepted) and is delivered when a device of
+// the user registers here. PUBLISH and SUBSCRIBE go to the user's presence home, whose
+// presence agent answers (presence.go); SUBSCRIBE is record-routed like INVITE.
+//
 // # Media
 //
 // With [WithMedia] the node anchors the media of calls between its UAs and UAs of other

@@ -135,11 +135,11 @@ func (b *Bridge) addUAVia(req, fwd *sip.Request, h hop) {
 	fwd.PrependHeader(via)
 }
 
-// recordRoutes reports whether this node record-routes req: dialog-creating INVITEs, at the
-// caller's node (from a UA) and at the callee's node (to a UA), never at an intermediate
-// proxy (overlay in, overlay out).
+// recordRoutes reports whether this node record-routes req: dialog-creating INVITEs and
+// SUBSCRIBEs, at the caller's node (from a UA) and at the callee's node (to a UA), never
+// at an intermediate proxy (overlay in, overlay out).
 func recordRoutes(req *sip.Request, h hop, from peer.ID) bool {
-	return req.IsInvite() && !hasTag(req.To()) && (from == "" || h.uri != nil)
+	return (req.IsInvite() || req.Method == sip.SUBSCRIBE) && !hasTag(req.To()) && (from == "" || h.uri != nil)
 }
 
 // cancelFor builds the CANCEL of a forwarded INVITE (RFC 3261 §9.1): same Request-URI,

@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/push"
 )
 
 // registrar keeps the contacts of this node's local user agents and publishes them to the
@@ -44,6 +45,12 @@ type contactEntry struct {
 	src     string // the address the REGISTER came from ("ip:port")
 	tp      string // and over which transport ("udp", "tcp")
 	nat     bool   // the UA is behind NAT: requests go to src (nat.go)
+	// instance is the device's RFC 5626 +sip.instance ("<urn:uuid:…>", "" if none) and
+	// regID its reg-id; since is when the contact first registered here (fork.go).
+	instance string
+	regID    int
+	since    time.Time
+	push     *push.Params // RFC 8599 push parameters (push.go), nil if none
 }
 
 func newRegistrar(b *Bridge) *registrar {
@@ -141,8 +148,11 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		defExp = n
 	}
 	type change struct {
-		uri    sip.Uri
-		expire int
+		uri      sip.Uri
+		expire   int
+		instance string
+		regID    int
+		push     *push.Params // RFC 8599 (push.go)
 	}
 	var changes []change
 	wildcard := false
@@ -172,7 +182,19 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		if exp < 0 {
 			exp = int(b.cfg.defExp / time.Second)
 		}
-		changes = append(changes, change{*ch.Address.Clone(), exp})
+		inst, regID, ok := deviceParams(ch)
+		if !ok {
+			fail(400, "Bad Request: invalid +sip.instance or reg-id")
+			return
+		}
+		var pp *push.Params
+		if p, has, err := push.ParseContact(&ch.Address); err != nil {
+			fail(400, "Bad Request: invalid push parameters (RFC 8599)")
+			return
+		} else if has {
+			pp = &p
+		}
+		changes = append(changes, change{*ch.Address.Clone(), exp, inst, regID, pp})
 	}
 	if wildcard && (len(changes) > 0 || defExp != 0) {
 		fail(400, "Bad Request: Contact * needs Expires: 0 and no other contact")
@@ -216,6 +238,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	modified := wildcard || len(changes) > 0
+	fresh := false     // a contact new at this node: messages waiting for the AOR go to it (mailbox.go)
 	var gone []sip.Uri // contacts removed: their calls' media ends (media.go)
 	if wildcard {
 		for _, c := range e.contacts {
@@ -233,8 +256,12 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 				break
 			}
 		}
+		since := now
 		if idx >= 0 {
 			old := e.contacts[idx]
+			if old.instance == c.instance {
+				since = old.since
+			}
 			if old.callID == callID && cseq <= old.cseq {
 				r.mu.Unlock()
 				fail(500, "Server Internal Error: out of order REGISTER")
@@ -247,8 +274,9 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			}
 		}
 		if c.expire > 0 {
+			fresh = fresh || idx < 0
 			ce := &contactEntry{uri: c.uri, key: key, addr: uriAddrKey(&c.uri), expires: now.Add(time.Duration(c.expire) * time.Second), callID: callID, cseq: cseq,
-				src: src, tp: tp, nat: flowTransport(tp) || viaNAT && !sameAddr(&c.uri, src, tp)}
+				src: src, tp: tp, nat: flowTransport(tp) || viaNAT && !sameAddr(&c.uri, src, tp), instance: c.instance, regID: c.regID, since: since, push: c.push}
 			e.contacts = append(e.contacts, ce)
 			r.indexLocked(ce)
 		}
@@ -291,6 +319,21 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	r.mu.Unlock()
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
 	reply(res)
+	var regd []*contactEntry
+	r.mu.Lock()
+	for _, c := range e.contacts {
+		if adds[c.key] {
+			regd = append(regd, c)
+		}
+	}
+	r.mu.Unlock()
+	b.pushRegistered(aor, regd) // push.go: a woken device registered
+	if fresh {
+		b.deliverWaiting(aor) // mailbox.go
+	}
+	if modified {
+		b.presenceRegistration(aor) // presence.go
+	}
 }
 
 func contactKey(u *sip.Uri) string {
@@ -306,7 +349,7 @@ func (r *registrar) publish(ctx context.Context, e *aorEntry) error {
 	var cs []domains.Contact
 	for _, c := range e.contacts {
 		if c.expires.After(now) {
-			cs = append(cs, domains.Contact{URI: c.uri.String(), Expires: c.expires})
+			cs = append(cs, domains.Contact{URI: c.uri.String(), Expires: c.expires, Instance: c.instance, Since: c.since})
 		}
 	}
 	r.mu.Unlock()
@@ -353,6 +396,7 @@ func (r *registrar) sweep(ctx context.Context) {
 	}
 	r.b.mediaContactsGone(gone)
 	for _, e := range lapsed {
+		r.b.presenceRegistration(e.aor) // presence.go
 		pctx, cancel := context.WithTimeout(ctx, r.b.cfg.locTimeout)
 		if err := r.publish(pctx, e); err != nil {
 			r.b.log.Warn("withdrawing lapsed binding failed", "aor", e.aor.String(), "err", err)

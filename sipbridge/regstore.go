@@ -56,6 +56,8 @@ type storedContact struct {
 	Source    string    `json:"source,omitempty"`
 	Transport string    `json:"transport,omitempty"`
 	NAT       bool      `json:"nat,omitempty"`
+	Instance  string    `json:"instance,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
 }
 
 // regStore writes the registrar's state to its file.
@@ -97,7 +99,7 @@ func (r *registrar) snapshot() storedFile {
 				continue
 			}
 			f.Contacts = append(f.Contacts, storedContact{AOR: e.aor.String(), URI: c.uri.String(), Expires: c.expires.UTC(),
-				CallID: c.callID, CSeq: c.cseq, Source: c.src, Transport: c.tp, NAT: c.nat})
+				CallID: c.callID, CSeq: c.cseq, Source: c.src, Transport: c.tp, NAT: c.nat, Instance: c.instance, Since: c.since.UTC()})
 		}
 	}
 	return f
@@ -260,7 +262,7 @@ func (r *registrar) restoreContact(sc storedContact, now, maxUntil time.Time) (*
 		exp = maxUntil
 	}
 	return &contactEntry{uri: u, key: contactKey(&u), addr: uriAddrKey(&u), expires: exp, callID: sc.CallID, cseq: sc.CSeq,
-		src: sc.Source, tp: sc.Transport, nat: sc.NAT && sc.Source != ""}, aor, true
+		src: sc.Source, tp: sc.Transport, nat: sc.NAT && sc.Source != "", instance: validInstance(sc.Instance), since: sc.Since}, aor, true
 }
 
 // readStore reads and parses the store file (at most maxStoreBytes).

@@ -50,6 +50,13 @@ type decision struct {
 	// refused, with code 403, says which address the relay policy refused (logged and
 	// counted by the caller, relaypolicy.go).
 	refused string
+	// fork, when set, is the AOR of this domain whose devices the request is forked to
+	// (fork.go), gruu the gr parameter of its Request-URI.
+	fork *domains.AOR
+	gruu string
+	// presence, when set, is the AOR of this domain whose presence agent serves the
+	// request (a PUBLISH or SUBSCRIBE, presence.go).
+	presence *domains.AOR
 }
 
 func (d decision) answer() bool { return d.code != 0 }
@@ -141,6 +148,15 @@ func (b *Bridge) route(req *sip.Request, from peer.ID, now time.Time) decision {
 			return answerWith(404, fmt.Sprintf("Not Found: no route to domain of %s (this node serves %s)", aor.Host, b.domain))
 		}
 		d.lookup, d.inter = &aor, true
+		return d
+	}
+	if b.presenceRequest(req) { // presence.go
+		d.presence = &aor
+		return d
+	}
+	if b.forks(req) { // fork.go
+		d.fork = &aor
+		d.gruu, _ = u.UriParams.Get("gr")
 		return d
 	}
 	if t, ok := b.reg.target(aor); ok {

@@ -39,6 +39,7 @@ type UA struct {
 
 	incoming chan *Call
 	messages chan Message
+	notifies chan Notify
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -46,6 +47,7 @@ type UA struct {
 	closed   bool
 	regCSeq  uint32
 	regCall  string
+	gruu     string
 	calls    map[string]*Call // calls with media, by Call-ID (uamedia.go)
 }
 
@@ -73,6 +75,14 @@ type uaConfig struct {
 	video, lateOffer, earlyMedia bool
 	silent                       bool
 	sdpPortOffset                int // WithUASDPPortOffset
+	instance                     string
+}
+
+// WithUAInstance makes the UA register as the device instance (RFC 5626
+// +sip.instance, e.g. "<urn:uuid:…>"): one of several devices of its AOR,
+// reachable by its public GRUU (RFC 5627; see GRUU).
+func WithUAInstance(instance string) UAOption {
+	return func(c *uaConfig) error { c.instance = instance; return nil }
 }
 
 // UAOption configures a UA.
@@ -130,6 +140,88 @@ func WithUASDPPortOffset(n int) UAOption {
 	return func(c *uaConfig) error { c.sdpPortOffset = n; return nil }
 }
 
+// Notify is a NOTIFY received by a UA (see Subscribe).
+type Notify struct {
+	Event       string // the Event header
+	State       string // the Subscription-State header
+	ContentType string
+	Body        []byte
+	Source      string // the address it came from
+	At          time.Time
+}
+
+// Notifies returns the NOTIFYs the UA received (each answered 200).
+func (u *UA) Notifies() <-chan Notify { return u.notifies }
+
+func (u *UA) onNotify(req *sip.Request, tx sip.ServerTransaction) {
+	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	n := Notify{Body: append([]byte(nil), req.Body()...), Source: req.Source(), At: time.Now()}
+	if h := req.GetHeader("Event"); h != nil {
+		n.Event = h.Value()
+	}
+	if h := req.GetHeader("Subscription-State"); h != nil {
+		n.State = h.Value()
+	}
+	if h := req.ContentType(); h != nil {
+		n.ContentType = h.Value()
+	}
+	select {
+	case u.notifies <- n:
+	default:
+		u.log.Warn("notify queue full")
+	}
+}
+
+// Subscribe sends a SUBSCRIBE for event (presence, reg, message-summary) to target through
+// the node and returns the final response; the NOTIFYs arrive on Notifies. A digest
+// challenge is answered with the UA's credentials.
+func (u *UA) Subscribe(ctx context.Context, target, event string, expires time.Duration) (*sip.Response, error) {
+	var tu sip.Uri
+	if err := sip.ParseUri(target, &tu); err != nil {
+		return nil, fmt.Errorf("%w: target %q: %w", ErrBadOption, target, err)
+	}
+	req := sip.NewRequest(sip.SUBSCRIBE, tu)
+	req.AppendHeader(&sip.ToHeader{Address: *tu.Clone()})
+	from := &sip.FromHeader{Address: u.aor.URI(), Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ContactHeader{Address: *u.contact.Address.Clone()})
+	req.AppendHeader(sip.NewHeader("Event", event))
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
+	return u.doAuth(ctx, req)
+}
+
+// Publish sends a PUBLISH of event state (RFC 3903) for the UA's own AOR; etag, when set,
+// refreshes or modifies that publication (SIP-If-Match). It returns the final response
+// (its SIP-ETag names the publication).
+func (u *UA) Publish(ctx context.Context, event, etag, contentType string, body []byte, expires time.Duration) (*sip.Response, error) {
+	req := sip.NewRequest(sip.PUBLISH, u.aor.URI())
+	req.AppendHeader(&sip.ToHeader{Address: u.aor.URI()})
+	from := &sip.FromHeader{Address: u.aor.URI(), Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(from)
+	req.AppendHeader(sip.NewHeader("Event", event))
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
+	if etag != "" {
+		req.AppendHeader(sip.NewHeader("SIP-If-Match", etag))
+	}
+	if contentType != "" {
+		req.AppendHeader(sip.NewHeader("Content-Type", contentType))
+	}
+	req.SetBody(body)
+	return u.doAuth(ctx, req)
+}
+
+// doAuth sends req and answers a digest challenge once.
+func (u *UA) doAuth(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	u.outbound(req)
+	res, err := u.cli.Do(ctx, req)
+	if err == nil && (res.StatusCode == 401 || res.StatusCode == 407) && u.cfg.password != "" {
+		res, err = u.cli.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: u.cfg.user, Password: u.cfg.password})
+	}
+	return res, err
+}
+
 // Message is a MESSAGE received by a UA.
 type Message struct {
 	From string
@@ -175,7 +267,7 @@ func NewUA(aor, proxy string, opts ...UAOption) (*UA, error) {
 		cfg.user = a.User
 	}
 	u := &UA{aor: a, proxy: proxy, cfg: cfg, log: cfg.log.With("component", "ua", "aor", a.String()),
-		incoming: make(chan *Call, 64), messages: make(chan Message, 64), regCall: sip.GenerateTagN(20),
+		incoming: make(chan *Call, 64), messages: make(chan Message, 64), notifies: make(chan Notify, 64), regCall: sip.GenerateTagN(20),
 		calls: map[string]*Call{}}
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	pc, err := net.ListenPacket("udp", cfg.listen)
@@ -212,6 +304,7 @@ func NewUA(aor, proxy string, opts ...UAOption) (*UA, error) {
 	})
 	u.srv.OnBye(u.onBye)
 	u.srv.OnMessage(u.onMessage)
+	u.srv.OnNotify(u.onNotify)
 	u.srv.OnRequest(sip.INFO, func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
@@ -313,7 +406,12 @@ func (u *UA) register(ctx context.Context, contact *sip.Uri, expires time.Durati
 		req.AppendHeader(sip.NewHeader("Contact", "*"))
 		req.AppendHeader(sip.NewHeader("Expires", "0"))
 	case contact != nil:
-		req.AppendHeader(&sip.ContactHeader{Address: *contact.Clone()})
+		ch := &sip.ContactHeader{Address: *contact.Clone(), Params: sip.NewParams()}
+		if u.cfg.instance != "" {
+			ch.Params.Add("+sip.instance", `"`+u.cfg.instance+`"`)
+			req.AppendHeader(sip.NewHeader("Supported", "gruu"))
+		}
+		req.AppendHeader(ch)
 		secs := int(expires / time.Second)
 		if expires < 0 {
 			secs = 0
@@ -339,7 +437,45 @@ func (u *UA) register(ctx context.Context, contact *sip.Uri, expires time.Durati
 	if res.StatusCode != 200 {
 		return res, fmt.Errorf("sipua: register %s: %d %s", u.aor, res.StatusCode, res.Reason)
 	}
+	if u.cfg.instance != "" {
+		for _, h := range res.GetHeaders("Contact") {
+			if ch, ok := h.(*sip.ContactHeader); ok {
+				if g := quotedParam(ch.Params, "pub-gruu"); g != "" && contact != nil && ch.Address.Port == contact.Port {
+					u.mu.Lock()
+					u.gruu = g
+					u.mu.Unlock()
+				}
+			}
+		}
+	}
 	return res, nil
+}
+
+// quotedParam returns the value of parameter name without its quotes. sipgo splits a
+// quoted value at its semicolons (pub-gruu="sip:a@b;gr=urn:…"): the parts are joined again.
+func quotedParam(ps sip.HeaderParams, name string) string {
+	for i, kv := range ps {
+		if !strings.EqualFold(kv.K, name) {
+			continue
+		}
+		v := kv.V
+		for j := i + 1; strings.HasPrefix(v, `"`) && !strings.HasSuffix(v[1:], `"`) && j < len(ps); j++ {
+			v += ";" + ps[j].K
+			if ps[j].V != "" {
+				v += "=" + ps[j].V
+			}
+		}
+		return strings.Trim(v, `"`)
+	}
+	return ""
+}
+
+// GRUU returns the public GRUU (RFC 5627) the UA's node gave its device in
+// the last 200 to REGISTER, "" if none (WithUAInstance).
+func (u *UA) GRUU() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.gruu
 }
 
 // Call is one dialog of a UA, placed or answered.

@@ -15,6 +15,7 @@ import (
 	"github.com/hiersip/hiersip/domains/enroll"
 	"github.com/hiersip/hiersip/election"
 	"github.com/hiersip/hiersip/internal/hostport"
+	"github.com/hiersip/hiersip/mailbox"
 	"github.com/hiersip/hiersip/media"
 	"github.com/hiersip/hiersip/node"
 	"github.com/hiersip/hiersip/sipbridge"
@@ -146,6 +147,15 @@ type Config struct {
 		HoldTimeout        time.Duration `koanf:"hold_timeout" help:"the same for a stream on hold"`
 		MaxDelay           time.Duration `koanf:"max_delay" help:"drop RTP that waited longer than this for the other node"`
 	} `koanf:"media"`
+	// Mailbox maps onto node.MailboxConfig (issue 19: messages that wait).
+	Mailbox struct {
+		Enabled   bool          `koanf:"enabled" help:"keep MESSAGEs for users with no live device in the domain overlay and deliver them when a device registers"`
+		Retention time.Duration `koanf:"retention" help:"how long a message this node stores waits for its recipient (at most 720h)"`
+	} `koanf:"mailbox"`
+	// Push maps onto node.PushConfig (issue 19: RFC 8599 push for sleeping phones).
+	Push struct {
+		GatewayURL string `koanf:"gateway_url" help:"push gateway URL (https, or http on loopback) that wakes phones registered with RFC 8599 push parameters (empty: none)"`
+	} `koanf:"push"`
 	Admin struct {
 		Listen string `koanf:"listen" help:"admin HTTP address: /status, /metrics, /bootstrap (empty: none)"`
 		Pprof  bool   `koanf:"pprof" help:"serve /debug/pprof/ on the admin address"`
@@ -200,6 +210,7 @@ func Defaults() Config {
 	c.Media.MaxSessions, c.Media.MaxSessionsPerPeer = media.DefaultMaxSessions, media.DefaultMaxSessionsPerPeer
 	c.Media.IdleTimeout, c.Media.HoldTimeout = media.DefaultIdleTimeout, media.DefaultHoldTimeout
 	c.Media.MaxDelay = media.DefaultMaxDelay
+	c.Mailbox.Enabled, c.Mailbox.Retention = true, mailbox.DefaultRetention
 	cl := sipbridge.DefaultConnLimits()
 	c.SIP.Limits.MessageTimeout, c.SIP.Limits.TCPIdleTimeout, c.SIP.Limits.StreamIdle = cl.MessageTimeout, cl.TCPIdleTimeout, cl.StreamIdleTimeout
 	c.SIP.Limits.MaxTCPPerSource, c.SIP.Limits.MaxTCP = cl.MaxTCPPerSource, cl.MaxTCP
@@ -285,7 +296,9 @@ func (c Config) NodeConfig() (node.Config, error) {
 			Disable: c.Election.Disable, OptOut: c.Election.OptOut, Weight: c.Election.Weight, Bandwidth: c.Election.Bandwidth,
 			Config: election.Config{Proxies: c.Election.Proxies, Candidates: c.Election.Candidates},
 		},
-		Logger: log,
+		Mailbox: node.MailboxConfig{Disable: !c.Mailbox.Enabled, Retention: c.Mailbox.Retention},
+		Push:    node.PushConfig{GatewayURL: c.Push.GatewayURL},
+		Logger:  log,
 	}
 	var err error
 	if cfg.Media, err = c.mediaConfig(); err != nil {

@@ -1,0 +1,133 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/sipua"
+)
+
+// TestMessagesWait: alice of pastry registers once (her node publishes her mailbox key)
+// and goes offline; carol of ringo sends her two MESSAGEs: each gets 202 Accepted. When a
+// device of alice registers again, at another node of her domain, both arrive, once, in
+// the order they were sent; a device registering later gets nothing again.
+func TestMessagesWait(t *testing.T) {
+	users := usersLine(t, "alice", "pastry", "alicepw", true)
+	ds := startSpecDomains(t,
+		domainSpec{name: "pastry", n: 3, users: users},
+		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+	p := ds["pastry"]
+	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	first := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce1>", p[1], sipua.AnswerAuto, 0)
+	// The first registration published the mailbox key; now alice goes offline.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := first.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{"first, while you were away", "second, still away"}
+	for _, text := range texts {
+		eventually(t, 30*time.Second, "the MESSAGE is kept", func() error {
+			res, err := carol.Message(ctx, "sip:alice@pastry", text)
+			if err != nil {
+				return err
+			}
+			if res.StatusCode != 202 {
+				return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
+			}
+			return nil
+		})
+	}
+	if got := len(first.Messages()); got != 0 {
+		t.Fatalf("the unregistered device got %d messages", got)
+	}
+	back := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce2>", p[2], sipua.AnswerAuto, 0)
+	var got []string
+	for len(got) < len(texts) {
+		select {
+		case m := <-back.Messages():
+			if !strings.Contains(m.From, "carol@ringo") {
+				t.Errorf("message from %q", m.From)
+			}
+			got = append(got, string(m.Body))
+		case <-ctx.Done():
+			t.Fatalf("delivered %q, want %q", got, texts)
+		}
+	}
+	for i := range texts {
+		if got[i] != texts[i] {
+			t.Fatalf("delivered %q, want %q in order", got, texts)
+		}
+	}
+	// Acknowledged: a device registering later gets nothing.
+	later := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce3>", p[1], sipua.AnswerAuto, 0)
+	waitFor := time.NewTimer(3 * time.Second) // a delivery takes one fetch; none must come
+	defer waitFor.Stop()
+	select {
+	case m := <-later.Messages():
+		t.Fatalf("delivered again: %q", m.Body)
+	case m := <-back.Messages():
+		t.Fatalf("delivered twice: %q", m.Body)
+	case <-waitFor.C:
+	}
+}
+
+// TestMessagesWaitBounds: one sender's messages for one user are bounded (the 31st gets
+// 480 while 30 wait), and a message waits only as long as the storing node's retention
+// (mailbox.retention): a device registering after it gets nothing.
+func TestMessagesWaitBounds(t *testing.T) {
+	const retention = 20 * time.Second
+	users := usersLine(t, "alice", "pastry", "alicepw", true)
+	ds := startSpecDomains(t,
+		domainSpec{name: "pastry", n: 3, users: users, cfg: func(_ host.Host, c *Config) { c.Mailbox.Retention = retention }},
+		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+	p := ds["pastry"]
+	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	first := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce1>", p[1], sipua.AnswerAuto, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := first.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	limit := domains.MaxSenderQueues * domains.MaxMailPerQueue
+	var last time.Time
+	accepted, refused := 0, 0
+	for i := 0; i < limit+3 && refused == 0; i++ {
+		eventually(t, 30*time.Second, "the MESSAGE is answered", func() error {
+			res, err := carol.Message(ctx, "sip:alice@pastry", fmt.Sprintf("flood %d", i))
+			switch {
+			case err != nil:
+				return err
+			case res.StatusCode == 202:
+				accepted++
+				last = time.Now()
+			case res.StatusCode == 480 && accepted > 0:
+				refused++
+			default:
+				return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
+			}
+			return nil
+		})
+	}
+	t.Logf("one sender: %d accepted, then %d refused; bound %d", accepted, refused, limit)
+	if accepted != limit || refused == 0 {
+		t.Fatalf("accepted %d, refused %d: want %d accepted then 480", accepted, refused, limit)
+	}
+	// Past the retention of the last message: a device that registers gets nothing.
+	wait := time.NewTimer(time.Until(last.Add(retention + time.Second)))
+	<-wait.C
+	back := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce2>", p[2], sipua.AnswerAuto, 0)
+	quiet := time.NewTimer(5 * time.Second) // a delivery takes one fetch; none must come
+	defer quiet.Stop()
+	select {
+	case m := <-back.Messages():
+		t.Fatalf("delivered after its retention: %q", m.Body)
+	case <-quiet.C:
+	}
+}
