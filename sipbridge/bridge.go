@@ -314,7 +314,7 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 	b.chain = b.admission()
 	b.links = newLinks(b)
 	b.reg = newRegistrar(b)
-	b.uas.clock, b.med.clock = cfg.clock, cfg.clock
+	b.uas.clock, b.ext.clock, b.med.clock = cfg.clock, cfg.clock, cfg.clock
 	b.binds = newBindingCache(cfg.lookupTTL)
 	b.devs.ttl = cfg.lookupTTL
 	if _, ok := loc.(DeviceLocator); ok {
