@@ -43,7 +43,7 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	for _, name := range []string{nameLatA, nameLatB, nameLatC, nameLatD, nameLatE, nameAddB, nameAddC, nameAddD,
 		nameMaxB, nameManyRegs, nameRegRate, nameRegToCall, nameFailover, nameRSSIdle, nameLookupGrowth, nameMediaMax, nameMediaAddLo,
-		"idle CPU kamailio", "CPU/call (c) hiersip same domain, whole path"} {
+		"idle CPU before (b): kamailio", "CPU/call (c) hiersip same domain, whole path"} {
 		if _, ok := rep.Get(name); !ok {
 			t.Errorf("figure %q missing", name)
 		}
