@@ -314,7 +314,10 @@
 //     to 256 bytes (logguard.go).
 //   - Slow consumers: no reader waits for a consumer. A peer that reads slowly fills only
 //     its own link's bounded queue; a relay slow to take responses loses provisionals, not
-//     the reader (see Architecture).
+//     the reader (see Architecture). A UA on TCP that stops reading holds only the writes
+//     to its own connection: a reader that forwards it a stray 2xx (from a peer's stream or
+//     another UA) hands the write off, at most 64 at once, and beyond drops it (a 2xx is
+//     retransmitted by its sender), so a peer flooding strays at a stalled UA stalls nothing.
 //   - Connections and streams: deadlines for idle connections and half messages, caps per
 //     source IP, per peer and in total, the TCP total within a quarter of RLIMIT_NOFILE
 //     ([ConnLimits], conncap.go).
