@@ -11,9 +11,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/hiersip/hiersip/sipua"
-
 	"github.com/hiersip/hiersip/push"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // restartBridge closes n's bridge and starts another on the same host and locator, as a
