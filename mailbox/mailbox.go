@@ -292,6 +292,40 @@ func (m *Mailbox) Publish(ctx context.Context, r Recipient) error {
 	if !r.AOR.InDomain(m.domain) {
 		return fmt.Errorf("mailbox: %w: %s", domains.ErrNotInDomain, r.AOR)
 	}
+	cur, _, err := m.lookupKey(ctx, r.AOR)
+	if err != nil && !errors.Is(err, ErrNoMailbox) {
+		return err
+	}
+	return m.publishOver(ctx, r, cur)
+}
+
+// Registered is what the node calls when a device of r registers: it reports whether
+// messages may wait for r (a live mailbox key of r's owner is published: nothing can be
+// stored without one) and publishes r's key unless such a key has more than half its
+// lifetime left. One lookup, and a store only when the key is missing or ageing: cheap
+// enough for every new registration.
+func (m *Mailbox) Registered(ctx context.Context, r Recipient) (mayWait bool, err error) {
+	if m.closed.Load() {
+		return false, ErrClosed
+	}
+	if !r.AOR.InDomain(m.domain) {
+		return false, fmt.Errorf("mailbox: %w: %s", domains.ErrNotInDomain, r.AOR)
+	}
+	cur, _, err := m.lookupKey(ctx, r.AOR)
+	if err != nil && !errors.Is(err, ErrNoMailbox) {
+		return false, err
+	}
+	now := m.cfg.clock.Now()
+	owner := m.owner(r).GetPublic()
+	mayWait = cur != nil && cur.Live(now) && cur.Owner.Equals(owner)
+	if mayWait && cur.Expires.Sub(now) > m.cfg.keyLifetime/2 {
+		return true, nil
+	}
+	return mayWait, m.publishOver(ctx, r, cur)
+}
+
+// publishOver publishes r's mailbox key over cur, the live key found (nil: none).
+func (m *Mailbox) publishOver(ctx context.Context, r Recipient, cur *domains.MailboxKey) error {
 	owner := m.owner(r)
 	priv, err := kemKey(owner)
 	if err != nil {
@@ -300,15 +334,13 @@ func (m *Mailbox) Publish(ctx context.Context, r Recipient) error {
 	now := m.cfg.clock.Now()
 	k := &domains.MailboxKey{AOR: r.AOR.String(), Node: m.self, KEM: priv.PublicKey().Bytes(), Seq: domains.SeqAt(now),
 		Expires: now.Add(m.cfg.keyLifetime), Cert: r.Cert}
-	if cur, _, err := m.lookupKey(ctx, r.AOR); err == nil {
+	if cur != nil {
 		if cur.Live(now) && !cur.Owner.Equals(owner.GetPublic()) {
 			return fmt.Errorf("%w: %s", ErrOtherOwner, r.AOR)
 		}
 		if cur.Seq >= k.Seq {
 			k.Seq = cur.Seq + 1
 		}
-	} else if !errors.Is(err, ErrNoMailbox) {
-		return err
 	}
 	if err := k.Sign(owner); err != nil {
 		return err

@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/hiersip/hiersip/integration/softphone"
+	"github.com/hiersip/hiersip/sipua"
 )
 
 // TestBaresipAcrossDomains: a real softphone registered in pastry calls a
@@ -57,5 +59,53 @@ func TestBaresipAcrossDomains(t *testing.T) {
 	})
 	if err := in.Hangup(ctx); err != nil {
 		t.Fatalf("BYE from alice to baresip: %v", err)
+	}
+}
+
+// TestBaresipOneOfSeveralDevices: alice has a real softphone (baresip, which answers) at
+// one node of her domain and a hiersip UA that only rings at another; carol in another
+// domain calls her: both ring, baresip answers, the other device is cancelled, and the
+// call's media flow between carol and baresip.
+func TestBaresipOneOfSeveralDevices(t *testing.T) {
+	users := usersLine(t, "alice", "pastry", "alicepw", true)
+	ds := startSpecDomains(t,
+		domainSpec{name: "pastry", n: 3, users: users},
+		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+	p := ds["pastry"]
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	phone := softphone.StartBaresip(t, softphone.Account{AOR: "sip:alice@pastry", Password: "alicepw", Node: p[1].Bridge().UDPAddr()})
+	eventually(t, 20*time.Second, "baresip registers", func() error {
+		_, err := p[1].Lookup(ctx, mustAOR(t, "sip:alice@pastry"))
+		return err
+	})
+	tablet := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000007ab1e7>", p[2], sipua.AnswerRingOnly, 0)
+	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+
+	var c *sipua.Call
+	eventually(t, 45*time.Second, "carol's call rings both of alice's devices", func() (err error) {
+		cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
+		defer ccancel()
+		if c, err = carol.Call(cctx, "sip:alice@pastry"); err != nil {
+			return err
+		}
+		if !rang(tablet, c.CallID) {
+			_ = c.Hangup(ctx)
+			return errors.New("the tablet did not ring")
+		}
+		return nil
+	})
+	if err := phone.WaitFor(ctx, "Call established"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the tablet is cancelled", func() error {
+		if received(tablet, "CANCEL", c.CallID) == 0 {
+			return errors.New("no CANCEL at the tablet")
+		}
+		return nil
+	})
+	mediaFlows(t, 25, c)
+	if err := c.Hangup(ctx); err != nil {
+		t.Fatalf("BYE to baresip: %v", err)
 	}
 }

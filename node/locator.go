@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,10 +47,23 @@ type locator struct {
 	mu   sync.Mutex
 	regs map[domains.AOR]*registration
 	devs map[domains.AOR][]domains.Contact // the devices this node lists in device sets, to re-store
-	seq  uint64
+	// devPub is what the node last stored of its devices per AOR (publishDevices).
+	devPub map[domains.AOR]devicesPublished
+	// devJobs are the device-set publishes waiting or running, by AOR; wg is the
+	// node's WaitGroup, which owns their goroutines.
+	devJobs map[domains.AOR]*devicesJob
+	wg      *sync.WaitGroup
+	seq     uint64
 }
 
 var _ sipbridge.DeviceLocator = (*locator)(nil)
+
+// devicesPublished is what a node last stored of its devices of an AOR: their tags and
+// registration times, and until when the entry lives.
+type devicesPublished struct {
+	sum   string
+	until time.Time
+}
 
 // registration is what the locator keeps of an AOR it serves, to re-store
 // it: the binding with its contacts, and the sealed record published
@@ -143,13 +157,6 @@ func (l *locator) Register(ctx context.Context, aor domains.AOR, contacts []doma
 		l.forget(aor)
 		return err
 	}
-	// The device set first: it decides whether this node may serve the AOR
-	// beside the others that do (issue 19); the binding names the node the
-	// user registered at last, for lookups of one node.
-	if err := l.publishDevices(ctx, aor, contacts, cert); err != nil {
-		l.forget(aor)
-		return err
-	}
 	l.mu.Lock()
 	prev, had := l.regs[aor]
 	live := had && !prev.binding.Removed && prev.binding.Live(now)
@@ -162,17 +169,22 @@ func (l *locator) Register(ctx context.Context, aor domains.AOR, contacts []doma
 			if errors.Is(err, ErrTaken) {
 				return err
 			}
-			// The device set holds this node's devices: calls find them.
-			l.log.Debug("binding not stored, the device set was", "aor", aor, "err", err)
+			// The device set lists this node's devices (stored in the background,
+			// re-stored until it is): calls find them.
+			l.log.Debug("binding not stored", "aor", aor, "err", err)
+			l.publishDevicesLater(aor, contacts, cert, false)
 			return nil
 		}
 	case !addsContact(prev.binding.Contacts, contacts) && !l.stillOurs(ctx, aor, prev.binding):
-		l.forget(aor) // the user registered elsewhere since
-		l.mu.Lock()
-		l.devs[aor] = slices.Clone(contacts) // its devices here are still re-stored
-		l.mu.Unlock()
+		l.forget(aor) // the user registered at another node since: both serve devices
+		l.publishDevicesLater(aor, contacts, cert, false)
 		return nil
 	}
+	// The binding's owner check above decided that this node may serve the AOR; its
+	// entry in the AOR's device set (issue 19: every serving node's devices) is stored
+	// in the background, so that a REGISTER waits for no more overlay round trips than
+	// before.
+	l.publishDevicesLater(aor, contacts, cert, false)
 	created := now
 	if live {
 		created = prev.binding.Created
@@ -197,7 +209,7 @@ func (l *locator) Register(ctx context.Context, aor domains.AOR, contacts []doma
 // publishDevices stores this node's entry of aor's device set with the
 // devices of contacts (none: the entry is removed), and keeps them for
 // re-stores. Another owner's live set is ErrTaken.
-func (l *locator) publishDevices(ctx context.Context, aor domains.AOR, contacts []domains.Contact, cert []byte) error {
+func (l *locator) publishDevices(ctx context.Context, aor domains.AOR, contacts []domains.Contact, cert []byte, force bool) error {
 	now := l.clock.Now()
 	var refs []domains.DeviceRef
 	for _, c := range contacts {
@@ -217,6 +229,25 @@ func (l *locator) publishDevices(ctx context.Context, aor domains.AOR, contacts 
 	if len(refs) > domains.MaxDevicesPerNode {
 		refs = refs[len(refs)-domains.MaxDevicesPerNode:]
 	}
+	// A refresh that changes no device and leaves the stored entry more than half its
+	// time is not stored again (a REGISTER refresh costs no overlay round trips); the
+	// periodic re-store (force) always stores.
+	var sum strings.Builder
+	var until time.Time
+	for _, r := range refs {
+		sum.WriteString(r.Tag + "@" + r.Since.UTC().Format(time.RFC3339Nano) + ";")
+		if r.Expires.After(until) {
+			until = r.Expires
+		}
+	}
+	l.mu.Lock()
+	prev, had := l.devPub[aor]
+	if !force && had && len(refs) > 0 && prev.sum == sum.String() && prev.until.Sub(now) > until.Sub(now)/2 {
+		l.devs[aor] = slices.Clone(contacts)
+		l.mu.Unlock()
+		return nil
+	}
+	l.mu.Unlock()
 	_, err := l.ov.PublishDevices(ctx, domains.DevicePublish{AOR: aor, NodeKey: l.key, UserKey: l.users.key(aor.User),
 		Cert: cert, Addrs: l.addrs(), Devices: refs})
 	if err != nil && !errors.Is(err, domains.ErrOtherOwner) && !l.ov.Joined() {
@@ -226,10 +257,16 @@ func (l *locator) publishDevices(ctx context.Context, aor domains.AOR, contacts 
 		err = nil
 	}
 	l.mu.Lock()
-	if len(refs) > 0 && err == nil {
-		l.devs[aor] = slices.Clone(contacts)
-	} else {
+	switch {
+	case len(refs) == 0 || errors.Is(err, domains.ErrOtherOwner):
 		delete(l.devs, aor)
+		delete(l.devPub, aor)
+	case err == nil:
+		l.devs[aor] = slices.Clone(contacts)
+		l.devPub[aor] = devicesPublished{sum: sum.String(), until: until}
+	default:
+		l.devs[aor] = slices.Clone(contacts) // re-stored by republish
+		delete(l.devPub, aor)
 	}
 	l.mu.Unlock()
 	if errors.Is(err, domains.ErrOtherOwner) {
@@ -237,6 +274,54 @@ func (l *locator) publishDevices(ctx context.Context, aor domains.AOR, contacts 
 		return fmt.Errorf("%w: %w", ErrTaken, &sipbridge.ForbiddenError{Reason: reason})
 	}
 	return err
+}
+
+// devicesJob is a device-set publish waiting or running for an AOR
+// (publishDevicesLater).
+type devicesJob struct {
+	contacts []domains.Contact
+	cert     []byte
+	force    bool
+	queued   bool // a newer state waits for the running publish
+}
+
+// publishDevicesLater stores this node's devices of aor in the background: one
+// publish per AOR at a time, a change meanwhile published after it (the latest
+// state only). The goroutines belong to the node's WaitGroup and end with its
+// context.
+func (l *locator) publishDevicesLater(aor domains.AOR, contacts []domains.Contact, cert []byte, force bool) {
+	l.mu.Lock()
+	if j, ok := l.devJobs[aor]; ok {
+		j.contacts, j.cert, j.force, j.queued = slices.Clone(contacts), cert, j.force || force, true
+		l.mu.Unlock()
+		return
+	}
+	j := &devicesJob{contacts: slices.Clone(contacts), cert: cert, force: force}
+	l.devJobs[aor] = j
+	l.mu.Unlock()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			l.mu.Lock()
+			cs, cert, force := j.contacts, j.cert, j.force
+			j.queued, j.force = false, false
+			l.mu.Unlock()
+			ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+			err := l.publishDevices(ctx, aor, cs, cert, force)
+			cancel()
+			if err != nil && l.ctx.Err() == nil {
+				l.log.Warn("storing the node's devices failed", "aor", aor, "err", err)
+			}
+			l.mu.Lock()
+			if !j.queued || l.ctx.Err() != nil {
+				delete(l.devJobs, aor)
+				l.mu.Unlock()
+				return
+			}
+			l.mu.Unlock()
+		}
+	}()
 }
 
 // LookupDevices returns aor's device set: every node of the domain that
@@ -248,7 +333,18 @@ func (l *locator) LookupDevices(ctx context.Context, aor domains.AOR) (*domains.
 	if err := l.checkAOR(aor); err != nil {
 		return nil, err
 	}
-	return l.ov.LookupDevices(ctx, aor)
+	return lookup(l.lookups, ctx, overlayDomain, "devices", aor.String(),
+		func(ctx context.Context) (*domains.DeviceSet, error) { return l.ov.LookupDevices(ctx, aor) },
+		func(s *domains.DeviceSet, _ error) []peer.ID {
+			if s == nil {
+				return nil
+			}
+			var ps []peer.ID
+			for _, e := range s.Entries {
+				ps = append(ps, e.Peer)
+			}
+			return ps
+		})
 }
 
 // claim looks aor up before this node first registers it, and returns the
@@ -340,9 +436,7 @@ func (l *locator) Unregister(ctx context.Context, aor domains.AOR) error {
 		l.forget(aor)
 		return err
 	}
-	if err := l.publishDevices(ctx, aor, nil, cert); err != nil {
-		l.log.Debug("removing the node's devices failed", "aor", aor, "err", err)
-	}
+	l.publishDevicesLater(aor, nil, cert, true)
 	now := l.clock.Now()
 	l.mu.Lock()
 	prev, had := l.regs[aor]
@@ -463,7 +557,7 @@ func (l *locator) republish() {
 		ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
 		cert, err := l.enroll.certFor(j.aor)
 		if err == nil {
-			err = l.publishDevices(ctx, j.aor, j.contacts, cert)
+			err = l.publishDevices(ctx, j.aor, j.contacts, cert, true)
 		}
 		if err != nil && l.ctx.Err() == nil {
 			l.log.Warn("re-store device set failed", "aor", j.aor, "err", err)

@@ -18,7 +18,7 @@ type LookupEvent struct {
 	Took    time.Duration // until its answer
 	Node    peer.ID       // the node that looked up
 	Overlay string        // "domain" or "global"
-	Record  string        // "proxy" or "binding"
+	Record  string        // "proxy", "binding" or "devices" (the AOR's device set, issue 19)
 	Key     string        // what was looked up: sip:overlay@<domain>, or the AOR
 	// Source is "overlay" for a DHT lookup, "cache" for the node's cache of
 	// another domain's proxies, "election" for its own domain's proxies as

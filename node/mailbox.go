@@ -59,15 +59,20 @@ func (m *messageBox) Keep(ctx context.Context, msg mailbox.Message) error {
 	return err
 }
 
-// Waiting publishes aor's mailbox key (a device of the user registers here:
-// messages may wait for it from now on) and takes its waiting messages.
+// Waiting publishes aor's mailbox key when it is missing or ageing (a device of
+// the user registers here: messages may wait for it from now on) and, when a
+// key was live before, takes the waiting messages.
 func (m *messageBox) Waiting(ctx context.Context, aor domains.AOR) ([]mailbox.Delivered, func(context.Context) error, error) {
 	r, err := m.recipient(aor)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := m.mb.Publish(ctx, r); err != nil {
+	mayWait, err := m.mb.Registered(ctx, r)
+	if err != nil {
 		m.n.log.Debug("publishing the mailbox key failed", "aor", aor, "err", err)
+	}
+	if !mayWait {
+		return nil, nil, nil // no mailbox key of the user was live: nothing can wait
 	}
 	b, err := m.mb.Fetch(ctx, r)
 	if err != nil {

@@ -230,7 +230,8 @@ func (n *Node) compose() {
 		ctx: n.ctx, domain: cfg.Domain, known: known, self: self, key: n.key, ov: n.domain, clock: cfg.Clock,
 		addrs: n.advertisedAddrs, enroll: n.enroll, users: n.users, lookups: lk, metrics: cfg.Metrics, log: n.log,
 		regs: make(map[domains.AOR]*registration),
-		devs: make(map[domains.AOR][]domains.Contact),
+		devs: make(map[domains.AOR][]domains.Contact), devPub: make(map[domains.AOR]devicesPublished),
+		devJobs: make(map[domains.AOR]*devicesJob), wg: &n.wg,
 	}
 	n.global = &globalMembership{open: n.openGlobal}
 	n.duties = &proxyDuties{

@@ -224,6 +224,22 @@ func (b *Bridge) plan(req *sip.Request, d decision, from peer.ID) fork.Plan {
 	return fork.NewPlan(in)
 }
 
+// bindingTarget returns the node of aor's live binding as a fork target.
+func (b *Bridge) bindingTarget(aor domains.AOR) (fork.Target, bool) {
+	key, now := aor.String(), time.Now()
+	if e, ok := b.binds.get(key, now); ok && e.peer != b.self {
+		return fork.Target{Node: peer.AddrInfo{ID: e.peer, Addrs: e.addrs}, Devices: 1}, true
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.locTimeout)
+	bind, err := b.loc.Lookup(ctx, aor)
+	cancel()
+	if err != nil || bind == nil || !bind.Live(now) || len(bind.Contacts) == 0 || bind.Peer == b.self {
+		return fork.Target{}, false
+	}
+	b.binds.put(key, bind, now)
+	return fork.Target{Node: peer.AddrInfo{ID: bind.Peer, Addrs: bind.Addrs}, Devices: len(bind.Contacts)}, true
+}
+
 // branchDecision turns a target of the plan into a decision for forward.
 func (b *Bridge) branchDecision(d decision, t fork.Target) (decision, bool) {
 	bd := decision{pop: d.pop, ruri: d.ruri}
@@ -245,6 +261,13 @@ func (b *Bridge) branchDecision(d decision, t fork.Target) (decision, bool) {
 // is no target or none can be reached.
 func (b *Bridge) forkRequest(r *relayCall, d decision, reply func(int, string, ...sip.Header)) {
 	p := b.plan(r.req, d, r.from)
+	if len(p.Targets) == 0 && p.Status == 404 && forkedBy(r.req, r.from) == "" {
+		// No device set (yet: a node stores its entry just after the REGISTER): the
+		// binding names the node the user registered at last.
+		if t, ok := b.bindingTarget(*d.fork); ok {
+			p = fork.Plan{Targets: []fork.Target{t}}
+		}
+	}
 	if len(p.Targets) == 0 {
 		if r.req.Method == sip.MESSAGE && b.storeMessage(r.req, r.st, *d.fork, p.Status) { // mailbox.go
 			return

@@ -137,7 +137,7 @@ func (b *Bridge) deliver(aor domains.AOR) {
 			return
 		}
 	}
-	if len(msgs) == 0 && ack == nil {
+	if len(msgs) == 0 || ack == nil {
 		return
 	}
 	actx, acancel := context.WithTimeout(b.ctx, 4*b.cfg.locTimeout)

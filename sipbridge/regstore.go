@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/push"
 )
 
 // WithRegistrationStore keeps the registrar's contacts in the file at path, so that a node
@@ -48,16 +49,17 @@ type storedFile struct {
 }
 
 type storedContact struct {
-	AOR       string    `json:"aor"`
-	URI       string    `json:"uri"`
-	Expires   time.Time `json:"expires"`
-	CallID    string    `json:"call_id"`
-	CSeq      uint32    `json:"cseq"`
-	Source    string    `json:"source,omitempty"`
-	Transport string    `json:"transport,omitempty"`
-	NAT       bool      `json:"nat,omitempty"`
-	Instance  string    `json:"instance,omitempty"`
-	Since     time.Time `json:"since,omitzero"`
+	AOR       string       `json:"aor"`
+	URI       string       `json:"uri"`
+	Expires   time.Time    `json:"expires"`
+	CallID    string       `json:"call_id"`
+	CSeq      uint32       `json:"cseq"`
+	Source    string       `json:"source,omitempty"`
+	Transport string       `json:"transport,omitempty"`
+	NAT       bool         `json:"nat,omitempty"`
+	Instance  string       `json:"instance,omitempty"`
+	Since     time.Time    `json:"since,omitzero"`
+	Push      *push.Params `json:"push,omitempty"` // RFC 8599 (push.go)
 }
 
 // regStore writes the registrar's state to its file.
@@ -99,7 +101,7 @@ func (r *registrar) snapshot() storedFile {
 				continue
 			}
 			f.Contacts = append(f.Contacts, storedContact{AOR: e.aor.String(), URI: c.uri.String(), Expires: c.expires.UTC(),
-				CallID: c.callID, CSeq: c.cseq, Source: c.src, Transport: c.tp, NAT: c.nat, Instance: c.instance, Since: c.since.UTC()})
+				CallID: c.callID, CSeq: c.cseq, Source: c.src, Transport: c.tp, NAT: c.nat, Instance: c.instance, Since: c.since.UTC(), Push: c.push})
 		}
 	}
 	return f
@@ -262,7 +264,7 @@ func (r *registrar) restoreContact(sc storedContact, now, maxUntil time.Time) (*
 		exp = maxUntil
 	}
 	return &contactEntry{uri: u, key: contactKey(&u), addr: uriAddrKey(&u), expires: exp, callID: sc.CallID, cseq: sc.CSeq,
-		src: sc.Source, tp: sc.Transport, nat: sc.NAT && sc.Source != "", instance: validInstance(sc.Instance), since: sc.Since}, aor, true
+		src: sc.Source, tp: sc.Transport, nat: sc.NAT && sc.Source != "", instance: validInstance(sc.Instance), since: sc.Since, push: validPush(sc.Push)}, aor, true
 }
 
 // readStore reads and parses the store file (at most maxStoreBytes).
@@ -318,4 +320,12 @@ func (r *registrar) republish(ctx context.Context, es []*aorEntry) {
 		}
 	}
 	r.b.log.Info("registrations restored", "aors", len(es), "published", n)
+}
+
+// validPush returns stored push parameters that are still valid, nil otherwise.
+func validPush(p *push.Params) *push.Params {
+	if p == nil || p.Validate() != nil {
+		return nil
+	}
+	return p
 }

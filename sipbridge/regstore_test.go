@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/hiersip/hiersip/push"
 	"github.com/hiersip/hiersip/sipua"
 )
 
@@ -192,5 +193,39 @@ func TestRegistrationStoreGap(t *testing.T) {
 	s.size.Store(5 << 20)
 	if s.gap() != 5*time.Second {
 		t.Fatalf("5 MiB store: gap %v", s.gap())
+	}
+}
+
+// TestRegistrationStoreKeepsDevices: a restarted node keeps a device's +sip.instance, the
+// time it first registered and its RFC 8599 push parameters (so that it still wakes it);
+// stored push parameters that are not valid are dropped, the contact kept.
+func TestRegistrationStoreKeepsDevices(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "registrations.json")
+	now := time.Now()
+	since := now.Add(-time.Hour).UTC().Truncate(time.Second)
+	f := storedFile{Version: storeVersion, Domain: "pastry", Contacts: []storedContact{
+		{AOR: "sip:alice@pastry", URI: "sip:alice@192.0.2.30:5062", Expires: now.Add(time.Minute), CallID: "c", CSeq: 1,
+			Instance: "<urn:uuid:00000000-0000-0000-0000-00000000f00e>", Since: since,
+			Push: &push.Params{Provider: "fcm", PRID: "token"}},
+		{AOR: "sip:bob@pastry", URI: "sip:bob@192.0.2.31:5062", Expires: now.Add(time.Minute), CallID: "c", CSeq: 1,
+			Instance: "not an instance", Push: &push.Params{Provider: "fcm"}},
+	}}
+	data, _ := json.Marshal(f)
+	if err := os.WriteFile(store, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNode(t, newMemDir(), "pastry", WithRegistrationStore(store))
+	n.b.reg.mu.Lock()
+	defer n.b.reg.mu.Unlock()
+	a, b := n.b.reg.aors["sip:alice@pastry"], n.b.reg.aors["sip:bob@pastry"]
+	if a == nil || b == nil {
+		t.Fatal("contacts not restored")
+	}
+	ca, cb := a.contacts[0], b.contacts[0]
+	if ca.instance != "<urn:uuid:00000000-0000-0000-0000-00000000f00e>" || !ca.since.Equal(since) || ca.push == nil || ca.push.PRID != "token" {
+		t.Errorf("alice's device: instance %q since %v push %+v", ca.instance, ca.since, ca.push)
+	}
+	if cb.instance != "" || cb.push != nil {
+		t.Errorf("bob's invalid instance or push parameters kept: %q %+v", cb.instance, cb.push)
 	}
 }

@@ -317,7 +317,8 @@ func TestDaemonProcesses(t *testing.T) {
 		t.Fatal("no SIP addresses in status")
 	}
 	regsBefore := counter(b.metrics(t), "hiersip_registrations_total", "op=register", "result=ok")
-	lookupsBefore := counter(a.metrics(t), "hiersip_lookups_total", "overlay=domain", "record=binding", "result=found")
+	// Calls look the callee's devices up (issue 19: every node serving a device).
+	lookupsBefore := counter(a.metrics(t), "hiersip_lookups_total", "overlay=domain", "record=devices", "result=found")
 
 	// alice answers at b; bob calls her from a.
 	alice := startProc(t, bin, "answer", "--node", b.status.SIP.UDP, "--as", "sip:alice@test")
@@ -361,7 +362,7 @@ func TestDaemonProcesses(t *testing.T) {
 	if v := counter(b.metrics(t), "hiersip_registrations_total", "op=register", "result=ok"); v <= regsBefore {
 		t.Errorf("registrations at b: %v, before %v", v, regsBefore)
 	}
-	if v := counter(a.metrics(t), "hiersip_lookups_total", "overlay=domain", "record=binding", "result=found"); v <= lookupsBefore {
+	if v := counter(a.metrics(t), "hiersip_lookups_total", "overlay=domain", "record=devices", "result=found"); v <= lookupsBefore {
 		t.Errorf("lookups at a: %v, before %v", v, lookupsBefore)
 	}
 	if v := counter(a.metrics(t), "hiersip_lookup_duration_seconds", "overlay=domain"); v < 1 {

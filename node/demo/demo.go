@@ -472,7 +472,7 @@ var figureSteps = map[string]string{
 // P1 finds the callee domain's proxy (F5/F6), P2 finds the callee (F9/F10).
 func lookupSteps(ev node.LookupEvent) (string, string) {
 	switch {
-	case ev.Record == "binding":
+	case ev.Record == "binding" || ev.Record == "devices":
 		return "F9", "F10"
 	case ev.Overlay == "global":
 		return "F5", "F6"
