@@ -83,8 +83,9 @@ func (b *Bridge) proxy(req *sip.Request, st sip.ServerTransaction, from peer.ID)
 		// 100 Trying stops a UA's retransmissions. A peer's stream retransmits nothing:
 		// it gets a 100 only when the node has a lookup to make first, which may take
 		// longer than 200 ms (RFC 3261 §17.2.1), as a proxy of draft Figure 3 (F4, F8)
-		// answers while it looks the next domain up; a warm hop costs no message back.
-		if from == "" || d.lookup != nil {
+		// answers while it looks the next domain up, or the callee's devices to fork to
+		// (fork.go); a warm hop costs no message back.
+		if from == "" || d.lookup != nil || d.fork != nil {
 			if err := st.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
 				b.log.Debug("100 Trying failed", "err", err)
 			}

@@ -226,7 +226,7 @@ func (b *Bridge) plan(req *sip.Request, d decision, from peer.ID) fork.Plan {
 
 // bindingTarget returns the node of aor's live binding as a fork target.
 func (b *Bridge) bindingTarget(aor domains.AOR) (fork.Target, bool) {
-	key, now := aor.String(), time.Now()
+	key, now := aor.String(), b.now()
 	if e, ok := b.binds.get(key, now); ok && e.peer != b.self {
 		return fork.Target{Node: peer.AddrInfo{ID: e.peer, Addrs: e.addrs}, Devices: 1}, true
 	}
