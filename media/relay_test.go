@@ -9,11 +9,14 @@ import (
 	"testing"
 	"time"
 
+	manet "github.com/multiformats/go-multiaddr/net"
+
 	"github.com/benbjohnson/clock"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"go.uber.org/goleak"
 )
 
@@ -488,3 +491,70 @@ var _ network.Stream // keep the import for helpers
 
 // netipLoopback is a loopback address nobody listens on (the discard port).
 func netipLoopback() netip.AddrPort { return netip.AddrPortFrom(loopback, 9) }
+
+// TestRelayReopensWhenThePeerDialsBack: after a disconnection the relay's dial to the
+// peer hangs (here on an address that accepts TCP and never answers, as a relayed
+// circuit just cut) while the peer dials back: the audio resumes on the peer's
+// connection at once, not when the dial gives up (dialTimeout, 5 s).
+func TestRelayReopensWhenThePeerDialsBack(t *testing.T) {
+	p := newPair(t)
+	a, _ := p.sa.Ports()
+	p.pa.send(a, rtp(0))
+	if n, _ := p.pb.recv(300 * time.Millisecond); n != 1 {
+		t.Fatalf("before: %d", n)
+	}
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hole.Close() })
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		for {
+			select {
+			case c := <-accepted:
+				_ = c.Close()
+			default:
+				return
+			}
+		}
+	})
+	_ = p.ha.Network().ClosePeer(p.hb.ID())
+	waitFor(t, 5*time.Second, "the disconnection", func() bool {
+		return p.ha.Network().Connectedness(p.hb.ID()) != network.Connected
+	})
+	p.ha.Peerstore().ClearAddrs(p.hb.ID())
+	holeAddr, err := manet.FromNetAddr(hole.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ha.Peerstore().AddAddr(p.hb.ID(), holeAddr, peerstore.PermanentAddrTTL)
+
+	p.pa.send(a, rtp(1)) // the link redials: into the hole
+	var held net.Conn
+	select {
+	case held = <-accepted:
+		accepted <- held
+	case <-time.After(5 * time.Second):
+		t.Fatal("the relay did not redial")
+	}
+	connectHosts(t, p.hb, p.ha) // the peer dials back
+	back := time.Now()
+	waitFor(t, 4*time.Second, "audio on the peer's connection", func() bool {
+		p.pa.send(a, rtp(2))
+		n, _ := p.pb.recv(20 * time.Millisecond)
+		return n > 0
+	})
+	if took := time.Since(back); took > 2*time.Second {
+		t.Fatalf("audio resumed %v after the peer dialled back: the relay waited for its own dial", took)
+	}
+}
