@@ -1,7 +1,6 @@
 package domains
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -113,12 +112,7 @@ func (b *Binding) Codec() []byte { return bindingCodec }
 
 // MarshalRecord implements record.Record.
 func (b *Binding) MarshalRecord() ([]byte, error) {
-	j, err := b.toJSON()
-	if err != nil {
-		return nil, err
-	}
-	j.OwnerSig = b.OwnerSig
-	return json.Marshal(j)
+	return marshalSigned(b.toJSON, func(j *bindingJSON) { j.OwnerSig = b.OwnerSig })
 }
 
 func (b *Binding) toJSON() (bindingJSON, error) {
@@ -135,13 +129,6 @@ func (b *Binding) toJSON() (bindingJSON, error) {
 	var err error
 	j.Owner, err = marshalKey(b.Owner)
 	return j, err
-}
-
-// ownerMessage returns what an owner signature covers: the binding's JSON
-// form without the signature, after a domain-separation prefix.
-func ownerMessage(j bindingJSON) ([]byte, error) {
-	j.OwnerSig = nil
-	return signedMessage(ownerSigPrefix, j)
 }
 
 // SignOwner makes the binding the user's: it sets Owner to the user key's
@@ -194,7 +181,7 @@ func (b *Binding) UnmarshalRecord(data []byte) error {
 		Seq: j.Seq, Removed: j.Removed, Cert: j.Cert,
 	}
 	if j.Owner != nil || j.OwnerSig != nil {
-		if b.Owner, b.ownerMsg, err = openOwner(j.Owner, j.OwnerSig, func() ([]byte, error) { return ownerMessage(j) }); err != nil {
+		if b.Owner, b.ownerMsg, err = openOwner(j.Owner, &j.OwnerSig, ownerSigPrefix, &j); err != nil {
 			return err
 		}
 		b.OwnerSig = j.OwnerSig

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -205,11 +204,6 @@ func (s *DeviceSet) toJSON() (deviceSetJSON, error) {
 	return j, err
 }
 
-func devOwnerMessage(j deviceSetJSON) ([]byte, error) {
-	j.OwnerSig = nil
-	return signedMessage(devOwnerSigPrefix, j)
-}
-
 // SignOwner makes the set the user's: it sets Owner to the user key's
 // public half and signs the set with it. Sign after the entries are signed.
 func (s *DeviceSet) SignOwner(userKey crypto.PrivKey) (err error) {
@@ -226,12 +220,7 @@ func (s *DeviceSet) Codec() []byte { return deviceSetCodec }
 
 // MarshalRecord implements record.Record.
 func (s *DeviceSet) MarshalRecord() ([]byte, error) {
-	j, err := s.toJSON()
-	if err != nil {
-		return nil, err
-	}
-	j.OwnerSig = s.OwnerSig
-	return json.Marshal(j)
+	return marshalSigned(s.toJSON, func(j *deviceSetJSON) { j.OwnerSig = s.OwnerSig })
 }
 
 // UnmarshalRecord implements record.Record. It checks the bounds and the
@@ -268,7 +257,7 @@ func (s *DeviceSet) UnmarshalRecord(data []byte) error {
 		return fmt.Errorf("%w: %w: %d devices, limit %d", ErrBadRecord, ErrTooManyNodes, total, MaxDevicesPerAOR)
 	}
 	if j.Owner != nil || j.OwnerSig != nil {
-		if s.Owner, s.ownerMsg, err = openOwner(j.Owner, j.OwnerSig, func() ([]byte, error) { return devOwnerMessage(j) }); err != nil {
+		if s.Owner, s.ownerMsg, err = openOwner(j.Owner, &j.OwnerSig, devOwnerSigPrefix, &j); err != nil {
 			return err
 		}
 		s.OwnerSig = j.OwnerSig

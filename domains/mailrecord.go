@@ -174,12 +174,7 @@ func (k *MailboxKey) Codec() []byte { return mailboxKeyCodec }
 
 // MarshalRecord implements record.Record.
 func (k *MailboxKey) MarshalRecord() ([]byte, error) {
-	j, err := k.toJSON()
-	if err != nil {
-		return nil, err
-	}
-	j.OwnerSig = k.OwnerSig
-	return json.Marshal(j)
+	return marshalSigned(k.toJSON, func(j *mailboxKeyJSON) { j.OwnerSig = k.OwnerSig })
 }
 
 // UnmarshalRecord implements record.Record.
@@ -517,12 +512,7 @@ func (a *MailAck) Codec() []byte { return mailAckCodec }
 
 // MarshalRecord implements record.Record.
 func (a *MailAck) MarshalRecord() ([]byte, error) {
-	j, err := a.toJSON()
-	if err != nil {
-		return nil, err
-	}
-	j.Sig = a.Sig
-	return json.Marshal(j)
+	return marshalSigned(a.toJSON, func(j *mailAckJSON) { j.Sig = a.Sig })
 }
 
 // UnmarshalRecord implements record.Record.

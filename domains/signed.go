@@ -77,18 +77,34 @@ func signAs[J any](key crypto.PrivKey, prefix string, setKey func(crypto.PubKey)
 	return msg, sig, nil
 }
 
+// marshalSigned is MarshalRecord of a signed record: its JSON form (form)
+// with the signature added by withSig.
+func marshalSigned[J any](form func() (J, error), withSig func(*J)) ([]byte, error) {
+	j, err := form()
+	if err != nil {
+		return nil, err
+	}
+	withSig(&j)
+	return json.Marshal(j)
+}
+
 // openOwner decodes the optional owner of a received record: its key (raw)
-// and signature (sig, at most MaxOwnerSig bytes), and message, what the
-// signature covers. Checking the signature is the opener's job.
-func openOwner(raw, sig []byte, message func() ([]byte, error)) (crypto.PubKey, []byte, error) {
-	if len(sig) == 0 || len(sig) > MaxOwnerSig {
-		return nil, nil, fmt.Errorf("%w: owner signature of %d bytes", ErrBadOwner, len(sig))
+// and signature (*sig, at most MaxOwnerSig bytes), and returns the key and
+// what the signature covers: prefix and j, the record's JSON form (a
+// pointer), without the signature. Checking the signature is the opener's
+// job.
+func openOwner(raw []byte, sig *[]byte, prefix string, j any) (crypto.PubKey, []byte, error) {
+	s := *sig
+	if len(s) == 0 || len(s) > MaxOwnerSig {
+		return nil, nil, fmt.Errorf("%w: owner signature of %d bytes", ErrBadOwner, len(s))
 	}
 	k, err := unmarshalEd25519(raw, ErrBadOwner, "owner key")
 	if err != nil {
 		return nil, nil, err
 	}
-	msg, err := message()
+	*sig = nil
+	msg, err := signedMessage(prefix, j)
+	*sig = s
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadRecord, err)
 	}
