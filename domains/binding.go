@@ -1,13 +1,11 @@
 package domains
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	pb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 	ma "github.com/multiformats/go-multiaddr"
@@ -114,12 +112,7 @@ func (b *Binding) Codec() []byte { return bindingCodec }
 
 // MarshalRecord implements record.Record.
 func (b *Binding) MarshalRecord() ([]byte, error) {
-	j, err := b.toJSON()
-	if err != nil {
-		return nil, err
-	}
-	j.OwnerSig = b.OwnerSig
-	return json.Marshal(j)
+	return marshalSigned(b.toJSON, func(j *bindingJSON) { j.OwnerSig = b.OwnerSig })
 }
 
 func (b *Binding) toJSON() (bindingJSON, error) {
@@ -133,48 +126,18 @@ func (b *Binding) toJSON() (bindingJSON, error) {
 	for _, c := range b.Contacts {
 		j.Contacts = append(j.Contacts, contactJSON{URI: c.URI, Expires: c.Expires.UnixMilli()})
 	}
-	if b.Owner != nil {
-		raw, err := crypto.MarshalPublicKey(b.Owner)
-		if err != nil {
-			return j, fmt.Errorf("%w: owner key: %v", ErrBadRecord, err)
-		}
-		j.Owner = raw
-	}
-	return j, nil
-}
-
-// ownerMessage returns what an owner signature covers: the binding's JSON
-// form without the signature, after a domain-separation prefix.
-func ownerMessage(j bindingJSON) ([]byte, error) {
-	j.OwnerSig = nil
-	data, err := json.Marshal(j)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(ownerSigPrefix), data...), nil
+	var err error
+	j.Owner, err = marshalKey(b.Owner)
+	return j, err
 }
 
 // SignOwner makes the binding the user's: it sets Owner to the user key's
 // public half and signs the binding with it. Sign again after any change;
 // Seal then seals the signed binding with the node's key.
-func (b *Binding) SignOwner(userKey crypto.PrivKey) error {
-	if userKey == nil || userKey.Type() != pb.KeyType_Ed25519 {
-		return fmt.Errorf("%w: not an Ed25519 key", ErrBadUserKey)
-	}
-	b.Owner, b.OwnerSig = userKey.GetPublic(), nil
-	j, err := b.toJSON()
-	if err != nil {
-		return err
-	}
-	msg, err := ownerMessage(j)
-	if err != nil {
-		return err
-	}
-	if b.OwnerSig, err = userKey.Sign(msg); err != nil {
-		return err
-	}
-	b.ownerMsg = msg
-	return nil
+func (b *Binding) SignOwner(userKey crypto.PrivKey) (err error) {
+	b.ownerMsg, b.OwnerSig, err = signAs(userKey, ownerSigPrefix,
+		func(pub crypto.PubKey) { b.Owner, b.OwnerSig = pub, nil }, b.toJSON)
+	return err
 }
 
 // OwnerID identifies the binding's owner: its user key when it has one,
@@ -202,12 +165,9 @@ func (b Binding) Redacted() Binding {
 
 // UnmarshalRecord implements record.Record.
 func (b *Binding) UnmarshalRecord(data []byte) error {
-	if len(data) > MaxRecordSize {
-		return ErrRecordTooBig
-	}
 	var j bindingJSON
-	if err := json.Unmarshal(data, &j); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRecord, err)
+	if err := decodeJSON(data, MaxRecordSize, &j, ErrBadRecord); err != nil {
+		return err
 	}
 	if len(j.Addrs) > MaxAddrs || len(j.Contacts) > MaxContacts {
 		return fmt.Errorf("%w: too many addresses or contacts", ErrBadRecord)
@@ -221,17 +181,10 @@ func (b *Binding) UnmarshalRecord(data []byte) error {
 		Seq: j.Seq, Removed: j.Removed, Cert: j.Cert,
 	}
 	if j.Owner != nil || j.OwnerSig != nil {
-		if len(j.OwnerSig) == 0 || len(j.OwnerSig) > MaxOwnerSig {
-			return fmt.Errorf("%w: owner signature of %d bytes", ErrBadOwner, len(j.OwnerSig))
+		if b.Owner, b.ownerMsg, err = openOwner(j.Owner, &j.OwnerSig, ownerSigPrefix, &j); err != nil {
+			return err
 		}
-		k, err := crypto.UnmarshalPublicKey(j.Owner)
-		if err != nil || k.Type() != pb.KeyType_Ed25519 {
-			return fmt.Errorf("%w: owner key is not an Ed25519 key", ErrBadOwner)
-		}
-		if b.ownerMsg, err = ownerMessage(j); err != nil {
-			return fmt.Errorf("%w: %v", ErrBadRecord, err)
-		}
-		b.Owner, b.OwnerSig = k, j.OwnerSig
+		b.OwnerSig = j.OwnerSig
 	}
 	for _, s := range j.Addrs {
 		a, err := ma.NewMultiaddr(s)

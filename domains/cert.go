@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	pb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 )
@@ -120,12 +119,9 @@ func (c *Certificate) marshal() ([]byte, error) {
 }
 
 func (c *Certificate) unmarshal(data []byte) error {
-	if len(data) > MaxCertSize {
-		return ErrRecordTooBig
-	}
 	var j certJSON
-	if err := json.Unmarshal(data, &j); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadCert, err)
+	if err := decodeJSON(data, MaxCertSize, &j, ErrBadCert); err != nil {
+		return err
 	}
 	sub, err := ParseSubject(j.Subject)
 	if err != nil {
@@ -163,8 +159,8 @@ func (c *Certificate) check() error {
 // marshalled envelope. The authority key must be Ed25519 (it keeps
 // certificates small).
 func (c *Certificate) Seal(authority crypto.PrivKey) ([]byte, error) {
-	if authority == nil || authority.Type() != pb.KeyType_Ed25519 {
-		return nil, fmt.Errorf("%w: authority key must be Ed25519", ErrBadCert)
+	if err := checkEd25519(authority, ErrBadCert, "authority key must be Ed25519"); err != nil {
+		return nil, err
 	}
 	if err := c.check(); err != nil {
 		return nil, err

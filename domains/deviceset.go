@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	pb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 	ma "github.com/multiformats/go-multiaddr"
@@ -175,11 +173,7 @@ func (e *DeviceEntry) toJSON() deviceEntryJSON {
 
 func entryMessage(aor string, j deviceEntryJSON) ([]byte, error) {
 	j.Sig = nil
-	data, err := json.Marshal(j)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(entrySigPrefix+aor+"\n"), data...), nil
+	return signedMessage(entrySigPrefix+aor+"\n", j)
 }
 
 // SignEntry signs e for aor with the serving node's key, whose peer ID
@@ -205,45 +199,17 @@ func (s *DeviceSet) toJSON() (deviceSetJSON, error) {
 	for i := range s.Entries {
 		j.Entries = append(j.Entries, s.Entries[i].toJSON())
 	}
-	if s.Owner != nil {
-		raw, err := crypto.MarshalPublicKey(s.Owner)
-		if err != nil {
-			return j, fmt.Errorf("%w: owner key: %v", ErrBadRecord, err)
-		}
-		j.Owner = raw
-	}
-	return j, nil
-}
-
-func devOwnerMessage(j deviceSetJSON) ([]byte, error) {
-	j.OwnerSig = nil
-	data, err := json.Marshal(j)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(devOwnerSigPrefix), data...), nil
+	var err error
+	j.Owner, err = marshalKey(s.Owner)
+	return j, err
 }
 
 // SignOwner makes the set the user's: it sets Owner to the user key's
 // public half and signs the set with it. Sign after the entries are signed.
-func (s *DeviceSet) SignOwner(userKey crypto.PrivKey) error {
-	if userKey == nil || userKey.Type() != pb.KeyType_Ed25519 {
-		return fmt.Errorf("%w: not an Ed25519 key", ErrBadUserKey)
-	}
-	s.Owner, s.OwnerSig = userKey.GetPublic(), nil
-	j, err := s.toJSON()
-	if err != nil {
-		return err
-	}
-	msg, err := devOwnerMessage(j)
-	if err != nil {
-		return err
-	}
-	if s.OwnerSig, err = userKey.Sign(msg); err != nil {
-		return err
-	}
-	s.ownerMsg = msg
-	return nil
+func (s *DeviceSet) SignOwner(userKey crypto.PrivKey) (err error) {
+	s.ownerMsg, s.OwnerSig, err = signAs(userKey, devOwnerSigPrefix,
+		func(pub crypto.PubKey) { s.Owner, s.OwnerSig = pub, nil }, s.toJSON)
+	return err
 }
 
 // Domain implements record.Record.
@@ -254,23 +220,15 @@ func (s *DeviceSet) Codec() []byte { return deviceSetCodec }
 
 // MarshalRecord implements record.Record.
 func (s *DeviceSet) MarshalRecord() ([]byte, error) {
-	j, err := s.toJSON()
-	if err != nil {
-		return nil, err
-	}
-	j.OwnerSig = s.OwnerSig
-	return json.Marshal(j)
+	return marshalSigned(s.toJSON, func(j *deviceSetJSON) { j.OwnerSig = s.OwnerSig })
 }
 
 // UnmarshalRecord implements record.Record. It checks the bounds and the
 // shape; signatures are checked by OpenDeviceSet.
 func (s *DeviceSet) UnmarshalRecord(data []byte) error {
-	if len(data) > MaxDeviceSetSize {
-		return ErrRecordTooBig
-	}
 	var j deviceSetJSON
-	if err := json.Unmarshal(data, &j); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRecord, err)
+	if err := decodeJSON(data, MaxDeviceSetSize, &j, ErrBadRecord); err != nil {
+		return err
 	}
 	if len(j.Entries) > MaxServingNodes {
 		return fmt.Errorf("%w: %w: %d serving nodes, limit %d", ErrBadRecord, ErrTooManyNodes, len(j.Entries), MaxServingNodes)
@@ -299,17 +257,10 @@ func (s *DeviceSet) UnmarshalRecord(data []byte) error {
 		return fmt.Errorf("%w: %w: %d devices, limit %d", ErrBadRecord, ErrTooManyNodes, total, MaxDevicesPerAOR)
 	}
 	if j.Owner != nil || j.OwnerSig != nil {
-		if len(j.OwnerSig) == 0 || len(j.OwnerSig) > MaxOwnerSig {
-			return fmt.Errorf("%w: owner signature of %d bytes", ErrBadOwner, len(j.OwnerSig))
+		if s.Owner, s.ownerMsg, err = openOwner(j.Owner, &j.OwnerSig, devOwnerSigPrefix, &j); err != nil {
+			return err
 		}
-		k, err := crypto.UnmarshalPublicKey(j.Owner)
-		if err != nil || k.Type() != pb.KeyType_Ed25519 {
-			return fmt.Errorf("%w: owner key is not an Ed25519 key", ErrBadOwner)
-		}
-		if s.ownerMsg, err = devOwnerMessage(j); err != nil {
-			return fmt.Errorf("%w: %v", ErrBadRecord, err)
-		}
-		s.Owner, s.OwnerSig = k, j.OwnerSig
+		s.OwnerSig = j.OwnerSig
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	pb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 )
@@ -119,21 +118,6 @@ func SlotOf(recipient AOR, senderTag string, probe int) int {
 	return perm[probe]
 }
 
-func marshalKey(k crypto.PubKey) ([]byte, error) {
-	if k == nil {
-		return nil, nil
-	}
-	return crypto.MarshalPublicKey(k)
-}
-
-func unmarshalEd25519(raw []byte) (crypto.PubKey, error) {
-	k, err := crypto.UnmarshalPublicKey(raw)
-	if err != nil || k.Type() != pb.KeyType_Ed25519 {
-		return nil, fmt.Errorf("%w: not an Ed25519 key", ErrBadOwner)
-	}
-	return k, nil
-}
-
 // MailboxKey publishes the key that messages waiting for a user are sealed
 // to. Owner signs it: the user key, or for a user without one the key of
 // the node that serves it (Owner is then that node's key, and only that
@@ -175,28 +159,10 @@ func (k *MailboxKey) toJSON() (mailboxKeyJSON, error) {
 		Expires: k.Expires.UnixMilli(), Removed: k.Removed, Cert: k.Cert}, nil
 }
 
-func signedMessage(prefix string, j any) ([]byte, error) {
-	data, err := json.Marshal(j)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(prefix), data...), nil
-}
-
 // Sign sets Owner to owner's public half and signs the key record with it.
-func (k *MailboxKey) Sign(owner crypto.PrivKey) error {
-	if owner == nil || owner.Type() != pb.KeyType_Ed25519 {
-		return fmt.Errorf("%w: not an Ed25519 key", ErrBadUserKey)
-	}
-	k.Owner, k.OwnerSig = owner.GetPublic(), nil
-	j, err := k.toJSON()
-	if err != nil {
-		return err
-	}
-	if k.ownerMsg, err = signedMessage(mailboxKeySigPrefix, j); err != nil {
-		return err
-	}
-	k.OwnerSig, err = owner.Sign(k.ownerMsg)
+func (k *MailboxKey) Sign(owner crypto.PrivKey) (err error) {
+	k.ownerMsg, k.OwnerSig, err = signAs(owner, mailboxKeySigPrefix,
+		func(pub crypto.PubKey) { k.Owner, k.OwnerSig = pub, nil }, k.toJSON)
 	return err
 }
 
@@ -208,28 +174,20 @@ func (k *MailboxKey) Codec() []byte { return mailboxKeyCodec }
 
 // MarshalRecord implements record.Record.
 func (k *MailboxKey) MarshalRecord() ([]byte, error) {
-	j, err := k.toJSON()
-	if err != nil {
-		return nil, err
-	}
-	j.OwnerSig = k.OwnerSig
-	return json.Marshal(j)
+	return marshalSigned(k.toJSON, func(j *mailboxKeyJSON) { j.OwnerSig = k.OwnerSig })
 }
 
 // UnmarshalRecord implements record.Record.
 func (k *MailboxKey) UnmarshalRecord(data []byte) error {
-	if len(data) > MaxMailboxKeySize {
-		return ErrRecordTooBig
-	}
 	var j mailboxKeyJSON
-	if err := json.Unmarshal(data, &j); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRecord, err)
+	if err := decodeJSON(data, MaxMailboxKeySize, &j, ErrBadRecord); err != nil {
+		return err
 	}
 	n, err := peer.Decode(j.Node)
 	if err != nil {
 		return fmt.Errorf("%w: node: %v", ErrBadRecord, err)
 	}
-	owner, err := unmarshalEd25519(j.Owner)
+	owner, err := unmarshalEd25519(j.Owner, ErrBadOwner, "owner key")
 	if err != nil {
 		return err
 	}
@@ -438,18 +396,15 @@ func (q *MailQueue) MarshalRecord() ([]byte, error) {
 
 // UnmarshalRecord implements record.Record.
 func (q *MailQueue) UnmarshalRecord(data []byte) error {
-	if len(data) > MaxMailRecordSize {
-		return ErrRecordTooBig
-	}
 	var j mailQueueJSON
-	if err := json.Unmarshal(data, &j); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRecord, err)
+	if err := decodeJSON(data, MaxMailRecordSize, &j, ErrBadRecord); err != nil {
+		return err
 	}
 	w, err := peer.Decode(j.Writer)
 	if err != nil {
 		return fmt.Errorf("%w: writer: %v", ErrBadRecord, err)
 	}
-	rk, err := unmarshalEd25519(j.Recipient)
+	rk, err := unmarshalEd25519(j.Recipient, ErrBadOwner, "recipient key")
 	if err != nil {
 		return err
 	}
@@ -543,19 +498,9 @@ func (a *MailAck) toJSON() (mailAckJSON, error) {
 }
 
 // Sign sets Recipient to key's public half and signs the ack with it.
-func (a *MailAck) Sign(key crypto.PrivKey) error {
-	if key == nil || key.Type() != pb.KeyType_Ed25519 {
-		return fmt.Errorf("%w: not an Ed25519 key", ErrBadUserKey)
-	}
-	a.Recipient, a.Sig = key.GetPublic(), nil
-	j, err := a.toJSON()
-	if err != nil {
-		return err
-	}
-	if a.sigMsg, err = signedMessage(mailAckSigPrefix, j); err != nil {
-		return err
-	}
-	a.Sig, err = key.Sign(a.sigMsg)
+func (a *MailAck) Sign(key crypto.PrivKey) (err error) {
+	a.sigMsg, a.Sig, err = signAs(key, mailAckSigPrefix,
+		func(pub crypto.PubKey) { a.Recipient, a.Sig = pub, nil }, a.toJSON)
 	return err
 }
 
@@ -567,28 +512,20 @@ func (a *MailAck) Codec() []byte { return mailAckCodec }
 
 // MarshalRecord implements record.Record.
 func (a *MailAck) MarshalRecord() ([]byte, error) {
-	j, err := a.toJSON()
-	if err != nil {
-		return nil, err
-	}
-	j.Sig = a.Sig
-	return json.Marshal(j)
+	return marshalSigned(a.toJSON, func(j *mailAckJSON) { j.Sig = a.Sig })
 }
 
 // UnmarshalRecord implements record.Record.
 func (a *MailAck) UnmarshalRecord(data []byte) error {
-	if len(data) > MaxMailRecordSize {
-		return ErrRecordTooBig
-	}
 	var j mailAckJSON
-	if err := json.Unmarshal(data, &j); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRecord, err)
+	if err := decodeJSON(data, MaxMailRecordSize, &j, ErrBadRecord); err != nil {
+		return err
 	}
 	s, err := peer.Decode(j.Signer)
 	if err != nil {
 		return fmt.Errorf("%w: signer: %v", ErrBadRecord, err)
 	}
-	rk, err := unmarshalEd25519(j.Recipient)
+	rk, err := unmarshalEd25519(j.Recipient, ErrBadOwner, "recipient key")
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	pb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 	ma "github.com/multiformats/go-multiaddr"
@@ -161,23 +160,17 @@ func (e *proxyEnvelope) MarshalRecord() ([]byte, error) {
 	for _, en := range r.Endorsements {
 		j.Endorse = append(j.Endorse, endorseJSON{Peer: en.Peer.String(), Sig: en.Sig})
 	}
-	if r.Authority != nil {
-		raw, err := crypto.MarshalPublicKey(r.Authority)
-		if err != nil {
-			return nil, err
-		}
-		j.Authority = raw
+	var err error
+	if j.Authority, err = marshalKey(r.Authority); err != nil {
+		return nil, err
 	}
 	return json.Marshal(j)
 }
 
 func (e *proxyEnvelope) UnmarshalRecord(data []byte) error {
-	if len(data) > MaxRecordSize {
-		return ErrRecordTooBig
-	}
 	var j proxyJSON
-	if err := json.Unmarshal(data, &j); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRecord, err)
+	if err := decodeJSON(data, MaxRecordSize, &j, ErrBadRecord); err != nil {
+		return err
 	}
 	if len(j.Proxies) == 0 || len(j.Proxies) > MaxProxies {
 		return fmt.Errorf("%w: %d proxies, want 1 to %d", ErrBadRecord, len(j.Proxies), MaxProxies)
@@ -234,9 +227,9 @@ func (e *proxyEnvelope) UnmarshalRecord(data []byte) error {
 		r.Endorsements = append(r.Endorsements, Endorsement{Peer: id, Sig: en.Sig})
 	}
 	if j.Authority != nil {
-		k, err := crypto.UnmarshalPublicKey(j.Authority)
-		if err != nil || k.Type() != pb.KeyType_Ed25519 {
-			return fmt.Errorf("%w: authority is not an Ed25519 key", ErrBadRecord)
+		k, err := unmarshalEd25519(j.Authority, ErrBadRecord, "authority")
+		if err != nil {
+			return err
 		}
 		r.Authority = k
 	}

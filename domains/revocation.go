@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	pb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/record"
 )
 
@@ -59,12 +58,9 @@ func (r *revocationRecord) MarshalRecord() ([]byte, error) {
 }
 
 func (r *revocationRecord) UnmarshalRecord(data []byte) error {
-	if len(data) > MaxRevocationListSize {
-		return ErrRecordTooBig
-	}
 	var j revocationJSON
-	if err := json.Unmarshal(data, &j); err != nil {
-		return fmt.Errorf("%w: revocation list: %v", ErrBadRecord, err)
+	if err := decodeJSON(data, MaxRevocationListSize, &j, ErrBadRecord); err != nil {
+		return err
 	}
 	if len(j.Serials) > MaxRevocations {
 		return fmt.Errorf("%w: %d revocations, limit %d", ErrBadRecord, len(j.Serials), MaxRevocations)
@@ -93,8 +89,8 @@ func (l *RevocationList) Has(serial uint64) bool {
 
 // Seal signs the list with the authority's (Ed25519) key.
 func (l RevocationList) Seal(authority crypto.PrivKey) ([]byte, error) {
-	if authority == nil || authority.Type() != pb.KeyType_Ed25519 {
-		return nil, fmt.Errorf("%w: authority key must be Ed25519", ErrBadRecord)
+	if err := checkEd25519(authority, ErrBadRecord, "authority key must be Ed25519"); err != nil {
+		return nil, err
 	}
 	if err := ValidateDomain(l.Domain); err != nil {
 		return nil, err

@@ -148,11 +148,17 @@ func WithClock(clk clock.Clock) Option {
 // WithRetention sets how long a stored message waits (default
 // DefaultRetention, at most domains.MaxMailRetention).
 func WithRetention(d time.Duration) Option {
+	return durationUpTo("WithRetention", d, domains.MaxMailRetention, func(c *config) { c.retention = d })
+}
+
+// durationUpTo is the option name that refuses a duration d outside (0, max] and
+// else calls set.
+func durationUpTo(name string, d, max time.Duration, set func(*config)) Option {
 	return func(c *config) error {
-		if d <= 0 || d > domains.MaxMailRetention {
-			return fmt.Errorf("mailbox: WithRetention: %v is not in (0, %v]", d, domains.MaxMailRetention)
+		if d <= 0 || d > max {
+			return fmt.Errorf("mailbox: %s: %v is not in (0, %v]", name, d, max)
 		}
-		c.retention = d
+		set(c)
 		return nil
 	}
 }
@@ -161,13 +167,7 @@ func WithRetention(d time.Duration) Option {
 // published again (default DefaultKeyLifetime, at most
 // domains.MaxMailboxKeyLifetime).
 func WithKeyLifetime(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 || d > domains.MaxMailboxKeyLifetime {
-			return fmt.Errorf("mailbox: WithKeyLifetime: %v is not in (0, %v]", d, domains.MaxMailboxKeyLifetime)
-		}
-		c.keyLifetime = d
-		return nil
-	}
+	return durationUpTo("WithKeyLifetime", d, domains.MaxMailboxKeyLifetime, func(c *config) { c.keyLifetime = d })
 }
 
 // WithMaxQueues bounds the queues this node writes and re-stores (default

@@ -416,6 +416,12 @@ func (b *Bridge) selfURI(transport, dst string) sip.Uri {
 	if b.udp == nil {
 		transport = "tcp"
 	}
+	return b.routeURI(transport, dst)
+}
+
+// routeURI is the node's Record-Route URI over transport for a UA at dst: the address
+// that UA reaches the node at, the transport named, lr, and the node's peer ID.
+func (b *Bridge) routeURI(transport, dst string) sip.Uri {
 	host, port := b.addrs.advertised(transport, dst)
 	u := sip.Uri{Scheme: "sip", Host: host, Port: port}
 	u.UriParams = sip.NewParams()

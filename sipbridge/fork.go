@@ -297,9 +297,7 @@ func (b *Bridge) forkRequest(r *relayCall, d decision, reply func(int, string, .
 			reply(code, reason)
 			return
 		}
-		r.f, r.ct, r.rr = f, ct, recordRoutes(r.req, f.hop, r.from)
-		if !b.spawn(func() { b.relay(r) }) {
-			r.ct.Terminate()
+		if !b.startRelay(r, f, ct) {
 			reply(503, "Service Unavailable: node shutting down")
 		}
 		return
@@ -354,6 +352,17 @@ func (b *Bridge) refork(r *relayCall, d decision) {
 			b.log.Debug("respond failed", "err", err)
 		}
 	})
+}
+
+// startRelay makes the branch f, sent as ct, r's and relays its answers (relay); false,
+// with ct ended, when the node is shutting down.
+func (b *Bridge) startRelay(r *relayCall, f *forwarding, ct *clientTx) bool {
+	r.f, r.ct, r.rr = f, ct, recordRoutes(r.req, f.hop, r.from)
+	if !b.spawn(func() { b.relay(r) }) {
+		r.ct.Terminate()
+		return false
+	}
+	return true
 }
 
 // sendBranch forwards r.req as bd says, in a new client transaction; a code other than 0

@@ -179,23 +179,5 @@ func (b *Bridge) sendWaiting(aor domains.AOR, h hop, m mailbox.Delivered) int {
 		return 0
 	}
 	defer ct.Terminate()
-	for {
-		select {
-		case res := <-ct.Responses():
-			if res.StatusCode >= 200 {
-				return res.StatusCode
-			}
-		case <-ct.Done():
-			select {
-			case res := <-ct.Responses():
-				if res.StatusCode >= 200 {
-					return res.StatusCode
-				}
-			default:
-			}
-			return 0
-		case <-b.ctx.Done():
-			return 0
-		}
-	}
+	return waitFinal(b.ctx, ct) // presence.go
 }

@@ -251,19 +251,32 @@ func hideOverlayVias(fwd *sip.Request) *sip.Request {
 	}
 	out := sip.NewRequest(fwd.Method, fwd.Recipient)
 	out.SipVersion = fwd.SipVersion
-	for _, h := range fwd.Headers() {
-		if v, ok := h.(*sip.ViaHeader); ok && v.Transport == overlayTransport {
-			v = v.Clone()
-			v.Transport, v.Host = "TCP", v.Host+".invalid"
-			v.Params.Add(overlayViaParam, "")
-			h = v
+	copyWithVias(out, fwd, fwd.Headers(), func(v *sip.ViaHeader) *sip.ViaHeader {
+		if v.Transport != overlayTransport {
+			return nil
+		}
+		v = v.Clone()
+		v.Transport, v.Host = "TCP", v.Host+".invalid"
+		v.Params.Add(overlayViaParam, "")
+		return v
+	})
+	return out
+}
+
+// copyWithVias gives out, a new message, the headers hs of from (a Via replaced by
+// what conv returns for it, unless nil) and from's body, source and transport.
+func copyWithVias(out, from sip.Message, hs []sip.Header, conv func(*sip.ViaHeader) *sip.ViaHeader) {
+	for _, h := range hs {
+		if v, ok := h.(*sip.ViaHeader); ok {
+			if nv := conv(v); nv != nil {
+				h = nv
+			}
 		}
 		out.AppendHeader(h)
 	}
-	out.SetBody(fwd.Body())
-	out.SetSource(fwd.Source())
-	out.SetTransport(fwd.Transport())
-	return out
+	out.SetBody(from.Body())
+	out.SetSource(from.Source())
+	out.SetTransport(from.Transport())
 }
 
 // restoreOverlayVias returns res with the overlay Vias hideOverlayVias disguised restored.
@@ -273,18 +286,15 @@ func restoreOverlayVias(res *sip.Response) *sip.Response {
 	}
 	out := sip.NewResponse(res.StatusCode, res.Reason)
 	out.SipVersion = res.SipVersion
-	for _, h := range res.Headers() {
-		if v, ok := h.(*sip.ViaHeader); ok && v.Params.Has(overlayViaParam) {
-			v = v.Clone()
-			v.Transport, v.Host = overlayTransport, strings.TrimSuffix(v.Host, ".invalid")
-			v.Params.Remove(overlayViaParam)
-			h = v
+	copyWithVias(out, res, res.Headers(), func(v *sip.ViaHeader) *sip.ViaHeader {
+		if !v.Params.Has(overlayViaParam) {
+			return nil
 		}
-		out.AppendHeader(h)
-	}
-	out.SetBody(res.Body())
-	out.SetSource(res.Source())
-	out.SetTransport(res.Transport())
+		v = v.Clone()
+		v.Transport, v.Host = overlayTransport, strings.TrimSuffix(v.Host, ".invalid")
+		v.Params.Remove(overlayViaParam)
+		return v
+	})
 	return out
 }
 

@@ -99,9 +99,7 @@ func (b *Bridge) servePresence(r *relayCall, d decision, reply func(int, string,
 		reply(code, reason)
 		return
 	}
-	r.f, r.ct, r.rr = f, ct, recordRoutes(r.req, f.hop, r.from)
-	if !b.spawn(func() { b.relay(r) }) {
-		r.ct.Terminate()
+	if !b.startRelay(r, f, ct) { // fork.go
 		reply(503, "Service Unavailable: node shutting down")
 	}
 }

@@ -25,33 +25,22 @@ func writeHeader(w *bytes.Buffer, h sip.Header) {
 		w.WriteByte('/')
 		w.WriteString(v.Transport)
 		w.WriteByte(' ')
-		writeHost(w, v.Host)
-		if v.Port > 0 {
-			w.WriteByte(':')
-			writeInt(w, v.Port)
-		}
-		writeParams(w, ';', v.Params, true)
+		writeHostPortParams(w, v.Host, v.Port, v.Params)
 	case *sip.FromHeader:
-		w.WriteString("From: ")
-		writeNameAddr(w, v.DisplayName, &v.Address, v.Params)
+		writeNameAddr(w, "From: ", v.DisplayName, &v.Address, v.Params)
 	case *sip.ToHeader:
-		w.WriteString("To: ")
-		writeNameAddr(w, v.DisplayName, &v.Address, v.Params)
+		writeNameAddr(w, "To: ", v.DisplayName, &v.Address, v.Params)
 	case *sip.ContactHeader:
 		w.WriteString("Contact: ")
 		if v.Address.Wildcard {
 			w.WriteByte('*')
 			return
 		}
-		writeNameAddr(w, v.DisplayName, &v.Address, v.Params)
+		writeNameAddr(w, "", v.DisplayName, &v.Address, v.Params)
 	case *sip.RouteHeader:
-		w.WriteString("Route: <")
-		writeURI(w, &v.Address)
-		w.WriteByte('>')
+		writeNameAddr(w, "Route: ", "", &v.Address, nil)
 	case *sip.RecordRouteHeader:
-		w.WriteString("Record-Route: <")
-		writeURI(w, &v.Address)
-		w.WriteByte('>')
+		writeNameAddr(w, "Record-Route: ", "", &v.Address, nil)
 	case *sip.CSeqHeader:
 		w.WriteString("CSeq: ")
 		writeInt(w, int(v.SeqNo))
@@ -62,7 +51,9 @@ func writeHeader(w *bytes.Buffer, h sip.Header) {
 	}
 }
 
-func writeNameAddr(w *bytes.Buffer, display string, u *sip.Uri, params sip.HeaderParams) {
+// writeNameAddr writes name, then a name-addr: display name, <u>, params (none when nil).
+func writeNameAddr(w *bytes.Buffer, name, display string, u *sip.Uri, params sip.HeaderParams) {
+	w.WriteString(name)
 	if display != "" {
 		w.WriteByte('"')
 		w.WriteString(display)
@@ -71,6 +62,16 @@ func writeNameAddr(w *bytes.Buffer, display string, u *sip.Uri, params sip.Heade
 	w.WriteByte('<')
 	writeURI(w, u)
 	w.WriteByte('>')
+	writeParams(w, ';', params, true)
+}
+
+// writeHostPortParams writes host, :port when there is one, and ;params.
+func writeHostPortParams(w *bytes.Buffer, host string, port int, params sip.HeaderParams) {
+	writeHost(w, host)
+	if port > 0 {
+		w.WriteByte(':')
+		writeInt(w, port)
+	}
 	writeParams(w, ';', params, true)
 }
 
@@ -97,12 +98,7 @@ func writeURI(w *bytes.Buffer, u *sip.Uri) {
 		}
 		w.WriteByte('@')
 	}
-	writeHost(w, u.Host)
-	if u.Port > 0 {
-		w.WriteByte(':')
-		writeInt(w, u.Port)
-	}
-	writeParams(w, ';', u.UriParams, true)
+	writeHostPortParams(w, u.Host, u.Port, u.UriParams)
 	if len(u.Headers) > 0 {
 		w.WriteByte('?')
 		writeParams(w, '&', u.Headers, false)

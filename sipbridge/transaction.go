@@ -59,25 +59,67 @@ type serverTx struct {
 	method sip.RequestMethod
 	p      path // where responses go: the request's source (symmetric response routing)
 
-	mu       sync.Mutex
-	req      *sip.Request // the request; nil once answered finally
-	state    txState
-	last     []byte // UDP: the last response, resent on a retransmitted request
-	timer    *time.Timer
+	txCore
+	req      *sip.Request  // the request; nil once answered finally
+	last     []byte        // UDP: the last response, resent on a retransmitted request
 	gWait    time.Duration // Timer G's next interval
 	hAt      time.Time     // Timer H's deadline
-	done     chan struct{}
-	err      error
-	cancel   bool // a CANCEL arrived
+	cancel   bool          // a CANCEL arrived
 	onCancel []sip.FnTxCancel
-	onTerm   []sip.FnTxTerminate
 	release  func() // hands the admission bound back (once, at the final response)
+}
+
+// txCore is what server and client transactions share: the lock, the state, the
+// timer and the end, seen through Done, Err and OnTerminate.
+type txCore struct {
+	mu     sync.Mutex
+	state  txState
+	timer  *time.Timer
+	done   chan struct{}
+	err    error
+	onTerm []sip.FnTxTerminate
+}
+
+func newTxCore() txCore { return txCore{done: make(chan struct{})} }
+
+func (c *txCore) Done() <-chan struct{} { return c.done }
+
+func (c *txCore) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// OnTerminate registers f to run when the transaction ends; false when it has ended.
+func (c *txCore) OnTerminate(f sip.FnTxTerminate) bool {
+	return addUnlessEnded(&c.mu, &c.state, &c.onTerm, f)
+}
+
+// finishLocked ends the transaction with err (the first error given stays): it stops
+// the timer and closes Done, and returns the OnTerminate functions to run once the
+// lock is released. It returns false when the transaction had ended already. The
+// caller holds mu.
+func (c *txCore) finishLocked(err error) ([]sip.FnTxTerminate, bool) {
+	if c.state == txTerminated {
+		return nil, false
+	}
+	c.state = txTerminated
+	if c.err == nil {
+		c.err = err
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	fs := c.onTerm
+	c.onTerm = nil
+	close(c.done)
+	return fs, true
 }
 
 var _ sip.ServerTransaction = (*serverTx)(nil)
 
 func newServerTx(l *txLayer, key string, req *sip.Request, p path) *serverTx {
-	return &serverTx{l: l, key: key, method: req.Method, p: p, req: req, done: make(chan struct{})}
+	return &serverTx{l: l, key: key, method: req.Method, p: p, req: req, txCore: newTxCore()}
 }
 
 // Respond sends res, a response to the transaction's request, along its path, and returns
@@ -344,23 +386,16 @@ func (t *serverTx) OnCancel(f sip.FnTxCancel) bool {
 	return true
 }
 
-// OnTerminate registers f to run when the transaction ends; false when it has ended.
-func (t *serverTx) OnTerminate(f sip.FnTxTerminate) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.state == txTerminated {
+// addUnlessEnded appends f to *fs, under mu, unless the transaction in *state has
+// ended; it reports whether it did.
+func addUnlessEnded[F any](mu *sync.Mutex, state *txState, fs *[]F, f F) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	if *state == txTerminated {
 		return false
 	}
-	t.onTerm = append(t.onTerm, f)
+	*fs = append(*fs, f)
 	return true
-}
-
-func (t *serverTx) Done() <-chan struct{} { return t.done }
-
-func (t *serverTx) Err() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.err
 }
 
 // Terminate ends the transaction (idempotent).
@@ -368,22 +403,13 @@ func (t *serverTx) Terminate() { t.end(errTxTerminated) }
 
 func (t *serverTx) end(err error) {
 	t.mu.Lock()
-	if t.state == txTerminated {
+	fs, ok := t.finishLocked(err)
+	if !ok {
 		t.mu.Unlock()
 		return
 	}
-	t.state = txTerminated
-	if t.err == nil {
-		t.err = err
-	}
-	if t.timer != nil {
-		t.timer.Stop()
-	}
 	t.last, t.req, t.onCancel = nil, nil, nil
-	fs := t.onTerm
-	t.onTerm = nil
 	rel := t.takeRelease()
-	close(t.done)
 	t.mu.Unlock()
 	t.l.removeServer(t)
 	rel()
@@ -402,17 +428,12 @@ type clientTx struct {
 	p      path
 	resp   chan *sip.Response
 
-	mu       sync.Mutex
-	req      *sip.Request // as sent; nil once answered finally
-	data     []byte       // UDP: the encoded request, for retransmissions
-	ack      []byte       // UDP: the ACK of a non-2xx answer, resent on its retransmissions
-	state    txState
-	timer    *time.Timer
+	txCore
+	req      *sip.Request  // as sent; nil once answered finally
+	data     []byte        // UDP: the encoded request, for retransmissions
+	ack      []byte        // UDP: the ACK of a non-2xx answer, resent on its retransmissions
 	aWait    time.Duration // Timer A/E's next interval
 	deadline time.Time     // Timer B/F
-	done     chan struct{}
-	err      error
-	onTerm   []sip.FnTxTerminate
 	onRetr   []sip.FnTxResponse
 	dropped  int // provisionals dropped: the reader was slow
 }
@@ -420,34 +441,11 @@ type clientTx struct {
 var _ sip.ClientTransaction = (*clientTx)(nil)
 
 func (t *clientTx) Responses() <-chan *sip.Response { return t.resp }
-func (t *clientTx) Done() <-chan struct{}           { return t.done }
-
-func (t *clientTx) Err() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.err
-}
 
 // OnRetransmission registers f to run on retransmissions of the final response, which
 // are not delivered on Responses; false once the transaction ended.
 func (t *clientTx) OnRetransmission(f sip.FnTxResponse) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.state == txTerminated {
-		return false
-	}
-	t.onRetr = append(t.onRetr, f)
-	return true
-}
-
-func (t *clientTx) OnTerminate(f sip.FnTxTerminate) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.state == txTerminated {
-		return false
-	}
-	t.onTerm = append(t.onTerm, f)
-	return true
+	return addUnlessEnded(&t.mu, &t.state, &t.onRetr, f)
 }
 
 // Terminate ends the transaction unless it is absorbing retransmissions of its final
@@ -473,21 +471,12 @@ func (t *clientTx) fail(err error) {
 
 func (t *clientTx) end(err error) {
 	t.mu.Lock()
-	if t.state == txTerminated {
+	fs, ok := t.finishLocked(err)
+	if !ok {
 		t.mu.Unlock()
 		return
 	}
-	t.state = txTerminated
-	if t.err == nil {
-		t.err = err
-	}
-	if t.timer != nil {
-		t.timer.Stop()
-	}
 	t.req, t.data, t.ack, t.onRetr = nil, nil, nil, nil
-	fs := t.onTerm
-	t.onTerm = nil
-	close(t.done)
 	t.mu.Unlock()
 	t.l.removeClient(t)
 	for _, f := range fs {

@@ -270,14 +270,7 @@ func (t *tcpTransport) dialTLS(ctx context.Context, addr netip.AddrPort, name st
 // that listener, with the transport named (a TLS one as transport=tls in a sip: URI, which
 // every phone follows; RFC 5630 lets a proxy keep sip: in Record-Route).
 func (b *Bridge) streamSelfURI(transport, dst string) sip.Uri {
-	transport = strings.ToLower(transport)
-	host, port := b.addrs.advertised(transport, dst)
-	u := sip.Uri{Scheme: "sip", Host: host, Port: port}
-	u.UriParams = sip.NewParams()
-	u.UriParams.Add("transport", transport)
-	u.UriParams.Add("lr", "")
-	u.UriParams.Add(nodeParam, b.selfStr)
-	return u
+	return b.routeURI(strings.ToLower(transport), dst) // addrs.go
 }
 
 // ListenError is the failure to open the TLS, WS or WSS listener (a busy port): a node

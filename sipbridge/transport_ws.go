@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -179,10 +181,7 @@ func (t *tcpTransport) pingWS() {
 		case <-tk.C:
 		}
 		t.mu.Lock()
-		l := make([]*tcpConn, 0, len(t.conns))
-		for _, c := range t.conns {
-			l = append(l, c)
-		}
+		l := slices.Collect(maps.Values(t.conns))
 		t.mu.Unlock()
 		for _, c := range l {
 			c.wmu.Lock()

@@ -175,7 +175,7 @@ func (l *txLayer) request(p path, req *sip.Request) (*clientTx, error) {
 		return nil, fmt.Errorf("sipbridge: request without Via branch or CSeq")
 	}
 	t := &clientTx{l: l, key: key, method: req.Method, p: p, req: req, resp: make(chan *sip.Response, respQueue),
-		done: make(chan struct{})}
+		txCore: newTxCore()}
 	// Everything the transaction holds is set before it is published in l.clients: from
 	// then on its fields belong to its lock (a Close may end it at once, from another
 	// goroutine). The encoded request is never modified, only dropped, so data may be sent
@@ -241,40 +241,47 @@ func (l *txLayer) hasPeer(p peer.ID) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, t := range l.servers {
-		if t.p.kind == tpP2P && t.p.peer == p {
+		if t.p.isPeer(p) {
 			return true
 		}
 	}
 	for _, t := range l.clients {
-		if t.p.kind == tpP2P && t.p.peer == p {
+		if t.p.isPeer(p) {
 			return true
 		}
 	}
 	return false
 }
 
-// serversOf returns the server transactions of requests from p.
-func (l *txLayer) serversOf(p peer.ID) []*serverTx {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []*serverTx
-	for _, t := range l.servers {
-		if t.p.kind == tpP2P && t.p.peer == p {
+// isPeer reports whether the path is a libp2p stream to or from p.
+func (pt path) isPeer(p peer.ID) bool { return pt.kind == tpP2P && pt.peer == p }
+
+// txsOf returns the transactions of m whose path keep accepts, every one for a nil
+// keep. The caller holds the layer's lock.
+func txsOf[T interface{ route() path }](m map[string]T, keep func(path) bool) []T {
+	out := make([]T, 0, len(m))
+	for _, t := range m {
+		if keep == nil || keep(t.route()) {
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
+func (t *serverTx) route() path { return t.p }
+func (t *clientTx) route() path { return t.p }
+
+// serversOf returns the server transactions of requests from p.
+func (l *txLayer) serversOf(p peer.ID) []*serverTx {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return txsOf(l.servers, func(pt path) bool { return pt.isPeer(p) })
+}
+
 // failPeer ends every client transaction waiting on p with err.
 func (l *txLayer) failPeer(p peer.ID, err error) {
 	l.mu.Lock()
-	var out []*clientTx
-	for _, t := range l.clients {
-		if t.p.kind == tpP2P && t.p.peer == p {
-			out = append(out, t)
-		}
-	}
+	out := txsOf(l.clients, func(pt path) bool { return pt.isPeer(p) })
 	l.mu.Unlock()
 	for _, t := range out {
 		t.fail(err)
@@ -286,10 +293,7 @@ func (l *txLayer) failPeer(p peer.ID, err error) {
 func (l *txLayer) close(err error) {
 	l.mu.Lock()
 	l.closed = true
-	cs := make([]*clientTx, 0, len(l.clients))
-	for _, t := range l.clients {
-		cs = append(cs, t)
-	}
+	cs := txsOf(l.clients, nil)
 	l.mu.Unlock()
 	for _, t := range cs {
 		t.end(err)
@@ -299,14 +303,7 @@ func (l *txLayer) close(err error) {
 // endAll ends every transaction left (their timers stop), once nothing runs any more.
 func (l *txLayer) endAll(err error) {
 	l.mu.Lock()
-	cs := make([]*clientTx, 0, len(l.clients))
-	for _, t := range l.clients {
-		cs = append(cs, t)
-	}
-	ss := make([]*serverTx, 0, len(l.servers))
-	for _, t := range l.servers {
-		ss = append(ss, t)
-	}
+	cs, ss := txsOf(l.clients, nil), txsOf(l.servers, nil)
 	l.mu.Unlock()
 	for _, t := range cs {
 		t.end(err)

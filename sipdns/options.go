@@ -110,11 +110,17 @@ func WithTransports(ts ...string) Option {
 // WithCacheSize bounds the cache to n answers (default 1024); 0 turns the
 // cache off.
 func WithCacheSize(n int) Option {
+	return notNegative("cache size", n, func(c *config) { c.cacheSize = n })
+}
+
+// notNegative is an option that refuses a negative v, named by what, and else
+// calls set.
+func notNegative[T int | time.Duration](what string, v T, set func(*config)) Option {
 	return func(c *config) error {
-		if n < 0 {
-			return fmt.Errorf("%w: cache size %d", ErrConfig, n)
+		if v < 0 {
+			return fmt.Errorf("%w: %s %v", ErrConfig, what, v)
 		}
-		c.cacheSize = n
+		set(c)
 		return nil
 	}
 }
@@ -122,26 +128,14 @@ func WithCacheSize(n int) Option {
 // WithMaxTTL caps how long an answer is cached, whatever its TTL says
 // (default 1 h).
 func WithMaxTTL(d time.Duration) Option {
-	return func(c *config) error {
-		if d < 0 {
-			return fmt.Errorf("%w: max TTL %v", ErrConfig, d)
-		}
-		c.maxTTL = d
-		return nil
-	}
+	return notNegative("max TTL", d, func(c *config) { c.maxTTL = d })
 }
 
 // WithNegativeTTL sets how long a negative answer (NXDOMAIN, no records)
 // that carries no SOA is cached (default 30 s). With a SOA, RFC 2308's
 // min(SOA TTL, SOA minimum) is used.
 func WithNegativeTTL(d time.Duration) Option {
-	return func(c *config) error {
-		if d < 0 {
-			return fmt.Errorf("%w: negative TTL %v", ErrConfig, d)
-		}
-		c.negTTL = d
-		return nil
-	}
+	return notNegative("negative TTL", d, func(c *config) { c.negTTL = d })
 }
 
 // WithTimeout sets the time one query to one server may take (default 2 s)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/bits"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -535,10 +537,7 @@ func (c *Call) end() {
 // stopMedia stops the media of every call (Close).
 func (u *UA) stopMedia() {
 	u.mu.Lock()
-	calls := make([]*Call, 0, len(u.calls))
-	for _, c := range u.calls {
-		calls = append(calls, c)
-	}
+	calls := slices.Collect(maps.Values(u.calls))
 	u.mu.Unlock()
 	for _, c := range calls {
 		c.media.stop()

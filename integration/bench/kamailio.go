@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/hiersip/hiersip/integration/internal/kamcfg"
 )
 
 // kamailioCfg is a minimal transaction-stateful proxy with a registrar: one
@@ -22,19 +24,7 @@ disable_tcp=yes
 auto_aliases=no
 listen=udp:127.0.0.1:%d
 mpath="%s"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "pv.so"
-loadmodule "ctl.so"
-modparam("ctl", "binrpc", "unix:%s/kamailio_ctl")
-modparam("usrloc", "db_mode", 0)
-modparam("registrar", "use_path", 0)
+%s
 
 request_route {
 	if (!mf_process_maxfwd_header("10")) {
@@ -68,16 +58,6 @@ request_route {
 }
 `
 
-// kamailioModules finds Kamailio's module directory.
-func kamailioModules() string {
-	for _, d := range []string{"/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules", "/usr/lib64/kamailio/modules"} {
-		if _, err := os.Stat(filepath.Join(d, "tm.so")); err == nil {
-			return d
-		}
-	}
-	return ""
-}
-
 // kamailio is a running Kamailio.
 type kamailio struct {
 	cmd  *exec.Cmd
@@ -88,7 +68,7 @@ type kamailio struct {
 // startKamailio writes the config into dir, starts Kamailio in the
 // foreground on a free loopback port and waits until it answers OPTIONS.
 func startKamailio(ctx context.Context, bin, dir string) (*kamailio, error) {
-	mods := kamailioModules()
+	mods := kamcfg.ModuleDir()
 	if mods == "" {
 		return nil, fmt.Errorf("bench: kamailio modules not found")
 	}
@@ -97,7 +77,7 @@ func startKamailio(ctx context.Context, bin, dir string) (*kamailio, error) {
 		return nil, err
 	}
 	cfgPath := filepath.Join(dir, "kamailio.cfg")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(kamailioCfg, port, mods, dir)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(kamailioCfg, port, mods, kamcfg.Modules(dir))), 0o644); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "-f", cfgPath, "-DD", "-E", "-x", "tlsf", "-m", "1024", "-M", "16",

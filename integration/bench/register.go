@@ -265,16 +265,8 @@ func (r *runner) register(ctx context.Context) error {
 // registerToCall measures REGISTER's 200 OK → a call to the AOR through another node
 // of the domain (another process) reaches the registered contact.
 func (r *runner) registerToCall(ctx context.Context, cl *cluster, reg *procNode) error {
-	if r.sipp == "" {
-		r.skip(SectionRegister, nameRegToCall, "sipp missing (apt-get install sip-tester)")
-		return nil
-	}
-	dir, err := r.workdir("sipp")
-	if err != nil {
-		return err
-	}
-	uas, err := startUAS(r.sipp, dir)
-	if err != nil {
+	uas, err := r.startSippUAS(SectionRegister, nameRegToCall)
+	if uas == nil {
 		return err
 	}
 	defer uas.Close()
@@ -360,6 +352,20 @@ func (r *runner) footprint(ctx context.Context) error {
 	return measure(fmt.Sprintf("node with %d registrations", r.cfg.Registrations))
 }
 
+// startSippUAS starts a sipp uas in a work folder of its own for the measure name of
+// section; without sipp it records the measure as skipped and returns nil, nil.
+func (r *runner) startSippUAS(section, name string) (*sippUAS, error) {
+	if r.sipp == "" {
+		r.skip(section, name, "sipp missing (apt-get install sip-tester)")
+		return nil, nil
+	}
+	dir, err := r.workdir("sipp")
+	if err != nil {
+		return nil, err
+	}
+	return startUAS(r.sipp, dir)
+}
+
 func abs(v int64) int64 {
 	if v < 0 {
 		return -v
@@ -368,16 +374,8 @@ func abs(v int64) int64 {
 }
 
 func (r *runner) failover(ctx context.Context) error {
-	if r.sipp == "" {
-		r.skip(SectionFailover, nameFailover, "sipp missing (apt-get install sip-tester)")
-		return nil
-	}
-	dir, err := r.workdir("sipp")
-	if err != nil {
-		return err
-	}
-	uas, err := startUAS(r.sipp, dir)
-	if err != nil {
+	uas, err := r.startSippUAS(SectionFailover, nameFailover)
+	if uas == nil {
 		return err
 	}
 	defer uas.Close()

@@ -18,7 +18,7 @@ import (
 // and BYE are sent as RFC 3261 dialogs are: to the remote target (the 200 OK's
 // Contact, [next_url]) along the route set of its Record-Route ([routes]). sipp sends
 // every request to the address it was given, the first hop of that route.
-const uacScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+var uacScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="hiersip bench uac">
   <send retrans="500" start_rtd="1">
@@ -35,14 +35,7 @@ const uacScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Type: application/sdp
       Content-Length: [len]
 
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
+` + sippSDP + `
     ]]>
   </send>
   <recv response="100" optional="true"/>
@@ -50,106 +43,87 @@ const uacScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
   <recv response="183" optional="true"/>
   <recv response="200" rrs="true" rtd="1"/>
   <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[rdomain]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      [routes]
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
+` + uacInDialog("ACK", 1) + `  </send>
   <pause/>
   <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[rdomain]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      [routes]
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
+` + uacInDialog("BYE", 2) + `  </send>
   <recv response="200" crlf="true"/>
 </scenario>
 `
 
-// uasScenario is sipp's built-in uas with the INVITE's Record-Route copied into its
-// 180 and 200 (a header that is absent drops its line), as a user agent server must
-// (RFC 3261 12.1.1), so that the caller's ACK and BYE follow the proxies that recorded
-// the route.
-const uasScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="hiersip bench uas">
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_Record-Route:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_Record-Route:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
+// sippSDP is the SDP body of sipp's built-in scenarios, in a CDATA section.
+const sippSDP = `      v=0
       o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
       s=-
       c=IN IP[media_ip_type] [media_ip]
       t=0 0
       m=audio [media_port] RTP/AVP 0
       a=rtpmap:0 PCMU/8000
+`
 
-    ]]>
-  </send>
-  <recv request="ACK" optional="true" rtd="true" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+// uacInDialog is a request of the uac's dialog (ACK, BYE) in a CDATA section: to the
+// remote target along the route set.
+func uacInDialog(method string, cseq int) string {
+	return `    <![CDATA[
+      ` + method + ` [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[rdomain]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: ` + strconv.Itoa(cseq) + " " + method + `
+      [routes]
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
       Content-Length: 0
 
     ]]>
-  </send>
+`
+}
+
+// uasScenario is sipp's built-in uas with the INVITE's Record-Route copied into its
+// 180 and 200 (a header that is absent drops its line), as a user agent server must
+// (RFC 3261 12.1.1), so that the caller's ACK and BYE follow the proxies that recorded
+// the route.
+var uasScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="hiersip bench uas">
+  <recv request="INVITE" crlf="true"/>
+  <send>
+` + uasReply("180 Ringing", true, false) + `  </send>
+  <send retrans="500">
+` + uasReply("200 OK", true, true) + `  </send>
+  <recv request="ACK" optional="true" rtd="true" crlf="true"/>
+  <recv request="BYE"/>
+  <send>
+` + uasReply("200 OK", false, false) + `  </send>
   <timewait milliseconds="4000"/>
 </scenario>
 `
+
+// uasReply is a response of the uas in a CDATA section: to the INVITE (invite: with its
+// Record-Route and a To tag) or to the BYE, with the SDP answer when sdp.
+func uasReply(status string, invite, sdp bool) string {
+	route, tag := "", ""
+	if invite {
+		route, tag = "\n      [last_Record-Route:]", ";tag=[pid]SIPpTag01[call_number]"
+	}
+	body := "      Content-Length: 0\n"
+	if sdp {
+		body = "      Content-Type: application/sdp\n      Content-Length: [len]\n\n" + sippSDP
+	}
+	return `    <![CDATA[
+
+      SIP/2.0 ` + status + `
+      [last_Via:]` + route + `
+      [last_From:]
+      [last_To:]` + tag + `
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+` + body + `
+    ]]>
+`
+}
 
 func freeUDPPort() (int, error) {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")

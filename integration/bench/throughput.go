@@ -246,24 +246,18 @@ func (r *runner) manyRegs(ctx context.Context) error {
 	return nil
 }
 
-func runsText(runs []SippRun) string {
-	s := ""
-	for i, t := range runs {
-		if i > 0 {
-			s += " / "
-		}
-		s += t.String()
-	}
-	return s
-}
+func runsText(runs []SippRun) string { return joinText(runs, " / ", SippRun.String) }
 
-func floatsText(v []float64) string {
+func floatsText(v []float64) string { return joinText(v, ", ", num) }
+
+// joinText writes each of v with text and puts sep between them.
+func joinText[T any](v []T, sep string, text func(T) string) string {
 	s := ""
 	for i, x := range v {
 		if i > 0 {
-			s += ", "
+			s += sep
 		}
-		s += num(x)
+		s += text(x)
 	}
 	return s
 }

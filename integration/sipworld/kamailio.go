@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hiersip/hiersip/integration/internal/kamcfg"
 )
 
 // kamailioCfg is a registrar and record-routing, transaction-stateful proxy
@@ -27,19 +29,7 @@ listen=udp:%[2]s
 listen=tcp:%[2]s
 %[5]s
 mpath="%[3]s"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "pv.so"
-loadmodule "ctl.so"
-modparam("ctl", "binrpc", "unix:%[4]s/kamailio_ctl")
-modparam("usrloc", "db_mode", 0)
-modparam("registrar", "use_path", 0)
+%[4]s
 %[6]s
 
 request_route {
@@ -136,17 +126,6 @@ certificate = %[1]s
 private_key = %[2]s
 `
 
-// kamailioModules finds Kamailio's module directory, or "".
-func kamailioModules() string {
-	for _, d := range []string{"/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules",
-		"/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules", "/usr/lib64/kamailio/modules"} {
-		if _, err := os.Stat(filepath.Join(d, "tm.so")); err == nil {
-			return d
-		}
-	}
-	return ""
-}
-
 // Kamailio is one running Kamailio of the domain.
 type Kamailio struct {
 	// Name is its host name in the domain's DNS, e.g. sip1.example.test.
@@ -187,7 +166,7 @@ func startKamailio(bin, mods, domain, name, addr, dir string, ws *wsConfig, rout
 		modules = fmt.Sprintf(wsModules, tlsPath)
 	}
 	cfgPath := filepath.Join(dir, "kamailio.cfg")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(kamailioCfg, domain, addr, mods, dir, listen, modules, routeBlock(routes))), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(kamailioCfg, domain, addr, mods, kamcfg.Modules(dir), listen, modules, routeBlock(routes))), 0o644); err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, "kamailio.log"))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/hiersip/hiersip/integration/internal/kamcfg"
 	"github.com/hiersip/hiersip/integration/testenv"
 	"github.com/hiersip/hiersip/sipdns"
 	"github.com/hiersip/hiersip/sipdns/dnstest"
@@ -65,7 +66,7 @@ func StartWith(t testing.TB, o Options) *World {
 		t.Fatalf("sipworld: %d servers", n)
 	}
 	bin := testenv.RequireBinary(t, "kamailio")
-	mods := kamailioModules()
+	mods := kamcfg.ModuleDir()
 	if mods == "" {
 		testenv.Unavailable(t, "Kamailio's module directory (tm.so) not found")
 	}
