@@ -41,6 +41,8 @@ type Status struct {
 	// connections one by one.
 	Peers       []StatusPeer `json:"peers"`
 	Connections []StatusConn `json:"connections"`
+	// Calls are the calls the node is in (sipbridge.Bridge.Calls), oldest first.
+	Calls []StatusCall `json:"calls"`
 	// Media lists the media streams the node anchors (media.go).
 	Media []StatusMedia `json:"media"`
 	Time  time.Time     `json:"time"`
@@ -52,6 +54,27 @@ type StatusPeer struct {
 	Path    string `json:"path"`
 	Direct  int    `json:"direct"`
 	Relayed int    `json:"relayed"`
+}
+
+// StatusCall is a call the node is in: an INVITE dialog it relays.
+type StatusCall struct {
+	CallID string `json:"call_id"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	// State is "early" (ringing) or "confirmed" (answered).
+	State string `json:"state"`
+	// Direction is "out" (from a phone of the node), "in" (to one), "local" (between two
+	// of its phones) or "through" (the node proxies it between two other nodes).
+	Direction string    `json:"direction"`
+	Started   time.Time `json:"started"`
+	Confirmed time.Time `json:"confirmed,omitzero"`
+	// Upstream is where the INVITE came from (a peer ID, "phone <address>", "server
+	// <address>"); Downstream where the node sent it (peer IDs, "phone <contact>", "server
+	// <URI>").
+	Upstream   string   `json:"upstream"`
+	Downstream []string `json:"downstream"`
+	// Media: the node anchors the call's media.
+	Media bool `json:"media"`
 }
 
 // StatusMember is a proxy or candidate of the domain.
@@ -104,7 +127,7 @@ func (n *Node) Status() Status {
 		Joined: n.domain.Joined(), IsProxy: n.IsProxy(),
 		Ready: isClosed(n.ready.domain), ReadyGlobal: isClosed(n.ready.global),
 		Proxies: []StatusMember{}, Candidates: []StatusMember{},
-		Registrations: []StatusRegistration{}, Peers: []StatusPeer{}, Connections: []StatusConn{},
+		Registrations: []StatusRegistration{}, Peers: []StatusPeer{}, Connections: []StatusConn{}, Calls: []StatusCall{},
 		Time: n.cfg.Clock.Now(),
 	}
 	for _, a := range n.h.Addrs() {
@@ -133,6 +156,11 @@ func (n *Node) Status() Status {
 	slices.SortFunc(s.Registrations, func(a, b StatusRegistration) int { return strings.Compare(a.AOR, b.AOR) })
 	if b := n.Bridge(); b != nil {
 		s.SIP = &StatusSIP{UDP: b.UDPAddr(), TCP: b.TCPAddr(), TLS: b.TLSAddr(), WS: b.WSAddr(), WSS: b.WSSAddr()}
+		for _, c := range b.Calls() {
+			s.Calls = append(s.Calls, StatusCall{CallID: c.CallID, From: c.From, To: c.To, State: c.State,
+				Direction: c.Direction, Started: c.Started, Confirmed: c.Confirmed, Upstream: c.Upstream,
+				Downstream: append([]string{}, c.Downstream...), Media: c.Media})
+		}
 	}
 	for _, c := range n.h.Network().Conns() {
 		s.Connections = append(s.Connections, StatusConn{
@@ -205,6 +233,17 @@ func (s Status) WriteText(w io.Writer) error {
 			kind = "relayed"
 		}
 		p("connection\t%s %s %s %s", c.PeerID, kind, c.Direction, c.Addr)
+	}
+	for _, c := range s.Calls {
+		media, down := "", strings.Join(c.Downstream, " ")
+		if c.Media {
+			media = ", media anchored"
+		}
+		if down == "" {
+			down = "-"
+		}
+		p("call\t%s %s %s -> %s, %s for %s, from %s to %s%s", c.CallID, c.Direction, c.From, c.To, c.State,
+			s.Time.Sub(c.Started).Round(time.Second), c.Upstream, down, media)
 	}
 	for _, m := range s.Media {
 		phone := m.Phone

@@ -259,6 +259,7 @@ type Bridge struct {
 	delivering deliveries     // AORs whose waiting messages are being delivered (mailbox.go)
 	pres       *presenceState // the presence agent (presence.go); nil without a DeviceLocator
 	med        mediaCalls     // calls whose media the node anchors (media.go)
+	calls      callTable      // the calls the node is in, for Calls (calls.go)
 	guard      *logGuard      // the log guard under b.log (logguard.go)
 	streams    *counter       // inbound streams per peer (conncap.go)
 	unwatch    func()         // stops watching the host's connections (orphans.go)

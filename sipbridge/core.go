@@ -77,6 +77,7 @@ func (b *Bridge) proxy(req *sip.Request, st sip.ServerTransaction, from peer.ID)
 		reply(482, "Loop Detected")
 		return
 	}
+	b.callRequest(req) // calls.go: a BYE ends its call
 	r := &relayCall{req: req, st: st, from: from, canc: make(chan struct{})}
 	d := b.route(req, from, b.now())
 	if req.IsInvite() {
@@ -278,6 +279,7 @@ func (b *Bridge) relayResponse(r *relayCall, res *sip.Response) bool {
 	}
 	b.nodeHeaders(out, r.rr, toPeer)
 	b.mediaResponse(r.req, res, out, fromUA, toPeer) // media.go
+	b.callResponse(r.req, res)                       // calls.go
 	if err := r.st.Respond(out); err != nil {
 		b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err)
 		if r.req.IsInvite() && res.IsSuccess() {

@@ -236,6 +236,21 @@
 // sessions end with its BYE, a final non-2xx answer to its INVITE, or the phone's
 // registration ending; an INVITE the relay has no room for gets 503.
 //
+// # Calls
+//
+// [Bridge.Calls] lists the calls the node is in (the node's /status and status page): each
+// INVITE dialog it relays, with its Call-ID, From and To AORs, state (early, confirmed),
+// direction (out, in, local, through), start, the peer or phone it came from and the peers
+// or phones it went to, and whether the node anchors its media (calls.go). A call is added
+// when the node forwards its initial INVITE, confirmed by the 2xx, and removed by a final
+// failure (rejection, CANCEL, timeout, unreachable hop) or by a BYE carrying the dialog's
+// Call-ID and both tags — so a stranger's forged BYE cannot hide a call. A proxy between two
+// nodes does not record-route and sees no BYE: it lists a call only until its final answer.
+// The table is bounded (16,384 calls): a flood of INVITEs adds at most one entry per
+// proxied transaction (themselves bounded by the limits); when full, the confirmed call
+// idle longest goes, and new calls are not listed while all are early. A confirmed call
+// with no in-dialog request through the node for 24 h is dropped (a phone gone without BYE).
+//
 // # User agent
 //
 // hiersip's own user agent (Register, Call, Hangup, Message, SDP and RTP), for scripts,

@@ -654,6 +654,7 @@ func (b *Bridge) forkUp(fc *forkCall, i int, res *sip.Response) {
 	}
 	b.nodeHeaders(out, br != nil && br.rr, toPeer)
 	b.mediaResponse(r.req, res, out, fromUA, toPeer) // media.go
+	b.callResponse(r.req, res)                       // calls.go
 	if err := r.st.Respond(out); err != nil {
 		b.log.Debug("relaying response failed", "status", res.StatusCode, "err", err)
 		if r.req.IsInvite() && res.IsSuccess() && br != nil {

@@ -56,6 +56,7 @@ func (b *Bridge) forward(req *sip.Request, d decision, from peer.ID) *forwarding
 	if f.hop.ext != nil {
 		f.fwd = hideOverlayVias(f.fwd) // outbound.go
 	}
+	b.callForwarded(f) // calls.go
 	return f
 }
 

@@ -29,6 +29,7 @@ func (b *Bridge) InFlight() int { return int(b.inflight.Load()) }
 // observeCall reports req's final answer code to the call observer.
 func (b *Bridge) observeCall(req *sip.Request, code int) {
 	b.mediaFinal(req, code)
+	b.callFinal(req, code) // calls.go
 	f := b.cfg.callObserver
 	if f == nil || code < 200 || !req.IsInvite() || hasTag(req.To()) {
 		return

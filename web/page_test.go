@@ -16,9 +16,8 @@ import (
 	"github.com/hiersip/hiersip/web"
 )
 
-// fakeStatus has the shape of node.Status (node/admin.go), with a contact
-// that tries to inject HTML, and the calls and media sessions a later node
-// will report.
+// fakeStatus has the shape of node.Status (node/status.go), with a contact
+// that tries to inject HTML, a call (node.StatusCall) and a media session.
 const fakeStatus = `{
   "peer_id": "12D3KooWPeerOfTheNodeItself",
   "domain": "pastry",
@@ -34,7 +33,9 @@ const fakeStatus = `{
   "peers": [{"peer_id": "12D3KooWDirectPeer", "path": "direct", "direct": 1, "relayed": 0},
             {"peer_id": "12D3KooWRelayedPeer", "path": "relayed", "direct": 0, "relayed": 1}],
   "connections": [],
-  "calls": [{"call_id": "a84b4c76e66710", "from": "sip:carol@bupt.pastry", "to": "sip:alice@pku.can", "state": "established"}],
+  "calls": [{"call_id": "a84b4c76e66710", "from": "sip:carol@bupt.pastry", "to": "sip:alice@pku.can", "state": "confirmed",
+     "direction": "out", "started": "2026-11-30T11:59:00Z", "confirmed": "2026-11-30T11:59:05Z",
+     "upstream": "phone 127.0.0.1:5070", "downstream": ["12D3KooWDirectPeer"], "media": true}],
   "media_sessions": [{"call_id": "a84b4c76e66710", "path": "relayed", "packets": 1500}],
   "time": "2026-11-30T12:00:00Z"
 }`
@@ -69,7 +70,7 @@ func TestStatusPage(t *testing.T) {
 		"proxy (serving as proxy)", "pastry", "yes, for all domains", "12D3KooWPeerOfTheNodeItself",
 		"12D3KooWDirectPeer", "direct", "12D3KooWRelayedPeer", "relayed",
 		"sip:carol@bupt.pastry", "<img src=x onerror=alert(1)>",
-		"a84b4c76e66710", "established", "sip:alice@pku.can", "1500",
+		"a84b4c76e66710", "confirmed", "sip:alice@pku.can", "phone 127.0.0.1:5070", "anchored here", "1500",
 		"domain: 2 peers, global: 1 peers", "udp 127.0.0.1:5060",
 	} {
 		if !strings.Contains(text, want) {

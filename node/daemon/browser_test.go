@@ -24,7 +24,8 @@ import (
 // on their admin handlers (admin.web) and SIP over WSS. Two headless Chromium tabs load
 // the page from their node, register alice@pastry and bob@can, and bob calls alice: the
 // call crosses the domains, the browsers' WebRTC statistics count audio both ways, and
-// alice's status page lists her registration with its .invalid contact (screenshot).
+// alice's status page lists her registration with its .invalid contact and the call,
+// confirmed (screenshot).
 func TestBrowserPhonesAtNodes(t *testing.T) {
 	dir := t.TempDir()
 	cert, err := siptls.Certificate(siptls.WithSelfSigned(dir, "127.0.0.1"))
@@ -133,6 +134,10 @@ func TestBrowserPhonesAtNodes(t *testing.T) {
 	if err := alice.WaitFor(10*time.Second, `document.getElementById("registrations").textContent.includes("sip:alice@pastry") && document.getElementById("registrations").textContent.includes(".invalid")`); err != nil {
 		text, _ := browser.Eval[string](alice, 5*time.Second, `document.getElementById("registrations").textContent`)
 		t.Fatalf("status page: %v (registrations: %q)", err, text)
+	}
+	if err := alice.WaitFor(10*time.Second, `(t => t.includes("sip:bob@can") && t.includes("sip:alice@pastry") && t.includes("confirmed"))(document.getElementById("calls").textContent)`); err != nil {
+		text, _ := browser.Eval[string](alice, 5*time.Second, `document.getElementById("calls").textContent`)
+		t.Fatalf("status page: %v (calls: %q)", err, text)
 	}
 	shot, err := alice.Screenshot(filepath.Join(t.TempDir(), "status.png"))
 	if err != nil || len(shot) == 0 {

@@ -85,7 +85,18 @@ export function render(doc, s) {
     { key: 'contacts', title: 'Contacts', fmt: (v) => (v || []).map((c) => c.uri).join(' ') },
     { key: 'expires', title: 'Expires', fmt: when },
   ], 'no phone registered');
-  table($('calls'), s.calls, null, 'no calls');
+  // node.StatusCall: the calls the node is in.
+  table($('calls'), s.calls, [
+    { key: 'from', title: 'From' },
+    { key: 'to', title: 'To' },
+    { key: 'state', title: 'State' },
+    { key: 'direction', title: 'Direction' },
+    { key: 'started', title: 'Since', fmt: when },
+    { key: 'upstream', title: 'From peer or phone' },
+    { key: 'downstream', title: 'To peers or phones', fmt: (v) => (Array.isArray(v) ? v.join(' ') : v) },
+    { key: 'media', title: 'Media', fmt: (v) => (v ? 'anchored here' : '') },
+    { key: 'call_id', title: 'Call-ID' },
+  ], 'no calls');
   table($('media'), s.media_sessions || s.media, null, 'no media sessions');
 }
 
