@@ -81,7 +81,7 @@ func Start(t testing.TB, acct Account, o Options) *Baresip {
 	if o.Dial == nil {
 		o.Dial = net.Dial
 	}
-	consPort := freeUDPPort(t)
+	consPort := freePort(t, 1)
 	dir := t.TempDir()
 	config := fmt.Sprintf(`poll_method epoll
 sip_listen %s
@@ -175,10 +175,18 @@ func modulesDir() string {
 // does not keep baresip from starting its transports (and registering).
 func freeSIPPort(t testing.TB) int {
 	t.Helper()
+	return freePort(t, 2)
+}
+
+// freePort is a loopback port free for UDP, and for TCP on it and the tcpSpan-1 ports
+// after it (baresip's console listens on UDP and TCP: a console port taken over TCP left
+// a test unable to send its commands, "bind: Address already in use").
+func freePort(t testing.TB, tcpSpan int) int {
+	t.Helper()
 	for range 50 {
 		p := freeUDPPort(t)
 		free := true
-		for _, q := range []int{p, p + 1} {
+		for q := p; q < p+tcpSpan; q++ {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
 			if err != nil {
 				free = false
@@ -190,7 +198,7 @@ func freeSIPPort(t testing.TB) int {
 			return p
 		}
 	}
-	t.Fatal("softphone: no free port for baresip's UDP, TCP and TLS transports")
+	t.Fatal("softphone: no loopback port free for both UDP and TCP")
 	return 0
 }
 
