@@ -375,6 +375,7 @@ func (b *Bridge) sendBranch(r *relayCall, bd decision) (*forwarding, *clientTx, 
 		ct, err = b.txl.request(p, f.fwd)
 	}
 	if err != nil {
+		b.mediaBranchEnd(f.fwd) // media.go
 		if f.hop.peer != "" {
 			b.log.Debug("node unreachable", "peer", f.hop.peer, "err", err)
 			return nil, nil, 480, "Temporarily Unavailable: serving node unreachable"
@@ -571,10 +572,16 @@ func (b *Bridge) forkRelay(fc *forkCall, first fork.Actions, failed []int) {
 					continue
 				}
 				br.last = ev.res
+				if ev.res.StatusCode >= 300 && br.f != nil {
+					b.mediaBranchEnd(br.f.fwd) // media.go: a losing or failed device's session
+				}
 				apply(fc.sel.Response(ev.b, ev.res), ev.b)
 				continue
 			}
 			err := ev.err
+			if err != nil && br.f != nil {
+				b.mediaBranchEnd(br.f.fwd) // media.go
+			}
 			if br.f != nil && br.f.hop.peer != "" && errors.Is(err, ErrLinkDown) {
 				b.devs.forget(fc.aor)
 			}

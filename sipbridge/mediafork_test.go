@@ -1,0 +1,134 @@
+package sipbridge
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+
+	"github.com/hiersip/hiersip/domains"
+	"github.com/hiersip/hiersip/media"
+	"github.com/hiersip/hiersip/sipua"
+)
+
+// devLocator is a memLocator that forks: it knows no device set in the domain, so the
+// node forks to the AOR's devices registered at itself.
+type devLocator struct{ *memLocator }
+
+func (devLocator) LookupDevices(context.Context, domains.AOR) (*domains.DeviceSet, error) {
+	return nil, fmt.Errorf("test: %w", domains.ErrNotFound)
+}
+
+// newForkingMediaNode is newMediaNode whose bridge forks to the devices of its users.
+func newForkingMediaNode(t testing.TB, dir *memDir, domain string) *mediaNode {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := media.New(h, media.WithAddress(netip.MustParseAddr("127.0.0.1")), media.WithPorts(20000, 29999), media.WithLogger(testLogger(t)))
+	if err != nil {
+		_ = h.Close()
+		t.Fatal(err)
+	}
+	loc := &memLocator{dir: dir, domain: domain, h: h}
+	b, err := New(h, devLocator{loc}, WithListen("127.0.0.1:0"), WithLogger(testLogger(t)), WithMedia(r))
+	if err != nil {
+		_ = r.Close()
+		_ = h.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = b.Close()
+		_ = r.Close()
+		_ = h.Close()
+	})
+	return &mediaNode{testNode: &testNode{h: h, loc: loc, b: b}, r: r}
+}
+
+// TestMediaForkedEarlyMedia: bob's desk phone and laptop, both at n2, answer alice's call
+// (from n1) with early media (183 with SDP) at once. Each device gets its own session at
+// both nodes (two sessions at each, each with its own ports at the caller's node and its
+// own device at the callee's), and each carries its device's RTP to alice. When the desk
+// phone answers, the laptop is cancelled and its sessions close (one session left at each
+// node); the desk phone's audio flows both ways; BYE closes everything.
+func TestMediaForkedEarlyMedia(t *testing.T) {
+	dir := newMemDir()
+	n1, n2 := newMediaNode(t, dir, "pastry"), newForkingMediaNode(t, dir, "pastry")
+	connect(t, n1.testNode, n2.testNode)
+	alice := newTestUA(t, "sip:alice@pastry", n1.testNode)
+	desk := newTestUA(t, "sip:bob@pastry", n2.testNode, sipua.WithUAInstance("<urn:uuid:00000000-0000-0000-0000-00000000d35c>"),
+		sipua.WithUAEarlyMedia(), sipua.WithUAAnswer(sipua.AnswerAuto, 6*time.Second))
+	laptop := newTestUA(t, "sip:bob@pastry", n2.testNode, sipua.WithUAInstance("<urn:uuid:00000000-0000-0000-0000-0000001a7709>"),
+		sipua.WithUAEarlyMedia(), sipua.WithUAAnswer(sipua.AnswerRingOnly, 0))
+	ctx := ctxT(t, 30*time.Second)
+	for _, ua := range []*sipua.UA{desk, laptop} {
+		if _, err := ua.Register(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type result struct {
+		c   *sipua.Call
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := alice.Call(ctx, "sip:bob@pastry")
+		done <- result{c, err}
+	}()
+
+	// Early media from both devices: two sessions at each node, each with traffic.
+	eventually(t, 5*time.Second, "both devices' early media relayed to alice in sessions of their own", func() bool {
+		s1, s2 := n1.r.Sessions(), n2.r.Sessions()
+		if len(s1) != 2 || len(s2) != 2 {
+			return false
+		}
+		for _, s := range append(s1, s2...) {
+			if s.Remote == "" {
+				return false
+			}
+		}
+		return s1[0].ToPhone >= 10 && s1[1].ToPhone >= 10 && s2[0].ToPeer >= 10 && s2[1].ToPeer >= 10
+	})
+	s1, s2 := n1.r.Sessions(), n2.r.Sessions()
+	if s1[0].RTPPort == s1[1].RTPPort || s1[0].ID == s1[1].ID {
+		t.Fatalf("the caller's node shares a session between the devices: %+v", s1)
+	}
+	if s2[0].Phone == "" || s2[0].Phone == s2[1].Phone {
+		t.Fatalf("the callee's node sends both sessions to one device: %q, %q", s2[0].Phone, s2[1].Phone)
+	}
+	ids := map[string]bool{s1[0].ID: true, s1[1].ID: true}
+	if !ids[s2[0].ID] || !ids[s2[1].ID] {
+		t.Fatalf("the nodes name the sessions differently: %v / %s %s", ids, s2[0].ID, s2[1].ID)
+	}
+
+	// The desk phone answers: the laptop's sessions close at both nodes.
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("the desk phone did not answer")
+	}
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	out := res.c
+	var in *sipua.Call
+	select {
+	case in = <-desk.Incoming():
+	case <-ctx.Done():
+		t.Fatal("no call at the desk phone")
+	}
+	eventually(t, 10*time.Second, "the laptop's sessions closed, the desk phone's left", func() bool {
+		return n1.r.Stats().Sessions == 1 && n2.r.Stats().Sessions == 1
+	})
+	received(t, out, 25, "alice hears the desk phone")
+	received(t, in, 25, "the desk phone hears alice")
+	if err := out.Hangup(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	sessionsGone(t, n1, n2)
+}
