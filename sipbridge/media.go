@@ -191,6 +191,28 @@ func (t *mediaCalls) endLeg(callID, token string) {
 	c.mu.Unlock()
 }
 
+// won closes the legs of a call other than that of the dialog with callee tag, whose 2xx
+// came without SDP.
+func (t *mediaCalls) won(callID, tag string) {
+	t.mu.Lock()
+	c := t.calls[callID]
+	t.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	token := c.tokenOfLocked(tag)
+	if token == "" {
+		return
+	}
+	for tok := range c.legs {
+		if tok != token {
+			c.closeLegLocked(tok)
+		}
+	}
+}
+
 // end closes the call's sessions and forgets it.
 func (t *mediaCalls) end(callID string) {
 	t.mu.Lock()
@@ -524,7 +546,13 @@ func (b *Bridge) mediaRequest(req, fwd *sip.Request, h hop, from peer.ID) (int, 
 // fromUA: the response comes from a local UA (else a peer); toPeer: it goes to a peer
 // (else to the local UA req came from).
 func (b *Bridge) mediaResponse(req *sip.Request, res, out *sip.Response, fromUA, toPeer bool) {
-	if b.cfg.media == nil || req.CallID() == nil || res.StatusCode <= 100 || res.StatusCode >= 300 || !hasSDP(out) {
+	if b.cfg.media == nil || req.CallID() == nil || res.StatusCode <= 100 || res.StatusCode >= 300 {
+		return
+	}
+	if !hasSDP(out) {
+		if !fromUA && !toPeer && res.IsSuccess() && req.IsInvite() {
+			b.med.won(req.CallID().Value(), toTag(res.To())) // an answer given in a 183
+		}
 		return
 	}
 	switch {
