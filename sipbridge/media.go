@@ -583,17 +583,22 @@ func (b *Bridge) mediaAnswer(res, out *sip.Response, toOverlay bool, ip netip.Ad
 	tag := toTag(res.To())
 	won := res.IsSuccess() && res.CSeq() != nil && res.CSeq().MethodName == sip.INVITE
 	var err error
+	c.mu.Lock()
+	// The leg: the branch the response came on (a device's answer to the first INVITE),
+	// else that of its dialog, whose callee tag is the To tag (a request of the caller)
+	// or the From tag (one of the callee).
+	token := branchToken(res)
+	if !toOverlay || c.legs[token] == nil {
+		token = c.tokenOfLocked(tag, fromTag(res.From()))
+	}
 	if toOverlay {
-		c.mu.Lock()
-		token := branchToken(res)
-		if c.legs[token] == nil {
-			token = c.tokenOfLocked(tag)
-		}
 		c.noteTagLocked(tag, token)
-		c.mu.Unlock()
+	}
+	c.mu.Unlock()
+	if toOverlay {
 		err = b.fromPhone(c, token, out, ip)
 	} else {
-		err = b.toPhone(c, "", out, ip, tag, won)
+		err = b.toPhone(c, token, out, ip, tag, won)
 	}
 	if err != nil {
 		// A response cannot be refused: the call goes on unanchored.

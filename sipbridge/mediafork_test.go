@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/libp2p/go-libp2p"
 
 	"github.com/hiersip/hiersip/domains"
@@ -127,8 +128,72 @@ func TestMediaForkedEarlyMedia(t *testing.T) {
 	})
 	received(t, out, 25, "alice hears the desk phone")
 	received(t, in, 25, "the desk phone hears alice")
+	// Alice holds, resumes and re-offers from a new port (re-INVITE, UPDATE): the desk
+	// phone's leg's sessions follow, no other opens.
+	if res, err := out.Hold(ctx); err != nil || res.StatusCode != 200 {
+		t.Fatalf("hold: %v %v", res, err)
+	}
+	if res, err := out.Resume(ctx); err != nil || res.StatusCode != 200 {
+		t.Fatalf("resume: %v %v", res, err)
+	}
+	for _, m := range []sip.RequestMethod{sip.INVITE, sip.UPDATE} {
+		if res, err := out.Reoffer(ctx, m, "sendrecv", true); err != nil || res.StatusCode != 200 {
+			t.Fatalf("%s with a new port: %v %v", m, res, err)
+		}
+		received(t, out, 25, "alice hears the desk phone on her new port")
+		received(t, in, 25, "the desk phone hears alice from her new port")
+	}
+	if n1.r.Stats().Sessions != 1 || n2.r.Stats().Sessions != 1 {
+		t.Fatalf("sessions after the re-INVITE: %d, %d", n1.r.Stats().Sessions, n2.r.Stats().Sessions)
+	}
 	if err := out.Hangup(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	sessionsGone(t, n1, n2)
+}
+
+// TestMediaLegOfCalleeRequest: the local phone's answer to a request of the callee (a
+// re-INVITE whose From tag is the callee's) anchors on the callee device's leg: the SDP
+// names that leg's token, and no other leg opens.
+func TestMediaLegOfCalleeRequest(t *testing.T) {
+	n1, _ := twoMediaNodes(t)
+	const tok, calleeTag = "z9hG4bK-leg1", "callee-tag"
+	c, err := n1.b.med.get("callee-reinvite", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n1.b.med.end("callee-reinvite")
+	c.mu.Lock()
+	if _, err := c.legLocked(tok, true); err != nil {
+		t.Fatal(err)
+	}
+	c.noteTagLocked(calleeTag, tok)
+	c.mu.Unlock()
+
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "alice", Host: "127.0.0.1", Port: 5070})
+	req.AppendHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: "127.0.0.1", Port: 5060,
+		Params: oneParam("branch", "z9hG4bK-other")})
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "pastry"}, Params: oneParam("tag", calleeTag)})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: "pastry"}, Params: oneParam("tag", "caller-tag")})
+	req.AppendHeader(sip.NewHeader("Call-ID", "callee-reinvite"))
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 2, MethodName: sip.INVITE})
+	res := sip.NewResponseFromRequest(req, 200, "OK", []byte("v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"))
+	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	n1.b.mediaAnswer(res, res, true, netip.MustParseAddr("127.0.0.1"))
+	sd, err := parseSDP(res.Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	legs := len(c.legs)
+	c.mu.Unlock()
+	if p, got, ok := anchorOf(sd); !ok || p != n1.h.ID() || got != tok || legs != 1 {
+		t.Fatalf("anchor %s %q, %d legs:\n%s", p, got, legs, res.Body())
+	}
+}
+
+func oneParam(k, v string) sip.HeaderParams {
+	p := sip.NewParams()
+	p.Add(k, v)
+	return p
 }
