@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,16 +16,25 @@ import (
 	"github.com/hiersip/hiersip/sipua"
 )
 
-// devLocator is a memLocator that forks: it knows no device set in the domain, so the
-// node forks to the AOR's devices registered at itself.
-type devLocator struct{ *memLocator }
+// devLocator is a memLocator that forks: to the device set set returns (nil: none, so
+// the node forks to the AOR's devices registered at itself).
+type devLocator struct {
+	*memLocator
+	set func() *domains.DeviceSet
+}
 
-func (devLocator) LookupDevices(context.Context, domains.AOR) (*domains.DeviceSet, error) {
+func (l devLocator) LookupDevices(context.Context, domains.AOR) (*domains.DeviceSet, error) {
+	if l.set != nil {
+		if s := l.set(); s != nil {
+			return s, nil
+		}
+	}
 	return nil, fmt.Errorf("test: %w", domains.ErrNotFound)
 }
 
-// newForkingMediaNode is newMediaNode whose bridge forks to the devices of its users.
-func newForkingMediaNode(t testing.TB, dir *memDir, domain string) *mediaNode {
+// newForkingMediaNode is newMediaNode whose bridge forks to the devices of its users
+// (set: as devLocator).
+func newForkingMediaNode(t testing.TB, dir *memDir, domain string, set ...func() *domains.DeviceSet) *mediaNode {
 	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
@@ -36,7 +46,11 @@ func newForkingMediaNode(t testing.TB, dir *memDir, domain string) *mediaNode {
 		t.Fatal(err)
 	}
 	loc := &memLocator{dir: dir, domain: domain, h: h}
-	b, err := New(h, devLocator{loc}, WithListen("127.0.0.1:0"), WithLogger(testLogger(t)), WithMedia(r))
+	dl := devLocator{memLocator: loc}
+	if len(set) > 0 {
+		dl.set = set[0]
+	}
+	b, err := New(h, dl, WithListen("127.0.0.1:0"), WithLogger(testLogger(t)), WithMedia(r))
 	if err != nil {
 		_ = r.Close()
 		_ = h.Close()
@@ -196,4 +210,86 @@ func oneParam(k, v string) sip.HeaderParams {
 	p := sip.NewParams()
 	p.Add(k, v)
 	return p
+}
+
+// TestMediaForkedEarlyMediaAcrossNodes: bob's desk phone at n2 and laptop at n3 (nodes of
+// his domain) both send early media to alice at n1: alice's node anchors a session per
+// device, each towards that device's node; the desk phone answers, the laptop's sessions
+// close at n1 and n3, and the desk phone's audio flows both ways.
+func TestMediaForkedEarlyMediaAcrossNodes(t *testing.T) {
+	dir := newMemDir()
+	var set atomic.Pointer[domains.DeviceSet]
+	get := func() *domains.DeviceSet { return set.Load() }
+	n1 := newMediaNode(t, dir, "pastry")
+	n2, n3 := newForkingMediaNode(t, dir, "pastry", get), newForkingMediaNode(t, dir, "pastry", get)
+	connect(t, n1.testNode, n2.testNode)
+	connect(t, n1.testNode, n3.testNode)
+	connect(t, n2.testNode, n3.testNode)
+	const deskID, laptopID = "<urn:uuid:00000000-0000-0000-0000-00000000d35c>", "<urn:uuid:00000000-0000-0000-0000-0000001a7709>"
+	alice := newTestUA(t, "sip:alice@pastry", n1.testNode)
+	desk := newTestUA(t, "sip:bob@pastry", n2.testNode, sipua.WithUAInstance(deskID),
+		sipua.WithUAEarlyMedia(), sipua.WithUAAnswer(sipua.AnswerAuto, 6*time.Second))
+	laptop := newTestUA(t, "sip:bob@pastry", n3.testNode, sipua.WithUAInstance(laptopID),
+		sipua.WithUAEarlyMedia(), sipua.WithUAAnswer(sipua.AnswerRingOnly, 0))
+	ctx := ctxT(t, 30*time.Second)
+	for _, ua := range []*sipua.UA{desk, laptop} {
+		if _, err := ua.Register(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aor, err := domains.ParseAOR("sip:bob@pastry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	entry := func(n *mediaNode, instance string) domains.DeviceEntry {
+		return domains.DeviceEntry{Peer: n.h.ID(), Addrs: n.h.Addrs(), Expires: exp,
+			Devices: []domains.DeviceRef{{Tag: domains.InstanceTag(aor, instance), Expires: exp}}}
+	}
+	set.Store(&domains.DeviceSet{AOR: aor.String(), Expires: exp, Entries: []domains.DeviceEntry{entry(n2, deskID), entry(n3, laptopID)}})
+
+	type result struct {
+		c   *sipua.Call
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := alice.Call(ctx, "sip:bob@pastry")
+		done <- result{c, err}
+	}()
+	eventually(t, 5*time.Second, "both devices' early media relayed to alice in sessions of their own", func() bool {
+		s1, s2, s3 := n1.r.Sessions(), n2.r.Sessions(), n3.r.Sessions()
+		if len(s1) != 2 || len(s2) != 1 || len(s3) != 1 {
+			return false
+		}
+		remotes := map[string]bool{s1[0].Remote: true, s1[1].Remote: true}
+		return remotes[n2.h.ID().String()] && remotes[n3.h.ID().String()] &&
+			s1[0].ToPhone >= 10 && s1[1].ToPhone >= 10 && s2[0].ToPeer >= 10 && s3[0].ToPeer >= 10
+	})
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("the desk phone did not answer")
+	}
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	out := res.c
+	var in *sipua.Call
+	select {
+	case in = <-desk.Incoming():
+	case <-ctx.Done():
+		t.Fatal("no call at the desk phone")
+	}
+	eventually(t, 10*time.Second, "the laptop's sessions closed at alice's node and at its own", func() bool {
+		s1 := n1.r.Sessions()
+		return len(s1) == 1 && s1[0].Remote == n2.h.ID().String() && n3.r.Stats().Sessions == 0 && n2.r.Stats().Sessions == 1
+	})
+	received(t, out, 25, "alice hears the desk phone")
+	received(t, in, 25, "the desk phone hears alice")
+	if err := out.Hangup(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	sessionsGone(t, n1, n2, n3)
 }
