@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,15 +42,17 @@ func (b *Bridge) Media() *media.Relay { return b.cfg.media }
 //   - The sessions of a call end with its BYE, a final non-2xx answer to its INVITE
 //     (CANCEL, failure), the local phone's registration gone, or the relay's idle timeout.
 //   - Each device keeps its own media (issue 19): a call's sessions are kept per leg, one
-//     leg per branch the callee's node sends the INVITE on (its token is that branch's Via
-//     branch). The callee's node names the leg in the anchor attribute of the SDPs its
-//     device sends ("a=x-hiersip-anchor:<peer-id> <token>"); the caller's node opens a leg
-//     of its own per token, so two devices sending early media at once get two sessions
-//     at both nodes, each with its own ports (and wire session ID: the Call-ID and the
-//     token). The leg of a branch closes with that branch's final non-2xx answer (the
-//     CANCEL of a losing branch); at the caller's node a 2xx closes the other legs. The
-//     legless sessions the caller's offer opens are closed once a leg answers. In-dialog
-//     requests find their leg by the dialog's callee tag.
+//     leg per branch the callee's node sends the INVITE on. The first branch of a fork
+//     (and a call to one device) uses the call's own leg (token "", wire session ID from
+//     the Call-ID, as before); every other branch's leg is named by its Via branch, which
+//     the callee's node puts in the anchor attribute of the SDPs its device sends
+//     ("a=x-hiersip-anchor:<peer-id> <token>"). A node forking to another node tells it
+//     whether its branch is the first (Hiersip-Fork: 1, else 2). The caller's node opens a
+//     leg per token, so two devices sending early media at once get two sessions at both
+//     nodes, each with its own ports (and wire session ID: the Call-ID and the token). The
+//     leg of a branch closes with that branch's final non-2xx answer (the CANCEL of a
+//     losing branch); at the caller's node a 2xx closes the other legs. In-dialog requests
+//     find their leg by the dialog's callee tag.
 
 // mediaCall is what an end node keeps of one call's media.
 type mediaCall struct {
@@ -67,6 +70,7 @@ type mediaCall struct {
 // mediaLeg is the media of one branch (one device) of a call.
 type mediaLeg struct {
 	token    string
+	branch   string  // the Via branch of the INVITE to the local device, at the callee's node
 	contact  string  // the local device's contact (uriAddrKey), at the callee's node
 	remote   peer.ID // the other end node
 	sessions []*media.Session
@@ -119,6 +123,20 @@ func (c *mediaCall) noteTagLocked(tag, token string) {
 	if _, ok := c.tags[tag]; ok || len(c.tags) < mediaLegsMax {
 		c.tags[tag] = token
 	}
+}
+
+// legOfBranchLocked returns the token of the leg of the branch with Via branch br (under
+// c.mu).
+func (c *mediaCall) legOfBranchLocked(br string) (string, bool) {
+	if br == "" {
+		return "", false
+	}
+	for tok, l := range c.legs {
+		if l.branch == br {
+			return tok, true
+		}
+	}
+	return "", false
 }
 
 // closeLegLocked closes the sessions of the leg token and forgets it (under c.mu).
@@ -178,16 +196,18 @@ func (t *mediaCalls) get(callID string, create bool) (*mediaCall, error) {
 	return c, nil
 }
 
-// endLeg closes the sessions of one leg of a call.
-func (t *mediaCalls) endLeg(callID, token string) {
+// endBranch closes the sessions of the leg of a call's branch with Via branch br.
+func (t *mediaCalls) endBranch(callID, br string) {
 	t.mu.Lock()
 	c := t.calls[callID]
 	t.mu.Unlock()
-	if c == nil || token == "" {
+	if c == nil {
 		return
 	}
 	c.mu.Lock()
-	c.closeLegLocked(token)
+	if tok, ok := c.legOfBranchLocked(br); ok {
+		c.closeLegLocked(tok)
+	}
 	c.mu.Unlock()
 }
 
@@ -417,11 +437,10 @@ func (b *Bridge) toPhone(c *mediaCall, token string, m sip.Message, dst netip.Ad
 		b.log.Debug("media: anchor of another node ignored", "call", c.id, "anchor", anchor, "remote", l.remote)
 	}
 	c.noteTagLocked(tag, token)
-	if token != "" {
-		// A device answered: the legless sessions of the local offer are not used, and
-		// a 2xx ends the other devices' legs.
-		for t, o := range c.legs {
-			if t != token && (won || (t == "" && o.remote == "")) {
+	if won {
+		// A device answered: the other devices' legs end.
+		for t := range c.legs {
+			if t != token {
 				c.closeLegLocked(t)
 			}
 		}
@@ -467,6 +486,22 @@ func setSDP(m sip.Message, sd *sdp.SessionDescription, id string) {
 // mediaRequest anchors the SDP of fwd, a request this node forwards, when the node is an
 // end node of its call. A code other than 0 refuses the request (503: no media resources).
 func (b *Bridge) mediaRequest(req, fwd *sip.Request, h hop, from peer.ID) (int, string) {
+	return b.mediaBranch(req, fwd, h, from, mediaBaseAllowed(req, from))
+}
+
+// mediaBaseAllowed reports whether a branch of req to a local device may anchor in the
+// call's own leg: unless another node forked req here as one of its other branches
+// (Hiersip-Fork: 2; its first branch carries 1).
+func mediaBaseAllowed(req *sip.Request, from peer.ID) bool {
+	if forkedBy(req, from) == "" {
+		return true
+	}
+	h := req.GetHeader(headerFork)
+	return h != nil && strings.TrimSpace(h.Value()) == "1"
+}
+
+// mediaBranch is mediaRequest for one branch of a request; base: as sendBranch's.
+func (b *Bridge) mediaBranch(req, fwd *sip.Request, h hop, from peer.ID, base bool) (int, string) {
 	if b.cfg.media == nil || req.CallID() == nil {
 		return 0, ""
 	}
@@ -502,14 +537,21 @@ func (b *Bridge) mediaRequest(req, fwd *sip.Request, h hop, from peer.ID) (int, 
 				c.contact = uriAddrKey(&ct.Address)
 			}
 		} else {
-			// A leg per branch: each device gets sessions of its own.
-			token = branchToken(fwd)
+			// A leg per branch: each device gets sessions of its own. The first branch
+			// of the node that resolved the AOR keeps the call's own leg (as a call to
+			// one device does); the others, and every branch of a fork another node
+			// sent here, are named by their Via branch.
+			br := branchToken(fwd)
+			token = br
+			if base && c.legs[""] == nil {
+				token = ""
+			}
 			l, lerr := c.legLocked(token, true)
 			if lerr != nil {
 				c.mu.Unlock()
 				return 503, "Service Unavailable: no media resources (" + lerr.Error() + ")"
 			}
-			l.contact = uriAddrKey(h.uri)
+			l.contact, l.branch = uriAddrKey(h.uri), br
 			c.addIPLocked(hostIP(fwd.Destination()))
 		}
 	} else {
@@ -535,7 +577,9 @@ func (b *Bridge) mediaRequest(req, fwd *sip.Request, h hop, from peer.ID) (int, 
 		return 0, ""
 	}
 	if initial && token != "" {
-		b.med.endLeg(callID, token)
+		c.mu.Lock()
+		c.closeLegLocked(token)
+		c.mu.Unlock()
 	} else if initial {
 		b.med.end(callID)
 	}
@@ -587,8 +631,8 @@ func (b *Bridge) mediaAnswer(res, out *sip.Response, toOverlay bool, ip netip.Ad
 	// The leg: the branch the response came on (a device's answer to the first INVITE),
 	// else that of its dialog, whose callee tag is the To tag (a request of the caller)
 	// or the From tag (one of the callee).
-	token := branchToken(res)
-	if !toOverlay || c.legs[token] == nil {
+	token, ok := c.legOfBranchLocked(branchToken(res))
+	if !toOverlay || !ok {
 		token = c.tokenOfLocked(tag, fromTag(res.From()))
 	}
 	if toOverlay {
@@ -627,7 +671,7 @@ func (b *Bridge) mediaBranchEnd(fwd *sip.Request) {
 	if b.cfg.media == nil || !fwd.IsInvite() || fwd.CallID() == nil {
 		return
 	}
-	b.med.endLeg(fwd.CallID().Value(), branchToken(fwd))
+	b.med.endBranch(fwd.CallID().Value(), branchToken(fwd))
 }
 
 // branchToken is the leg token of a branch: the Via branch of m's top Via (that of the
