@@ -236,6 +236,14 @@
 // sessions end with its BYE, a final non-2xx answer to its INVITE, or the phone's
 // registration ending; an INVITE the relay has no room for gets 503.
 //
+// Each device of a forked call keeps its own sessions (a leg per branch to a local
+// device): the first branch uses the call's own sessions, every other one's node adds the
+// branch's token to the attribute ("a=x-hiersip-anchor:<peer-id> <token>"); the caller's
+// node opens a leg per token, and both derive the wire session ID from the Call-ID and
+// the token. A branch's CANCEL or
+// failure closes its leg; at the caller's node a 2xx closes the other legs. A peer can
+// open at most 32 legs in a call, each counted against its share of the relay.
+//
 // # Calls
 //
 // [Bridge.Calls] lists the calls the node is in (the node's /status and status page): each

@@ -288,7 +288,7 @@ func (b *Bridge) forkRequest(r *relayCall, d decision, reply func(int, string, .
 		if !p.Targets[0].Local() && forkedBy(r.req, r.from) == "" {
 			bd.hop.aor = d.fork.String() // from a lookup: core.go's relay looks again if the node is gone
 		}
-		f, ct, code, reason := b.sendBranch(r, bd)
+		f, ct, code, reason := b.sendBranch(r, bd, mediaBaseAllowed(r.req, r.from))
 		if code != 0 {
 			if code == 503 {
 				reply(code, reason, sip.NewHeader("Retry-After", retryAfter))
@@ -318,7 +318,7 @@ func (b *Bridge) forkRequest(r *relayCall, d decision, reply func(int, string, .
 			failed = append(failed, i)
 			continue
 		}
-		f, ct, code, _ := b.sendBranch(r, bd)
+		f, ct, code, _ := b.sendBranch(r, bd, i == 0 && mediaBaseAllowed(r.req, r.from))
 		if code != 0 {
 			failed = append(failed, i)
 			br.failCode = code
@@ -366,16 +366,21 @@ func (b *Bridge) startRelay(r *relayCall, f *forwarding, ct *clientTx) bool {
 }
 
 // sendBranch forwards r.req as bd says, in a new client transaction; a code other than 0
-// is a status instead (the branch failed).
-func (b *Bridge) sendBranch(r *relayCall, bd decision) (*forwarding, *clientTx, int, string) {
+// is a status instead (the branch failed). base: the branch may anchor its media in the
+// call's own leg (media.go), as the first branch of a fork does.
+func (b *Bridge) sendBranch(r *relayCall, bd decision, base bool) (*forwarding, *clientTx, int, string) {
 	f := b.forward(r.req, bd, r.from)
 	for hasHeader(f.fwd, headerFork) {
 		removeFirst(f.fwd, headerFork)
 	}
 	if f.hop.peer != "" {
-		f.fwd.AppendHeader(sip.NewHeader(headerFork, "1"))
+		v := "1"
+		if !base {
+			v = "2" // the node names its devices' media legs (media.go)
+		}
+		f.fwd.AppendHeader(sip.NewHeader(headerFork, v))
 	}
-	if code, reason := b.mediaRequest(r.req, f.fwd, f.hop, r.from); code != 0 { // media.go
+	if code, reason := b.mediaBranch(r.req, f.fwd, f.hop, r.from, base); code != 0 { // media.go
 		return nil, nil, code, reason
 	}
 	p, err := b.pathTo(f.hop)
@@ -384,6 +389,7 @@ func (b *Bridge) sendBranch(r *relayCall, bd decision) (*forwarding, *clientTx, 
 		ct, err = b.txl.request(p, f.fwd)
 	}
 	if err != nil {
+		b.mediaBranchEnd(f.fwd) // media.go
 		if f.hop.peer != "" {
 			b.log.Debug("node unreachable", "peer", f.hop.peer, "err", err)
 			return nil, nil, 480, "Temporarily Unavailable: serving node unreachable"
@@ -580,10 +586,16 @@ func (b *Bridge) forkRelay(fc *forkCall, first fork.Actions, failed []int) {
 					continue
 				}
 				br.last = ev.res
+				if ev.res.StatusCode >= 300 && br.f != nil {
+					b.mediaBranchEnd(br.f.fwd) // media.go: a losing or failed device's session
+				}
 				apply(fc.sel.Response(ev.b, ev.res), ev.b)
 				continue
 			}
 			err := ev.err
+			if err != nil && br.f != nil {
+				b.mediaBranchEnd(br.f.fwd) // media.go
+			}
 			if br.f != nil && br.f.hop.peer != "" && errors.Is(err, ErrLinkDown) {
 				b.devs.forget(fc.aor)
 			}
@@ -629,7 +641,7 @@ func (b *Bridge) sendWoken(fc *forkCall, i int, apply func(fork.Actions, int)) {
 	}
 	bd := decision{pop: fc.d.pop, hop: h, ruri: h.uri.Clone()}
 	stripPush(bd.ruri)
-	f, ct, code, reason := b.sendBranch(fc.r, bd)
+	f, ct, code, reason := b.sendBranch(fc.r, bd, false)
 	if code != 0 {
 		apply(fc.sel.Failed(i, code, reason), i)
 		return

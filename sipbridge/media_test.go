@@ -364,14 +364,14 @@ func TestMediaForeignAnchor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n1.b.fromPhone(c, req, netip.MustParseAddr("127.0.0.1")); err != nil {
+	if err := n1.b.fromPhone(c, "", req, netip.MustParseAddr("127.0.0.1")); err != nil {
 		t.Fatal(err)
 	}
 	sd, err := parseSDP(req.Body())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := anchorOf(sd); !ok || p != n1.h.ID() || strings.Count(string(req.Body()), anchorAttr) != 1 {
+	if p, _, ok := anchorOf(sd); !ok || p != n1.h.ID() || strings.Count(string(req.Body()), anchorAttr) != 1 {
 		t.Fatalf("anchor after the node: %q\n%s", p, req.Body())
 	}
 	n1.b.med.end("foreign-anchor")

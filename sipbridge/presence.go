@@ -94,7 +94,7 @@ func (b *Bridge) servePresence(r *relayCall, d decision, reply func(int, string,
 	if e := set.Entry(home); e != nil {
 		bd.hop.addrs = e.Addrs
 	}
-	f, ct, code, reason := b.sendBranch(r, bd)
+	f, ct, code, reason := b.sendBranch(r, bd, true)
 	if code != 0 {
 		reply(code, reason)
 		return

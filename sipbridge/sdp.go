@@ -12,7 +12,8 @@ import (
 )
 
 // anchorAttr is the session-level SDP attribute by which an end node that anchors a call's
-// media tells the other end node so: "a=x-hiersip-anchor:<peer-id>". It travels only
+// media tells the other end node so: "a=x-hiersip-anchor:<peer-id>", followed by the
+// call's leg token when the SDP is a device's at a callee's node (media.go). It travels only
 // between nodes: a node removes it before an SDP reaches its phone, and replaces whatever
 // a phone put there.
 const anchorAttr = "x-hiersip-anchor"
@@ -103,17 +104,25 @@ func hasAnyDirection(as []sdp.Attribute) bool {
 	return false
 }
 
-// anchorOf returns the peer ID in sd's anchor attribute.
-func anchorOf(sd *sdp.SessionDescription) (peer.ID, bool) {
+// anchorOf returns the peer ID in sd's anchor attribute and the leg token after it ("":
+// none, or one that is not a valid token).
+func anchorOf(sd *sdp.SessionDescription) (peer.ID, string, bool) {
 	v, ok := sd.Attribute(anchorAttr)
 	if !ok {
-		return "", false
+		return "", "", false
 	}
-	p, err := peer.Decode(strings.TrimSpace(v))
+	f := strings.Fields(v)
+	if len(f) == 0 || len(f) > 2 {
+		return "", "", false
+	}
+	p, err := peer.Decode(f[0])
 	if err != nil {
-		return "", false
+		return "", "", false
 	}
-	return p, true
+	if len(f) == 2 && legToken(f[1]) {
+		return p, f[1], true
+	}
+	return p, "", true
 }
 
 // setAnchor replaces sd's anchor attributes with one naming id ("": none).

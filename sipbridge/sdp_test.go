@@ -98,7 +98,7 @@ func TestSDPAnchorAttribute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := anchorOf(sd); ok {
+	if _, _, ok := anchorOf(sd); ok {
 		t.Fatal("an invalid peer ID was taken as anchor")
 	}
 	id := "12D3KooWLfMsxfNPMaEFpHjDMiRo2FUmxEfC7GNCVyz9p9ksvYLP"
@@ -108,7 +108,7 @@ func TestSDPAnchorAttribute(t *testing.T) {
 		t.Fatalf("anchor attributes:\n%s", b)
 	}
 	sd2, _ := parseSDP(b)
-	if p, ok := anchorOf(sd2); !ok || p.String() != id {
+	if p, _, ok := anchorOf(sd2); !ok || p.String() != id {
 		t.Fatalf("anchor %v %v", p, ok)
 	}
 }
