@@ -2,7 +2,6 @@ package media
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -245,35 +244,11 @@ func (l *link) release(fs []*frame) {
 }
 
 // open opens a media stream to the peer on the best connection libp2p has (a direct one
-// before a relayed one), dialing if there is none.
-//
-// With no connection to the peer, the dial can hang on an address that no longer
-// works (a relayed circuit just cut) while the peer dials us back: libp2p's dial does
-// not notice that connection. So the dial stops as soon as any connection to the peer
-// opens, and the stream is opened on that one at once (a call's audio came back 5 s
-// later, after dialTimeout, instead of in a few milliseconds).
+// before a relayed one), dialing if there is none (p2pnet.NewStream: a dial that hangs
+// while the peer dials back gives way to the peer's connection).
 func (l *link) open() (network.Stream, error) {
 	r := l.r
-	ctx, cancel := context.WithTimeout(r.ctx, dialTimeout)
-	defer cancel()
-	nw := r.h.Network()
-	var connected atomic.Bool
-	if nw.Connectedness(l.p) != network.Connected {
-		nb := &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-			if c.RemotePeer() == l.p {
-				connected.Store(true)
-				cancel()
-			}
-		}}
-		nw.Notify(nb)
-		defer nw.StopNotify(nb)
-	}
-	s, err := r.h.NewStream(network.WithAllowLimitedConn(ctx, "hiersip-media"), l.p, ProtocolID)
-	if err != nil && connected.Load() && r.ctx.Err() == nil {
-		nctx, ncancel := context.WithTimeout(r.ctx, dialTimeout)
-		defer ncancel()
-		s, err = r.h.NewStream(network.WithNoDial(network.WithAllowLimitedConn(nctx, "hiersip-media"), "hiersip-media"), l.p, ProtocolID)
-	}
+	s, err := p2pnet.NewStream(r.ctx, r.h, l.p, ProtocolID, "hiersip-media", dialTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/hiersip/hiersip/internal/p2pnet"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -269,10 +270,9 @@ func (l *link) close() {
 }
 
 func (ls *links) open(ctx context.Context, p peer.ID) (network.Stream, error) {
-	ctx, cancel := context.WithTimeout(ctx, ls.b.cfg.dialTimeout)
-	defer cancel()
-	ctx = network.WithAllowLimitedConn(ctx, "hiersip-sip")
-	s, err := ls.b.h.NewStream(ctx, p, ProtocolID)
+	// A dial that hangs while the peer dials back (a relayed circuit just cut)
+	// gives way to the peer's connection (p2pnet.NewStream).
+	s, err := p2pnet.NewStream(ctx, ls.b.h, p, ProtocolID, "hiersip-sip", ls.b.cfg.dialTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrLinkDown, p, err)
 	}

@@ -8,4 +8,8 @@
 // /p2p-circuit component. The node's status and metrics, its NAT watchers,
 // the election's observation of peers and the media relay's choice of path
 // all use Relayed, so that they never disagree about a connection.
+//
+// NewStream opens the streams of the SIP links and the media relay: over a
+// relayed connection too, and taking the peer's connection as soon as it
+// dials back instead of waiting for a dial that hangs on a dead address.
 package p2pnet
