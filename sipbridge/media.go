@@ -198,9 +198,7 @@ func (t *mediaCalls) get(callID string, create bool) (*mediaCall, error) {
 
 // endBranch closes the sessions of the leg of a call's branch with Via branch br.
 func (t *mediaCalls) endBranch(callID, br string) {
-	t.mu.Lock()
-	c := t.calls[callID]
-	t.mu.Unlock()
+	c, _ := t.get(callID, false)
 	if c == nil {
 		return
 	}
@@ -214,9 +212,7 @@ func (t *mediaCalls) endBranch(callID, br string) {
 // won closes the legs of a call other than that of the dialog with callee tag, whose 2xx
 // came without SDP.
 func (t *mediaCalls) won(callID, tag string) {
-	t.mu.Lock()
-	c := t.calls[callID]
-	t.mu.Unlock()
+	c, _ := t.get(callID, false)
 	if c == nil {
 		return
 	}
