@@ -3,6 +3,7 @@ package softphone
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -29,6 +30,7 @@ type Baresip struct {
 	cmd  *exec.Cmd
 	out  lockedBuffer
 	cons net.Conn
+	stop func() // kills baresip and waits for it
 }
 
 // Options place a baresip instance elsewhere than on the test's loopback.
@@ -59,13 +61,13 @@ func StartBaresip(t testing.TB, acct Account) *Baresip {
 	return Start(t, acct, Options{})
 }
 
-// Start starts baresip with acct as o says (see StartBaresip).
+// Start starts baresip with acct as o says (see StartBaresip). It returns once
+// baresip is ready; when a port it was given was taken in the meantime (ports are
+// found free and then handed over, and other tests open sockets meanwhile), it
+// starts baresip again on other ports.
 func Start(t testing.TB, acct Account, o Options) *Baresip {
 	t.Helper()
 	bin := testenv.RequireBinary(t, "baresip")
-	if o.Listen == "" {
-		o.Listen = fmt.Sprintf("127.0.0.1:%d", freeSIPPort(t))
-	}
 	if o.RTPPorts == "" {
 		o.RTPPorts = "40000-40999"
 	}
@@ -76,11 +78,36 @@ func Start(t testing.TB, acct Account, o Options) *Baresip {
 		o.Transport = "udp"
 	}
 	if o.Command == nil {
-		o.Command = exec.Command
+		o.Command = defaultCommand
 	}
 	if o.Dial == nil {
 		o.Dial = net.Dial
 	}
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		listen := o.Listen
+		if listen == "" {
+			listen = fmt.Sprintf("127.0.0.1:%d", freeSIPPort(t))
+		}
+		b, err := start(t, bin, acct, o, listen)
+		if err == nil {
+			return b
+		}
+		if !errors.Is(err, errPortTaken) || attempt == attempts {
+			t.Fatal(err)
+		}
+		t.Logf("softphone: %v; starting it again on other ports", err)
+	}
+}
+
+var defaultCommand = exec.Command
+
+// errPortTaken says that baresip could not bind a port it was given.
+var errPortTaken = errors.New("a port baresip was given is taken")
+
+// start runs baresip once and waits until it is ready, or has failed.
+func start(t testing.TB, bin string, acct Account, o Options, listen string) (*Baresip, error) {
+	t.Helper()
 	consPort := freePort(t, 1)
 	dir := t.TempDir()
 	config := fmt.Sprintf(`poll_method epoll
@@ -100,22 +127,37 @@ ausrc_channels 2
 auplay_srate 48000
 audio_alert aubridge,nil
 rtp_ports %s
-`, o.Listen, modulesDir(), consPort, o.RTPPorts) + strings.Join(o.Config, "\n") + "\n"
+`, listen, modulesDir(), consPort, o.RTPPorts) + strings.Join(o.Config, "\n") + "\n"
 	account := fmt.Sprintf("<%s;transport=%s>;auth_pass=%s;outbound=\"sip:%s;transport=%s\";regint=%d;answermode=auto\n",
 		acct.AOR, o.Transport, acct.Password, acct.Node, o.Transport, o.RegInt)
 	for name, data := range map[string]string{"config": config, "accounts": account} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	b := &Baresip{t: t, cmd: o.Command(bin, "-f", dir)}
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.out
 	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = b.cmd.Wait()
+		close(exited)
+	}()
+	b.stop = func() {
+		_ = b.cmd.Process.Kill()
+		<-exited
+	}
+	if err := b.ready(exited); err != nil {
+		b.stop()
+		if t.Failed() || testing.Verbose() || !errors.Is(err, errPortTaken) {
+			t.Logf("baresip output:\n%s", b.Output())
+		}
+		return nil, err
 	}
 	t.Cleanup(func() {
-		_ = b.cmd.Process.Kill()
-		_ = b.cmd.Wait()
+		b.stop()
 		if b.cons != nil {
 			b.cons.Close()
 		}
@@ -125,14 +167,41 @@ rtp_ports %s
 	})
 	var err error
 	if b.cons, err = o.Dial("udp", fmt.Sprintf("127.0.0.1:%d", consPort)); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return b
+	return b, nil
+}
+
+// ready waits until baresip says it is ready, with every port it was given bound.
+func (b *Baresip) ready(exited <-chan struct{}) error {
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out := b.Output()
+		switch {
+		case strings.Contains(out, "Address already in use"):
+			return errPortTaken
+		case strings.Contains(out, "baresip is ready."):
+			return nil
+		}
+		select {
+		case <-exited:
+			if strings.Contains(b.Output(), "Address already in use") {
+				return errPortTaken
+			}
+			return errors.New("baresip exited before it was ready")
+		case <-deadline.C:
+			return errors.New("baresip was not ready within 30 s")
+		case <-tick.C:
+		}
+	}
 }
 
 // Stop stops baresip (a BYE is not sent: hang up first).
 func (b *Baresip) Stop() {
-	_ = b.cmd.Process.Kill()
+	b.stop()
 }
 
 // Output returns what baresip printed so far.
