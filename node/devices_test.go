@@ -12,11 +12,11 @@ import (
 )
 
 // device registers a UA for aor at n as device instance (RFC 5626), answering as mode says.
-func device(t testing.TB, aor, password, instance string, n *Node, mode sipua.AnswerMode, ring time.Duration) *sipua.UA {
+func device(t testing.TB, aor, password, instance string, n *Node, mode sipua.AnswerMode, ring time.Duration, opts ...sipua.UAOption) *sipua.UA {
 	t.Helper()
 	user := strings.SplitN(strings.TrimPrefix(aor, "sip:"), "@", 2)[0]
-	ua, err := sipua.NewUA(aor, n.Bridge().UDPAddr(), sipua.WithUALogger(quiet), sipua.WithUACredentials(user, password),
-		sipua.WithUAInstance(instance), sipua.WithUAAnswer(mode, ring))
+	ua, err := sipua.NewUA(aor, n.Bridge().UDPAddr(), append([]sipua.UAOption{sipua.WithUALogger(quiet), sipua.WithUACredentials(user, password),
+		sipua.WithUAInstance(instance), sipua.WithUAAnswer(mode, ring)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

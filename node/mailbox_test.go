@@ -78,6 +78,69 @@ func TestMessagesWait(t *testing.T) {
 	}
 }
 
+// TestMessageSummary: the message-summary package (RFC 3842) is fed from the mailbox.
+// Two messages wait for alice; her desk phone, which takes no MESSAGE (415), registers
+// and subscribes at its node and is told that two text messages wait; when her laptop
+// registers there and takes them, the desk phone is told that none wait any more.
+// Another user's subscription to alice's message-summary is refused.
+func TestMessageSummary(t *testing.T) {
+	users := usersLine(t, "alice", "pastry", "alicepw", true) + usersLine(t, "dave", "pastry", "davepw", true)
+	ds := startSpecDomains(t,
+		domainSpec{name: "pastry", n: 3, users: users},
+		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+	p := ds["pastry"]
+	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	first := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce1>", p[1], sipua.AnswerAuto, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := first.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{"one", "two"}
+	for _, text := range texts {
+		eventually(t, 30*time.Second, "the MESSAGE is kept", func() error {
+			res, err := carol.Message(ctx, "sip:alice@pastry", text)
+			if err != nil {
+				return err
+			}
+			if res.StatusCode != 202 {
+				return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
+			}
+			return nil
+		})
+	}
+
+	desk := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-00000000de5c>", p[2], sipua.AnswerAuto, 0,
+		sipua.WithUARefuseMessages())
+	if res, err := desk.Subscribe(ctx, "sip:alice@pastry", "message-summary", time.Hour); err != nil || res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE message-summary: %v %v", res, err)
+	}
+	n := waitNotify(t, desk, "Text-Message: 2/0", 30*time.Second)
+	if !strings.Contains(string(n.Body), "Messages-Waiting: yes") || n.ContentType != "application/simple-message-summary" {
+		t.Fatalf("NOTIFY %s %q", n.ContentType, n.Body)
+	}
+	t.Logf("desk phone told: %q", n.Body)
+
+	dave := device(t, "sip:dave@pastry", "davepw", "<urn:uuid:00000000-0000-0000-0000-00000000da5e>", p[2], sipua.AnswerAuto, 0)
+	if res, err := dave.Subscribe(ctx, "sip:alice@pastry", "message-summary", time.Hour); err != nil || res.StatusCode != 403 {
+		t.Errorf("dave's SUBSCRIBE to alice's message-summary: %v %v, want 403", res, err)
+	}
+
+	laptop := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000001a9709>", p[2], sipua.AnswerAuto, 0)
+	for _, text := range texts {
+		select {
+		case m := <-laptop.Messages():
+			if string(m.Body) != text {
+				t.Fatalf("laptop got %q, want %q", m.Body, text)
+			}
+		case <-ctx.Done():
+			t.Fatal("the laptop got no waiting message")
+		}
+	}
+	n = waitNotify(t, desk, "Messages-Waiting: no", 30*time.Second)
+	t.Logf("desk phone told: %q", n.Body)
+}
+
 // TestMessagesWaitBounds: one sender's messages for one user are bounded (the 31st gets
 // 480 while 30 wait), and a message waits only as long as the storing node's retention
 // (mailbox.retention): a device registering after it gets nothing.

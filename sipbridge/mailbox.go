@@ -19,6 +19,10 @@ import (
 // node takes the waiting messages and sends them to that device one at a time, oldest
 // first, each after the last was answered with a 2xx, and acknowledges them once all were.
 // The bridge leaves storing and reading to a MessageBox (the node's: package mailbox).
+// What the node last read of a user's mailbox, less what it delivered since, is the state
+// of the user's message-summary subscriptions at this node (RFC 3842; presence.go): a
+// device that cannot take a MESSAGE (it answers 415, say) is told that messages wait;
+// the node reads the mailbox again at each registration and each new subscription.
 
 // MessageBox keeps messages for users with no live device.
 type MessageBox interface {
@@ -126,7 +130,8 @@ func (b *Bridge) deliver(aor domains.AOR) {
 		b.log.Debug("reading waiting messages failed", "aor", aor.String(), "err", err)
 		return
 	}
-	for _, m := range msgs {
+	b.presenceWaiting(aor, len(msgs)) // presence.go: the message-summary package
+	for i, m := range msgs {
 		t, ok := b.reg.target(aor)
 		if !ok {
 			return // the device is gone: they wait on
@@ -136,6 +141,7 @@ func (b *Bridge) deliver(aor domains.AOR) {
 			b.log.Debug("delivering a waiting message failed", "aor", aor.String(), "status", code)
 			return
 		}
+		b.presenceWaiting(aor, len(msgs)-i-1)
 	}
 	if len(msgs) == 0 || ack == nil {
 		return

@@ -23,8 +23,9 @@ import (
 // the agent's Contact is the presentity's AOR, so a refresh is routed to the home again.
 // The watcher is the From header: checked with digest by the watcher's node for its own UAs
 // (admission.go), asserted by that node otherwise; reg and message-summary, which only the
-// user may watch (they show contacts and waiting messages), are served only to a UA of
-// the home itself.
+// user may watch (they show contacts and waiting messages), are served to a UA by its own
+// node (the one that checked its digest, holds its registrations and delivers its
+// waiting messages: mailbox.go), and refused to a request another node forwards.
 // Registrations at the home are the presence of a user who publishes nothing, and the
 // reg package. The bridge keeps one dialog per subscription (bounded by the agent's
 // limits) and sends each NOTIFY in a client transaction of its own.
@@ -70,7 +71,13 @@ func (b *Bridge) servePresence(r *relayCall, d decision, reply func(int, string,
 	now := b.now()
 	home := b.self
 	var set *domains.DeviceSet
-	if forkedBy(r.req, r.from) == "" {
+	if event, _ := eventOf(r.req); r.from == "" && r.req.Method == sip.SUBSCRIBE && ownEvent(event) {
+		// The user's own packages are served by the node of the user's device: it
+		// holds the device's registrations and delivers its waiting messages.
+		if event == presence.EventMessageSummary && !hasTag(r.req.To()) && fromAOR(r.req) == aor.String() {
+			b.deliverWaiting(aor) // mailbox.go: read the count afresh
+		}
+	} else if forkedBy(r.req, r.from) == "" {
 		key := aor.String()
 		var ok bool
 		if set, ok = b.devs.get(key, now); !ok {
@@ -108,14 +115,9 @@ func (b *Bridge) servePresence(r *relayCall, d decision, reply func(int, string,
 func (b *Bridge) presenceLocal(r *relayCall, aor domains.AOR) {
 	req := r.req
 	now := b.now()
-	watcher := ""
-	if f := req.From(); f != nil {
-		if a, err := domains.AORFromURI(&f.Address); err == nil {
-			watcher = a.String()
-		}
-	}
+	watcher := fromAOR(req)
 	event, eventID := eventOf(req)
-	if r.from != "" && event != presence.EventPresence {
+	if r.from != "" && ownEvent(event) {
 		// reg and message-summary are for the user alone, and only a local UA's From was
 		// checked here (digest): another node could name anyone. Watch them at the home.
 		watcher = ""
@@ -194,6 +196,35 @@ func (b *Bridge) presenceLocal(r *relayCall, aor domains.AOR) {
 	if err := r.st.Respond(out); err != nil {
 		b.log.Debug("respond failed", "err", err)
 	}
+	b.sendNotifies(notes)
+}
+
+// fromAOR returns the AOR of req's From header ("" when it has none).
+func fromAOR(req *sip.Request) string {
+	if f := req.From(); f != nil {
+		if a, err := domains.AORFromURI(&f.Address); err == nil {
+			return a.String()
+		}
+	}
+	return ""
+}
+
+// ownEvent reports whether event is a package only the user may watch (reg and
+// message-summary show contacts and waiting messages).
+func ownEvent(event string) bool {
+	return event == presence.EventReg || event == presence.EventMessageSummary
+}
+
+// presenceWaiting tells the agent that n messages wait for aor (message-summary; n is
+// bounded by the mailbox: domains.MailSlots × domains.MaxMailPerQueue).
+func (b *Bridge) presenceWaiting(aor domains.AOR, n int) {
+	if b.pres == nil {
+		return
+	}
+	b.pres.mu.Lock()
+	notes := b.pres.agent.SetWaiting(b.now(), aor.String(), uint32(max(n, 0)), 0)
+	b.pres.mu.Unlock()
+	b.presenceWake()
 	b.sendNotifies(notes)
 }
 

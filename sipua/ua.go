@@ -76,6 +76,13 @@ type uaConfig struct {
 	silent                       bool
 	sdpPortOffset                int // WithUASDPPortOffset
 	instance                     string
+	refuseMessages               bool // WithUARefuseMessages
+}
+
+// WithUARefuseMessages makes the UA answer every MESSAGE 415 Unsupported Media Type,
+// as a phone without text messaging does.
+func WithUARefuseMessages() UAOption {
+	return func(c *uaConfig) error { c.refuseMessages = true; return nil }
 }
 
 // WithUAInstance makes the UA register as the device instance (RFC 5626
@@ -740,6 +747,10 @@ func (u *UA) onBye(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (u *UA) onMessage(req *sip.Request, tx sip.ServerTransaction) {
+	if u.cfg.refuseMessages {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 415, "Unsupported Media Type", nil))
+		return
+	}
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	m := Message{From: req.From().Address.String(), Body: append([]byte(nil), req.Body()...), At: time.Now()}
 	select {
