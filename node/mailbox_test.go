@@ -194,3 +194,67 @@ func TestMessagesWaitBounds(t *testing.T) {
 	case <-quiet.C:
 	}
 }
+
+// TestMessagesWaitFlood: twenty senders of another domain each leave alice a message
+// while she is offline. Her mailbox takes one queue per sender up to its bound
+// (domains.MailSlots queues); the senders beyond it get 480, and when alice registers
+// she gets every message that was accepted, each once: the bound holds, nothing that
+// was accepted is lost.
+func TestMessagesWaitFlood(t *testing.T) {
+	const senders = domains.MailSlots + 4
+	ds := startSpecDomains(t,
+		domainSpec{name: "pastry", n: 3, users: usersLine(t, "alice", "pastry", "alicepw", true)},
+		domainSpec{name: "ringo", n: 2}) // no users file: its loopback UAs may take any name
+	p := ds["pastry"]
+	first := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce1>", p[1], sipua.AnswerAuto, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if _, err := first.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	accepted := map[string]bool{}
+	refused := 0
+	for i := range senders {
+		aor := fmt.Sprintf("sip:spammer%d@ringo", i)
+		ua, err := sipua.NewUA(aor, member(ds["ringo"]).Bridge().UDPAddr(), sipua.WithUALogger(quiet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ua.Close() })
+		text := fmt.Sprintf("from spammer %d", i)
+		eventually(t, 30*time.Second, "the MESSAGE of "+aor+" is answered", func() error {
+			res, err := ua.Message(ctx, "sip:alice@pastry", text)
+			switch {
+			case err != nil:
+				return err
+			case res.StatusCode == 202:
+				accepted[text] = true
+			case res.StatusCode == 480 && len(accepted) > 0:
+				refused++
+			default:
+				return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
+			}
+			return nil
+		})
+	}
+	t.Logf("%d senders: %d messages accepted, %d refused (bound: %d queues of %d)", senders, len(accepted), refused,
+		domains.MailSlots, domains.MaxMailPerQueue)
+	if len(accepted) > domains.MailSlots || refused == 0 {
+		t.Fatalf("%d accepted, %d refused: the per-user bound of %d senders did not hold", len(accepted), refused, domains.MailSlots)
+	}
+	back := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce2>", p[2], sipua.AnswerAuto, 0)
+	got := map[string]int{}
+	for n := 0; n < len(accepted); n++ {
+		select {
+		case m := <-back.Messages():
+			got[string(m.Body)]++
+		case <-ctx.Done():
+			t.Fatalf("alice got %d of the %d accepted messages", len(got), len(accepted))
+		}
+	}
+	for text := range accepted {
+		if got[text] != 1 {
+			t.Errorf("%q delivered %d times", text, got[text])
+		}
+	}
+}

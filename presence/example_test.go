@@ -34,3 +34,18 @@ func Example() {
 	// registered: open
 	// 200 published: closed away
 }
+
+// Describe sums up a NOTIFY body in one line, as `hiersip watch` prints it.
+func ExampleDescribe() {
+	sum := presence.Summary{Waiting: true, Account: "sip:alice@pastry",
+		Counts: []presence.ClassCount{{Class: presence.TextMessage, New: 2}}}
+	fmt.Println(presence.Describe(presence.ContentTypeSummary, sum.Marshal()))
+	doc, _ := (&presence.Presence{Entity: "pres:alice@pastry",
+		Tuples: []presence.Tuple{{ID: "desk", Basic: presence.Open}}}).Marshal()
+	fmt.Println(presence.Describe(presence.ContentTypePIDF, doc))
+	fmt.Println(presence.Describe("text/plain", []byte("hello")))
+	// Output:
+	// Messages-Waiting: yes, Text-Message 2/0
+	// open (1 tuple)
+	// 5 bytes of text/plain
+}

@@ -50,7 +50,7 @@ the domains in a global overlay.`,
 	}
 	root.SetVersionTemplate("hiersip {{.Version}}\n")
 	root.AddCommand(newNodeCmd(), newVersionCmd(), newIDCmd(), newStatusCmd(), newUsersCmd(),
-		newCallCmd(), newAnswerCmd(), newMessageCmd(), newDemoCmd(), newDisconnectCmd(), newAuthorityCmd())
+		newCallCmd(), newAnswerCmd(), newMessageCmd(), newWatchCmd(), newDemoCmd(), newDisconnectCmd(), newAuthorityCmd())
 	return root
 }
 

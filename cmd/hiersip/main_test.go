@@ -380,9 +380,28 @@ func TestDaemonProcesses(t *testing.T) {
 		}
 	}
 
+	// bob watches alice's presence from a: open while she is registered, closed once she
+	// unregisters.
+	watch := startProc(t, bin, "watch", "--node", a.status.SIP.UDP, "--as", "sip:bob@test", "sip:alice@test")
+	eventually(t, 20*time.Second, "bob's watch sees alice open", func() error {
+		if s := watch.stdout.String(); !strings.Contains(s, "subscribed to presence of sip:alice@test: 200") || !strings.Contains(s, ": open (") {
+			return fmt.Errorf("watch output:\n%s", s)
+		}
+		return nil
+	})
+
 	// Interrupt alice; SIGTERM both nodes: each exits 0 within the bound.
 	if _, err := alice.stop(t, os.Interrupt, 10*time.Second); err != nil {
 		t.Errorf("answer after SIGINT: %v", err)
+	}
+	eventually(t, 20*time.Second, "bob's watch sees alice closed", func() error {
+		if s := watch.stdout.String(); !strings.Contains(s, ": closed (") {
+			return fmt.Errorf("watch output:\n%s", s)
+		}
+		return nil
+	})
+	if _, err := watch.stop(t, os.Interrupt, 10*time.Second); err != nil {
+		t.Errorf("watch after SIGINT: %v", err)
 	}
 	for _, d := range []*daemonProc{b, a} {
 		took, err := d.stop(t, syscall.SIGTERM, daemon.DefaultShutdownTimeout+5*time.Second)

@@ -17,6 +17,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/spf13/cobra"
 
+	"github.com/hiersip/hiersip/presence"
 	"github.com/hiersip/hiersip/sipua"
 )
 
@@ -318,6 +319,61 @@ unless the answer is 2xx.
 		}),
 	}
 	f.add(cmd)
+	return cmd
+}
+
+func newWatchCmd() *cobra.Command {
+	var (
+		f        uaFlags
+		event    string
+		duration time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "watch TARGET",
+		Short: "Register with a node, subscribe to TARGET's presence and print each NOTIFY",
+		Long: `Act as the SIP user agent --as: register with the node at --node, SUBSCRIBE
+to the --event package of TARGET (presence by default; reg and message-summary
+only for your own AOR) for --for, and print one line per NOTIFY received, e.g.
+"notify active;expires=3599: open (1 tuple)", until the subscription ends,
+--for is over or a signal comes; then unregister. Exits 1 unless the SUBSCRIBE
+is answered 2xx.
+
+` + uaNodeHelp,
+		Example: `  hiersip watch --as sip:bob@bupt.pastry sip:alice@pku.can
+  hiersip watch --as sip:alice@pku.can --event message-summary sip:alice@pku.can`,
+		Args: cobra.ExactArgs(1),
+		RunE: f.run(func(ctx context.Context, out io.Writer, ua *sipua.UA, args []string) error {
+			sctx, scancel := context.WithTimeout(ctx, f.timeout)
+			res, err := ua.Subscribe(sctx, args[0], event, duration)
+			scancel()
+			if err != nil {
+				return fmt.Errorf("SUBSCRIBE %s: %w", args[0], err)
+			}
+			fmt.Fprintf(out, "subscribed to %s of %s: %s\n", event, args[0], statusLine(res))
+			if !res.IsSuccess() {
+				return fmt.Errorf("SUBSCRIBE %s: %s", args[0], statusLine(res))
+			}
+			t := time.NewTimer(duration)
+			defer t.Stop()
+			for {
+				select {
+				case n := <-ua.Notifies():
+					fmt.Fprintf(out, "notify %s: %s\n", n.State, presence.Describe(n.ContentType, n.Body))
+					if strings.HasPrefix(n.State, "terminated") {
+						return nil
+					}
+				case <-t.C:
+					return nil
+				case <-ctx.Done():
+					fmt.Fprintln(out, "stopping")
+					return nil
+				}
+			}
+		}),
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&event, "event", "presence", "event package: presence, reg or message-summary")
+	cmd.Flags().DurationVar(&duration, "for", time.Hour, "how long to watch (the subscription's Expires; 60s to 24h)")
 	return cmd
 }
 
