@@ -54,9 +54,19 @@ type locator struct {
 	devJobs map[domains.AOR]*devicesJob
 	wg      *sync.WaitGroup
 	seq     uint64
+	// stored is told each device set this node stored (NotifyDeviceSets).
+	stored func(aor domains.AOR, set *domains.DeviceSet)
 }
 
-var _ sipbridge.DeviceLocator = (*locator)(nil)
+var _ sipbridge.DeviceSetNotifier = (*locator)(nil)
+
+// NotifyDeviceSets makes the locator call f with each device set it stored, as read
+// back (the bridge keeps its devices' presence at the user's presence home with it).
+func (l *locator) NotifyDeviceSets(f func(aor domains.AOR, set *domains.DeviceSet)) {
+	l.mu.Lock()
+	l.stored = f
+	l.mu.Unlock()
+}
 
 // devicesPublished is what a node last stored of its devices of an AOR: their tags and
 // registration times, and until when the entry lives.
@@ -248,7 +258,7 @@ func (l *locator) publishDevices(ctx context.Context, aor domains.AOR, contacts 
 		return nil
 	}
 	l.mu.Unlock()
-	_, err := l.ov.PublishDevices(ctx, domains.DevicePublish{AOR: aor, NodeKey: l.key, UserKey: l.users.key(aor.User),
+	set, err := l.ov.PublishDevices(ctx, domains.DevicePublish{AOR: aor, NodeKey: l.key, UserKey: l.users.key(aor.User),
 		Cert: cert, Addrs: l.addrs(), Devices: refs})
 	if err != nil && !errors.Is(err, domains.ErrOtherOwner) && !l.ov.Joined() {
 		// A lone node: the entry is stored when the overlay has peers
@@ -268,7 +278,11 @@ func (l *locator) publishDevices(ctx context.Context, aor domains.AOR, contacts 
 		l.devs[aor] = slices.Clone(contacts) // re-stored by republish
 		delete(l.devPub, aor)
 	}
+	stored := l.stored
 	l.mu.Unlock()
+	if err == nil && set != nil && stored != nil {
+		stored(aor, set)
+	}
 	if errors.Is(err, domains.ErrOtherOwner) {
 		reason := aor.String() + " is served by devices of another owner"
 		return fmt.Errorf("%w: %w", ErrTaken, &sipbridge.ForbiddenError{Reason: reason})

@@ -92,3 +92,58 @@ func TestPresenceAcrossNodes(t *testing.T) {
 		t.Errorf("carol published alice's document: %d", res.StatusCode)
 	}
 }
+
+// TestPresenceOfDevicesAtOtherNodes: alice's desk phone is registered at her presence home
+// (the serving node with the lowest peer ID), her laptop at another node of her domain.
+// The laptop's node publishes its registration at the home, so when the desk phone
+// unregisters carol still sees alice open (the laptop's tuple); when the laptop
+// unregisters too, closed.
+func TestPresenceOfDevicesAtOtherNodes(t *testing.T) {
+	users := usersLine(t, "alice", "pastry", "alicepw", true)
+	ds := startSpecDomains(t,
+		domainSpec{name: "pastry", n: 3, users: users},
+		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+	p := ds["pastry"]
+	home, other := p[1], p[2]
+	if other.ID() < home.ID() {
+		home, other = other, home
+	}
+	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	desk := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-00000000de5c>", home, sipua.AnswerAuto, 0)
+	laptop := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000001a9709>", other, sipua.AnswerAuto, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	eventually(t, 45*time.Second, "carol subscribes to alice's presence", func() error {
+		res, err := carol.Subscribe(ctx, "sip:alice@pastry", "presence", time.Hour)
+		if err != nil {
+			return err
+		}
+		if res.StatusCode != 200 {
+			return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
+		}
+		return nil
+	})
+	// The laptop's node published it at the home: its tuple (not a "reg-" one).
+	waitNotify(t, carol, `<tuple id="d`, 30*time.Second)
+	if _, err := desk.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Still open: the laptop is registered at the other node.
+	quiet := time.NewTimer(3 * time.Second)
+	defer quiet.Stop()
+	for done := false; !done; {
+		select {
+		case n := <-carol.Notifies():
+			if strings.Contains(string(n.Body), "<basic>closed</basic>") {
+				t.Fatalf("alice closed while her laptop is registered: %s", n.Body)
+			}
+		case <-quiet.C:
+			done = true
+		}
+	}
+	if _, err := laptop.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitNotify(t, carol, "<basic>closed</basic>", 30*time.Second)
+}

@@ -322,6 +322,9 @@ func New(h host.Host, loc Locator, opts ...Option) (_ *Bridge, err error) {
 		if b.pres, err = newPresence(); err != nil {
 			return nil, err
 		}
+		if n, ok := loc.(DeviceSetNotifier); ok {
+			n.NotifyDeviceSets(b.deviceSetStored) // regpresence.go
+		}
 	}
 	b.streams = newCounter(cfg.conns.MaxStreamsPerPeer, cfg.conns.MaxStreams)
 	defer func() {

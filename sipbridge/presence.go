@@ -35,6 +35,7 @@ type presenceState struct {
 	mu     sync.Mutex
 	agent  *presence.Agent
 	dlgs   map[presence.SubID]*subDialog
+	regs   regPresence   // this node's devices published at their users' homes (regpresence.go)
 	wake   chan struct{} // the next deadline may have moved
 	notify sync.Mutex    // serialises NOTIFY sends: a subscription's NOTIFYs go in order
 }
@@ -332,6 +333,7 @@ func (b *Bridge) presenceRegistration(aor domains.AOR) {
 	b.pres.mu.Unlock()
 	b.presenceWake()
 	b.sendNotifies(notes)
+	b.refreshRegistrations(aor) // regpresence.go
 }
 
 // sendNotifies sends the agent's NOTIFYs, in order, in the background.
@@ -416,23 +418,31 @@ func (b *Bridge) sendNotify(n presence.Notify) {
 
 // waitFinal waits for the final status of a client transaction (0: none).
 func waitFinal(ctx context.Context, ct *clientTx) int {
+	if res := waitFinalResponse(ctx, ct); res != nil {
+		return res.StatusCode
+	}
+	return 0
+}
+
+// waitFinalResponse waits for the final response of a client transaction (nil: none).
+func waitFinalResponse(ctx context.Context, ct *clientTx) *sip.Response {
 	for {
 		select {
 		case res := <-ct.Responses():
 			if res.StatusCode >= 200 {
-				return res.StatusCode
+				return res
 			}
 		case <-ct.Done():
 			select {
 			case res := <-ct.Responses():
 				if res.StatusCode >= 200 {
-					return res.StatusCode
+					return res
 				}
 			default:
 			}
-			return 0
+			return nil
 		case <-ctx.Done():
-			return 0
+			return nil
 		}
 	}
 }
