@@ -666,7 +666,35 @@ func TestNAT(t *testing.T) {
 		}
 	})
 
-	// 2. A node alone behind NAT 3 joins alpha through configured peers
+	// 2. alice@alpha (LAN 1) watches bob@beta's presence (LAN 2): the SUBSCRIBE goes
+	// the way of a call, and the NOTIFYs come back through both NATs over the
+	// overlay (record-routed by a1; b1 cannot reach alice's phone any other way):
+	// open while bob's phone is registered, closed once it unregisters.
+	t.Run("Presence", func(t *testing.T) {
+		watch := lan.a1.ns.Start("a1-watch", b.bin, "watch", "--node", lan.a1.sip, "--as", lan.alice(), "--for", "10m", lan.bob())
+		defer func() { _ = watch.Stop() }()
+		line := func(what string, match func(string) bool) string {
+			t.Helper()
+			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+			defer cancel()
+			l, err := watch.WaitFor(ctx, match)
+			if err != nil {
+				t.Fatalf("%s: %v; watch printed:\n%s", what, err, strings.Join(watch.Lines(), "\n"))
+			}
+			return l
+		}
+		t0 := time.Now()
+		line("the SUBSCRIBE answered 200", func(l string) bool { return strings.Contains(l, "subscribed to presence of "+lan.bob()+": 200") })
+		open := line("a NOTIFY with bob open", func(l string) bool { return strings.HasPrefix(l, "notify active") && strings.Contains(l, ": open (") })
+		t.Logf("RESULT presence across both NATs: %q %v after the SUBSCRIBE was sent", open, ms(time.Since(t0)))
+		_ = lan.b1.ua.Stop() // hiersip answer unregisters on SIGTERM
+		t1 := time.Now()
+		closed := line("a NOTIFY with bob closed", func(l string) bool { return strings.Contains(l, ": closed (") })
+		t.Logf("RESULT presence across both NATs: %q %v after bob's phone stopped", closed, ms(time.Since(t1)))
+		lan.b1.startUA(lan.bob())
+	})
+
+	// 3. A node alone behind NAT 3 joins alpha through configured peers
 	// (the relayed addresses of a1 and a2), then, restarted, through its
 	// peer cache; it can be called from its domain and from beta. The first
 	// time its hole punching is off, so that it stays reachable only through
@@ -723,7 +751,7 @@ func TestNAT(t *testing.T) {
 		}
 	})
 
-	// 3. Relay only: a new generation with hole punching off; the
+	// 4. Relay only: a new generation with hole punching off; the
 	// connections between the LANs stay relayed and calls still complete.
 	// P now cuts every relayed connection after relayLimit.
 	lan.stop()
