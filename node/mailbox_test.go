@@ -13,6 +13,32 @@ import (
 	"github.com/hiersip/hiersip/sipua"
 )
 
+// aliceOffline registers a device of sip:alice@pastry (password alicepw) at n, so that
+// her node publishes her mailbox key, and unregisters it: messages for her wait from now.
+func aliceOffline(t *testing.T, ctx context.Context, n *Node) *sipua.UA {
+	t.Helper()
+	first := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce1>", n, sipua.AnswerAuto, 0)
+	if _, err := first.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return first
+}
+
+// kept sends alice text from ua until the MESSAGE is kept for her (202 Accepted).
+func kept(t *testing.T, ctx context.Context, ua *sipua.UA, text string) {
+	t.Helper()
+	eventually(t, 30*time.Second, "the MESSAGE is kept", func() error {
+		res, err := ua.Message(ctx, "sip:alice@pastry", text)
+		if err != nil {
+			return err
+		}
+		if res.StatusCode != 202 {
+			return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
+		}
+		return nil
+	})
+}
+
 // TestMessagesWait: alice of pastry registers once (her node publishes her mailbox key)
 // and goes offline; carol of ringo sends her two MESSAGEs: each gets 202 Accepted. When a
 // device of alice registers again, at another node of her domain, both arrive, once, in
@@ -24,25 +50,12 @@ func TestMessagesWait(t *testing.T) {
 		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
 	p := ds["pastry"]
 	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
-	first := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce1>", p[1], sipua.AnswerAuto, 0)
-	// The first registration published the mailbox key; now alice goes offline.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := first.Unregister(ctx); err != nil {
-		t.Fatal(err)
-	}
+	first := aliceOffline(t, ctx, p[1])
 	texts := []string{"first, while you were away", "second, still away"}
 	for _, text := range texts {
-		eventually(t, 30*time.Second, "the MESSAGE is kept", func() error {
-			res, err := carol.Message(ctx, "sip:alice@pastry", text)
-			if err != nil {
-				return err
-			}
-			if res.StatusCode != 202 {
-				return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
-			}
-			return nil
-		})
+		kept(t, ctx, carol, text)
 	}
 	if got := len(first.Messages()); got != 0 {
 		t.Fatalf("the unregistered device got %d messages", got)
@@ -90,24 +103,12 @@ func TestMessageSummary(t *testing.T) {
 		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
 	p := ds["pastry"]
 	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
-	first := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce1>", p[1], sipua.AnswerAuto, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := first.Unregister(ctx); err != nil {
-		t.Fatal(err)
-	}
+	aliceOffline(t, ctx, p[1])
 	texts := []string{"one", "two"}
 	for _, text := range texts {
-		eventually(t, 30*time.Second, "the MESSAGE is kept", func() error {
-			res, err := carol.Message(ctx, "sip:alice@pastry", text)
-			if err != nil {
-				return err
-			}
-			if res.StatusCode != 202 {
-				return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
-			}
-			return nil
-		})
+		kept(t, ctx, carol, text)
 	}
 
 	desk := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-00000000de5c>", p[2], sipua.AnswerAuto, 0,
@@ -152,12 +153,9 @@ func TestMessagesWaitBounds(t *testing.T) {
 		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
 	p := ds["pastry"]
 	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
-	first := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce1>", p[1], sipua.AnswerAuto, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if _, err := first.Unregister(ctx); err != nil {
-		t.Fatal(err)
-	}
+	aliceOffline(t, ctx, p[1])
 	limit := domains.MaxSenderQueues * domains.MaxMailPerQueue
 	var last time.Time
 	accepted, refused := 0, 0
@@ -206,12 +204,9 @@ func TestMessagesWaitFlood(t *testing.T) {
 		domainSpec{name: "pastry", n: 3, users: usersLine(t, "alice", "pastry", "alicepw", true)},
 		domainSpec{name: "ringo", n: 2}) // no users file: its loopback UAs may take any name
 	p := ds["pastry"]
-	first := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000000a1ce1>", p[1], sipua.AnswerAuto, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	if _, err := first.Unregister(ctx); err != nil {
-		t.Fatal(err)
-	}
+	aliceOffline(t, ctx, p[1])
 	accepted := map[string]bool{}
 	refused := 0
 	for i := range senders {

@@ -29,6 +29,21 @@ func waitNotify(t *testing.T, ua *sipua.UA, want string, d time.Duration) sipua.
 	}
 }
 
+// subscribed subscribes ua to target's presence, until the SUBSCRIBE gets 200.
+func subscribed(t *testing.T, ctx context.Context, ua *sipua.UA, target string) {
+	t.Helper()
+	eventually(t, 45*time.Second, "a subscription to "+target+"'s presence", func() error {
+		res, err := ua.Subscribe(ctx, target, "presence", time.Hour)
+		if err != nil {
+			return err
+		}
+		if res.StatusCode != 200 {
+			return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
+		}
+		return nil
+	})
+}
+
 // TestPresenceAcrossNodes: carol (domain ringo) watches alice (domain pastry, her phone at
 // another node than the proxies). The SUBSCRIBE reaches alice's presence home and gets
 // 200; the NOTIFYs come back through carol's node (record-routed, over the overlay):
@@ -46,16 +61,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	eventually(t, 45*time.Second, "carol subscribes to alice's presence", func() error {
-		res, err := carol.Subscribe(ctx, "sip:alice@pastry", "presence", time.Hour)
-		if err != nil {
-			return err
-		}
-		if res.StatusCode != 200 {
-			return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
-		}
-		return nil
-	})
+	subscribed(t, ctx, carol, "sip:alice@pastry")
 	n := waitNotify(t, carol, "<basic>open</basic>", 20*time.Second)
 	if !strings.HasPrefix(n.State, "active") || !strings.Contains(n.ContentType, "pidf") {
 		t.Errorf("first NOTIFY: state %q, type %q", n.State, n.ContentType)
@@ -114,16 +120,7 @@ func TestPresenceOfDevicesAtOtherNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	eventually(t, 45*time.Second, "carol subscribes to alice's presence", func() error {
-		res, err := carol.Subscribe(ctx, "sip:alice@pastry", "presence", time.Hour)
-		if err != nil {
-			return err
-		}
-		if res.StatusCode != 200 {
-			return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
-		}
-		return nil
-	})
+	subscribed(t, ctx, carol, "sip:alice@pastry")
 	// The laptop's node published it at the home: its tuple (not a "reg-" one).
 	waitNotify(t, carol, `<tuple id="d`, 30*time.Second)
 	if _, err := desk.Unregister(ctx); err != nil {
