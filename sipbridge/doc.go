@@ -217,7 +217,11 @@
 // GRUU; a request to a GRUU reaches that device. A MESSAGE no device can take goes to the
 // MessageBox (WithMessageBox, mailbox.go: 202 Accepted) and is delivered when a device of
 // the user registers here. PUBLISH and SUBSCRIBE go to the user's presence home, whose
-// presence agent answers (presence.go); SUBSCRIBE is record-routed like INVITE.
+// presence agent answers (presence.go); SUBSCRIBE is record-routed like INVITE. The reg
+// and message-summary packages (the latter fed from the MessageBox) are answered by the
+// subscribing phone's own node. With a DeviceSetNotifier, a node serving devices of a user
+// whose home is another node publishes their registrations there (regpresence.go), so the
+// user's presence counts every device of hers.
 //
 // # Media
 //

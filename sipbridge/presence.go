@@ -120,7 +120,8 @@ func (b *Bridge) presenceLocal(r *relayCall, aor domains.AOR) {
 	event, eventID := eventOf(req)
 	if r.from != "" && ownEvent(event) {
 		// reg and message-summary are for the user alone, and only a local UA's From was
-		// checked here (digest): another node could name anyone. Watch them at the home.
+		// checked here (digest): another node could name anyone. The user's own node
+		// answers them (servePresence).
 		watcher = ""
 	}
 	expires := -1

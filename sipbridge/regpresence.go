@@ -99,6 +99,9 @@ func (b *Bridge) deviceSetStored(aor domains.AOR, set *domains.DeviceSet) {
 			addrs = e.Addrs
 		}
 	}
+	if (home == "" || home == b.self) && b.pres.regs.get(aor.String()) == nil {
+		return // the home is here and nothing was published elsewhere: the common case
+	}
 	b.spawn(func() { b.publishRegistrations(aor, home, addrs) })
 }
 
