@@ -86,32 +86,7 @@ func StartWith(t testing.TB, o Options) *World {
 	}
 	for i := range n {
 		name := fmt.Sprintf("sip%d.%s", i+1, Domain)
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		kdir := filepath.Join(dir, name)
-		var ws *wsConfig
-		if o.WebSocket {
-			ws = &wsConfig{}
-			for _, a := range []*string{&ws.wsAddr, &ws.wssAddr} {
-				p, err := freePort()
-				if err != nil {
-					t.Fatal(err)
-				}
-				*a = fmt.Sprintf("127.0.0.1:%d", p)
-			}
-			// the certificate names the SIP domain too: a client checks that (RFC 5922 §4)
-			if _, err := siptls.Certificate(siptls.WithSelfSigned(kdir, name, Domain, "127.0.0.1")); err != nil {
-				t.Fatal(err)
-			}
-			ws.certFile, ws.keyFile = filepath.Join(kdir, siptls.CertFile), filepath.Join(kdir, siptls.KeyFile)
-		}
-		k, err := startKamailio(bin, mods, Domain, name, addr, kdir, ws, o.Routes)
-		if err != nil {
-			t.Fatal(err)
-		}
+		k, port, ws := startServer(t, bin, mods, name, filepath.Join(dir, name), o)
 		w.Kamailios = append(w.Kamailios, k)
 		t.Cleanup(func() {
 			if k.Running() {
@@ -138,14 +113,55 @@ func StartWith(t testing.TB, o Options) *World {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.DNS.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for _, k := range w.Kamailios {
-		if err := waitUp(ctx, k); err != nil {
+	return w
+}
+
+// startServer starts Kamailio name on free loopback ports and waits until it answers
+// OPTIONS. Ports are found free and then handed to Kamailio, and other tests open
+// sockets meanwhile: when one was taken (Kamailio exits, "Address already in use"), it
+// starts Kamailio again on other ports.
+func startServer(t testing.TB, bin, mods, name, kdir string, o Options) (*Kamailio, int, *wsConfig) {
+	t.Helper()
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ws *wsConfig
+		if o.WebSocket {
+			ws = &wsConfig{}
+			for _, a := range []*string{&ws.wsAddr, &ws.wssAddr} {
+				p, err := freePort()
+				if err != nil {
+					t.Fatal(err)
+				}
+				*a = fmt.Sprintf("127.0.0.1:%d", p)
+			}
+			// the certificate names the SIP domain too: a client checks that (RFC 5922 §4)
+			if _, err := siptls.Certificate(siptls.WithSelfSigned(kdir, name, Domain, "127.0.0.1")); err != nil {
+				t.Fatal(err)
+			}
+			ws.certFile, ws.keyFile = filepath.Join(kdir, siptls.CertFile), filepath.Join(kdir, siptls.KeyFile)
+		}
+		k, err := startKamailio(bin, mods, Domain, name, fmt.Sprintf("127.0.0.1:%d", port), kdir, ws, o.Routes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err = waitUp(ctx, k)
+		cancel()
+		if err == nil {
+			return k, port, ws
+		}
+		if k.Running() {
+			_ = k.Stop()
+		}
+		if attempt == attempts || !strings.Contains(k.Log(), "already in use") {
 			t.Fatalf("sipworld: %s: %v\n%s", k, err, k.Log())
 		}
+		t.Logf("sipworld: %s: a port it was given was taken; starting it again on other ports", k)
 	}
-	return w
 }
 
 // Resolver returns a sipdns.Resolver that asks the world's DNS server,
