@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,4 +110,39 @@ func TestBaresipOneOfSeveralDevices(t *testing.T) {
 	if err := c.Hangup(ctx); err != nil {
 		t.Fatalf("BYE to baresip: %v", err)
 	}
+}
+
+// TestBaresipPresence: a real softphone (baresip with its presence module) in pastry
+// watches alice in can (a contact with presence=p2p). Its SUBSCRIBE crosses both domains'
+// proxies; the NOTIFYs come back in the dialog it made (baresip answers a NOTIFY of
+// another dialog 481 and keeps showing "Unknown"): alice shows Online while she is
+// registered, Offline once she unregisters.
+func TestBaresipPresence(t *testing.T) {
+	ds := startCallDomains(t, nil, 3, "pastry", "can")
+	alice := newUA(t, "sip:alice@pku.can", member(ds["can"]))
+	home := member(ds["pastry"])
+	phone := softphone.Start(t, softphone.Account{AOR: "sip:carol@bupt.pastry", Node: home.Bridge().UDPAddr()},
+		softphone.Options{Config: []string{"module_app contact.so", "module_app presence.so"},
+			Contacts: []string{`"Alice" <sip:alice@pku.can>;presence=p2p`}})
+	shows := func(what string) {
+		t.Helper()
+		var out string
+		eventually(t, 45*time.Second, "baresip shows alice "+what, func() error {
+			var err error
+			if out, err = phone.Query("/contacts"); err != nil {
+				return err
+			}
+			if !strings.Contains(out, what) {
+				return fmt.Errorf("contacts: %q", out)
+			}
+			return nil
+		})
+	}
+	shows("Online")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := alice.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	shows("Offline")
 }

@@ -171,7 +171,9 @@ func (b *Bridge) presenceLocal(r *relayCall, aor domains.AOR) {
 
 	out := b.newResponse(req, res.Status, res.Reason)
 	if req.Method == sip.SUBSCRIBE && res.Status < 300 {
-		if to := out.To(); to != nil && !hasTag(to) {
+		if to := out.To(); to != nil && !hasTag(req.To()) {
+			// The dialog's tag, the one the NOTIFYs carry (newResponse made one of its
+			// own: a phone answers a NOTIFY of another tag 481, as baresip does).
 			to.Params.Add("tag", localTag)
 		}
 		for _, h := range req.GetHeaders("Record-Route") {

@@ -46,6 +46,10 @@ type Options struct {
 	RTPPorts string
 	// Config are further lines of baresip's config file.
 	Config []string
+	// Contacts are the lines of baresip's contacts file, e.g.
+	// `"Bob" <sip:bob@pastry>;presence=p2p` (with the presence module, it watches
+	// bob's presence).
+	Contacts []string
 	// Command makes the command that runs baresip, e.g. inside a network
 	// namespace (default exec.Command).
 	Command func(name string, args ...string) *exec.Cmd
@@ -130,7 +134,8 @@ rtp_ports %s
 `, listen, modulesDir(), consPort, o.RTPPorts) + strings.Join(o.Config, "\n") + "\n"
 	account := fmt.Sprintf("<%s;transport=%s>;auth_pass=%s;outbound=\"sip:%s;transport=%s\";regint=%d;answermode=auto\n",
 		acct.AOR, o.Transport, acct.Password, acct.Node, o.Transport, o.RegInt)
-	for name, data := range map[string]string{"config": config, "accounts": account} {
+	contacts := strings.Join(o.Contacts, "\n") + "\n"
+	for name, data := range map[string]string{"config": config, "accounts": account, "contacts": contacts} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
 			return nil, err
 		}
@@ -228,6 +233,32 @@ func (b *Baresip) WaitFor(ctx context.Context, subs ...string) error {
 func (b *Baresip) Command(cmd string) error {
 	_, err := b.cons.Write([]byte(cmd + "\n"))
 	return err
+}
+
+// Query sends a console command such as "/contacts" and returns what the console
+// answered: what it sent until it was quiet for 200 ms (at most 2 s).
+func (b *Baresip) Query(cmd string) (string, error) {
+	buf := make([]byte, 64<<10)
+	for { // what earlier commands answered
+		_ = b.cons.SetReadDeadline(time.Now())
+		if _, err := b.cons.Read(buf); err != nil {
+			break
+		}
+	}
+	defer func() { _ = b.cons.SetReadDeadline(time.Time{}) }()
+	if err := b.Command(cmd); err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		_ = b.cons.SetReadDeadline(time.Now().Add(min(time.Until(end), 200*time.Millisecond)))
+		n, err := b.cons.Read(buf)
+		if err != nil {
+			break
+		}
+		out.Write(buf[:n])
+	}
+	return out.String(), nil
 }
 
 func modulesDir() string {
