@@ -18,6 +18,7 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/hiersip/hiersip/domains"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
@@ -349,10 +350,22 @@ func (m *Mailbox) publishOver(ctx context.Context, r Recipient, cur *domains.Mai
 	if err != nil {
 		return err
 	}
-	if err := m.vs.PutValue(ctx, domains.MailboxKeyKey(r.AOR), sealed); err != nil {
+	if err := m.put(ctx, domains.MailboxKeyKey(r.AOR), sealed); err != nil {
 		return fmt.Errorf("mailbox: publishing the key of %s: %w", r.AOR, err)
 	}
 	return nil
+}
+
+// put stores a record in the domain overlay. A node alone in its domain has no peer to
+// store it at; kad-dht has kept it in the node's own store by then (it stores locally
+// before it looks for peers), where this node reads it back, and Republish stores it
+// at the peers that come: a lone node's users get their messages too.
+func (m *Mailbox) put(ctx context.Context, key string, value []byte) error {
+	err := m.vs.PutValue(ctx, key, value)
+	if errors.Is(err, kb.ErrLookupFailure) {
+		return nil
+	}
+	return err
 }
 
 // lookupKey looks up aor's mailbox key (ErrNoMailbox if none is live).
@@ -497,7 +510,7 @@ func (m *Mailbox) Store(ctx context.Context, msg Message) (Receipt, error) {
 		if err != nil {
 			return Receipt{}, err
 		}
-		if err := m.vs.PutValue(ctx, key, sealed); err != nil {
+		if err := m.put(ctx, key, sealed); err != nil {
 			if ctx.Err() != nil {
 				return Receipt{}, fmt.Errorf("mailbox: storing a message for %s: %w", to, err)
 			}
@@ -791,7 +804,7 @@ func (m *Mailbox) Ack(ctx context.Context, r Recipient, b *Batch) error {
 		if err != nil {
 			return err
 		}
-		if err := m.vs.PutValue(ctx, domains.MailSlotKey(r.AOR, a.slot), sealed); err != nil {
+		if err := m.put(ctx, domains.MailSlotKey(r.AOR, a.slot), sealed); err != nil {
 			errs = append(errs, fmt.Errorf("mailbox: acknowledging slot %d of %s: %w", a.slot, r.AOR, err))
 		}
 	}
@@ -890,7 +903,7 @@ func (m *Mailbox) Republish(ctx context.Context) (int, error) {
 		if q.keyRec != nil {
 			_ = m.vs.PutValue(ctx, domains.MailboxKeyKey(mustAOR(q.q.AOR)), q.keyRec)
 		}
-		if err := m.vs.PutValue(ctx, key, q.sealed); err != nil {
+		if err := m.put(ctx, key, q.sealed); err != nil {
 			errs = append(errs, err)
 			continue
 		}

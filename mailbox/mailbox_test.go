@@ -395,3 +395,37 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("Store after Close: %v", err)
 	}
 }
+
+// TestLoneNode: a node alone in its domain (no peer to store at) keeps the key and the
+// messages in its own store: they are stored, fetched in order and acknowledged. Before,
+// every slot's store failed ("failed to find any peer in table") and the sender was told
+// the mailbox was full.
+func TestLoneNode(t *testing.T) {
+	clk := newTestClock()
+	n := testNodes(t, 1, clk)[0]
+	ctx := testCtx(t)
+	uk, _ := domains.GenerateUserKey()
+	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
+	if err := n.mb.Publish(ctx, alice); err != nil {
+		t.Fatalf("publishing the key at a lone node: %v", err)
+	}
+	for i, text := range []string{"one", "two"} {
+		clk.Advance(time.Millisecond)
+		if _, err := n.mb.Store(ctx, msg("sip:bob@pastry", "sip:alice@pastry", uint32(i+1), text)); err != nil {
+			t.Fatalf("storing %q at a lone node: %v", text, err)
+		}
+	}
+	b, err := n.mb.Fetch(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Messages) != 2 || string(b.Messages[0].Body) != "one" || string(b.Messages[1].Body) != "two" {
+		t.Fatalf("fetched %d messages: %+v", len(b.Messages), b.Messages)
+	}
+	if err := n.mb.Ack(ctx, alice, b); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := n.mb.Fetch(ctx, alice); err != nil || len(b.Messages) != 0 {
+		t.Fatalf("after the ack: %v, %v", b, err)
+	}
+}
