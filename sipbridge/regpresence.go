@@ -82,13 +82,11 @@ func (rp *regPresence) set(aor string, p *regPublication) {
 	rp.pubs[aor] = p
 }
 
-// deviceSetStored is the bridge's DeviceSetNotifier callback: it caches the set (a fork
-// or presence request finds it) and moves the AOR's publication to the set's home.
+// deviceSetStored is the bridge's DeviceSetNotifier callback: it moves the AOR's
+// publication to the set's home. (The set is not cached for forks: another node adds its
+// devices after this store, and a fork must find them.)
 func (b *Bridge) deviceSetStored(aor domains.AOR, set *domains.DeviceSet) {
 	now := b.now()
-	if set != nil {
-		b.devs.put(aor.String(), set, now)
-	}
 	if b.pres == nil {
 		return
 	}

@@ -41,6 +41,9 @@ type Options struct {
 	RegInt int
 	// Transport is the SIP transport to the node, "udp" (default) or "tcp".
 	Transport string
+	// Manual makes baresip ring until the test sends "/accept" (default: it answers at
+	// once).
+	Manual bool
 	// RTPPorts is baresip's RTP port range, e.g. "40000-40009" (default
 	// 40000-40999); a test that counts RTP pins it.
 	RTPPorts string
@@ -132,8 +135,12 @@ auplay_srate 48000
 audio_alert aubridge,nil
 rtp_ports %s
 `, listen, modulesDir(), consPort, o.RTPPorts) + strings.Join(o.Config, "\n") + "\n"
-	account := fmt.Sprintf("<%s;transport=%s>;auth_pass=%s;outbound=\"sip:%s;transport=%s\";regint=%d;answermode=auto\n",
-		acct.AOR, o.Transport, acct.Password, acct.Node, o.Transport, o.RegInt)
+	answer := "auto"
+	if o.Manual {
+		answer = "manual"
+	}
+	account := fmt.Sprintf("<%s;transport=%s>;auth_pass=%s;outbound=\"sip:%s;transport=%s\";regint=%d;answermode=%s\n",
+		acct.AOR, o.Transport, acct.Password, acct.Node, o.Transport, o.RegInt, answer)
 	contacts := strings.Join(o.Contacts, "\n") + "\n"
 	for name, data := range map[string]string{"config": config, "accounts": account, "contacts": contacts} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
