@@ -22,6 +22,7 @@ log() { printf '==> %s\n' "$*"; }
 # command → package
 declare -A PKG=(
 	[baresip]=baresip
+	[linphonec]=linphone-cli
 	[sipp]=sip-tester
 	[ip]=iproute2
 	[iptables]=iptables

@@ -221,8 +221,15 @@ func (b *Baresip) Output() string { return b.out.String() }
 
 // WaitFor waits until baresip's output contains one of subs.
 func (b *Baresip) WaitFor(ctx context.Context, subs ...string) error {
+	return waitOutput(ctx, b.Output, "baresip", subs)
+}
+
+// waitOutput waits until output() contains one of subs.
+func waitOutput(ctx context.Context, output func() string, name string, subs []string) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		out := b.Output()
+		out := output()
 		for _, s := range subs {
 			if strings.Contains(out, s) {
 				return nil
@@ -230,8 +237,8 @@ func (b *Baresip) WaitFor(ctx context.Context, subs ...string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("baresip never printed %q: %w", subs, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+			return fmt.Errorf("%s never printed %q: %w", name, subs, ctx.Err())
+		case <-tick.C:
 		}
 	}
 }
