@@ -261,7 +261,7 @@ func lanCall(t *testing.T, from, to *lanPhone) {
 	}
 	// The callee's call must stay up: a missing ACK ends it after 32 s with a BYE; a
 	// BYE that cannot reach the callee leaves it up.
-	if err := from.b.Command("/hangup"); err != nil {
+	if err := from.b.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, w := range []struct {

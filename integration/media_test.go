@@ -224,7 +224,7 @@ func baresipCall(t *testing.T, b *natBed, lan lanNodes, ph phones, hold time.Dur
 		}
 		time.Sleep(min(500*time.Millisecond, time.Until(end)))
 	}
-	if err := phoneA.Command("/hangup"); err != nil {
+	if err := phoneA.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []*softphone.Baresip{phoneA, phoneB} {

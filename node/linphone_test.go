@@ -54,7 +54,7 @@ func TestLinphoneAcrossDomains(t *testing.T) {
 		t.Fatal(err)
 	}
 	audio("the call from baresip")
-	if err := carol.Command("/hangup"); err != nil {
+	if err := carol.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := linda.WaitFor(ctx, "Call 1 with sip:carol@pku.can ended"); err != nil {

@@ -92,7 +92,7 @@ func TestOutboundToKamailio(t *testing.T) {
 	})
 	s1, s2 := o.n1.r.Stats(), o.n2.r.Stats()
 	t.Logf("node 1 relayed %d to the proxy, %d to dave; the proxy %d to node 1, %d to bob", s1.ToPeer, s1.ToPhone, s2.ToPeer, s2.ToPhone)
-	if err := bob.Command("/hangup"); err != nil { // BYE: Kamailio → proxy → node 1 → dave
+	if err := bob.Hangup(ctx); err != nil { // BYE: Kamailio → proxy → node 1 → dave
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "dave to see bob's BYE", func() bool {
@@ -137,7 +137,7 @@ func TestOutboundToKamailio(t *testing.T) {
 		return strings.Contains(carol.Output(), "Call established") && strings.Count(dave.Output(), "Call established") >= 2
 	})
 	t.Logf("call through the second Kamailio established in %v (1 s without answer from the first)", time.Since(start).Round(time.Millisecond))
-	if err := dave.Command("/hangup"); err != nil {
+	if err := dave.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "carol to see the BYE", func() bool {

@@ -108,7 +108,7 @@ func inboundFromKamailio(t *testing.T, tp string) {
 	})
 	s1, s2 := n1.r.Stats(), n2.r.Stats()
 	t.Logf("node 1 relayed %d to the proxy, %d to alice; the proxy %d to node 1, %d towards bob", s1.ToPeer, s1.ToPhone, s2.ToPeer, s2.ToPhone)
-	if err := alice.Command("/hangup"); err != nil { // BYE: node 1 → proxy → Kamailio → bob
+	if err := alice.Hangup(ctx); err != nil { // BYE: node 1 → proxy → Kamailio → bob
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "bob to see alice's BYE", func() bool { return sawBye(bob.Output()) })

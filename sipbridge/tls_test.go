@@ -113,7 +113,7 @@ func TestBaresipTLS(t *testing.T) {
 		s1, s2 := n1.r.Stats(), n2.r.Stats()
 		t.Logf("%s: node 1 relayed %d to the peer, %d to its phone; node 2 %d and %d", target,
 			s1.ToPeer-before1.ToPeer, s1.ToPhone-before1.ToPhone, s2.ToPeer-before2.ToPeer, s2.ToPhone-before2.ToPhone)
-		if err := from.Command("/hangup"); err != nil {
+		if err := from.Hangup(ctxT(t, 30*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 15*time.Second, "the media sessions to close", func() bool {

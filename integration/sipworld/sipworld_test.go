@@ -32,7 +32,7 @@ func call(t *testing.T, addr string) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	if err := alice.Command("/hangup"); err != nil {
+	if err := alice.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := bob.WaitFor(ctx, "Call terminated", "session closed"); err != nil {

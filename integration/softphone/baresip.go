@@ -249,6 +249,37 @@ func (b *Baresip) Command(cmd string) error {
 	return err
 }
 
+// Hangup hangs up baresip's call and returns once baresip says the call ended ("call:
+// terminate call", "Call terminated" or "session closed"). A console command is one UDP datagram, and one that
+// is lost leaves the call up: it sends "/hangup" again every 3 s until then, or until
+// ctx ends.
+func (b *Baresip) Hangup(ctx context.Context) error {
+	ended := func() int {
+		out := b.Output()
+		return strings.Count(out, "terminate") + strings.Count(out, "session closed")
+	}
+	before := ended()
+	for {
+		if err := b.Command("/hangup"); err != nil {
+			return err
+		}
+		wait, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := waitOutput(wait, func() string {
+			if ended() > before {
+				return "ended"
+			}
+			return ""
+		}, "baresip", []string{"ended"})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("baresip never ended its call: %w", ctx.Err())
+		}
+	}
+}
+
 // Query sends a console command such as "/contacts" and returns what the console
 // answered: what it sent until it was quiet for 200 ms (at most 2 s).
 func (b *Baresip) Query(cmd string) (string, error) {
