@@ -239,7 +239,7 @@ func (p *lanPhone) waitCount(ctx context.Context, sub string, n int) error {
 // call makes from call to and checks that both ends see the call established (the callee
 // only once the ACK arrived), then hangs up from the caller and checks that the callee sees
 // the BYE.
-func lanCall(t *testing.T, from, to *lanPhone) {
+func lanCall(t *testing.T, from, to *lanPhone, during ...func()) {
 	t.Helper()
 	// baresip prints "Call established" at the caller on the 200 OK, at the callee on the
 	// ACK; "terminate call" when it hangs up, "session closed" when the BYE arrives.
@@ -258,6 +258,9 @@ func lanCall(t *testing.T, from, to *lanPhone) {
 		if err := w.p.waitCount(ctx, est, w.n); err != nil {
 			t.Fatalf("%s → %s: %v", from.name, to.name, err)
 		}
+	}
+	for _, f := range during {
+		f()
 	}
 	// The callee's call must stay up: a missing ACK ends it after 32 s with a BYE; a
 	// BYE that cannot reach the callee leaves it up.
@@ -344,6 +347,27 @@ func TestLAN(t *testing.T) {
 		frank.registered(t)
 		lanCall(t, erin, frank)
 		lanCall(t, frank, erin)
+		// Across address families: each end node gives its own phone an address of the
+		// phone's family, and carries the media between them itself.
+		audio := func() {
+			for _, nd := range []*lanNode{n1, n2} {
+				eventually(t, 10*time.Second, "audio both ways at "+nd.label, func() error {
+					s, err := nd.status(b.bin)
+					if err != nil {
+						return err
+					}
+					for _, m := range s.Media {
+						if m.ToPeer >= 50 && m.ToPhone >= 50 {
+							t.Logf("%s: %d RTP packets from its phone (%s), %d to it", nd.label, m.ToPeer, m.Phone, m.ToPhone)
+							return nil
+						}
+					}
+					return fmt.Errorf("media %+v", s.Media)
+				})
+			}
+		}
+		lanCall(t, alice, frank, audio)
+		lanCall(t, frank, alice, audio)
 	})
 	t.Run("RestartKeepsRegistrations", func(t *testing.T) {
 		// A call first, so that m1 holds a SIP stream to m2 when m2 crashes.
