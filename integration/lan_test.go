@@ -246,11 +246,11 @@ func lanCall(t *testing.T, from, to *lanPhone, during ...func()) {
 	const est, hungUp, closed = "Call established", "terminate call", "session closed"
 	nf, nt := strings.Count(from.b.Output(), est), strings.Count(to.b.Output(), est)
 	cf, ct := strings.Count(from.b.Output(), hungUp), strings.Count(to.b.Output(), closed)
-	if err := from.b.Command("/dial " + to.aor); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	if err := from.b.Dial(ctx, to.aor); err != nil {
+		t.Fatal(err)
+	}
 	for _, w := range []struct {
 		p *lanPhone
 		n int

@@ -206,7 +206,7 @@ func baresipCall(t *testing.T, b *natBed, lan lanNodes, ph phones, hold time.Dur
 	mark := len(lan.a1.proc.Lines())
 	ctx, cancel := context.WithTimeout(context.Background(), hold+60*time.Second)
 	defer cancel()
-	if err := phoneA.Command("/dial " + carol); err != nil {
+	if err := phoneA.Dial(ctx, carol); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []*softphone.Baresip{phoneA, phoneB} {

@@ -39,7 +39,7 @@ func TestBaresipAcrossDomains(t *testing.T) {
 	}
 
 	// baresip in pastry → hiersip UA in can.
-	if err := phone.Command("/dial sip:alice@pku.can"); err != nil {
+	if err := phone.Dial(ctx, "sip:alice@pku.can"); err != nil {
 		t.Fatal(err)
 	}
 	var in interface {

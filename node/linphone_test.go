@@ -44,7 +44,7 @@ func TestLinphoneAcrossDomains(t *testing.T) {
 	}
 
 	// baresip (can) calls linphone (pastry); linphone answers by itself.
-	if err := carol.Command("/dial sip:linda@bupt.pastry"); err != nil {
+	if err := carol.Dial(ctx, "sip:linda@bupt.pastry"); err != nil {
 		t.Fatal(err)
 	}
 	if err := linda.WaitFor(ctx, "Call 1 with sip:carol@pku.can connected"); err != nil {

@@ -54,7 +54,7 @@ func TestBaresip(t *testing.T) {
 	})
 
 	// baresip → hiersip UA
-	if err := carol.Command("/dial sip:alice@pastry"); err != nil {
+	if err := carol.Dial(ctx, "sip:alice@pastry"); err != nil {
 		t.Fatal(err)
 	}
 	var in *sipua.Call

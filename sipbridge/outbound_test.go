@@ -77,7 +77,7 @@ func TestOutboundToKamailio(t *testing.T) {
 	}
 
 	start := time.Now()
-	if err := dave.Command("/dial sip:bob@" + sipworld.Domain); err != nil {
+	if err := dave.Dial(ctx, "sip:bob@"+sipworld.Domain); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []*softphone.Baresip{dave, bob} {
@@ -130,7 +130,7 @@ func TestOutboundToKamailio(t *testing.T) {
 		t.Fatalf("carol's registration at the second Kamailio: %v", err)
 	}
 	start = time.Now()
-	if err := dave.Command("/dial sip:carol@" + sipworld.Domain); err != nil {
+	if err := dave.Dial(ctx, "sip:carol@"+sipworld.Domain); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "the call through the second Kamailio", func() bool {

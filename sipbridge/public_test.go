@@ -93,7 +93,7 @@ func inboundFromKamailio(t *testing.T, tp string) {
 	}
 
 	start := time.Now()
-	if err := bob.Command("/dial sip:alice@pastry"); err != nil {
+	if err := bob.Dial(ctx, "sip:alice@pastry"); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []*softphone.Baresip{alice, bob} {

@@ -96,7 +96,7 @@ func TestBaresipTLS(t *testing.T) {
 		t.Helper()
 		calls++
 		before1, before2 := n1.r.Stats(), n2.r.Stats()
-		if err := from.Command("/dial " + target); err != nil {
+		if err := from.Dial(ctxT(t, 30*time.Second), target); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range []*softphone.Baresip{from, to} {

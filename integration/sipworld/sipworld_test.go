@@ -24,7 +24,7 @@ func call(t *testing.T, addr string) {
 			t.Fatalf("registration at Kamailio %s: %v", addr, err)
 		}
 	}
-	if err := alice.Command("/dial sip:bob@" + sipworld.Domain); err != nil {
+	if err := alice.Dial(ctx, "sip:bob@"+sipworld.Domain); err != nil {
 		t.Fatal(err)
 	}
 	for name, p := range map[string]*softphone.Baresip{"alice": alice, "bob": bob} {

@@ -249,35 +249,47 @@ func (b *Baresip) Command(cmd string) error {
 	return err
 }
 
-// Hangup hangs up baresip's call and returns once baresip says the call ended ("call:
-// terminate call", "Call terminated" or "session closed"). A console command is one UDP datagram, and one that
-// is lost leaves the call up: it sends "/hangup" again every 3 s until then, or until
-// ctx ends.
-func (b *Baresip) Hangup(ctx context.Context) error {
-	ended := func() int {
-		out := b.Output()
-		return strings.Count(out, "terminate") + strings.Count(out, "session closed")
+// Dial calls target ("/dial target") and returns once baresip says it is connecting. A
+// console command is one UDP datagram: it sends the command again when baresip has not
+// said so within 3 s (it says so at once), until ctx ends.
+func (b *Baresip) Dial(ctx context.Context, target string) error {
+	return b.until(ctx, "/dial "+target, func() int { return strings.Count(b.Output(), "connecting to '") })
+}
+
+// until sends cmd, again every 3 s, until count() grows or ctx ends.
+func (b *Baresip) until(ctx context.Context, cmd string, count func() int) error {
+	before := count()
+	grown := func() string {
+		if count() > before {
+			return "done"
+		}
+		return ""
 	}
-	before := ended()
 	for {
-		if err := b.Command("/hangup"); err != nil {
+		if err := b.Command(cmd); err != nil {
 			return err
 		}
 		wait, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := waitOutput(wait, func() string {
-			if ended() > before {
-				return "ended"
-			}
-			return ""
-		}, "baresip", []string{"ended"})
+		err := waitOutput(wait, grown, "baresip", []string{"done"})
 		cancel()
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("baresip never ended its call: %w", ctx.Err())
+			return fmt.Errorf("baresip: %q had no effect: %w", cmd, ctx.Err())
 		}
 	}
+}
+
+// Hangup hangs up baresip's call and returns once baresip says the call ended ("call:
+// terminate call", "Call terminated" or "session closed"). A console command is one UDP datagram, and one that
+// is lost leaves the call up: it sends "/hangup" again every 3 s until then, or until
+// ctx ends.
+func (b *Baresip) Hangup(ctx context.Context) error {
+	return b.until(ctx, "/hangup", func() int {
+		out := b.Output()
+		return strings.Count(out, "terminate") + strings.Count(out, "session closed")
+	})
 }
 
 // Query sends a console command such as "/contacts" and returns what the console
