@@ -134,36 +134,52 @@ func TestBaresipOneOfSeveralDevices(t *testing.T) {
 }
 
 // TestBaresipPresence: a real softphone (baresip with its presence module) in pastry
-// watches alice in can (a contact with presence=p2p). Its SUBSCRIBE crosses both domains'
-// proxies; the NOTIFYs come back in the dialog it made (baresip answers a NOTIFY of
-// another dialog 481 and keeps showing "Unknown"): alice shows Online while she is
-// registered, Offline once she unregisters.
+// watches alice and dora in can (contacts with presence=p2p). Its SUBSCRIBEs cross both
+// domains' proxies; the NOTIFYs come back in the dialogs it made (baresip answers a
+// NOTIFY of another dialog 481 and keeps showing "Unknown"). alice, a hiersip UA that
+// publishes nothing, shows Online while she is registered, Offline once she unregisters;
+// dora, a baresip too, PUBLISHes her status: Offline, then Online, while registered.
 func TestBaresipPresence(t *testing.T) {
 	ds := startCallDomains(t, nil, 3, "pastry", "can")
+	presence := []string{"module_app contact.so", "module_app presence.so"}
 	alice := newUA(t, "sip:alice@pku.can", member(ds["can"]))
+	dora := softphone.Start(t, softphone.Account{AOR: "sip:dora@pku.can", Node: member(ds["can"]).Bridge().UDPAddr()},
+		softphone.Options{Config: presence, AccountParams: ";pubint=600"})
 	home := member(ds["pastry"])
 	phone := softphone.Start(t, softphone.Account{AOR: "sip:carol@bupt.pastry", Node: home.Bridge().UDPAddr()},
-		softphone.Options{Config: []string{"module_app contact.so", "module_app presence.so"},
-			Contacts: []string{`"Alice" <sip:alice@pku.can>;presence=p2p`}})
-	shows := func(what string) {
+		softphone.Options{Config: presence,
+			Contacts: []string{`"Alice" <sip:alice@pku.can>;presence=p2p`, `"Dora" <sip:dora@pku.can>;presence=p2p`}})
+	// shows waits until carol's baresip shows who's presence as what; before each look
+	// it runs do (a console command is one UDP datagram: it is sent again until it worked).
+	shows := func(who, what string, do ...func() error) {
 		t.Helper()
-		var out string
-		eventually(t, 45*time.Second, "baresip shows alice "+what, func() error {
-			var err error
-			if out, err = phone.Query("/contacts"); err != nil {
+		eventually(t, 45*time.Second, "baresip shows "+who+" "+what, func() error {
+			for _, f := range do {
+				if err := f(); err != nil {
+					return err
+				}
+			}
+			out, err := phone.Query("/contacts")
+			if err != nil {
 				return err
 			}
-			if !strings.Contains(out, what) {
-				return fmt.Errorf("contacts: %q", out)
+			for _, l := range strings.Split(out, "\n") {
+				if strings.Contains(l, who) && strings.Contains(l, what) {
+					return nil
+				}
 			}
-			return nil
+			return fmt.Errorf("contacts: %q", out)
 		})
 	}
-	shows("Online")
+	shows("Alice", "Online")
+	shows("Dora", "Online")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := alice.Unregister(ctx); err != nil {
 		t.Fatal(err)
 	}
-	shows("Offline")
+	shows("Alice", "Offline")
+	for _, st := range []struct{ cmd, shows string }{{"/presence_offline", "Offline"}, {"/presence_online", "Online"}} {
+		shows("Dora", st.shows, func() error { return dora.Command(st.cmd) })
+	}
 }

@@ -44,6 +44,9 @@ type Options struct {
 	// Manual makes baresip ring until the test sends "/accept" (default: it answers at
 	// once).
 	Manual bool
+	// AccountParams are further parameters of the account line, e.g. ";pubint=600" (with
+	// the presence module, baresip then PUBLISHes its status).
+	AccountParams string
 	// RTPPorts is baresip's RTP port range, e.g. "40000-40009" (default
 	// 40000-40999); a test that counts RTP pins it.
 	RTPPorts string
@@ -139,8 +142,8 @@ rtp_ports %s
 	if o.Manual {
 		answer = "manual"
 	}
-	account := fmt.Sprintf("<%s;transport=%s>;auth_pass=%s;outbound=\"sip:%s;transport=%s\";regint=%d;answermode=%s\n",
-		acct.AOR, o.Transport, acct.Password, acct.Node, o.Transport, o.RegInt, answer)
+	account := fmt.Sprintf("<%s;transport=%s>;auth_pass=%s;outbound=\"sip:%s;transport=%s\";regint=%d;answermode=%s%s\n",
+		acct.AOR, o.Transport, acct.Password, acct.Node, o.Transport, o.RegInt, answer, o.AccountParams)
 	contacts := strings.Join(o.Contacts, "\n") + "\n"
 	for name, data := range map[string]string{"config": config, "accounts": account, "contacts": contacts} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
