@@ -86,12 +86,11 @@ func (rp *regPresence) set(aor string, p *regPublication) {
 // publication to the set's home. (The set is not cached for forks: another node adds its
 // devices after this store, and a fork must find them.)
 func (b *Bridge) deviceSetStored(aor domains.AOR, set *domains.DeviceSet) {
-	now := b.now()
 	if b.pres == nil {
 		return
 	}
 	var addrs []ma.Multiaddr
-	home, ok := fork.Home(set, now)
+	home, ok := fork.Home(set, b.now())
 	if ok {
 		if e := set.Entry(home); e != nil {
 			addrs = e.Addrs
