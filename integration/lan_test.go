@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -89,7 +90,7 @@ func newLANBed(t *testing.T) *lanBed {
 	// The users file as the README makes it: hiersip users add (both hashes and a user
 	// key per user; the node challenges with MD5, which baresip 1.0 needs).
 	b.users = filepath.Join(n.LogDir(), "users")
-	for _, u := range []string{"alice", "bob", "carol", "dave", "erin", "frank", "gina"} {
+	for _, u := range []string{"alice", "bob", "carol", "dave", "erin", "frank", "gina", "linda"} {
 		add := exec.Command(b.bin, "users", "add", u, "--file", b.users, "--realm", lanRealm, "--password-stdin")
 		add.Stdin = strings.NewReader(lanPassword + "\n")
 		if out, err := add.CombinedOutput(); err != nil {
@@ -322,6 +323,80 @@ func TestLAN(t *testing.T) {
 		lanCall(t, dave, bob)
 		lanCall(t, bob, gina)
 		lanCall(t, gina, bob)
+	})
+	// linda runs linphonec (Debian's linphone-cli) behind the NAT router: it registers with
+	// digest through the NAT, bob calls her and she calls bob, and each call carries audio
+	// both ways (counted at m1, her node).
+	t.Run("LinphoneBehindNAT", func(t *testing.T) {
+		linda := softphone.StartLinphone(t, softphone.Account{AOR: "sip:linda@bupt.pastry", Password: lanPassword, Node: at(lanM1)},
+			softphone.LinphoneOptions{SIPPort: 5066, RTPPorts: "42000-42019", Command: func(name string, args ...string) *exec.Cmd {
+				return b.ns["pd"].Command(context.Background(), name, args...)
+			}})
+		eventually(t, 20*time.Second, "linda registered at m1 through the NAT", func() error {
+			s, err := n1.status(b.bin)
+			if err != nil {
+				return err
+			}
+			for _, r := range s.Registrations {
+				if r.AOR == "sip:linda@bupt.pastry" {
+					return nil
+				}
+			}
+			return errors.New("not registered")
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		audio := func(what string) {
+			eventually(t, 15*time.Second, "audio both ways in "+what, func() error {
+				s, err := n1.status(b.bin)
+				if err != nil {
+					return err
+				}
+				for _, m := range s.Media {
+					if m.ToPeer >= 50 && m.ToPhone >= 50 {
+						t.Logf("%s: m1 carried %d RTP packets from linda (%s), %d to her", what, m.ToPeer, m.Phone, m.ToPhone)
+						return nil
+					}
+				}
+				return fmt.Errorf("media %+v", s.Media)
+			})
+		}
+		if err := bob.b.Dial(ctx, "sip:linda@bupt.pastry"); err != nil {
+			t.Fatal(err)
+		}
+		if err := linda.WaitFor(ctx, "Call 1 with sip:bob@bupt.pastry connected"); err != nil {
+			t.Fatal(err)
+		}
+		if err := linda.PlayTone(); err != nil {
+			t.Fatal(err)
+		}
+		audio("bob → linda")
+		if err := bob.b.Hangup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := linda.WaitFor(ctx, "Call 1 with sip:bob@bupt.pastry ended"); err != nil {
+			t.Fatal(err)
+		}
+		est := strings.Count(bob.b.Output(), "Call established")
+		if err := linda.Command("call sip:bob@bupt.pastry"); err != nil {
+			t.Fatal(err)
+		}
+		if err := bob.waitCount(ctx, "Call established", est+1); err != nil {
+			t.Fatal(err)
+		}
+		if err := linda.WaitFor(ctx, "Call 2 with sip:bob@bupt.pastry connected"); err != nil {
+			t.Fatal(err)
+		}
+		if err := linda.PlayTone(); err != nil {
+			t.Fatal(err)
+		}
+		audio("linda → bob")
+		if err := linda.Command("terminate"); err != nil {
+			t.Fatal(err)
+		}
+		if err := linda.WaitFor(ctx, "Call 2 with sip:bob@bupt.pastry ended"); err != nil {
+			t.Fatal(err)
+		}
 	})
 	t.Run("NATKeepalive", func(t *testing.T) {
 		if dave == nil {

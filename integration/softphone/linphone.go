@@ -34,6 +34,12 @@ type LinphoneOptions struct {
 	// RTPPorts is linphone's audio RTP port range, e.g. "42000-42009" (default
 	// 42000-42999).
 	RTPPorts string
+	// SIPPort is the UDP port linphone listens on (default a free port of this
+	// machine's loopback).
+	SIPPort int
+	// Command makes the command that runs linphonec, e.g. inside a network namespace
+	// (default exec.Command).
+	Command func(name string, args ...string) *exec.Cmd
 }
 
 // StartLinphone starts linphonec with acct, listening on loopback, registered with
@@ -44,6 +50,12 @@ func StartLinphone(t testing.TB, acct Account, o LinphoneOptions) *Linphone {
 	bin := testenv.RequireBinary(t, "linphonec")
 	if o.RTPPorts == "" {
 		o.RTPPorts = "42000-42999"
+	}
+	if o.SIPPort == 0 {
+		o.SIPPort = freeUDPPort(t)
+	}
+	if o.Command == nil {
+		o.Command = exec.Command
 	}
 	dir := t.TempDir()
 	// linphonec keeps a database under $HOME/.local/share/linphone and stops short
@@ -70,7 +82,7 @@ reg_route=<sip:%s;lr>
 reg_identity=%s
 reg_expires=600
 reg_sendregister=1
-`, freeUDPPort(t), o.RTPPorts, acct.Node, acct.Node, acct.AOR)
+`, o.SIPPort, o.RTPPorts, acct.Node, acct.Node, acct.AOR)
 	if acct.Password != "" {
 		rc += fmt.Sprintf("[auth_info_0]\nusername=%s\npasswd=%s\n", user, acct.Password)
 	}
@@ -80,7 +92,7 @@ reg_sendregister=1
 			t.Fatal(err)
 		}
 	}
-	l.cmd = exec.Command(bin, "-c", filepath.Join(dir, "linphonerc"), "-a", "-d", "0")
+	l.cmd = o.Command(bin, "-c", filepath.Join(dir, "linphonerc"), "-a", "-d", "0")
 	l.cmd.Env = append(os.Environ(), "HOME="+dir)
 	l.cmd.Stdout, l.cmd.Stderr = &l.out, &l.out
 	var err error
