@@ -117,3 +117,18 @@ func connect(tb testing.TB, a, b host.Host) {
 	}
 	tb.Fatal(err)
 }
+
+// publishedAlice makes sip:alice@pastry a recipient with a user key of her own and
+// publishes her mailbox key at mb.
+func publishedAlice(t *testing.T, ctx context.Context, mb *Mailbox) Recipient {
+	t.Helper()
+	uk, err := domains.GenerateUserKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
+	if err := mb.Publish(ctx, alice); err != nil {
+		t.Fatalf("publishing alice's mailbox key: %v", err)
+	}
+	return alice
+}

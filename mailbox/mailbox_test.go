@@ -48,11 +48,7 @@ func TestStoreFetchAck(t *testing.T) {
 	clk := newTestClock()
 	ns := testNodes(t, 10, clk)
 	ctx := testCtx(t)
-	uk, _ := domains.GenerateUserKey()
-	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
-	if err := ns[0].mb.Publish(ctx, alice); err != nil {
-		t.Fatal(err)
-	}
+	alice := publishedAlice(t, ctx, ns[0].mb)
 	to := alice.AOR.String()
 	steps := []struct {
 		n int
@@ -65,7 +61,7 @@ func TestStoreFetchAck(t *testing.T) {
 	}
 	for _, s := range steps {
 		clk.Advance(time.Millisecond)
-		s.m.Owner = uk.GetPublic()
+		s.m.Owner = alice.UserKey.GetPublic()
 		if _, err := ns[s.n].mb.Store(ctx, s.m); err != nil {
 			t.Fatalf("store %q at node %d: %v", s.m.Body, s.n, err)
 		}
@@ -125,11 +121,7 @@ func TestRetention(t *testing.T) {
 	clk := newTestClock()
 	ns := testNodes(t, 4, clk, WithRetention(2*time.Hour))
 	ctx := testCtx(t)
-	uk, _ := domains.GenerateUserKey()
-	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
-	if err := ns[0].mb.Publish(ctx, alice); err != nil {
-		t.Fatal(err)
-	}
+	alice := publishedAlice(t, ctx, ns[0].mb)
 	if _, err := ns[1].mb.Store(ctx, msg("sip:bob@pastry", "sip:alice@pastry", 1, "hello")); err != nil {
 		t.Fatal(err)
 	}
@@ -152,11 +144,7 @@ func TestSenderBound(t *testing.T) {
 	clk := newTestClock()
 	ns := testNodes(t, 4, clk)
 	ctx := testCtx(t)
-	uk, _ := domains.GenerateUserKey()
-	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
-	if err := ns[0].mb.Publish(ctx, alice); err != nil {
-		t.Fatal(err)
-	}
+	publishedAlice(t, ctx, ns[0].mb)
 	stored := 0
 	var err error
 	for i := range domains.MaxSenderQueues*domains.MaxMailPerQueue + 1 {
@@ -184,11 +172,7 @@ func TestFlood(t *testing.T) {
 	clk := newTestClock()
 	ns := testNodes(t, 4, clk)
 	ctx := testCtx(t)
-	uk, _ := domains.GenerateUserKey()
-	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
-	if err := ns[0].mb.Publish(ctx, alice); err != nil {
-		t.Fatal(err)
-	}
+	alice := publishedAlice(t, ctx, ns[0].mb)
 	accepted, full := 0, 0
 	for i := range 60 {
 		for j := range 3 {
@@ -231,11 +215,7 @@ func TestForgedAckAndReplay(t *testing.T) {
 	clk := newTestClock()
 	ns := testNodes(t, 5, clk)
 	ctx := testCtx(t)
-	uk, _ := domains.GenerateUserKey()
-	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
-	if err := ns[0].mb.Publish(ctx, alice); err != nil {
-		t.Fatal(err)
-	}
+	alice := publishedAlice(t, ctx, ns[0].mb)
 	if _, err := ns[1].mb.Store(ctx, msg("sip:bob@pastry", "sip:alice@pastry", 1, "secret")); err != nil {
 		t.Fatal(err)
 	}
@@ -330,11 +310,7 @@ func TestWriterRestart(t *testing.T) {
 	clk := newTestClock()
 	ns := testNodes(t, 4, clk)
 	ctx := testCtx(t)
-	uk, _ := domains.GenerateUserKey()
-	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
-	if err := ns[0].mb.Publish(ctx, alice); err != nil {
-		t.Fatal(err)
-	}
+	alice := publishedAlice(t, ctx, ns[0].mb)
 	if _, err := ns[1].mb.Store(ctx, msg("sip:bob@pastry", "sip:alice@pastry", 1, "one")); err != nil {
 		t.Fatal(err)
 	}
@@ -404,11 +380,7 @@ func TestLoneNode(t *testing.T) {
 	clk := newTestClock()
 	n := testNodes(t, 1, clk)[0]
 	ctx := testCtx(t)
-	uk, _ := domains.GenerateUserKey()
-	alice := Recipient{AOR: aor(t, "sip:alice@pastry"), UserKey: uk}
-	if err := n.mb.Publish(ctx, alice); err != nil {
-		t.Fatalf("publishing the key at a lone node: %v", err)
-	}
+	alice := publishedAlice(t, ctx, n.mb)
 	for i, text := range []string{"one", "two"} {
 		clk.Advance(time.Millisecond)
 		if _, err := n.mb.Store(ctx, msg("sip:bob@pastry", "sip:alice@pastry", uint32(i+1), text)); err != nil {
