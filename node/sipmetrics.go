@@ -14,13 +14,15 @@ var (
 		"Log lines the bridge's log guard suppressed (each cause summarised once per window).", nil, nil)
 	descCalleeLegsEnded = prometheus.NewDesc("hiersip_sip_callee_legs_ended_total",
 		"Calls whose callee leg the node ended itself (CANCEL, or ACK and BYE) after losing the hop towards the caller.", nil, nil)
+	descResponsesLost = prometheus.NewDesc("hiersip_sip_responses_lost_total",
+		"SIP answers that could not be sent to the node their request came from (no connection or stream to it could be had).", nil, nil)
 )
 
 // abuseCollector reports a node's bridge's abuse counters.
 type abuseCollector struct{ n *Node }
 
 func (c abuseCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSIPConns, descSIPConnsClosed, descLogSuppressed, descCalleeLegsEnded} {
+	for _, d := range []*prometheus.Desc{descSIPConns, descSIPConnsClosed, descLogSuppressed, descCalleeLegsEnded, descResponsesLost} {
 		ch <- d
 	}
 }
@@ -45,6 +47,7 @@ func (c abuseCollector) Collect(ch chan<- prometheus.Metric) {
 	count(descSIPConnsClosed, st.StreamsTimedOut, "stream", "timed_out")
 	count(descLogSuppressed, st.LogSuppressed)
 	count(descCalleeLegsEnded, st.CalleeLegsEnded)
+	count(descResponsesLost, st.ResponsesLost)
 	for _, r := range []struct {
 		reason string
 		v      uint64

@@ -32,11 +32,16 @@ type AbuseStats struct {
 	// CalleeLegsEnded: calls whose callee leg the node ended itself (CANCEL, or ACK and BYE
 	// after a 2xx) because the hop towards the caller was lost.
 	CalleeLegsEnded uint64
+	// ResponsesLost: answers that could not be sent to the node their request came from
+	// (no connection or stream to it could be had). A lost provisional answer makes the
+	// node check that peer, and cancel the callee's leg if it is gone.
+	ResponsesLost uint64
 }
 
 type abuseCounters struct {
 	unparsable, authStale, authAccountThrottled, relayRefused, contactsRefused atomic.Uint64
 	tcpRefused, streamsRefused, tcpTimedOut, streamsTimedOut, calleeLegsEnded  atomic.Uint64
+	responsesLost                                                              atomic.Uint64
 	tcpConns, streams                                                          atomic.Int64
 }
 
@@ -48,7 +53,7 @@ func (b *Bridge) abuseStats() AbuseStats {
 		TCPConns: c.tcpConns.Load(), Streams: c.streams.Load(),
 		TCPRefused: c.tcpRefused.Load(), StreamsRefused: c.streamsRefused.Load(),
 		TCPTimedOut: c.tcpTimedOut.Load(), StreamsTimedOut: c.streamsTimedOut.Load(),
-		CalleeLegsEnded: c.calleeLegsEnded.Load(),
+		CalleeLegsEnded: c.calleeLegsEnded.Load(), ResponsesLost: c.responsesLost.Load(),
 	}
 	if b.guard != nil {
 		s.LogSuppressed = b.guard.st.suppressed.Load()

@@ -263,6 +263,7 @@ type Bridge struct {
 	guard      *logGuard      // the log guard under b.log (logguard.go)
 	streams    *counter       // inbound streams per peer (conncap.go)
 	unwatch    func()         // stops watching the host's connections (orphans.go)
+	checks     peerChecks     // peers being checked after a failure (orphans.go)
 	auth       *authGuard
 }
 

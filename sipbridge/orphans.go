@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -15,9 +16,9 @@ import (
 //
 // A node relaying an INVITE from another node (the caller's node, or a domain's proxy) to
 // its next hop holds the callee's leg. When the node loses the node it got the INVITE from
-// (every connection to it gone, and a new one cannot be made within peerRecheck), nobody is
-// left to answer the callee: the node cancels the INVITE downstream as if the caller had,
-// so the phone stops ringing. When the callee's 2xx cannot be sent back at all, the node
+// (every connection to it gone, or a provisional answer to it lost, and a new connection
+// cannot be made within peerRecheck), nobody is left to answer the callee: the node
+// cancels the INVITE downstream as if the caller had, so the phone stops ringing. When the callee's 2xx cannot be sent back at all, the node
 // acknowledges it and hangs the call up (ACK, then BYE), so that no phone is left off-hook
 // with nobody on the line, retransmitting its 2xx.
 
@@ -34,10 +35,62 @@ func (b *Bridge) watchPeers() func() {
 		if b.ctx.Err() != nil || !b.txl.hasPeer(p) {
 			return
 		}
-		b.spawn(func() { b.checkPeer(p) })
+		b.recheckPeer(p)
 	}}
 	b.h.Network().Notify(nb)
 	return func() { b.h.Network().StopNotify(nb) }
+}
+
+// peerChecks holds the peers being checked (checkPeer), so that a burst of failures
+// towards one peer (its connections closing, the provisional answers of its calls that
+// could not be sent) runs one check at a time: a failure during a check asks for one more.
+type peerChecks struct {
+	mu sync.Mutex
+	m  map[peer.ID]bool // peer → another check asked for
+}
+
+// responseLost counts a provisional answer that could not be sent to p and checks p. It
+// does not end the answer's transaction: the call goes on while p can be reached, and its
+// callee's leg is cancelled (peerLost) when p cannot.
+func (b *Bridge) responseLost(p peer.ID) {
+	b.lim.stats.responsesLost.Add(1)
+	b.recheckPeer(p)
+}
+
+// recheckPeer checks p on a goroutine of its own (checkPeer), or once more after the
+// check under way.
+func (b *Bridge) recheckPeer(p peer.ID) {
+	c := &b.checks
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, busy := c.m[p]; busy {
+		c.m[p] = true
+		return
+	}
+	if c.m == nil {
+		c.m = make(map[peer.ID]bool)
+	}
+	c.m[p] = false
+	again := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.m[p] {
+			c.m[p] = false
+			return true
+		}
+		delete(c.m, p)
+		return false
+	}
+	if !b.spawn(func() {
+		for {
+			b.checkPeer(p)
+			if !again() {
+				return
+			}
+		}
+	}) {
+		delete(c.m, p)
+	}
 }
 
 // checkPeer gives p's transactions up unless the host is, or can get, connected to p again.

@@ -74,6 +74,49 @@ func TestProxyKilledWhileCalleeRings(t *testing.T) {
 	}
 }
 
+// TestRingingLostThenPeerGone: a node relays an INVITE from another node to its UA bob,
+// and bob's 180 cannot be sent back (the other node takes no stream of the protocol). A
+// lost provisional answer ends nothing: the other node is still connected, so bob rings on.
+// When that node then goes away, the node cancels the INVITE: bob stops ringing. (Ending
+// the transaction on the lost 180 left nothing for the lost peer to cancel: bob rang on.)
+func TestRingingLostThenPeerGone(t *testing.T) {
+	n := newTestNode(t, newMemDir(), "can")
+	bob := newTestUA(t, "sip:bob@can", n, sipua.WithUAAnswer(sipua.AnswerRingOnly, 0))
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := bob.Register(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	up := newPeerHost(t, n) // no handler of ProtocolID: every answer to it is lost
+	s, err := up.NewStream(ctx, n.h.ID(), ProtocolID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	if _, err := s.Write([]byte(orphanInvite(up.ID(), "ringing-lost"))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "bob's 180 lost on its way back", func() bool {
+		return laddered(bob, true, "180") && n.b.Stats().ResponsesLost >= 1
+	})
+	if laddered(bob, false, "CANCEL") {
+		t.Fatal("bob cancelled while the caller's node is connected")
+	}
+	_ = up.Close()
+	eventually(t, 10*time.Second, "a CANCEL at bob", func() bool { return laddered(bob, false, "CANCEL") })
+	if n := n.b.Stats().CalleeLegsEnded; n != 1 {
+		t.Errorf("CalleeLegsEnded %d, want 1", n)
+	}
+}
+
+// orphanInvite is an INVITE from alice@pastry to bob@can, as node from would send it.
+func orphanInvite(from peer.ID, callID string) string {
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+	return fmt.Sprintf("INVITE sip:bob@can SIP/2.0\r\nVia: SIP/2.0/P2P %s;branch=z9hG4bK%s\r\nMax-Forwards: 69\r\n"+
+		"From: <sip:alice@pastry>;tag=a1\r\nTo: <sip:bob@can>\r\nCall-ID: %s\r\nCSeq: 7 INVITE\r\n"+
+		"Contact: <sip:alice@127.0.0.1:9>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		from, callID, callID, len(sdp), sdp)
+}
+
 // TestOrphanAnswerHungUp: a node relays an INVITE from another node to its UA bob; the
 // other node stays connected but stops taking the node's messages (its stream reset, the
 // protocol gone) before bob answers. The node cannot deliver bob's 200, so it acknowledges it
@@ -107,12 +150,7 @@ func TestOrphanAnswerHungUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Reset()
-	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
-	inv := fmt.Sprintf("INVITE sip:bob@can SIP/2.0\r\nVia: SIP/2.0/P2P %s;branch=z9hG4bKorphan\r\nMax-Forwards: 69\r\n"+
-		"From: <sip:alice@pastry>;tag=a1\r\nTo: <sip:bob@can>\r\nCall-ID: orphan-1\r\nCSeq: 7 INVITE\r\n"+
-		"Contact: <sip:alice@127.0.0.1:9>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
-		up.ID(), len(sdp), sdp)
-	if _, err := s.Write([]byte(inv)); err != nil {
+	if _, err := s.Write([]byte(orphanInvite(up.ID(), "orphan-1"))); err != nil {
 		t.Fatal(err)
 	}
 	select {

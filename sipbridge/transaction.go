@@ -191,7 +191,10 @@ func (t *serverTx) respond(res *sip.Response, waitWrite bool) error {
 		}
 		err = t.l.b.send(t.p, res, func(werr error) {
 			switch {
+			case werr != nil && !final:
+				t.l.b.responseLost(t.p.peer) // orphans.go: a provisional lost ends nothing by itself
 			case werr != nil:
+				t.l.b.lim.stats.responsesLost.Add(1)
 				t.end(transportErr(werr))
 			case endNow:
 				t.Terminate()
@@ -219,7 +222,15 @@ func (t *serverTx) respond(res *sip.Response, waitWrite bool) error {
 		rel()
 	}
 	if err != nil {
-		t.end(transportErr(err))
+		switch {
+		case async && !final:
+			t.l.b.responseLost(t.p.peer)
+		case async:
+			t.l.b.lim.stats.responsesLost.Add(1)
+			fallthrough
+		default:
+			t.end(transportErr(err))
+		}
 		return err
 	}
 	if endNow && !async {
