@@ -18,9 +18,10 @@ import (
 // its next hop holds the callee's leg. When the node loses the node it got the INVITE from
 // (every connection to it gone, or a provisional answer to it lost, and a new connection
 // cannot be made within peerRecheck), nobody is left to answer the callee: the node
-// cancels the INVITE downstream as if the caller had, so the phone stops ringing. When the callee's 2xx cannot be sent back at all, the node
-// acknowledges it and hangs the call up (ACK, then BYE), so that no phone is left off-hook
-// with nobody on the line, retransmitting its 2xx.
+// cancels the INVITE downstream as if the caller had, so the phone stops ringing. When the
+// callee's 2xx cannot be sent back at all, the node acknowledges it and hangs the call up
+// (ACK, then BYE), so that no phone is left off-hook with nobody on the line,
+// retransmitting its 2xx.
 
 // peerRecheck bounds the attempt to reconnect to a peer whose last connection closed
 // before its transactions are given up.
