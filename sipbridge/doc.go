@@ -359,9 +359,11 @@
 //     but it gains nothing — the registrar asks digest credentials, which the browser does
 //     not hold for it (no cookies or ambient authority). Over TLS, digest passwords are
 //     never seen on the wire; a self-signed certificate protects only phones that pin it.
-//   - Faults: a node that loses the node a call came from (no connection left, none to be
-//     made within 2 s) cancels the call towards the callee; a 2xx it cannot send back it
-//     acknowledges and hangs up (ACK, BYE), so that no phone is left off-hook (orphans.go).
+//   - Faults: a node that loses the node a call came from (no connection left, or a
+//     provisional answer that could not be sent there, and no connection to be made within
+//     2 s) cancels the call towards the callee; a lost provisional answer alone ends
+//     nothing. A 2xx it cannot send back it acknowledges and hangs up (ACK, BYE), so that
+//     no phone is left off-hook (orphans.go).
 //
 // # Time
 //
