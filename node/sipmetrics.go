@@ -16,13 +16,15 @@ var (
 		"Calls whose callee leg the node ended itself (CANCEL, or ACK and BYE) after losing the hop towards the caller.", nil, nil)
 	descResponsesLost = prometheus.NewDesc("hiersip_sip_responses_lost_total",
 		"SIP answers that could not be sent to the node their request came from (no connection or stream to it could be had).", nil, nil)
+	descRequestsResent = prometheus.NewDesc("hiersip_sip_requests_resent_total",
+		"In-dialog SIP requests sent again to the next node after their link to it failed (each resend counted).", nil, nil)
 )
 
 // abuseCollector reports a node's bridge's abuse counters.
 type abuseCollector struct{ n *Node }
 
 func (c abuseCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSIPConns, descSIPConnsClosed, descLogSuppressed, descCalleeLegsEnded, descResponsesLost} {
+	for _, d := range []*prometheus.Desc{descSIPConns, descSIPConnsClosed, descLogSuppressed, descCalleeLegsEnded, descResponsesLost, descRequestsResent} {
 		ch <- d
 	}
 }
@@ -48,6 +50,7 @@ func (c abuseCollector) Collect(ch chan<- prometheus.Metric) {
 	count(descLogSuppressed, st.LogSuppressed)
 	count(descCalleeLegsEnded, st.CalleeLegsEnded)
 	count(descResponsesLost, st.ResponsesLost)
+	count(descRequestsResent, st.RequestsResent)
 	for _, r := range []struct {
 		reason string
 		v      uint64

@@ -42,7 +42,8 @@ func TestAbuseMetrics(t *testing.T) {
 		if unparsable >= 1 && tcp >= 1 && metricValue(mf, "hiersip_log_lines_suppressed_total") >= 0 &&
 			metricValue(mf, "hiersip_sip_connections_closed_total", "kind=stream", "reason=refused") >= 0 &&
 			metricValue(mf, "hiersip_sip_callee_legs_ended_total") >= 0 &&
-			metricValue(mf, "hiersip_sip_responses_lost_total") >= 0 {
+			metricValue(mf, "hiersip_sip_responses_lost_total") >= 0 &&
+			metricValue(mf, "hiersip_sip_requests_resent_total") >= 0 {
 			return
 		}
 		if time.Now().After(deadline) {

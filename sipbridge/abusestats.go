@@ -36,12 +36,15 @@ type AbuseStats struct {
 	// (no connection or stream to it could be had). A lost provisional answer makes the
 	// node check that peer, and cancel the callee's leg if it is gone.
 	ResponsesLost uint64
+	// RequestsResent: in-dialog requests sent again to the next node after their link to
+	// it failed (a relayed connection cut at its limits, say), each resend counted.
+	RequestsResent uint64
 }
 
 type abuseCounters struct {
 	unparsable, authStale, authAccountThrottled, relayRefused, contactsRefused atomic.Uint64
 	tcpRefused, streamsRefused, tcpTimedOut, streamsTimedOut, calleeLegsEnded  atomic.Uint64
-	responsesLost                                                              atomic.Uint64
+	responsesLost, requestsResent                                              atomic.Uint64
 	tcpConns, streams                                                          atomic.Int64
 }
 
@@ -54,6 +57,7 @@ func (b *Bridge) abuseStats() AbuseStats {
 		TCPRefused: c.tcpRefused.Load(), StreamsRefused: c.streamsRefused.Load(),
 		TCPTimedOut: c.tcpTimedOut.Load(), StreamsTimedOut: c.streamsTimedOut.Load(),
 		CalleeLegsEnded: c.calleeLegsEnded.Load(), ResponsesLost: c.responsesLost.Load(),
+		RequestsResent: c.requestsResent.Load(),
 	}
 	if b.guard != nil {
 		s.LogSuppressed = b.guard.st.suppressed.Load()

@@ -177,6 +177,7 @@ func (b *Bridge) relay(r *relayCall) {
 	defer timer.Stop()
 	cancelCh := (<-chan struct{})(r.canc)
 	cancelled, answered, retried := false, false, false
+	var lr linkRetry           // linkretry.go
 	tryC := b.outboundTimer(r) // outbound.go: the next server when this one stays silent
 	final := func(code int, reason string) {
 		b.observeCall(r.req, code)
@@ -226,6 +227,15 @@ func (b *Bridge) relay(r *relayCall) {
 					if code, _ := b.sendRequest(r, d); code == 0 {
 						continue
 					}
+				}
+			}
+			if !answered && !cancelled && errors.Is(err, ErrLinkDown) {
+				sent, canc := b.resend(r, &lr, cancelCh) // linkretry.go
+				if sent {
+					continue
+				}
+				if canc {
+					cancelCh, cancelled = nil, true
 				}
 			}
 			switch {

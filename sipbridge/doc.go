@@ -363,7 +363,8 @@
 //     provisional answer that could not be sent there, and no connection to be made within
 //     2 s) cancels the call towards the callee; a lost provisional answer alone ends
 //     nothing. A 2xx it cannot send back it acknowledges and hangs up (ACK, BYE), so that
-//     no phone is left off-hook (orphans.go).
+//     no phone is left off-hook (orphans.go). A request within a dialog whose link to the
+//     next node failed is sent again, for up to 8 s, on a new connection (linkretry.go).
 //
 // # Time
 //

@@ -92,7 +92,13 @@ type testNode struct {
 
 func newTestNode(t testing.TB, dir *memDir, domain string, opts ...Option) *testNode {
 	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	return newTestNodeHost(t, nil, dir, domain, opts...)
+}
+
+// newTestNodeHost is newTestNode on a host made with hostOpts besides its listen address.
+func newTestNodeHost(t testing.TB, hostOpts []libp2p.Option, dir *memDir, domain string, opts ...Option) *testNode {
+	t.Helper()
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0")}, hostOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
