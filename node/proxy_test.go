@@ -53,12 +53,14 @@ func TestProxyRecordsAcrossDomains(t *testing.T) {
 	ctx := context.Background()
 	// The first nodes have no global bootstrap peers of their own; the
 	// others know the first nodes. Make a non-first node proxy in each.
+	// become fails while the global overlay it joins has no peer in its table yet ("failed
+	// to find any peer in table"); the election retries its duties each second, and so
+	// does the test.
 	p1, p2 := ds["pastry"][1], ds["can"][2]
-	if err := p1.duties.become(ctx, 1, []peer.ID{p1.ID()}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := p2.duties.become(ctx, 1, []peer.ID{p2.ID()}, nil); err != nil {
-		t.Fatal(err)
+	for _, p := range []*Node{p1, p2} {
+		eventually(t, 20*time.Second, p.Domain()+"'s proxy publishes its records", func() error {
+			return p.duties.become(ctx, 1, []peer.ID{p.ID()}, nil)
+		})
 	}
 	eventually(t, 20*time.Second, "pastry's proxy resolves can's Overlay-Resource-ID", func() error {
 		r, err := p1.router.domainProxies(ctx, "can")
@@ -99,9 +101,9 @@ func TestProxyRecordsAcrossDomains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p3.duties.become(ctx, 2, []peer.ID{p3.ID()}, nil, en); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, 20*time.Second, "the endorsed proxy publishes its records", func() error {
+		return p3.duties.become(ctx, 2, []peer.ID{p3.ID()}, nil, en)
+	})
 	p1.router.forget("can") // the resolver's cache: the test wants the overlay's answer
 	eventually(t, 20*time.Second, "the new proxy of can resolves", func() error {
 		r, err := p1.router.domainProxies(ctx, "can")
