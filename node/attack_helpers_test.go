@@ -168,6 +168,17 @@ type domainSpec struct {
 	cfg   func(h host.Host, c *Config) // per-node changes
 }
 
+// carolsRingo is the two-node domain ringo with one user, carol (password carolpw, with a
+// user key), from which the tests of devices, messages and presence call their users.
+func carolsRingo(t testing.TB) domainSpec {
+	return domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)}
+}
+
+// carolAt is carol's UA at a member node of ds's ringo (carolsRingo).
+func carolAt(t testing.TB, ds map[string][]*Node) *sipua.UA {
+	return uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+}
+
 // startSpecDomains starts the domains with SIP bridges and elections, each
 // domain's first node a global seed known to all, waits for their proxies
 // and returns the nodes by domain. Nodes of enrolled domains get a

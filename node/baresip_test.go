@@ -72,7 +72,7 @@ func TestBaresipOneOfSeveralDevices(t *testing.T) {
 	users := usersLine(t, "alice", "pastry", "alicepw", true)
 	ds := startSpecDomains(t,
 		domainSpec{name: "pastry", n: 3, users: users},
-		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+		carolsRingo(t))
 	p := ds["pastry"]
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -85,7 +85,7 @@ func TestBaresipOneOfSeveralDevices(t *testing.T) {
 		return err
 	})
 	tablet := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000007ab1e7>", p[2], sipua.AnswerRingOnly, 0)
-	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	carol := carolAt(t, ds)
 
 	type result struct {
 		c   *sipua.Call

@@ -60,12 +60,12 @@ func TestDevicesForkAcrossNodes(t *testing.T) {
 	users := usersLine(t, "alice", "pastry", "alicepw", true) + usersLine(t, "bob", "pastry", "bobpw", true)
 	ds := startSpecDomains(t,
 		domainSpec{name: "pastry", n: 3, users: users},
-		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+		carolsRingo(t))
 	p := ds["pastry"]
 	desk := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-00000000d35c>", p[1], sipua.AnswerAuto, 300*time.Millisecond)
 	laptop := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000001a7709>", p[1], sipua.AnswerRingOnly, 0)
 	phone := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-00000000f00e>", p[2], sipua.AnswerRingOnly, 0)
-	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	carol := carolAt(t, ds)
 	if phone.GRUU() == "" || !strings.Contains(phone.GRUU(), ";gr=urn:uuid:") {
 		t.Fatalf("the 200 to REGISTER gave no public GRUU: %q", phone.GRUU())
 	}

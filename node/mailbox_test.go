@@ -48,9 +48,9 @@ func TestMessagesWait(t *testing.T) {
 	users := usersLine(t, "alice", "pastry", "alicepw", true)
 	ds := startSpecDomains(t,
 		domainSpec{name: "pastry", n: 3, users: users},
-		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+		carolsRingo(t))
 	p := ds["pastry"]
-	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	carol := carolAt(t, ds)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	first := aliceOffline(t, ctx, p[1])
@@ -105,9 +105,9 @@ func TestMessageSummary(t *testing.T) {
 	users := usersLine(t, "alice", "pastry", "alicepw", true) + usersLine(t, "dave", "pastry", "davepw", true)
 	ds := startSpecDomains(t,
 		domainSpec{name: "pastry", n: 3, users: users},
-		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+		carolsRingo(t))
 	p := ds["pastry"]
-	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	carol := carolAt(t, ds)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	aliceOffline(t, ctx, p[1])
@@ -155,9 +155,9 @@ func TestMessagesWaitBounds(t *testing.T) {
 	users := usersLine(t, "alice", "pastry", "alicepw", true)
 	ds := startSpecDomains(t,
 		domainSpec{name: "pastry", n: 3, users: users, cfg: func(_ host.Host, c *Config) { c.Mailbox.Retention = retention }},
-		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+		carolsRingo(t))
 	p := ds["pastry"]
-	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	carol := carolAt(t, ds)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	aliceOffline(t, ctx, p[1])

@@ -53,7 +53,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	users := usersLine(t, "alice", "pastry", "alicepw", true)
 	ds := startSpecDomains(t,
 		domainSpec{name: "pastry", n: 3, users: users},
-		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+		carolsRingo(t))
 	p := ds["pastry"]
 	carolNode := member(ds["ringo"])
 	carol := uaAt(t, "sip:carol@ringo", "carolpw", carolNode)
@@ -108,13 +108,13 @@ func TestPresenceOfDevicesAtOtherNodes(t *testing.T) {
 	users := usersLine(t, "alice", "pastry", "alicepw", true)
 	ds := startSpecDomains(t,
 		domainSpec{name: "pastry", n: 3, users: users},
-		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+		carolsRingo(t))
 	p := ds["pastry"]
 	home, other := p[1], p[2]
 	if other.ID() < home.ID() {
 		home, other = other, home
 	}
-	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	carol := carolAt(t, ds)
 	desk := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-00000000de5c>", home, sipua.AnswerAuto, 0)
 	laptop := device(t, "sip:alice@pastry", "alicepw", "<urn:uuid:00000000-0000-0000-0000-0000001a9709>", other, sipua.AnswerAuto, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

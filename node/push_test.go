@@ -37,9 +37,9 @@ func TestPushWakesPhone(t *testing.T) {
 	users := usersLine(t, "alice", "pastry", "alicepw", true)
 	ds := startSpecDomains(t,
 		domainSpec{name: "pastry", n: 3, users: users, cfg: func(_ host.Host, c *Config) { c.Push.GatewayURL = g.URL }},
-		domainSpec{name: "ringo", n: 2, users: usersLine(t, "carol", "ringo", "carolpw", true)})
+		carolsRingo(t))
 	p := ds["pastry"]
-	carol := uaAt(t, "sip:carol@ringo", "carolpw", member(ds["ringo"]))
+	carol := carolAt(t, ds)
 	ua, err := sipua.NewUA("sip:alice@pastry", p[1].Bridge().UDPAddr(), sipua.WithUALogger(quiet),
 		sipua.WithUACredentials("alice", "alicepw"), sipua.WithUAInstance("<urn:uuid:00000000-0000-0000-0000-00000000f00e>"))
 	if err != nil {
