@@ -531,6 +531,11 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (answe
 	if a, ok := r.cache.get(k, r.cfg.now()); ok {
 		return a, nil
 	}
+	if err := ctx.Err(); err != nil {
+		// A caller that gave up starts no query (below, a fast answer could win the race
+		// with its ctx).
+		return answer{}, fmt.Errorf("%w: %s %s: %v", ErrUnavailable, dns.TypeToString[qtype], name, err)
+	}
 	ch := r.sf.DoChan(name+"/"+strconv.Itoa(int(qtype)), func() (any, error) {
 		// The query outlives a caller that gives up, for the others.
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx),
