@@ -135,11 +135,17 @@ func (d *mdnsDiscovery) connect(s *mdnsSeries) {
 	}()
 	backoff := b.cfg.minBackoff
 	waited := false // whether this series has yielded or failed a dial
-	if b.h.ID() > p && b.h.Network().Connectedness(p) != network.Connected {
-		if !d.wait(s, mdnsYield) {
-			return
+	if b.h.ID() > p {
+		if b.h.Network().Connectedness(p) != network.Connected {
+			if !d.wait(s, mdnsYield) {
+				return
+			}
+			waited = true
+		} else {
+			// The peer, announcing itself to us as we to it, may have dialled us
+			// already: a connection that new counts as its answer.
+			waited = openedWithin(b.h.Network(), p, mdnsYield)
 		}
-		waited = true
 	}
 	for attempt := 1; ; attempt++ {
 		if b.h.Network().Connectedness(p) == network.Connected {
@@ -181,4 +187,14 @@ func (d *mdnsDiscovery) wait(s *mdnsSeries, dur time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// openedWithin reports whether a connection to p opened within the last d.
+func openedWithin(n network.Network, p peer.ID, d time.Duration) bool {
+	for _, c := range n.ConnsToPeer(p) {
+		if time.Since(c.Stat().Opened) <= d {
+			return true
+		}
+	}
+	return false
 }
