@@ -283,6 +283,31 @@ func (a *addrBook) mine(host string, port int) bool {
 	return false
 }
 
+// mineOver is mine for an address reached over transport ("udp", "tcp", "tls", "ws",
+// "wss"): only the listener of that transport counts. A phone on the node's own host may
+// bind for UDP the port number of the node's TCP listener; its contact is no loop.
+func (a *addrBook) mineOver(transport, host string, port int) bool {
+	if port == 0 {
+		port = 5060
+	}
+	h := normHost(host)
+	if a.advHost != "" && h == a.advHost && (port == a.advPort || a.advPort == 0 && (port == a.udpPort || port == a.tcpPort)) {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	if err != nil {
+		return false
+	}
+	switch transport {
+	case "udp":
+		return port == a.udpPort && a.boundTo(a.udpIP, ip)
+	case "tcp":
+		return port == a.tcpPort && a.boundTo(a.tcpIP, ip)
+	}
+	ap, ok := a.streams[transport]
+	return ok && port == int(ap.Port()) && a.boundTo(ap.Addr(), ip)
+}
+
 // addStream records the bound address of the listener of transport ("tls", "ws", "wss").
 func (a *addrBook) addStream(transport string, addr *net.TCPAddr) {
 	if a.streams == nil {
@@ -394,6 +419,22 @@ func (a *addrBook) localList() []string {
 }
 
 // ---- the bridge's use of its addresses
+
+// isMineOver is isMine for a contact: its transport parameter (UDP by default, TLS for
+// sips:) picks the listener it is compared with.
+func (b *Bridge) isMineOver(u *sip.Uri) bool {
+	if id, ok := u.UriParams.Get(nodeParam); ok {
+		return id == b.selfStr
+	}
+	tp := "udp"
+	if strings.EqualFold(u.Scheme, "sips") {
+		tp = "tls"
+	}
+	if t, ok := u.UriParams.Get("transport"); ok && t != "" {
+		tp = strings.ToLower(t)
+	}
+	return b.addrs.mineOver(tp, u.Host, u.Port)
+}
 
 // isMine reports whether u names this node: by its hsn parameter, or by its address.
 func (b *Bridge) isMine(u *sip.Uri) bool {

@@ -300,3 +300,28 @@ func TestAdvertiseOption(t *testing.T) {
 func trustLAN(ip string) Option {
 	return WithTrustedNetworks(netip.PrefixFrom(netip.MustParseAddr(ip), 32))
 }
+
+// TestRegisterContactOfThisNode: a REGISTER whose contact is the node's own UDP address is
+// refused (every call to it would loop), but a UDP contact at the port number of the
+// node's TCP listener is a phone's, not the node's (a UDP and a TCP socket may share a
+// number), and is registered.
+func TestRegisterContactOfThisNode(t *testing.T) {
+	n := newTestNode(t, newMemDir(), "pastry")
+	alice := newTestUA(t, "sip:alice@pastry", n)
+	ctx := ctxT(t, 10*time.Second)
+	contact := func(addr string) sip.Uri {
+		ap := netip.MustParseAddrPort(addr)
+		return sip.Uri{Scheme: "sip", User: "alice", Host: ap.Addr().String(), Port: int(ap.Port())}
+	}
+	udp, tcp := n.b.UDPAddr(), n.b.TCPAddr()
+	if udp == tcp {
+		t.Skipf("UDP and TCP share %s", udp)
+	}
+	res, err := alice.RegisterContact(ctx, contact(udp), time.Minute)
+	if res == nil || res.StatusCode != 400 {
+		t.Errorf("contact at the node's UDP address: %v %v, want 400", res, err)
+	}
+	if res, err := alice.RegisterContact(ctx, contact(tcp), time.Minute); err != nil || res.StatusCode != 200 {
+		t.Errorf("UDP contact at the port of the node's TCP listener: %v %v, want 200", res, err)
+	}
+}

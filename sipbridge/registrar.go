@@ -166,7 +166,7 @@ func (r *registrar) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			wildcard = true
 			continue
 		}
-		if b.isMine(&ch.Address) {
+		if b.isMineOver(&ch.Address) {
 			fail(400, "Bad Request: Contact names this node (it would loop)")
 			return
 		}
